@@ -1,0 +1,36 @@
+//! # dag-core
+//!
+//! The ledger library of the tangle workspace: everything a device agent or a node needs to
+//! build, sign, verify, order and confirm transactions, with no I/O, no threads of its own
+//! (except the optional rayon pool of the batch validator) and no clock: time is passed in.
+//!
+//! ## Key types
+//! - [`Transaction`], [`Payload`], [`SignedPayload`], [`Body`], [`Milestone`]: the data model.
+//! - [`TxId`], [`Address`], [`ChannelId`], [`PayloadId`], [`Signature`], [`Digest`]: ids.
+//! - [`codec`]: the one canonical encoding and ids; [`pow`]: proof of work.
+//! - [`Keypair`] and [`crypto`]: Ed25519 and BLAKE2b-256, and the exact signed messages.
+//! - [`Genesis`]: what defines a network and its id.
+//! - [`TangleView`]: what tip selection sees of a Tangle.
+//!
+//! ## Layout
+//! `ids` and `types` (data model), `codec`, `crypto`, `pow`, `genesis`, `view`, `error`.
+
+mod error;
+mod ids;
+mod types;
+
+pub mod codec;
+pub mod crypto;
+pub mod genesis;
+pub mod pow;
+pub mod view;
+
+pub use crypto::Keypair;
+pub use error::{DecodeError, ParseError, SignatureError};
+pub use genesis::{Allocation, Genesis, GenesisError};
+pub use ids::{Address, ChannelId, Digest, PayloadId, Signature, TxId, ADDRESS_HRP};
+pub use types::{
+    Body, Milestone, MilestoneIndex, NetworkId, Payload, SignedPayload, Transaction, MAX_MEMO_LEN,
+    MAX_MILESTONE_SIGNATURES, MAX_TAG_LEN, TX_VERSION,
+};
+pub use view::{ReferencedMilestones, TangleView, TxRef};

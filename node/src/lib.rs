@@ -1,0 +1,1 @@
+//! `node`: not implemented yet (see the open issue for this crate).

@@ -1,0 +1,1 @@
+//! `simulator`: not implemented yet (see the open issue for this crate).

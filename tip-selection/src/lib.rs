@@ -1,0 +1,1 @@
+//! `tip-selection`: not implemented yet (see the open issue for this crate).

@@ -1,0 +1,1 @@
+//! `wallet`: not implemented yet (see the open issue for this crate).
