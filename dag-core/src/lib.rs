@@ -22,15 +22,29 @@ mod types;
 pub mod codec;
 pub mod crypto;
 pub mod genesis;
+pub mod ledger;
 pub mod pow;
+pub mod store;
+pub mod tangle;
+pub mod validate;
 pub mod view;
 
 pub use crypto::Keypair;
 pub use error::{DecodeError, ParseError, SignatureError};
 pub use genesis::{Allocation, Genesis, GenesisError};
 pub use ids::{Address, ChannelId, Digest, PayloadId, Signature, TxId, ADDRESS_HRP};
+pub use ledger::{
+    Account, ApplyError, Channel, ConflictReason, Ledger, LedgerDiff, LedgerState,
+    LedgerStateError, MilestoneOutcome, PayloadOutcome,
+};
 pub use types::{
     Body, Milestone, MilestoneIndex, NetworkId, Payload, SignedPayload, Transaction, MAX_MEMO_LEN,
     MAX_MILESTONE_SIGNATURES, MAX_TAG_LEN, TX_VERSION,
+};
+pub use tangle::{
+    ConfirmError, InsertError, InsertOutcome, PruneError, Tangle, TangleConfig,
+};
+pub use validate::{
+    validate, BatchValidator, ParamsError, ValidTransaction, ValidationError, ValidationParams,
 };
 pub use view::{ReferencedMilestones, TangleView, TxRef};

@@ -1,0 +1,214 @@
+//! `SledStore`: durable `put_transactions` throughput and bytes on disk per transaction.
+//!
+//! `cargo bench -p benches --bench store -- --warm-up-time 1 --measurement-time 3`
+//!
+//! - `store/put_flush/{durability}/{batch}`: one `put_transactions` of `batch` 250-byte
+//!   transactions (each carrying its own payload, as payments do), then `flush`; the
+//!   throughput is durable transactions per second. `power_loss` adds the fsync step to
+//!   sled's flush, `process_crash` is sled's flush alone: the difference is what the fsync
+//!   step costs.
+//! - `store/concurrent_singles/power_loss/8x16`: 8 threads each storing one transaction and
+//!   flushing, 16 times: what group commit gives to many concurrent single submissions.
+//! - Printed before the criterion runs: bytes on disk per transaction after storing 100,000
+//!   (in batches of 512) and after confirming them all by milestones (sum of file sizes in
+//!   the database directory, apparent and allocated, / 100,000).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
+use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, Store, TxEntry, TxMeta};
+use dag_core::{Digest, LedgerDiff, LedgerState, PayloadId, PayloadOutcome, TxId};
+use node::store::{Durability, SledStore};
+
+const TX_LEN: usize = 250;
+
+/// Transaction number `i`: unique id, payload id and bytes.
+fn tx(i: u64) -> (TxId, PayloadId, Vec<u8>) {
+    let mut id = [0x17u8; 32];
+    id[..8].copy_from_slice(&i.to_be_bytes());
+    // Spread ids over the key space as hashes are.
+    id[..8].rotate_left((i % 8) as usize);
+    id[8] = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8;
+    let mut pid = id;
+    pid[31] = 0x99;
+    let mut bytes = vec![0x5au8; TX_LEN];
+    bytes[..8].copy_from_slice(&i.to_le_bytes());
+    (TxId(id), PayloadId(pid), bytes)
+}
+
+fn batch(next: &AtomicU64, n: usize) -> Vec<(TxId, PayloadId, Vec<u8>)> {
+    let start = next.fetch_add(n as u64, Ordering::Relaxed);
+    (start..start + n as u64).map(tx).collect()
+}
+
+fn put(store: &SledStore, txs: &[(TxId, PayloadId, Vec<u8>)]) {
+    let entries: Vec<_> = txs
+        .iter()
+        .map(|(id, pid, bytes)| TxEntry {
+            id: *id,
+            bytes,
+            meta: TxMeta::new(1_700_000_000_000, true, Some(*pid)),
+        })
+        .collect();
+    assert_eq!(store.put_transactions(&entries).unwrap(), txs.len());
+}
+
+fn put_flush(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store/put_flush");
+    for (name, durability) in [
+        ("power_loss", Durability::PowerLoss),
+        ("process_crash", Durability::ProcessCrash),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open_with(dir.path(), durability).unwrap();
+        let next = AtomicU64::new(0);
+        for n in [1usize, 64, 512] {
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter_batched(
+                    || batch(&next, n),
+                    |txs| {
+                        put(&store, &txs);
+                        store.flush().unwrap();
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+fn concurrent_singles(c: &mut Criterion) {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 16;
+    let mut g = c.benchmark_group("store/concurrent_singles");
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let next = AtomicU64::new(0);
+    g.throughput(Throughput::Elements((THREADS * PER_THREAD) as u64));
+    g.bench_function(
+        BenchmarkId::new("power_loss", format!("{THREADS}x{PER_THREAD}")),
+        |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..THREADS {
+                        s.spawn(|| {
+                            for _ in 0..iters as usize * PER_THREAD {
+                                put(&store, &batch(&next, 1));
+                                store.flush().unwrap();
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        },
+    );
+    let calls = next.load(Ordering::Relaxed);
+    println!(
+        "store/concurrent_singles: {calls} flush calls, {} physical flushes",
+        store.physical_flushes()
+    );
+    g.finish();
+}
+
+/// (apparent bytes, allocated bytes) of every file under `dir`.
+fn dir_size(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            let (a, b) = dir_size(&entry.path());
+            total = (total.0 + a, total.1 + b);
+        } else {
+            total = (total.0 + meta.len(), total.1 + meta.blocks() * 512);
+        }
+    }
+    total
+}
+
+fn bytes_per_tx() {
+    const N: u64 = 100_000;
+    const BATCH: u64 = 512;
+    const PER_MILESTONE: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let report = |what: &str, took: Duration| {
+        let (apparent, allocated) = dir_size(dir.path());
+        println!(
+            "store/bytes_per_tx {what}: {:.0} B apparent, {:.0} B allocated per {TX_LEN}-byte \
+             transaction ({N} txs, {:.1} MiB allocated, took {took:.2?})",
+            apparent as f64 / N as f64,
+            allocated as f64 / N as f64,
+            allocated as f64 / (1 << 20) as f64,
+        );
+    };
+    let store = SledStore::open(dir.path()).unwrap();
+    let t = Instant::now();
+    let mut i = 0;
+    while i < N {
+        let txs: Vec<_> = (i..(i + BATCH).min(N)).map(tx).collect();
+        put(&store, &txs);
+        store.flush().unwrap();
+        i += BATCH;
+    }
+    report("stored", t.elapsed());
+
+    store
+        .init_ledger(&LedgerState {
+            network_id: 1,
+            supply: 0,
+            confirmed_index: 0,
+            digest: Digest([0; 32]),
+            accounts: vec![],
+            channels: vec![],
+        })
+        .unwrap();
+    let t = Instant::now();
+    for m in 0..N / PER_MILESTONE {
+        let confirmed = (m * PER_MILESTONE..(m + 1) * PER_MILESTONE)
+            .map(|i| {
+                let (id, pid, _) = tx(i);
+                ConfirmedTx {
+                    tx: id,
+                    payload: Some((pid, PayloadOutcome::Applied)),
+                }
+            })
+            .collect();
+        let index = m as u32 + 1;
+        store
+            .apply_milestone(&MilestoneBatch {
+                record: MilestoneRecord {
+                    index,
+                    tx: tx(m).0,
+                    timestamp: u64::from(index),
+                    ledger_digest: Digest([index as u8; 32]),
+                },
+                confirmed,
+                diff: LedgerDiff::default(),
+            })
+            .unwrap();
+        store.flush().unwrap();
+    }
+    report("confirmed", t.elapsed());
+    drop(store);
+    let t = Instant::now();
+    let store = SledStore::open(dir.path()).unwrap();
+    let mut n = 0u64;
+    store.for_each_transaction(&mut |_, _, _| n += 1).unwrap();
+    assert_eq!(n, N);
+    report("reopened and reloaded", t.elapsed());
+}
+
+fn main() {
+    bytes_per_tx();
+    let mut c = Criterion::default().configure_from_args();
+    put_flush(&mut c);
+    concurrent_singles(&mut c);
+    c.final_summary();
+}

@@ -1,0 +1,553 @@
+//! Route handlers. Each one is a thin translation between HTTP and one [`NodeService`] call;
+//! the `#[utoipa::path]` attribute on it is its entry in the OpenAPI document.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use dag_core::{Address, ChannelId, MilestoneIndex, PayloadId, SignedPayload, TxId};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::negotiate::{Decoded, Format, RawBody, Reply};
+use super::{ApiConfigView, AppState};
+use crate::service::{
+    AccountView, ChannelView, Health, MilestoneView, NodeEvent, NodeInfo, NodeService,
+    PayloadReceipt, PayloadView, TxMetadataView,
+};
+
+/// `GET /api/v1/tips`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TipsView {
+    /// Current tips.
+    #[schema(value_type = Vec<String>)]
+    pub tips: Vec<TxId>,
+}
+
+/// `POST /api/v1/transactions` with a JSON (or MessagePack) body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RawTransaction {
+    /// The canonical encoding: hex in JSON, `bin` in MessagePack.
+    #[serde(with = "hex_or_bin")]
+    #[schema(value_type = String)]
+    pub bytes: Vec<u8>,
+}
+
+/// 201 answer of `POST /api/v1/transactions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TransactionSubmitted {
+    /// Id of the stored transaction.
+    #[schema(value_type = String)]
+    pub transaction_id: TxId,
+}
+
+/// One element of the `POST /api/v1/payloads/batch` answer, in the order of the request:
+/// `{"ok": PayloadReceipt}` or `{"error": {"code", "message"}}` (codes and meanings as for
+/// a single submission).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchVerdict {
+    /// Accepted.
+    Ok(PayloadReceipt),
+    /// Refused, nothing changed.
+    Error(ErrorBody),
+}
+
+/// `POST /api/v1/faucet` (dev mode only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FaucetRequest {
+    /// Recipient, bech32 (`tng1...`) or `did:key:z6Mk...`.
+    pub address: String,
+    /// Amount in base units.
+    pub amount: u64,
+}
+
+/// The bytes of [`RawTransaction`]: hex in human-readable formats, `bin` otherwise.
+mod hex_or_bin {
+    use std::fmt;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(v))
+        } else {
+            s.serialize_bytes(v)
+        }
+    }
+
+    struct BytesVisitor;
+
+    impl Visitor<'_> for BytesVisitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("hex string or byte string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+            hex::decode(v).map_err(|e| E::custom(format!("bad hex: {e}")))
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_str(BytesVisitor)
+        } else {
+            d.deserialize_bytes(BytesVisitor)
+        }
+    }
+}
+
+/// Parses a path segment with `FromStr`, as 400 `malformed` naming `what` on failure.
+fn parse_path<T: std::str::FromStr>(
+    path: Result<Path<String>, PathRejection>,
+    what: &str,
+) -> ApiResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let Path(raw) = path?;
+    raw.parse()
+        .map_err(|e| ApiError::malformed(format!("bad {what} {raw:?}: {e}")))
+}
+
+/// Node health; 200 when healthy, 503 (same body) otherwise.
+#[utoipa::path(get, path = "/health", tag = "node",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "Not healthy; `reasons` says why", body = Health),
+    ))]
+pub(crate) async fn health<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let health = state.service.health();
+    let status = if health.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Reply::new(status, Format::from_accept(&headers), health).into_response()
+}
+
+/// Node summary: network, milestones, tips, ledger digest.
+#[utoipa::path(get, path = "/api/v1/info", tag = "node",
+    responses((status = 200, body = NodeInfo)))]
+pub(crate) async fn info<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Reply<NodeInfo> {
+    Reply::ok(Format::from_accept(&headers), state.service.info())
+}
+
+/// Current tips.
+#[utoipa::path(get, path = "/api/v1/tips", tag = "node",
+    responses((status = 200, body = TipsView)))]
+pub(crate) async fn tips<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Reply<TipsView> {
+    let tips = state.service.tips();
+    Reply::ok(Format::from_accept(&headers), TipsView { tips })
+}
+
+/// Submits a complete transaction (parents chosen and PoW done by the client). The body is
+/// the canonical bytes (`application/octet-stream`) or `{"bytes": "<hex>"}` (JSON).
+#[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions",
+    request_body(content(
+        (super::openapi::BinaryDoc = "application/octet-stream"),
+        (RawTransaction = "application/json"),
+        (RawTransaction = "application/msgpack"),
+    )),
+    responses(
+        (status = 201, description = "Stored durably", body = TransactionSubmitted),
+        (status = 400, description = "Not a canonical transaction", body = ErrorBody),
+        (status = 409, description = "Already known", body = ErrorBody),
+        (status = 413, description = "Too large", body = ErrorBody),
+        (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
+        (status = 422, description = "Invalid (signature, network, PoW, timestamp...)", body = ErrorBody),
+        (status = 503, description = "Node busy or stopping", body = ErrorBody),
+    ))]
+pub(crate) async fn submit_transaction<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> ApiResult<Reply<TransactionSubmitted>> {
+    let bytes = match body.format {
+        Format::OctetStream => body.bytes.to_vec(),
+        Format::Json | Format::MsgPack => Decoded::<RawTransaction>::decode(&body)?.bytes,
+    };
+    let verdict = state
+        .service
+        .submit_transactions(vec![bytes])
+        .await
+        .pop()
+        .ok_or_else(|| ApiError::internal("the node returned no verdict"))?;
+    let transaction_id = verdict?;
+    Ok(Reply::new(
+        StatusCode::CREATED,
+        Format::from_accept(&headers),
+        TransactionSubmitted { transaction_id },
+    ))
+}
+
+/// Submits a signed payload; the node attaches it (tips, PoW), gossips it and reattaches it
+/// by itself if its transaction goes lazy. JSON as serde renders `SignedPayload` (addresses
+/// bech32, ids and signatures hex), or MessagePack with `Content-Type: application/msgpack`.
+#[utoipa::path(post, path = "/api/v1/payloads", tag = "payloads",
+    request_body(content(
+        (super::openapi::SignedPayloadDoc = "application/json"),
+        (super::openapi::SignedPayloadDoc = "application/msgpack"),
+    )),
+    responses(
+        (status = 202, description = "Accepted and durable; confirmation comes later", body = PayloadReceipt),
+        (status = 400, description = "Not a payload", body = ErrorBody),
+        (status = 409, description = "Known already, or a replayed sequence number", body = ErrorBody),
+        (status = 413, description = "Too large", body = ErrorBody),
+        (status = 422, description = "Invalid (signature, network...)", body = ErrorBody),
+        (status = 503, description = "Node busy or stopping", body = ErrorBody),
+    ))]
+pub(crate) async fn submit_payload<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    Decoded(payload): Decoded<SignedPayload>,
+) -> ApiResult<Reply<PayloadReceipt>> {
+    let receipt = state
+        .service
+        .submit_payloads(vec![payload])
+        .await
+        .pop()
+        .ok_or_else(|| ApiError::internal("the node returned no verdict"))??;
+    Ok(Reply::new(
+        StatusCode::ACCEPTED,
+        Format::from_accept(&headers),
+        receipt,
+    ))
+}
+
+/// Submits many signed payloads at once (an edge gateway for many devices). Always 200 when
+/// the batch itself is readable, with one verdict per payload, in order.
+#[utoipa::path(post, path = "/api/v1/payloads/batch", tag = "payloads",
+    request_body(content(
+        (Vec<super::openapi::SignedPayloadDoc> = "application/json"),
+        (Vec<super::openapi::SignedPayloadDoc> = "application/msgpack"),
+    )),
+    responses(
+        (status = 200, description = "One verdict per payload", body = Vec<BatchVerdict>),
+        (status = 400, description = "Not an array of payloads", body = ErrorBody),
+        (status = 413, description = "Body or batch too large", body = ErrorBody),
+    ))]
+pub(crate) async fn submit_batch<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    Decoded(payloads): Decoded<Vec<SignedPayload>>,
+) -> ApiResult<Reply<Vec<BatchVerdict>>> {
+    let max = state.options.max_batch_len;
+    if payloads.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{} payloads in one batch, at most {max}", payloads.len()),
+        ));
+    }
+    let n = payloads.len();
+    let verdicts = state.service.submit_payloads(payloads).await;
+    if verdicts.len() != n {
+        return Err(ApiError::internal(format!(
+            "the node returned {} verdicts for {n} payloads",
+            verdicts.len()
+        )));
+    }
+    let verdicts = verdicts
+        .into_iter()
+        .map(|v| match v {
+            Ok(receipt) => BatchVerdict::Ok(receipt),
+            Err(e) => BatchVerdict::Error(ApiError::from(e).body),
+        })
+        .collect();
+    Ok(Reply::ok(Format::from_accept(&headers), verdicts))
+}
+
+/// A transaction: JSON (or MessagePack) of the decoded transaction, or its canonical bytes
+/// with `Accept: application/octet-stream`.
+#[utoipa::path(get, path = "/api/v1/transactions/{id}", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id, 64 hex characters")),
+    responses(
+        (status = 200, content(
+            (super::openapi::TransactionDoc = "application/json"),
+            (super::openapi::BinaryDoc = "application/octet-stream"),
+        )),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "Unknown", body = ErrorBody),
+    ))]
+pub(crate) async fn transaction<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id: TxId = parse_path(id, "transaction id")?;
+    let bytes = state
+        .service
+        .transaction(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("transaction {id} not found")))?;
+    let format = Format::from_accept(&headers);
+    if format == Format::OctetStream {
+        let mut response = bytes.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        return Ok(response);
+    }
+    let tx = dag_core::codec::decode(&bytes)
+        .map_err(|e| ApiError::internal(format!("stored transaction {id} does not decode: {e}")))?;
+    Ok(Reply::ok(format, tx).into_response())
+}
+
+/// A transaction's metadata (solidity, confirmation, ledger outcome, approvers).
+#[utoipa::path(get, path = "/api/v1/transactions/{id}/metadata", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id, 64 hex characters")),
+    responses(
+        (status = 200, body = TxMetadataView),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "Unknown", body = ErrorBody),
+    ))]
+pub(crate) async fn transaction_metadata<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<TxMetadataView>> {
+    let id: TxId = parse_path(id, "transaction id")?;
+    let view = state
+        .service
+        .transaction_metadata(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("transaction {id} not found")))?;
+    Ok(Reply::ok(Format::from_accept(&headers), view))
+}
+
+/// A payload's status: pending, confirmed, or conflicting with the reason.
+#[utoipa::path(get, path = "/api/v1/payloads/{id}", tag = "payloads",
+    params(("id" = String, Path, description = "Payload id, 64 hex characters")),
+    responses(
+        (status = 200, body = PayloadView),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "Unknown", body = ErrorBody),
+    ))]
+pub(crate) async fn payload<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<PayloadView>> {
+    let id: PayloadId = parse_path(id, "payload id")?;
+    let view = state
+        .service
+        .payload(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("payload {id} not found")))?;
+    Ok(Reply::ok(Format::from_accept(&headers), view))
+}
+
+/// An account's confirmed balance and next sequence number (zero for unknown accounts).
+#[utoipa::path(get, path = "/api/v1/accounts/{address}", tag = "ledger",
+    params(("address" = String, Path, description = "bech32 (`tng1...`) or `did:key:z6Mk...`")),
+    responses(
+        (status = 200, body = AccountView),
+        (status = 400, description = "Bad address", body = ErrorBody),
+    ))]
+pub(crate) async fn account<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    address: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<AccountView>> {
+    let address: Address = parse_path(address, "address")?;
+    let view = state.service.account(&address)?;
+    Ok(Reply::ok(Format::from_accept(&headers), view))
+}
+
+/// A payment channel.
+#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "ledger",
+    params(("id" = String, Path, description = "Channel id, 64 hex characters")),
+    responses(
+        (status = 200, body = ChannelView),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "Unknown", body = ErrorBody),
+    ))]
+pub(crate) async fn channel<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<ChannelView>> {
+    let id: ChannelId = parse_path(id, "channel id")?;
+    let view = state
+        .service
+        .channel(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("channel {id} not found")))?;
+    Ok(Reply::ok(Format::from_accept(&headers), view))
+}
+
+/// An applied milestone by index, or the latest applied one.
+#[utoipa::path(get, path = "/api/v1/milestones/{index}", tag = "ledger",
+    params(("index" = String, Path, description = "Milestone index, or `latest`")),
+    responses(
+        (status = 200, body = MilestoneView),
+        (status = 400, description = "Neither an index nor `latest`", body = ErrorBody),
+        (status = 404, description = "No such milestone (yet)", body = ErrorBody),
+    ))]
+pub(crate) async fn milestone<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    index: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<MilestoneView>> {
+    let Path(raw) = index?;
+    let index: Option<MilestoneIndex> = if raw == "latest" {
+        None
+    } else {
+        Some(raw.parse().map_err(|e| {
+            ApiError::malformed(format!(
+                "bad milestone index {raw:?} (want a number or `latest`): {e}"
+            ))
+        })?)
+    };
+    let view = state.service.milestone(index)?.ok_or_else(|| {
+        ApiError::not_found(match index {
+            Some(i) => format!("milestone {i} not found"),
+            None => "no milestone applied yet".to_owned(),
+        })
+    })?;
+    Ok(Reply::ok(Format::from_accept(&headers), view))
+}
+
+/// Live node events as Server-Sent Events: one `message` event per [`NodeEvent`] (JSON with
+/// a `type` field), a `lagged` event `{"missed": n}` when this client fell behind and events
+/// were dropped for it, and keep-alive comments. The stream ends when the server shuts down.
+#[utoipa::path(get, path = "/api/v1/events", tag = "node",
+    responses((status = 200, description = "text/event-stream of NodeEvent JSON objects",
+        content((NodeEvent = "text/event-stream")))))]
+pub(crate) async fn events<S: NodeService>(
+    State(state): State<AppState<S>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stats = state.stats.clone();
+    stats.sse_clients.fetch_add(1, Ordering::Relaxed);
+    let guard = SseClientGuard(stats);
+    let events = BroadcastStream::new(state.service.subscribe()).map(move |item| {
+        let _keep = &guard;
+        Some(match item {
+            Ok(event) => match serde_json::to_string(&event) {
+                Ok(json) => Event::default().data(json),
+                Err(e) => Event::default().event("error").data(e.to_string()),
+            },
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Event::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{missed}}}")),
+        })
+    });
+    // Graceful shutdown waits for open connections; an SSE stream never ends by itself, so
+    // it ends when the server's shutdown signal fires (a `None` merged in stops `map_while`).
+    let stop = WatchStream::new(state.shutdown.clone())
+        .filter(|stopping| *stopping)
+        .map(|_| None);
+    let stream = events.merge(stop).map_while(|e| e.map(Ok));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Counts open SSE streams for `/metrics`.
+struct SseClientGuard(std::sync::Arc<super::ApiStats>);
+
+impl Drop for SseClientGuard {
+    fn drop(&mut self) {
+        self.0.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Prometheus text exposition: the node's metrics, then the API's own.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "Prometheus text format 0.0.4",
+        content((String = "text/plain")))))]
+pub(crate) async fn metrics<S: NodeService>(State(state): State<AppState<S>>) -> Response {
+    let mut text = state.service.metrics();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    state.stats.render(&mut text, state.limiter.as_deref());
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Dev mode only (404 otherwise): pays `amount` from the faucet account to `address`.
+#[utoipa::path(post, path = "/api/v1/faucet", tag = "dev",
+    request_body = FaucetRequest,
+    responses(
+        (status = 202, description = "Payment accepted; poll the payload id", body = PayloadReceipt),
+        (status = 400, description = "Bad address or body", body = ErrorBody),
+        (status = 404, description = "Not a dev node", body = ErrorBody),
+        (status = 409, description = "Faucet conflict", body = ErrorBody),
+        (status = 422, description = "Invalid (e.g. amount 0)", body = ErrorBody),
+    ))]
+pub(crate) async fn faucet<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    Decoded(request): Decoded<FaucetRequest>,
+) -> ApiResult<Reply<PayloadReceipt>> {
+    let to: Address = request
+        .address
+        .parse()
+        .map_err(|e| ApiError::malformed(format!("bad address {:?}: {e}", request.address)))?;
+    let receipt = state.service.faucet(to, request.amount).await?;
+    Ok(Reply::new(
+        StatusCode::ACCEPTED,
+        Format::from_accept(&headers),
+        receipt,
+    ))
+}
+
+/// The API's non-secret settings (admin; bearer token).
+#[utoipa::path(get, path = "/api/v1/admin/config", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ApiConfigView),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+        (status = 403, description = "Wrong token", body = ErrorBody),
+        (status = 404, description = "Admin routes disabled (no token configured)", body = ErrorBody),
+    ))]
+pub(crate) async fn admin_config<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Reply<ApiConfigView> {
+    Reply::ok(
+        Format::from_accept(&headers),
+        ApiConfigView::from(&*state.options),
+    )
+}
+
+/// The dashboard: one self-contained page (inline CSS and JS) that polls
+/// `/api/v1/info` and `/api/v1/tips` and follows `/api/v1/events`.
+#[utoipa::path(get, path = "/", tag = "node",
+    responses((status = 200, description = "HTML dashboard", content((String = "text/html")))))]
+pub(crate) async fn dashboard() -> Response {
+    let mut response = Html(include_str!("../dashboard/index.html")).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        ),
+    );
+    response
+}
+
+/// Any path no route matches: 404 `not_found` (JSON like every error).
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}

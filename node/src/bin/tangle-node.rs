@@ -1,0 +1,229 @@
+//! `tangle-node`: parses arguments, sets up logging, and calls into the `node` library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use node::config::{NodeConfig, TipSelectorKind};
+use node::init::{files, init, InitOptions};
+
+#[derive(Parser)]
+#[command(name = "tangle-node", version, about = "A tangle ledger node")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "TANGLE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags that override the config file (flag > TANGLE_* env var > file).
+#[derive(clap::Args, Default)]
+struct Overrides {
+    /// HTTP API listen address.
+    #[arg(long, env = "TANGLE_API_ADDR")]
+    api_addr: Option<SocketAddr>,
+    /// Database directory.
+    #[arg(long, env = "TANGLE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Milestone interval, ms.
+    #[arg(long, env = "TANGLE_MILESTONE_INTERVAL_MS")]
+    milestone_interval_ms: Option<u64>,
+    /// Admin bearer token.
+    #[arg(long, env = "TANGLE_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Requests per second per client IP.
+    #[arg(long, env = "TANGLE_RATE_LIMIT")]
+    rate_limit_per_sec: Option<u32>,
+    /// Tip selector.
+    #[arg(long, env = "TANGLE_TIP_SELECTOR", value_parser = parse_selector)]
+    tip_selector: Option<TipSelectorKind>,
+}
+
+fn parse_selector(s: &str) -> Result<TipSelectorKind, String> {
+    match s {
+        "urts" => Ok(TipSelectorKind::Urts),
+        "rurts" => Ok(TipSelectorKind::Rurts),
+        "walk" => Ok(TipSelectorKind::Walk),
+        _ => Err("expected urts, rurts or walk".into()),
+    }
+}
+
+impl Overrides {
+    fn apply(self, cfg: &mut NodeConfig) {
+        if let Some(v) = self.api_addr {
+            cfg.api_addr = v;
+        }
+        if let Some(v) = self.data_dir {
+            cfg.data_dir = v;
+        }
+        if let Some(v) = self.milestone_interval_ms {
+            cfg.milestone_interval_ms = v;
+        }
+        if let Some(v) = self.admin_token {
+            cfg.admin_token = Some(v);
+        }
+        if let Some(v) = self.rate_limit_per_sec {
+            cfg.rate_limit_per_sec = v;
+        }
+        if let Some(v) = self.tip_selector {
+            cfg.tip_selector = v;
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One command for development: a node with embedded storage, a dev genesis with a
+    /// funded faucet, a dev milestone key and the API on 127.0.0.1.
+    Dev {
+        /// Node directory (created on first use, reused after). Default: a `tangle-dev`
+        /// folder in the system temp dir.
+        #[arg(long, env = "TANGLE_DEV_DIR")]
+        data_dir: Option<PathBuf>,
+        /// HTTP API listen address.
+        #[arg(long, default_value = "127.0.0.1:14265", env = "TANGLE_API_ADDR")]
+        api_addr: SocketAddr,
+        /// Proof-of-work difficulty of a new dev network.
+        #[arg(long, default_value_t = 8)]
+        pow_difficulty: u8,
+        /// Milestone interval, ms.
+        #[arg(long, default_value_t = 1000)]
+        milestone_interval_ms: u64,
+        /// Requests per second per client IP.
+        #[arg(long, default_value_t = 100_000)]
+        rate_limit_per_sec: u32,
+    },
+    /// Runs a node from a config file written by `init`.
+    Run {
+        /// The config file.
+        #[arg(long, env = "TANGLE_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Writes a documented config, a node identity and, for a new network, a genesis and a
+    /// committee key.
+    Init {
+        /// Directory to create.
+        #[arg(long, default_value = "tangle-node")]
+        dir: PathBuf,
+        /// Join the network of this genesis file instead of creating a new one.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Name of a new network.
+        #[arg(long, default_value = "tangle")]
+        network_name: String,
+        /// PoW difficulty of a new network.
+        #[arg(long, default_value_t = dag_core::pow::DEFAULT_DIFFICULTY)]
+        pow_difficulty: u8,
+        /// Also create a funded faucet (dev/test networks).
+        #[arg(long)]
+        faucet: bool,
+    },
+}
+
+fn setup_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
+
+async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.api_addr)
+        .await
+        .with_context(|| format!("binding {}", cfg.api_addr))?;
+    node::app::run(cfg, listener, ctrl_c()).await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    setup_logging(cli.log_format);
+    match cli.command {
+        Command::Init {
+            dir,
+            genesis,
+            network_name,
+            pow_difficulty,
+            faucet,
+        } => {
+            let rep = init(&InitOptions {
+                dir,
+                genesis,
+                network_name,
+                pow_difficulty,
+                dev: faucet,
+                now_ms: node::runtime::now_ms(),
+            })?;
+            println!("config:       {}", rep.config.display());
+            println!("network id:   {}", rep.genesis.network_id());
+            if let Some(k) = rep.committee_key {
+                println!("committee key: {}", k.display());
+            }
+            if let Some(k) = rep.faucet_key {
+                println!("faucet key:   {}", k.display());
+            }
+            println!("start it with: tangle-node run --config {}", rep.config.display());
+            Ok(())
+        }
+        Command::Run { config, overrides } => {
+            let mut cfg = NodeConfig::load(&config)?;
+            overrides.apply(&mut cfg);
+            serve(cfg).await
+        }
+        Command::Dev {
+            data_dir,
+            api_addr,
+            pow_difficulty,
+            milestone_interval_ms,
+            rate_limit_per_sec,
+        } => {
+            let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("tangle-dev"));
+            let config_path = dir.join(files::CONFIG);
+            if !config_path.exists() {
+                init(&InitOptions {
+                    dir: dir.clone(),
+                    genesis: None,
+                    network_name: "tangle-dev".into(),
+                    pow_difficulty,
+                    dev: true,
+                    now_ms: node::runtime::now_ms(),
+                })?;
+            }
+            let mut cfg = NodeConfig::load(&config_path)?;
+            cfg.api_addr = api_addr;
+            cfg.milestone_interval_ms = milestone_interval_ms;
+            cfg.rate_limit_per_sec = rate_limit_per_sec;
+            let genesis = node::init::read_genesis(&cfg.genesis)?;
+            let faucet = node::init::read_key(cfg.faucet_key.as_ref().context("dev node without faucet key")?)?;
+            println!("tangle-node dev");
+            println!("  node directory : {}", dir.display());
+            println!("  database       : {}", cfg.data_dir.display());
+            println!("  genesis        : {} (network id {})", cfg.genesis.display(), genesis.network_id());
+            println!("  faucet address : {}", faucet.address());
+            println!("  pow difficulty : {}", genesis.pow_difficulty);
+            println!("  API            : http://{}/api/v1/info", cfg.api_addr);
+            println!("  dashboard      : http://{}/", cfg.api_addr);
+            println!("  OpenAPI        : http://{}/api/v1/openapi.json", cfg.api_addr);
+            println!("  Ctrl-C stops the node cleanly; run the same command to continue.");
+            serve(cfg).await
+        }
+    }
+}

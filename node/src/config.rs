@@ -1,0 +1,216 @@
+//! Node configuration: a TOML file, overridden by `TANGLE_*` environment variables, overridden
+//! by command-line flags (the binary applies the last two through clap).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Which tip selector the node uses for the transactions it builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TipSelectorKind {
+    /// Uniform random tip selection.
+    Urts,
+    /// Uniform over non-lazy tips (default).
+    #[default]
+    Rurts,
+    /// Weighted random walk (MCMC).
+    Walk,
+}
+
+/// Everything a node needs to run. Paths are relative to the config file's directory when
+/// loaded from a file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where sled keeps its files.
+    pub data_dir: PathBuf,
+    /// The genesis file (TOML) that defines the network.
+    pub genesis: PathBuf,
+    /// HTTP API listen address.
+    #[serde(default = "default_api_addr")]
+    pub api_addr: SocketAddr,
+    /// Committee key seed file (hex); with it the node issues milestones.
+    #[serde(default)]
+    pub milestone_key: Option<PathBuf>,
+    /// Milestone interval in milliseconds.
+    #[serde(default = "default_milestone_interval")]
+    pub milestone_interval_ms: u64,
+    /// Bearer token for admin routes; admin routes are disabled without one.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub max_body_bytes: usize,
+    /// Requests per second allowed per client IP (burst of the same size).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_sec: u32,
+    /// Tip selector for locally built transactions.
+    #[serde(default)]
+    pub tip_selector: TipSelectorKind,
+    /// Dev mode: enables `POST /api/v1/faucet` with the faucet key below.
+    #[serde(default)]
+    pub faucet_key: Option<PathBuf>,
+}
+
+fn default_api_addr() -> SocketAddr {
+    "127.0.0.1:14265".parse().expect("valid address")
+}
+fn default_milestone_interval() -> u64 {
+    1000
+}
+fn default_body_limit() -> usize {
+    4 * 1024 * 1024
+}
+fn default_rate_limit() -> u32 {
+    100_000
+}
+
+/// A configuration that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a node config.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: toml::de::Error,
+    },
+}
+
+impl NodeConfig {
+    /// A config with defaults for everything but the two required paths.
+    pub fn new(data_dir: PathBuf, genesis: PathBuf) -> Self {
+        NodeConfig {
+            data_dir,
+            genesis,
+            api_addr: default_api_addr(),
+            milestone_key: None,
+            milestone_interval_ms: default_milestone_interval(),
+            admin_token: None,
+            max_body_bytes: default_body_limit(),
+            rate_limit_per_sec: default_rate_limit(),
+            tip_selector: TipSelectorKind::default(),
+            faucet_key: None,
+        }
+    }
+
+    /// Loads a TOML file; relative paths in it are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut cfg.data_dir);
+        fix(&mut cfg.genesis);
+        if let Some(p) = cfg.milestone_key.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = cfg.faucet_key.as_mut() {
+            fix(p);
+        }
+        Ok(cfg)
+    }
+
+    /// A commented TOML rendering of this config, as `tangle-node init` writes it.
+    pub fn to_documented_toml(&self) -> String {
+        let opt = |p: &Option<PathBuf>, name: &str| match p {
+            Some(p) => format!("{name} = {:?}\n", p.display().to_string()),
+            None => format!("# {name} = \"...\"\n"),
+        };
+        format!(
+            "# tangle-node configuration. Precedence: this file < TANGLE_* env vars < CLI flags.\n\
+             \n\
+             # Where the sled database lives.\n\
+             data_dir = {:?}\n\
+             # Genesis file defining the network (its hash is the network id).\n\
+             genesis = {:?}\n\
+             # HTTP API listen address.\n\
+             api_addr = \"{}\"\n\
+             # Committee key (hex seed file); with it this node issues milestones.\n\
+             {}\
+             # Milestone interval, ms.\n\
+             milestone_interval_ms = {}\n\
+             # Bearer token for admin routes (admin routes are off without one).\n\
+             {}\
+             # Largest request body, bytes.\n\
+             max_body_bytes = {}\n\
+             # Requests per second per client IP.\n\
+             rate_limit_per_sec = {}\n\
+             # Tip selector: \"rurts\" (default), \"urts\" or \"walk\".\n\
+             tip_selector = \"{}\"\n\
+             # Dev networks only: faucet key (hex seed file) enabling POST /api/v1/faucet.\n\
+             {}",
+            self.data_dir.display().to_string(),
+            self.genesis.display().to_string(),
+            self.api_addr,
+            opt(&self.milestone_key, "milestone_key"),
+            self.milestone_interval_ms,
+            match &self.admin_token {
+                Some(t) => format!("admin_token = {t:?}\n"),
+                None => "# admin_token = \"...\"\n".into(),
+            },
+            self.max_body_bytes,
+            self.rate_limit_per_sec,
+            match self.tip_selector {
+                TipSelectorKind::Urts => "urts",
+                TipSelectorKind::Rurts => "rurts",
+                TipSelectorKind::Walk => "walk",
+            },
+            opt(&self.faucet_key, "faucet_key"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_toml_round_trips_with_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = NodeConfig::new("data".into(), "genesis.toml".into());
+        cfg.milestone_key = Some("committee.key".into());
+        cfg.admin_token = Some("secret".into());
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, cfg.to_documented_toml()).unwrap();
+        let back = NodeConfig::load(&path).unwrap();
+        assert_eq!(back.data_dir, dir.path().join("data"));
+        assert_eq!(back.genesis, dir.path().join("genesis.toml"));
+        assert_eq!(back.milestone_key, Some(dir.path().join("committee.key")));
+        assert_eq!(back.admin_token.as_deref(), Some("secret"));
+        assert_eq!(back.faucet_key, None);
+        assert_eq!(back.api_addr, cfg.api_addr);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "data_dir = \"d\"\ngenesis = \"g\"\nbogus = 1\n").unwrap();
+        assert!(matches!(
+            NodeConfig::load(&path),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,241 @@
+//! `tangle-node init` and the dev-network layout: config, keys and genesis files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use dag_core::{Allocation, Genesis, GenesisError, Keypair};
+use rand_core::OsRng;
+
+use crate::config::NodeConfig;
+
+/// File names inside a node directory.
+pub mod files {
+    /// Node configuration.
+    pub const CONFIG: &str = "node.toml";
+    /// Genesis of the network.
+    pub const GENESIS: &str = "genesis.toml";
+    /// Node identity key (peering).
+    pub const IDENTITY: &str = "identity.key";
+    /// Milestone committee key.
+    pub const COMMITTEE: &str = "committee.key";
+    /// Dev faucet key.
+    pub const FAUCET: &str = "faucet.key";
+    /// sled database folder.
+    pub const DB: &str = "db";
+}
+
+/// Supply of a dev network, all of it in the faucet account.
+pub const DEV_SUPPLY: u64 = 1_000_000_000_000;
+
+/// Something went wrong writing or reading node files.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Refusing to overwrite an existing node directory.
+    #[error("{0} already exists; refusing to overwrite it")]
+    Exists(PathBuf),
+    /// A key file does not hold a 64-hex-character seed.
+    #[error("{0}: not a 32-byte hex key seed")]
+    BadKey(PathBuf),
+    /// The genesis file is not valid.
+    #[error("genesis {path}: {message}")]
+    BadGenesis {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The genesis defines no usable network.
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
+    move |source| InitError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `contents` to a new file with mode 0600 (secrets) or 0644.
+pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), InitError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(path).map_err(io_err(path))?;
+    f.write_all(contents).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Writes a new key file holding the hex seed of a fresh key, and returns the key.
+pub fn write_new_key(path: &Path) -> Result<Keypair, InitError> {
+    let kp = Keypair::generate(&mut OsRng);
+    write_file(path, format!("{}\n", hex::encode(kp.seed())).as_bytes(), true)?;
+    Ok(kp)
+}
+
+/// Reads a key file written by [`write_new_key`].
+pub fn read_key(path: &Path) -> Result<Keypair, InitError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| InitError::BadKey(path.into()))?;
+    Ok(Keypair::from_seed(&seed))
+}
+
+/// Reads and validates a genesis TOML file.
+pub fn read_genesis(path: &Path) -> Result<Genesis, InitError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let g: Genesis = toml::from_str(&text).map_err(|e| InitError::BadGenesis {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    g.validate()?;
+    Ok(g)
+}
+
+/// Options of `tangle-node init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Directory to create the node in.
+    pub dir: PathBuf,
+    /// Join this existing network (copy its genesis) instead of creating a new one.
+    pub genesis: Option<PathBuf>,
+    /// Name of a new network.
+    pub network_name: String,
+    /// PoW difficulty of a new network.
+    pub pow_difficulty: u8,
+    /// Make this a dev network: a funded faucet key, enabled in the config.
+    pub dev: bool,
+    /// Genesis time of a new network (ms since the epoch).
+    pub now_ms: u64,
+}
+
+/// What `init` wrote.
+#[derive(Clone, Debug)]
+pub struct InitReport {
+    /// The config file.
+    pub config: PathBuf,
+    /// The network's genesis.
+    pub genesis: Genesis,
+    /// Committee key file, for a new network.
+    pub committee_key: Option<PathBuf>,
+    /// Faucet key file, for a dev network.
+    pub faucet_key: Option<PathBuf>,
+}
+
+/// Creates a node directory: config, identity and, for a new network, genesis and committee
+/// key (and a faucet for dev networks). Refuses to overwrite an existing config.
+pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
+    let dir = &opts.dir;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let config_path = dir.join(files::CONFIG);
+    if config_path.exists() {
+        return Err(InitError::Exists(config_path));
+    }
+    write_new_key(&dir.join(files::IDENTITY))?;
+    let genesis_path = dir.join(files::GENESIS);
+    let mut cfg = NodeConfig::new(files::DB.into(), files::GENESIS.into());
+    let mut committee_key = None;
+    let mut faucet_key = None;
+    let genesis = match &opts.genesis {
+        Some(src) => {
+            let g = read_genesis(src)?;
+            std::fs::copy(src, &genesis_path).map_err(io_err(&genesis_path))?;
+            g
+        }
+        None => {
+            let committee = write_new_key(&dir.join(files::COMMITTEE))?;
+            cfg.milestone_key = Some(files::COMMITTEE.into());
+            committee_key = Some(dir.join(files::COMMITTEE));
+            let mut allocations = Vec::new();
+            if opts.dev {
+                let faucet = write_new_key(&dir.join(files::FAUCET))?;
+                cfg.faucet_key = Some(files::FAUCET.into());
+                faucet_key = Some(dir.join(files::FAUCET));
+                allocations.push(Allocation {
+                    address: faucet.address(),
+                    amount: DEV_SUPPLY,
+                });
+            }
+            let g = Genesis {
+                network_name: opts.network_name.clone(),
+                timestamp: opts.now_ms,
+                pow_difficulty: opts.pow_difficulty,
+                timestamp_window_ms: dag_core::genesis::DEFAULT_TIMESTAMP_WINDOW_MS,
+                committee: vec![committee.address()],
+                threshold: 1,
+                allocations,
+            };
+            g.validate()?;
+            let text = format!(
+                "# Genesis of network {:?}. Its hash is the network id: never edit it after launch.\n{}",
+                g.network_name,
+                toml::to_string(&g).expect("genesis serialises")
+            );
+            write_file(&genesis_path, text.as_bytes(), false)?;
+            g
+        }
+    };
+    write_file(&config_path, cfg.to_documented_toml().as_bytes(), false)?;
+    Ok(InitReport {
+        config: config_path,
+        genesis,
+        committee_key,
+        faucet_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_a_loadable_dev_node_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            dir: dir.path().join("n"),
+            genesis: None,
+            network_name: "t".into(),
+            pow_difficulty: 4,
+            dev: true,
+            now_ms: 1,
+        };
+        let rep = init(&opts).unwrap();
+        let cfg = NodeConfig::load(&rep.config).unwrap();
+        let g = read_genesis(&cfg.genesis).unwrap();
+        assert_eq!(g, rep.genesis);
+        let faucet = read_key(cfg.faucet_key.as_ref().unwrap()).unwrap();
+        assert_eq!(g.allocations[0].address, faucet.address());
+        let committee = read_key(cfg.milestone_key.as_ref().unwrap()).unwrap();
+        assert_eq!(g.committee, vec![committee.address()]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(rep.faucet_key.unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(matches!(init(&opts), Err(InitError::Exists(_))));
+    }
+
+    #[test]
+    fn bad_key_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, "nothex").unwrap();
+        assert!(matches!(read_key(&p), Err(InitError::BadKey(_))));
+    }
+}

@@ -1,0 +1,1037 @@
+//! The node's sans-I/O core: ingest, solidification, tip pool, milestone issuing, tracking and
+//! white-flag application, and reattachment of lazy payloads.
+//!
+//! [`Protocol`] does no I/O and reads no clock: time comes in as `now` (ms since the Unix
+//! epoch), and its effects come out as [`StoreWrite`]s and [`Event`]s for the driver to carry
+//! out. Expensive stateless work stays outside: the driver validates incoming bytes with
+//! [`Protocol::validator`] (rayon, batch Ed25519) and solves proof of work for the
+//! transactions [`Protocol::prepare_payloads`] builds, without holding the protocol.
+//!
+//! ## Order of calls
+//! 1. Incoming bytes: `validator().validate_batch(..)`, then
+//!    [`Protocol::handle_transactions`] with the valid ones.
+//! 2. Local payloads: [`Protocol::prepare_payloads`] (tips chosen, transaction built), PoW and
+//!    validation by the driver, then [`Protocol::handle_transactions`] with
+//!    [`Origin::Local`].
+//! 3. Timer: [`Protocol::handle_tick`] issues a milestone when due (if this node holds a
+//!    committee key) and reattaches lazy payloads.
+//! 4. After each call: drain [`Protocol::poll_store_write`] (write in order; acknowledge a
+//!    submission only after its write is flushed) and [`Protocol::poll_event`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use dag_core::codec;
+use dag_core::ledger::{ConflictReason, Ledger, MilestoneOutcome, PayloadOutcome};
+use dag_core::store::{
+    ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta,
+};
+use dag_core::tangle::{InsertOutcome, Tangle, TangleConfig};
+use dag_core::validate::{BatchValidator, ValidTransaction, ValidationParams};
+use dag_core::{
+    pow, Address, Body, Genesis, Keypair, Milestone, MilestoneIndex, Payload, PayloadId,
+    SignedPayload, TangleView, Transaction, TxId, TxRef, TX_VERSION,
+};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tip_selection::{
+    AnySelector, RestrictedUrts, RestrictedUrtsConfig, TipSelector, Urts, WalkConfig,
+    WeightedWalk,
+};
+
+/// Which tip selector builds local transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SelectorKind {
+    /// Uniform over all tips.
+    Urts,
+    /// Uniform over non-lazy tips.
+    #[default]
+    Rurts,
+    /// Weighted random walk.
+    Walk,
+}
+
+/// Settings of a [`Protocol`].
+#[derive(Clone, Debug)]
+pub struct ProtocolConfig {
+    /// This node's committee key and its index in the genesis committee; with it the node
+    /// issues milestones.
+    pub milestone_signer: Option<(u8, Keypair)>,
+    /// Milestone interval, ms.
+    pub milestone_interval_ms: u64,
+    /// Tip selector for local transactions.
+    pub selector: SelectorKind,
+    /// Dev faucet key.
+    pub faucet: Option<Keypair>,
+    /// A local payload still unconfirmed this many milestones after it was attached is
+    /// reattached in a new transaction on fresh tips.
+    pub reattach_after_milestones: u32,
+    /// How many times a payload is reattached at most.
+    pub max_reattachments: u32,
+    /// Seed of the tip-selection RNG.
+    pub seed: u64,
+    /// Tangle settings.
+    pub tangle: TangleConfig,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            milestone_signer: None,
+            milestone_interval_ms: 1000,
+            selector: SelectorKind::default(),
+            faucet: None,
+            reattach_after_milestones: 5,
+            max_reattachments: 10,
+            seed: 0x7a6e_676c_65,
+            tangle: TangleConfig::default(),
+        }
+    }
+}
+
+/// Where a transaction came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Submitted complete through the API: parents must already be solid here.
+    Api,
+    /// Built by this node from a payload (see [`Protocol::prepare_payloads`]): tracked for
+    /// reattachment.
+    Local,
+    /// Received from a peer: may wait for missing parents.
+    Peer,
+}
+
+/// Why a transaction or payload was refused. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// Already known.
+    #[error("transaction {0} is already known")]
+    DuplicateTransaction(TxId),
+    /// The payload was already submitted and is pending or confirmed.
+    #[error("payload {0} was already submitted")]
+    DuplicatePayload(PayloadId),
+    /// Its sequence number was already applied: a replay.
+    #[error("replay: sequence number {seq} of {issuer} is already applied (next is {next})")]
+    Replay {
+        /// Issuer.
+        issuer: Address,
+        /// The payload's seq.
+        seq: u64,
+        /// The ledger's next seq for the issuer.
+        next: u64,
+    },
+    /// A parent is not known to this node (API submissions must reference solid parents).
+    #[error("unknown parent {0}")]
+    UnknownParent(TxId),
+    /// The Tangle refused it (duplicate parents, full buffer, ...).
+    #[error("{0}")]
+    Tangle(String),
+    /// No tip could be selected.
+    #[error("tip selection: {0}")]
+    NoTips(String),
+    /// Milestones must come from the committee through the milestone path.
+    #[error("milestone {index} cannot be accepted: {why}")]
+    Milestone {
+        /// Index.
+        index: MilestoneIndex,
+        /// Why.
+        why: String,
+    },
+    /// The node stopped confirming (ledger digest mismatch).
+    #[error("node halted: {0}")]
+    Halted(String),
+}
+
+impl RejectReason {
+    /// Whether this is a conflict with existing state (HTTP 409) rather than invalid input.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            RejectReason::DuplicateTransaction(_)
+                | RejectReason::DuplicatePayload(_)
+                | RejectReason::Replay { .. }
+        )
+    }
+}
+
+/// A payload prepared by [`Protocol::prepare_payloads`].
+#[derive(Clone, Debug)]
+pub enum Prepared {
+    /// Its transaction, still needing proof of work and validation.
+    Ready(Transaction),
+    /// It follows a payload of the same issuer in the same batch: prepare it again after
+    /// that one is ingested, so it can approve it (keeping the issuer's sequence in
+    /// white-flag order).
+    Deferred(SignedPayload),
+}
+
+/// A transaction to persist.
+#[derive(Clone, Debug)]
+pub struct StoredTx {
+    /// Id.
+    pub id: TxId,
+    /// Canonical bytes.
+    pub bytes: Vec<u8>,
+    /// Initial metadata.
+    pub meta: TxMeta,
+}
+
+/// Something the driver must write to the store, in the order polled.
+#[derive(Clone, Debug)]
+pub enum StoreWrite {
+    /// New transactions (one batch).
+    Transactions(Vec<StoredTx>),
+    /// Buffered transactions that became solid.
+    MarkSolid(Vec<TxId>),
+    /// Everything one milestone changed (one atomic batch).
+    Milestone(MilestoneBatch),
+}
+
+/// Summary of an applied milestone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MilestoneSummary {
+    /// The stored record.
+    pub record: MilestoneRecord,
+    /// Transactions it confirmed (its own included).
+    pub confirmed: usize,
+    /// Payloads applied.
+    pub applied: usize,
+    /// Payloads conflicting.
+    pub conflicting: usize,
+    /// For each confirmed transaction, ms from its local arrival to the milestone's
+    /// timestamp.
+    pub delays_ms: Vec<u64>,
+}
+
+/// What happened, for subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A transaction became solid.
+    Solid {
+        /// Id.
+        tx: TxId,
+        /// Its signed payload, if any.
+        payload: Option<PayloadId>,
+    },
+    /// A milestone was applied.
+    Milestone(MilestoneSummary),
+    /// A payload's carrying transaction was confirmed.
+    Payload {
+        /// Payload.
+        payload: PayloadId,
+        /// New status.
+        status: PayloadStatus,
+    },
+    /// A local payload was reattached.
+    Reattached {
+        /// Payload.
+        payload: PayloadId,
+        /// New carrying transaction.
+        tx: TxId,
+    },
+    /// Confirmation stopped.
+    Halted(String),
+}
+
+/// A payload this node attached and keeps alive until it is confirmed.
+#[derive(Clone, Debug)]
+struct OwnPayload {
+    payload: SignedPayload,
+    tx: TxId,
+    attached_at_milestone: MilestoneIndex,
+    reattachments: u32,
+}
+
+/// Errors building a [`Protocol`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The genesis cannot define a network.
+    #[error("genesis: {0}")]
+    Genesis(String),
+    /// The committee key is not in the genesis committee.
+    #[error("milestone key {0} is not a member of the genesis committee")]
+    NotInCommittee(Address),
+    /// Stored state is inconsistent with itself or the genesis.
+    #[error("stored state: {0}")]
+    Restore(String),
+}
+
+/// The sans-I/O node core. See the module documentation for the order of calls.
+pub struct Protocol {
+    genesis: Genesis,
+    network_id: u64,
+    config: ProtocolConfig,
+    validator: Arc<BatchValidator>,
+    tangle: Tangle,
+    ledger: Ledger,
+    selector: AnySelector,
+    rng: ChaCha8Rng,
+    /// Signed payloads of solid, unconfirmed transactions, for milestone application.
+    unconfirmed_payloads: HashMap<TxRef, (PayloadId, SignedPayload)>,
+    /// Unconfirmed payload ids (to refuse duplicate submissions) -> how many txs carry them.
+    pending_payloads: HashMap<PayloadId, u32>,
+    /// Per issuer, the newest unconfirmed local/known transaction carrying its payload and the
+    /// payload's seq: the next payload with seq + 1 approves it, so white-flag order keeps
+    /// one device's payloads in sequence.
+    issuer_tail: HashMap<Address, (u64, TxRef)>,
+    /// Milestones seen (solid), not yet applied.
+    milestones: BTreeMap<MilestoneIndex, (TxRef, Milestone, [TxId; 2])>,
+    latest_milestone: MilestoneIndex,
+    last_issued_at: u64,
+    own: HashMap<PayloadId, OwnPayload>,
+    /// Transactions waiting in the Tangle's solidification buffer (peer arrivals).
+    buffered: HashMap<TxId, Transaction>,
+    faucet_seq: u64,
+    halted: Option<String>,
+    writes: VecDeque<StoreWrite>,
+    events: VecDeque<Event>,
+}
+
+impl Protocol {
+    /// A node core over `ledger` (from the genesis or restored from the store) and an empty
+    /// Tangle; call [`Protocol::restore_transaction`] for stored transactions, then
+    /// [`Protocol::finish_restore`].
+    pub fn new(genesis: Genesis, config: ProtocolConfig, ledger: Ledger) -> Result<Self, ProtocolError> {
+        genesis
+            .validate()
+            .map_err(|e| ProtocolError::Genesis(e.to_string()))?;
+        let params =
+            ValidationParams::new(&genesis).map_err(|e| ProtocolError::Genesis(e.to_string()))?;
+        if let Some((idx, kp)) = &config.milestone_signer {
+            if genesis.committee.get(usize::from(*idx)) != Some(&kp.address()) {
+                return Err(ProtocolError::NotInCommittee(kp.address()));
+            }
+        }
+        if ledger.network_id() != genesis.network_id() {
+            return Err(ProtocolError::Restore(
+                "stored ledger belongs to another network".into(),
+            ));
+        }
+        let selector = match config.selector {
+            SelectorKind::Urts => AnySelector::Urts(Urts::new()),
+            SelectorKind::Rurts => AnySelector::Restricted(RestrictedUrts::new(
+                RestrictedUrtsConfig::default(),
+            )),
+            SelectorKind::Walk => AnySelector::Walk(WeightedWalk::new(WalkConfig::default())),
+        };
+        let faucet_seq = config
+            .faucet
+            .as_ref()
+            .map(|k| ledger.next_seq(&k.address()))
+            .unwrap_or(0);
+        Ok(Protocol {
+            network_id: genesis.network_id(),
+            validator: Arc::new(BatchValidator::new(params)),
+            tangle: Tangle::new(config.tangle),
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            latest_milestone: ledger.confirmed_index(),
+            ledger,
+            selector,
+            genesis,
+            config,
+            unconfirmed_payloads: HashMap::new(),
+            pending_payloads: HashMap::new(),
+            issuer_tail: HashMap::new(),
+            milestones: BTreeMap::new(),
+            last_issued_at: 0,
+            own: HashMap::new(),
+            buffered: HashMap::new(),
+            faucet_seq,
+            halted: None,
+            writes: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    // ----- getters -----
+
+    /// The shared stateless validator (use it outside any lock).
+    pub fn validator(&self) -> Arc<BatchValidator> {
+        self.validator.clone()
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// Network id.
+    pub fn network_id(&self) -> u64 {
+        self.network_id
+    }
+
+    /// The Tangle.
+    pub fn tangle(&self) -> &Tangle {
+        &self.tangle
+    }
+
+    /// The ledger as of the last applied milestone.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Latest milestone index seen (applied or not).
+    pub fn latest_milestone(&self) -> MilestoneIndex {
+        self.latest_milestone.max(self.ledger.confirmed_index())
+    }
+
+    /// Whether this node issues milestones.
+    pub fn is_milestone_issuer(&self) -> bool {
+        self.config.milestone_signer.is_some()
+    }
+
+    /// Whether the dev faucet is enabled.
+    pub fn has_faucet(&self) -> bool {
+        self.config.faucet.is_some()
+    }
+
+    /// Set when confirmation stopped.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Unconfirmed local payloads being kept alive.
+    pub fn own_pending(&self) -> usize {
+        self.own.len()
+    }
+
+    /// The next store write, in order.
+    pub fn poll_store_write(&mut self) -> Option<StoreWrite> {
+        self.writes.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- restore -----
+
+    /// Re-inserts a stored transaction on start (in arrival order). Returns false if the
+    /// bytes are not a transaction or it could not be attached.
+    pub fn restore_transaction(&mut self, id: TxId, bytes: &[u8], meta: &TxMeta) -> bool {
+        let Ok(tx) = codec::decode(bytes) else {
+            return false;
+        };
+        let ms = tx.milestone().map(|m| m.index);
+        match self.tangle.insert(id, tx.parents, ms, meta.arrival) {
+            Ok(InsertOutcome::Solid(refs)) => {
+                for (rid, r) in refs {
+                    if rid == id {
+                        self.after_solid(r, &tx, meta.confirmed_by.is_none(), false);
+                    } else if let Some(btx) = self.buffered.remove(&rid) {
+                        self.after_solid(r, &btx, true, false);
+                    }
+                }
+                true
+            }
+            Ok(InsertOutcome::Pending { .. }) => {
+                self.buffered.insert(id, tx);
+                true
+            }
+            Ok(InsertOutcome::Duplicate) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Replays confirmation marks of the milestones already applied to the stored ledger, so
+    /// the Tangle knows what is confirmed. The ledger itself is not touched (it was
+    /// restored). Then applies any milestone that is solid and not yet applied.
+    pub fn finish_restore(&mut self, now: u64) -> Result<(), ProtocolError> {
+        let confirmed = self.ledger.confirmed_index();
+        for index in 1..=confirmed {
+            self.milestones.remove(&index);
+            let Some(ms_ref) = self.tangle.solid_milestone(index) else {
+                return Err(ProtocolError::Restore(format!(
+                    "milestone {index} is applied in the ledger but its transaction is missing"
+                )));
+            };
+            let roots: Vec<TxRef> = self.tangle.parents(ms_ref).to_vec();
+            let mut order = self.tangle.unconfirmed_cone(&roots);
+            order.push(ms_ref);
+            for r in &order {
+                self.forget_unconfirmed(*r);
+            }
+            self.tangle
+                .confirm(&order, index, ms_ref)
+                .map_err(|e| ProtocolError::Restore(e.to_string()))?;
+            self.selector.on_confirmed(&self.tangle, index);
+        }
+        self.last_issued_at = now;
+        self.apply_ready_milestones();
+        // Restoring wrote nothing new.
+        self.writes.clear();
+        self.events.clear();
+        Ok(())
+    }
+
+    // ----- ingest -----
+
+    /// Takes validated transactions; one verdict per input, in order. Accepted transactions
+    /// are queued as a [`StoreWrite::Transactions`] batch; acknowledge them once it is
+    /// flushed.
+    pub fn handle_transactions(
+        &mut self,
+        txs: Vec<ValidTransaction>,
+        origin: Origin,
+        now: u64,
+    ) -> Vec<Result<TxId, RejectReason>> {
+        let mut batch = Vec::new();
+        let mut out = Vec::with_capacity(txs.len());
+        for vt in txs {
+            let r = self.ingest_one(vt, origin, now, &mut batch);
+            out.push(r);
+        }
+        if !batch.is_empty() {
+            self.writes.push_back(StoreWrite::Transactions(batch));
+        }
+        self.apply_ready_milestones();
+        out
+    }
+
+    fn ingest_one(
+        &mut self,
+        vt: ValidTransaction,
+        origin: Origin,
+        now: u64,
+        batch: &mut Vec<StoredTx>,
+    ) -> Result<TxId, RejectReason> {
+        let id = vt.id();
+        if self.tangle.is_known(&id) {
+            return Err(RejectReason::DuplicateTransaction(id));
+        }
+        let tx = vt.tx();
+        if origin == Origin::Api {
+            for p in &tx.parents {
+                if !self.tangle.is_solid(p) {
+                    return Err(RejectReason::UnknownParent(*p));
+                }
+            }
+        }
+        let payload_id = match &tx.payload {
+            Payload::Signed(p) => {
+                let next = self.ledger.next_seq(&p.issuer);
+                if p.seq < next {
+                    return Err(RejectReason::Replay {
+                        issuer: p.issuer,
+                        seq: p.seq,
+                        next,
+                    });
+                }
+                let pid = p.id();
+                if origin != Origin::Peer && self.pending_payloads.contains_key(&pid) && origin == Origin::Api
+                {
+                    // A client re-sending the same payload in a new transaction while the
+                    // first is pending is a duplicate; the node reattaches by itself.
+                    return Err(RejectReason::DuplicatePayload(pid));
+                }
+                Some(pid)
+            }
+            Payload::Milestone(m) => {
+                if m.index <= self.ledger.confirmed_index() {
+                    return Err(RejectReason::Milestone {
+                        index: m.index,
+                        why: "already applied".into(),
+                    });
+                }
+                None
+            }
+            Payload::Empty => None,
+        };
+        let ms = tx.milestone().map(|m| m.index);
+        let outcome = self
+            .tangle
+            .insert(id, tx.parents, ms, now)
+            .map_err(|e| RejectReason::Tangle(e.to_string()))?;
+        let (tx, id, bytes) = vt.into_parts();
+        let solid = matches!(outcome, InsertOutcome::Solid(_));
+        batch.push(StoredTx {
+            id,
+            bytes,
+            meta: TxMeta::new(now, solid, payload_id),
+        });
+        match outcome {
+            InsertOutcome::Solid(refs) => {
+                let mut released = Vec::new();
+                for (rid, r) in refs {
+                    if rid == id {
+                        self.after_solid(r, &tx, true, true);
+                        if origin == Origin::Local {
+                            if let Payload::Signed(p) = &tx.payload {
+                                self.own.entry(p.id()).or_insert_with(|| OwnPayload {
+                                    payload: p.clone(),
+                                    tx: id,
+                                    attached_at_milestone: self.ledger.confirmed_index(),
+                                    reattachments: 0,
+                                });
+                            }
+                        }
+                    } else if let Some(btx) = self.buffered.remove(&rid) {
+                        // A buffered transaction became solid because of this one.
+                        self.after_solid(r, &btx, true, true);
+                        released.push(rid);
+                    }
+                }
+                if !released.is_empty() {
+                    self.writes.push_back(StoreWrite::MarkSolid(released));
+                }
+            }
+            InsertOutcome::Pending { .. } => {
+                self.buffered.insert(id, tx);
+            }
+            InsertOutcome::Duplicate => {}
+        }
+        Ok(id)
+    }
+
+    /// Bookkeeping for a newly solid transaction.
+    fn after_solid(&mut self, r: TxRef, tx: &Transaction, unconfirmed: bool, emit: bool) {
+        self.selector.on_solid(&self.tangle, r);
+        let mut payload_id = None;
+        match &tx.payload {
+            Payload::Signed(p) if unconfirmed => {
+                let pid = p.id();
+                payload_id = Some(pid);
+                *self.pending_payloads.entry(pid).or_insert(0) += 1;
+                self.unconfirmed_payloads.insert(r, (pid, p.clone()));
+                let tail = self.issuer_tail.entry(p.issuer).or_insert((p.seq, r));
+                if p.seq >= tail.0 {
+                    *tail = (p.seq, r);
+                }
+            }
+            Payload::Milestone(m) => {
+                self.latest_milestone = self.latest_milestone.max(m.index);
+                if m.index > self.ledger.confirmed_index() {
+                    self.milestones.insert(m.index, (r, m.clone(), tx.parents));
+                }
+            }
+            _ => {}
+        }
+        if emit {
+            self.events.push_back(Event::Solid {
+                tx: self.tangle.id(r),
+                payload: payload_id,
+            });
+        }
+    }
+
+    fn forget_unconfirmed(&mut self, r: TxRef) -> Option<(PayloadId, SignedPayload)> {
+        let (pid, p) = self.unconfirmed_payloads.remove(&r)?;
+        if let Some(n) = self.pending_payloads.get_mut(&pid) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_payloads.remove(&pid);
+            }
+        }
+        if self.issuer_tail.get(&p.issuer).map(|t| t.1) == Some(r) {
+            self.issuer_tail.remove(&p.issuer);
+        }
+        Some((pid, p))
+    }
+
+    fn parent_refs(&self, parents: &[TxId; 2]) -> Vec<TxRef> {
+        parents
+            .iter()
+            .filter_map(|p| self.tangle.lookup(p))
+            .collect()
+    }
+
+    // ----- local payloads -----
+
+    /// Builds a transaction for each payload: checks it is not a replay or duplicate, picks
+    /// parents (the issuer's previous pending payload as trunk when this one follows it,
+    /// so white-flag order keeps the device's sequence), stamps `now`. The returned
+    /// transactions still need proof of work ([`dag_core::pow::solve`]) and validation.
+    pub fn prepare_payloads(
+        &mut self,
+        payloads: Vec<SignedPayload>,
+        now: u64,
+    ) -> Vec<Result<Prepared, RejectReason>> {
+        let mut in_batch: HashMap<Address, u64> = HashMap::new();
+        payloads
+            .into_iter()
+            .map(|p| {
+                if let Some(prev) = in_batch.get(&p.issuer) {
+                    if p.seq > *prev {
+                        in_batch.insert(p.issuer, p.seq);
+                        return Ok(Prepared::Deferred(p));
+                    }
+                }
+                in_batch.insert(p.issuer, p.seq);
+                self.prepare_one(p, now).map(Prepared::Ready)
+            })
+            .collect()
+    }
+
+    fn prepare_one(&mut self, p: SignedPayload, now: u64) -> Result<Transaction, RejectReason> {
+        if let Some(h) = &self.halted {
+            return Err(RejectReason::Halted(h.clone()));
+        }
+        let next = self.ledger.next_seq(&p.issuer);
+        if p.seq < next {
+            return Err(RejectReason::Replay {
+                issuer: p.issuer,
+                seq: p.seq,
+                next,
+            });
+        }
+        let pid = p.id();
+        if self.pending_payloads.contains_key(&pid) || self.own.contains_key(&pid) {
+            return Err(RejectReason::DuplicatePayload(pid));
+        }
+        let parents = self.parents_for(Some(&p), now)?;
+        Ok(self.build(parents, Payload::Signed(p), now))
+    }
+
+    fn parents_for(
+        &mut self,
+        p: Option<&SignedPayload>,
+        now: u64,
+    ) -> Result<[TxId; 2], RejectReason> {
+        // When no tip is eligible (a quiet network whose tips all expired or went lazy, or
+        // the genesis root alone), approve any tips rather than stall: there is nothing
+        // better to approve.
+        let [a, b] = match self.selector.select(&self.tangle, now, &mut self.rng) {
+            Ok(p) => p,
+            Err(_) => Urts::new()
+                .select(&self.tangle, now, &mut self.rng)
+                .map_err(|e| RejectReason::NoTips(e.to_string()))?,
+        };
+        let mut parents = [self.tangle.id(a), self.tangle.id(b)];
+        if let Some(p) = p {
+            if let Some(&(seq, r)) = self.issuer_tail.get(&p.issuer) {
+                if p.seq == seq + 1 {
+                    let prev = self.tangle.id(r);
+                    if parents[1] != prev {
+                        parents[0] = prev;
+                    } else {
+                        parents.swap(0, 1);
+                    }
+                }
+            }
+        }
+        if parents[0] == parents[1] && parents[0] != TxId::GENESIS {
+            // Single-tip tangle: approve the tip and its trunk.
+            let r = self.tangle.lookup(&parents[0]).expect("selected tips are held");
+            let trunk = self.tangle.parents(r)[0];
+            parents[1] = self.tangle.id(trunk);
+            if parents[0] == parents[1] {
+                parents = [TxId::GENESIS, TxId::GENESIS];
+            }
+        }
+        Ok(parents)
+    }
+
+    fn build(&self, parents: [TxId; 2], payload: Payload, now: u64) -> Transaction {
+        Transaction {
+            version: TX_VERSION,
+            network_id: self.network_id,
+            parents,
+            timestamp: now,
+            payload,
+            nonce: 0,
+        }
+    }
+
+    /// Dev faucet: a signed payment of `amount` to `to` from the faucet account, with the next
+    /// faucet sequence number. Feed it to [`Protocol::prepare_payloads`].
+    pub fn faucet_payload(&mut self, to: Address, amount: u64) -> Option<SignedPayload> {
+        let kp = self.config.faucet.as_ref()?;
+        let seq = self.faucet_seq.max(self.ledger.next_seq(&kp.address()));
+        self.faucet_seq = seq + 1;
+        Some(SignedPayload::sign(
+            kp,
+            self.network_id,
+            seq,
+            Body::Pay {
+                to,
+                amount,
+                memo: b"faucet".to_vec(),
+            },
+        ))
+    }
+
+    /// Gives back a faucet sequence number that was not used (its payload was refused).
+    pub fn release_faucet_seq(&mut self, seq: u64) {
+        if self.faucet_seq == seq + 1 {
+            self.faucet_seq = seq;
+        }
+    }
+
+    // ----- timer -----
+
+    /// Periodic work: issues a milestone when due (committee nodes), reattaches lazy local
+    /// payloads. Reattachment transactions need no separate PoW step: they are solved here
+    /// (they are rare).
+    pub fn handle_tick(&mut self, now: u64) {
+        if self.halted.is_some() {
+            return;
+        }
+        if self.config.milestone_signer.is_some()
+            && now.saturating_sub(self.last_issued_at) >= self.config.milestone_interval_ms
+        {
+            self.last_issued_at = now;
+            self.issue_milestone(now);
+        }
+        self.reattach_lazy(now);
+    }
+
+    fn issue_milestone(&mut self, now: u64) {
+        let Some((signer, key)) = self.config.milestone_signer.clone() else {
+            return;
+        };
+        let index = self.ledger.confirmed_index() + 1;
+        if self.milestones.contains_key(&index) {
+            // Another committee member's milestone is waiting to be applied.
+            return;
+        }
+        let Ok(parents) = self.parents_for(None, now) else {
+            return;
+        };
+        let roots = self.parent_refs(&parents);
+        let cone = self.tangle.unconfirmed_cone(&roots);
+        let payloads = self.payloads_of(&cone);
+        let outcome = match self
+            .ledger
+            .apply_milestone(index, payloads.iter().map(|(id, _, p)| (*id, p)))
+        {
+            Ok(o) => o,
+            Err(e) => {
+                self.halt(format!("cannot apply own milestone {index}: {e}"));
+                return;
+            }
+        };
+        let msg = dag_core::crypto::milestone_signing_message(
+            self.network_id,
+            &parents,
+            index,
+            now,
+            &outcome.ledger_digest,
+        );
+        let milestone = Milestone {
+            index,
+            timestamp: now,
+            ledger_digest: outcome.ledger_digest,
+            signatures: vec![(signer, key.sign(&msg))],
+        };
+        let mut tx = self.build(parents, Payload::Milestone(milestone.clone()), now);
+        let id = pow::solve(&mut tx, self.genesis.pow_difficulty);
+        let bytes = codec::encode(&tx);
+        let ms_ref = match self.tangle.insert(id, parents, Some(index), now) {
+            Ok(InsertOutcome::Solid(refs)) => refs[0].1,
+            other => {
+                self.halt(format!(
+                    "own milestone {index} could not be attached: {other:?}"
+                ));
+                return;
+            }
+        };
+        self.selector.on_solid(&self.tangle, ms_ref);
+        self.latest_milestone = self.latest_milestone.max(index);
+        self.writes.push_back(StoreWrite::Transactions(vec![StoredTx {
+            id,
+            bytes,
+            meta: TxMeta::new(now, true, None),
+        }]));
+        self.events.push_back(Event::Solid { tx: id, payload: None });
+        self.finish_milestone(index, ms_ref, id, &milestone, cone, payloads, outcome);
+    }
+
+    /// Signed payloads of the transactions of `cone`, in order.
+    fn payloads_of(&self, cone: &[TxRef]) -> Vec<(TxId, PayloadId, SignedPayload)> {
+        cone.iter()
+            .filter_map(|r| {
+                self.unconfirmed_payloads
+                    .get(r)
+                    .map(|(pid, p)| (self.tangle.id(*r), *pid, p.clone()))
+            })
+            .collect()
+    }
+
+    /// Applies every solid milestone that is next in line.
+    fn apply_ready_milestones(&mut self) {
+        while self.halted.is_none() {
+            let index = self.ledger.confirmed_index() + 1;
+            let Some((ms_ref, milestone, parents)) = self.milestones.remove(&index) else {
+                break;
+            };
+            let roots = self.parent_refs(&parents);
+            let cone = self.tangle.unconfirmed_cone(&roots);
+            let payloads = self.payloads_of(&cone);
+            // Apply to a copy: on a digest mismatch the ledger must stay as it was.
+            let mut next = self.ledger.clone();
+            let outcome = match next
+                .apply_milestone(index, payloads.iter().map(|(id, _, p)| (*id, p)))
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    self.halt(format!("milestone {index}: {e}"));
+                    break;
+                }
+            };
+            if outcome.ledger_digest != milestone.ledger_digest {
+                self.halt(format!(
+                    "ledger digest mismatch at milestone {index}: computed {}, milestone says {}",
+                    outcome.ledger_digest, milestone.ledger_digest
+                ));
+                break;
+            }
+            self.ledger = next;
+            let id = self.tangle.id(ms_ref);
+            self.finish_milestone(index, ms_ref, id, &milestone, cone, payloads, outcome);
+        }
+    }
+
+    /// Marks the cone confirmed, queues the atomic store batch and events.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_milestone(
+        &mut self,
+        index: MilestoneIndex,
+        ms_ref: TxRef,
+        ms_id: TxId,
+        milestone: &Milestone,
+        mut cone: Vec<TxRef>,
+        payloads: Vec<(TxId, PayloadId, SignedPayload)>,
+        outcome: MilestoneOutcome,
+    ) {
+        cone.push(ms_ref);
+        if let Err(e) = self.tangle.confirm(&cone, index, ms_ref) {
+            self.halt(format!("confirming milestone {index}: {e}"));
+            return;
+        }
+        self.selector.on_confirmed(&self.tangle, index);
+        let mut by_tx: HashMap<TxId, PayloadOutcome> = outcome.outcomes.iter().copied().collect();
+        let pid_of: HashMap<TxId, PayloadId> =
+            payloads.iter().map(|(t, pid, _)| (*t, *pid)).collect();
+        let mut confirmed = Vec::with_capacity(cone.len());
+        let delays_ms = cone
+            .iter()
+            .map(|r| milestone.timestamp.saturating_sub(self.tangle.arrival(*r)))
+            .collect();
+        let (mut applied, mut conflicting) = (0, 0);
+        for r in &cone {
+            let tx = self.tangle.id(*r);
+            let payload = match (pid_of.get(&tx), by_tx.remove(&tx)) {
+                (Some(pid), Some(o)) => Some((*pid, o)),
+                _ => None,
+            };
+            if let Some((pid, o)) = payload {
+                if o.is_applied() {
+                    applied += 1;
+                } else {
+                    conflicting += 1;
+                }
+                let status = match o {
+                    PayloadOutcome::Applied => PayloadStatus::Confirmed {
+                        milestone: index,
+                        tx,
+                    },
+                    PayloadOutcome::Conflicting(reason) => PayloadStatus::Conflicting {
+                        milestone: index,
+                        tx,
+                        reason,
+                    },
+                };
+                self.events.push_back(Event::Payload {
+                    payload: pid,
+                    status,
+                });
+                let latest_carrier = self.own.get(&pid).is_some_and(|own| own.tx == tx);
+                match o {
+                    PayloadOutcome::Conflicting(ConflictReason::SeqGap) if latest_carrier => {
+                        // An earlier payload of the issuer was ordered after it (or is
+                        // still missing): reattach it at the next tick so it can apply
+                        // once the gap is filled.
+                        if let Some(own) = self.own.get_mut(&pid) {
+                            own.attached_at_milestone = 0;
+                        }
+                    }
+                    _ if o.is_applied() || latest_carrier => {
+                        // Applied, or its latest carrier conflicted for good.
+                        self.own.remove(&pid);
+                    }
+                    _ => {}
+                }
+            }
+            self.forget_unconfirmed(*r);
+            confirmed.push(ConfirmedTx { tx, payload });
+        }
+        let record = MilestoneRecord {
+            index,
+            tx: ms_id,
+            timestamp: milestone.timestamp,
+            ledger_digest: outcome.ledger_digest,
+        };
+        let summary = MilestoneSummary {
+            record,
+            confirmed: confirmed.len(),
+            applied,
+            conflicting,
+            delays_ms,
+        };
+        self.writes.push_back(StoreWrite::Milestone(MilestoneBatch {
+            record,
+            confirmed,
+            diff: outcome.diff,
+        }));
+        self.events.push_back(Event::Milestone(summary));
+    }
+
+    fn halt(&mut self, reason: String) {
+        tracing::error!(%reason, "confirmation halted");
+        self.halted = Some(reason.clone());
+        self.events.push_back(Event::Halted(reason));
+    }
+
+    /// Reattaches local payloads whose transaction stayed unconfirmed too long.
+    fn reattach_lazy(&mut self, now: u64) {
+        let confirmed = self.ledger.confirmed_index();
+        let due: Vec<PayloadId> = self
+            .own
+            .iter()
+            .filter(|(_, o)| {
+                confirmed.saturating_sub(o.attached_at_milestone)
+                    >= self.config.reattach_after_milestones
+                    && o.reattachments < self.config.max_reattachments
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            let Some(own) = self.own.get(&pid).cloned() else {
+                continue;
+            };
+            if own.payload.seq < self.ledger.next_seq(&own.payload.issuer) {
+                // Its seq was used by another payload: it can never apply.
+                self.own.remove(&pid);
+                continue;
+            }
+            let Ok(parents) = self.parents_for(Some(&own.payload), now) else {
+                continue;
+            };
+            let mut tx = self.build(parents, Payload::Signed(own.payload.clone()), now);
+            pow::solve(&mut tx, self.genesis.pow_difficulty);
+            let bytes = codec::encode(&tx);
+            let Ok(vt) = self.validator.validate_one(&bytes, now) else {
+                continue;
+            };
+            let mut batch = Vec::new();
+            match self.ingest_one(vt, Origin::Peer, now, &mut batch) {
+                Ok(id) => {
+                    if let Some(o) = self.own.get_mut(&pid) {
+                        o.tx = id;
+                        o.attached_at_milestone = confirmed;
+                        o.reattachments += 1;
+                    }
+                    self.events.push_back(Event::Reattached { payload: pid, tx: id });
+                }
+                Err(e) => tracing::warn!(payload = %pid, error = %e, "reattachment failed"),
+            }
+            if !batch.is_empty() {
+                self.writes.push_back(StoreWrite::Transactions(batch));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

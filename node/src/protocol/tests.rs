@@ -1,0 +1,341 @@
+use super::*;
+use dag_core::ledger::ConflictReason;
+use dag_core::{Allocation, Digest};
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Net {
+    genesis: Genesis,
+    committee: Keypair,
+    faucet: Keypair,
+}
+
+fn net() -> Net {
+    let committee = Keypair::from_seed(&[1; 32]);
+    let faucet = Keypair::from_seed(&[2; 32]);
+    let genesis = Genesis {
+        network_name: "proto-test".into(),
+        timestamp: T0,
+        pow_difficulty: 2,
+        timestamp_window_ms: 60_000,
+        committee: vec![committee.address()],
+        threshold: 1,
+        allocations: vec![Allocation {
+            address: faucet.address(),
+            amount: 1_000_000,
+        }],
+    };
+    Net {
+        genesis,
+        committee,
+        faucet,
+    }
+}
+
+fn node(n: &Net, issuer: bool) -> Protocol {
+    let config = ProtocolConfig {
+        milestone_signer: issuer.then(|| (0, n.committee.clone())),
+        faucet: Some(n.faucet.clone()),
+        ..ProtocolConfig::default()
+    };
+    Protocol::new(
+        n.genesis.clone(),
+        config,
+        Ledger::from_genesis(&n.genesis).unwrap(),
+    )
+    .unwrap()
+}
+
+/// What the driver does for local payloads: prepare, PoW, validate, ingest.
+fn submit(p: &mut Protocol, payloads: Vec<SignedPayload>, now: u64) -> Vec<Result<TxId, String>> {
+    let mut out = Vec::new();
+    let mut todo = payloads;
+    while !todo.is_empty() {
+        let mut deferred = Vec::new();
+        for r in p.prepare_payloads(std::mem::take(&mut todo), now) {
+            let mut tx = match r {
+                Ok(Prepared::Ready(tx)) => tx,
+                Ok(Prepared::Deferred(pl)) => {
+                    deferred.push(pl);
+                    continue;
+                }
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    continue;
+                }
+            };
+            pow::solve(&mut tx, p.genesis().pow_difficulty);
+            let bytes = codec::encode(&tx);
+            let r = match p.validator().validate_one(&bytes, now) {
+                Ok(vt) => p
+                    .handle_transactions(vec![vt], Origin::Local, now)
+                    .pop()
+                    .unwrap()
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(r);
+        }
+        todo = deferred;
+    }
+    out
+}
+
+fn drain(p: &mut Protocol) -> (Vec<StoreWrite>, Vec<Event>) {
+    let mut w = Vec::new();
+    while let Some(x) = p.poll_store_write() {
+        w.push(x);
+    }
+    let mut e = Vec::new();
+    while let Some(x) = p.poll_event() {
+        e.push(x);
+    }
+    (w, e)
+}
+
+fn pay(from: &Keypair, net_id: u64, seq: u64, to: Address, amount: u64) -> SignedPayload {
+    SignedPayload::sign(
+        from,
+        net_id,
+        seq,
+        Body::Pay {
+            to,
+            amount,
+            memo: vec![],
+        },
+    )
+}
+
+#[test]
+fn payments_confirm_with_exact_balances_and_sequence_kept() {
+    let n = net();
+    let mut p = node(&n, true);
+    let id = p.network_id();
+    let alice = Keypair::from_seed(&[10; 32]).address();
+    // Ten sequential payments from the faucet in one milestone: chaining each to the
+    // previous keeps them in seq order in the white-flag walk, so all apply.
+    let payloads: Vec<_> = (0..10).map(|s| pay(&n.faucet, id, s, alice, 100 + s)).collect();
+    for r in submit(&mut p, payloads, T0 + 10) {
+        r.unwrap();
+    }
+    p.handle_tick(T0 + 2000);
+    let (writes, events) = drain(&mut p);
+    assert_eq!(p.ledger().confirmed_index(), 1);
+    let expected: u64 = (0..10).map(|s| 100 + s).sum();
+    assert_eq!(p.ledger().balance(&alice), expected);
+    assert_eq!(p.ledger().balance(&n.faucet.address()), 1_000_000 - expected);
+    assert_eq!(p.ledger().next_seq(&n.faucet.address()), 10);
+    let batch = writes
+        .iter()
+        .find_map(|w| match w {
+            StoreWrite::Milestone(b) => Some(b),
+            _ => None,
+        })
+        .expect("a milestone batch");
+    assert_eq!(batch.record.index, 1);
+    assert_eq!(batch.record.ledger_digest, p.ledger().digest());
+    // 10 payments + the milestone transaction itself.
+    assert_eq!(batch.confirmed.len(), 11);
+    assert!(events.iter().any(|e| matches!(e, Event::Milestone(s) if s.applied == 10)));
+    assert_eq!(p.own_pending(), 0, "confirmed payloads are no longer kept alive");
+}
+
+#[test]
+fn double_spend_confirms_once_and_replay_is_refused() {
+    let n = net();
+    let mut p = node(&n, true);
+    let id = p.network_id();
+    let a = Keypair::from_seed(&[11; 32]).address();
+    let b = Keypair::from_seed(&[12; 32]).address();
+    let first = pay(&n.faucet, id, 0, a, 600_000);
+    let second = pay(&n.faucet, id, 0, b, 600_000);
+    let r = submit(&mut p, vec![first.clone(), second.clone()], T0 + 1);
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    p.handle_tick(T0 + 1000);
+    let (_, events) = drain(&mut p);
+    let statuses: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Payload { payload, status } => Some((*payload, *status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    let applied = statuses
+        .iter()
+        .filter(|(_, s)| matches!(s, PayloadStatus::Confirmed { .. }))
+        .count();
+    assert_eq!(applied, 1);
+    assert!(statuses.iter().any(|(_, s)| matches!(
+        s,
+        PayloadStatus::Conflicting {
+            reason: ConflictReason::SeqAlreadyUsed,
+            ..
+        }
+    )));
+    assert_eq!(p.ledger().balance(&a) + p.ledger().balance(&b), 600_000);
+    // Replaying either after confirmation is refused up front, changing nothing.
+    let digest = p.ledger().digest();
+    let r = submit(&mut p, vec![first], T0 + 1500);
+    assert!(r[0].as_ref().unwrap_err().contains("replay"), "{r:?}");
+    assert!(p.poll_store_write().is_none());
+    assert_eq!(p.ledger().digest(), digest);
+}
+
+#[test]
+fn duplicate_pending_payload_and_unknown_parent_are_refused() {
+    let n = net();
+    let mut p = node(&n, false);
+    let id = p.network_id();
+    let x = pay(&n.faucet, id, 0, Address([5; 32]), 1);
+    submit(&mut p, vec![x.clone()], T0)[0].as_ref().unwrap();
+    let r = submit(&mut p, vec![x], T0 + 1);
+    assert!(r[0].as_ref().unwrap_err().contains("already submitted"));
+
+    let mut tx = Transaction {
+        version: TX_VERSION,
+        network_id: id,
+        parents: [TxId([9; 32]), TxId::GENESIS],
+        timestamp: T0,
+        payload: Payload::Empty,
+        nonce: 0,
+    };
+    pow::solve(&mut tx, 2);
+    let vt = p.validator().validate_one(&codec::encode(&tx), T0).unwrap();
+    let r = p.handle_transactions(vec![vt], Origin::Api, T0);
+    assert_eq!(r[0], Err(RejectReason::UnknownParent(TxId([9; 32]))));
+    assert_eq!(p.tangle().len(), 2, "root + the one payment, nothing else");
+}
+
+/// Feeds every transaction the issuer stored to a follower, in order.
+fn replicate(from: &[StoreWrite], to: &mut Protocol, now: u64) {
+    for w in from {
+        if let StoreWrite::Transactions(txs) = w {
+            let vts: Vec<_> = txs
+                .iter()
+                .map(|t| to.validator().validate_one(&t.bytes, now).unwrap())
+                .collect();
+            for r in to.handle_transactions(vts, Origin::Peer, now) {
+                r.unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn follower_applies_issuer_milestones_to_the_same_digest() {
+    let n = net();
+    let mut issuer = node(&n, true);
+    let mut follower = node(&n, false);
+    let id = issuer.network_id();
+    let mut all = Vec::new();
+    for round in 0..3u64 {
+        let payloads: Vec<_> = (0..5)
+            .map(|i| pay(&n.faucet, id, round * 5 + i, Address([i as u8 + 1; 32]), 10))
+            .collect();
+        submit(&mut issuer, payloads, T0 + round * 1000 + 1);
+        issuer.handle_tick(T0 + (round + 1) * 1000);
+        all.extend(drain(&mut issuer).0);
+    }
+    assert_eq!(issuer.ledger().confirmed_index(), 3);
+    replicate(&all, &mut follower, T0 + 5000);
+    assert_eq!(follower.halted(), None);
+    assert_eq!(follower.ledger().confirmed_index(), 3);
+    assert_eq!(follower.ledger().digest(), issuer.ledger().digest());
+    assert_eq!(
+        follower.ledger().balance(&Address([1; 32])),
+        issuer.ledger().balance(&Address([1; 32]))
+    );
+}
+
+#[test]
+fn digest_mismatch_halts_and_leaves_the_ledger_untouched() {
+    let n = net();
+    let mut follower = node(&n, false);
+    let id = follower.network_id();
+    let x = pay(&n.faucet, id, 0, Address([7; 32]), 50);
+    let txid = submit(&mut follower, vec![x], T0)[0].clone().unwrap();
+    let before = follower.ledger().digest();
+    // A committee-signed milestone that claims a wrong digest.
+    let parents = [txid, TxId::GENESIS];
+    let wrong = Digest([0xee; 32]);
+    let msg = dag_core::crypto::milestone_signing_message(id, &parents, 1, T0 + 5, &wrong);
+    let mut tx = Transaction {
+        version: TX_VERSION,
+        network_id: id,
+        parents,
+        timestamp: T0 + 5,
+        payload: Payload::Milestone(Milestone {
+            index: 1,
+            timestamp: T0 + 5,
+            ledger_digest: wrong,
+            signatures: vec![(0, n.committee.sign(&msg))],
+        }),
+        nonce: 0,
+    };
+    pow::solve(&mut tx, 2);
+    let vt = follower
+        .validator()
+        .validate_one(&codec::encode(&tx), T0 + 5)
+        .unwrap();
+    follower.handle_transactions(vec![vt], Origin::Peer, T0 + 5)[0]
+        .as_ref()
+        .unwrap();
+    assert!(follower.halted().unwrap().contains("digest mismatch"));
+    assert_eq!(follower.ledger().confirmed_index(), 0);
+    assert_eq!(follower.ledger().digest(), before);
+    assert_eq!(follower.ledger().balance(&Address([7; 32])), 0);
+    // Halted nodes refuse new payloads with a clear reason.
+    let y = pay(&n.faucet, id, 1, Address([7; 32]), 1);
+    assert!(submit(&mut follower, vec![y], T0 + 6)[0]
+        .as_ref()
+        .unwrap_err()
+        .contains("halted"));
+}
+
+#[test]
+fn restore_rebuilds_confirmation_state_and_carries_on() {
+    let n = net();
+    let mut p = node(&n, true);
+    let id = p.network_id();
+    let mut stored: Vec<StoredTx> = Vec::new();
+    for round in 0..2u64 {
+        submit(
+            &mut p,
+            vec![pay(&n.faucet, id, round, Address([3; 32]), 5)],
+            T0 + round * 1000 + 1,
+        );
+        p.handle_tick(T0 + (round + 1) * 1000);
+        for w in drain(&mut p).0 {
+            if let StoreWrite::Transactions(t) = w {
+                stored.extend(t);
+            }
+        }
+    }
+    // One more payment, not yet confirmed when the node stops.
+    submit(&mut p, vec![pay(&n.faucet, id, 2, Address([3; 32]), 5)], T0 + 2500);
+    for w in drain(&mut p).0 {
+        if let StoreWrite::Transactions(t) = w {
+            stored.extend(t);
+        }
+    }
+    let state = p.ledger().to_state();
+    let mut q = Protocol::new(
+        n.genesis.clone(),
+        ProtocolConfig {
+            milestone_signer: Some((0, n.committee.clone())),
+            ..ProtocolConfig::default()
+        },
+        Ledger::from_parts(state).unwrap(),
+    )
+    .unwrap();
+    for t in &stored {
+        assert!(q.restore_transaction(t.id, &t.bytes, &t.meta));
+    }
+    q.finish_restore(T0 + 2600).unwrap();
+    assert_eq!(q.tangle().confirmed_milestone(), 2);
+    assert_eq!(q.tangle().len(), p.tangle().len());
+    q.handle_tick(T0 + 4000);
+    assert_eq!(q.ledger().confirmed_index(), 3);
+    assert_eq!(q.ledger().balance(&Address([3; 32])), 15);
+}

@@ -1,0 +1,829 @@
+//! The async driver around [`Protocol`]: a batching ingest task with group commit, a
+//! milestone/reattachment ticker, and [`NodeHandle`], the [`NodeService`] the API serves.
+//!
+//! ## Why batches
+//! Submissions queue on a bounded channel (a full queue answers 503 at once, so a flood
+//! cannot grow memory). The ingest task takes everything queued (up to
+//! [`NodeSetup::max_batch`] requests), validates it in parallel on the rayon pool (batch
+//! Ed25519), solves proof of work for payloads in parallel, ingests under one short lock,
+//! writes the whole batch and flushes the store once, and only then answers every request
+//! of the batch. So each answer means "durable", and many concurrent submissions share one
+//! flush (group commit).
+//!
+//! ## Write order
+//! Store writes come out of the protocol in order ([`Protocol::poll_store_write`]); the ingest
+//! task and the ticker both persist through [`Shared::persist`], which drains and writes them
+//! under one lock, so a milestone batch is never written before the transactions it confirms.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dag_core::codec;
+use dag_core::ledger::{Ledger, PayloadOutcome};
+use dag_core::store::{PayloadStatus, Store, StoreError, TxEntry};
+use dag_core::validate::{BatchValidator, ValidationError};
+use dag_core::{
+    pow, Address, ChannelId, DecodeError, Genesis, MilestoneIndex, PayloadId, SignedPayload,
+    TangleView, TxId,
+};
+use rayon::prelude::*;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::protocol::{
+    Event, MilestoneSummary, Origin, Prepared, Protocol, ProtocolConfig, ProtocolError,
+    RejectReason, StoreWrite,
+};
+use crate::service::{
+    AccountView, ChannelView, Health, MilestoneView, NodeEvent, NodeInfo, NodeService,
+    PayloadReceipt, PayloadState, PayloadView, ServiceError, SubmitError, TxMetadataView,
+};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What a node is built from.
+pub struct NodeSetup {
+    /// The network.
+    pub genesis: Genesis,
+    /// Storage (sled in production, `MemStore` in tests).
+    pub store: Arc<dyn Store>,
+    /// Protocol settings (committee key, faucet, selector...).
+    pub protocol: ProtocolConfig,
+    /// Most requests ingested in one batch.
+    pub max_batch: usize,
+    /// Most requests waiting; beyond it submissions get 503.
+    pub queue_capacity: usize,
+}
+
+/// Starting a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Stored or configured state is unusable.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The stored ledger does not belong to this genesis or is inconsistent.
+    #[error("ledger: {0}")]
+    Ledger(String),
+}
+
+enum Request {
+    Transactions(Vec<Vec<u8>>, oneshot::Sender<Vec<Result<TxId, SubmitError>>>),
+    Payloads(
+        Vec<SignedPayload>,
+        oneshot::Sender<Vec<Result<PayloadReceipt, SubmitError>>>,
+    ),
+}
+
+/// State shared by the tasks and the handle.
+pub struct Shared {
+    core: Mutex<Protocol>,
+    store: Arc<dyn Store>,
+    validator: Arc<BatchValidator>,
+    /// Serialises draining protocol writes and writing them (see module docs).
+    write_order: Mutex<()>,
+    events: broadcast::Sender<NodeEvent>,
+    metrics: Metrics,
+    milestones: Mutex<HashMap<MilestoneIndex, MilestoneSummary>>,
+    store_failed: AtomicBool,
+    network_name: String,
+    pow_difficulty: u8,
+}
+
+/// A running node. Drop or [`Node::shutdown`] to stop it.
+pub struct Node {
+    handle: NodeHandle,
+    ingest: tokio::task::JoinHandle<()>,
+    ticker: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Cheap-to-clone access to a running node; implements [`NodeService`].
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+    ingest: mpsc::Sender<Request>,
+}
+
+impl Node {
+    /// Loads (or initialises) the ledger in the store, rebuilds the Tangle from the stored
+    /// transactions, and starts the ingest and ticker tasks. Must run inside a tokio runtime.
+    pub async fn start(setup: NodeSetup) -> Result<Node, NodeError> {
+        let NodeSetup {
+            genesis,
+            store,
+            protocol,
+            max_batch,
+            queue_capacity,
+        } = setup;
+        let interval = protocol.milestone_interval_ms;
+        let s2 = store.clone();
+        let g2 = genesis.clone();
+        let core = tokio::task::spawn_blocking(move || restore(g2, protocol, &*s2))
+            .await
+            .expect("restore task panicked")?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            validator: core.validator(),
+            network_name: genesis.network_name.clone(),
+            pow_difficulty: genesis.pow_difficulty,
+            core: Mutex::new(core),
+            store,
+            write_order: Mutex::new(()),
+            events,
+            metrics: Metrics::new(),
+            milestones: Mutex::new(HashMap::new()),
+            store_failed: AtomicBool::new(false),
+        });
+        shared.refresh_gauges();
+        let stored = shared.store.transaction_count()?;
+        shared.metrics.store_transactions.set(stored as i64);
+        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let ingest = tokio::spawn(ingest_loop(shared.clone(), rx, max_batch.max(1)));
+        let period = Duration::from_millis((interval / 4).clamp(20, 250));
+        let ticker = tokio::spawn(tick_loop(shared.clone(), period, stop_rx));
+        Ok(Node {
+            handle: NodeHandle {
+                shared,
+                ingest: tx,
+            },
+            ingest,
+            ticker,
+            stop,
+        })
+    }
+
+    /// A handle for the API.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the tasks after the batch in flight, then flushes the store.
+    pub async fn shutdown(self) {
+        let Node {
+            handle,
+            ingest,
+            ticker,
+            stop,
+        } = self;
+        let _ = stop.send(true);
+        let _ = ticker.await;
+        let shared = handle.shared.clone();
+        drop(handle);
+        // The ingest task ends when every handle (sender) is gone; API handles may still be
+        // alive in a server that is shutting down, so don't wait forever.
+        let _ = tokio::time::timeout(Duration::from_secs(5), ingest).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = shared.persist();
+            let _ = shared.store.flush();
+        })
+        .await;
+    }
+}
+
+/// Builds the protocol from the store: ledger (or genesis), then transactions in arrival
+/// order, then confirmation marks.
+fn restore(genesis: Genesis, config: ProtocolConfig, store: &dyn Store) -> Result<Protocol, NodeError> {
+    let ledger = match store.load_ledger()? {
+        Some(state) => Ledger::from_parts(state).map_err(|e| NodeError::Ledger(e.to_string()))?,
+        None => {
+            let l = Ledger::from_genesis(&genesis).map_err(|e| NodeError::Ledger(e.to_string()))?;
+            store.init_ledger(&l.to_state())?;
+            store.flush()?;
+            l
+        }
+    };
+    if ledger.network_id() != genesis.network_id() {
+        return Err(NodeError::Ledger(format!(
+            "the database belongs to network {}, the genesis defines {}",
+            ledger.network_id(),
+            genesis.network_id()
+        )));
+    }
+    let mut core = Protocol::new(genesis, config, ledger)?;
+    let mut txs = Vec::new();
+    store.for_each_transaction(&mut |id, bytes, meta| {
+        txs.push((meta.arrival, *id, bytes.to_vec(), *meta));
+    })?;
+    // Arrival order, so parents come first and the solidification buffer stays small.
+    txs.sort_by_key(|t| (t.0, t.1));
+    let mut bad = 0usize;
+    for (_, id, bytes, meta) in &txs {
+        if !core.restore_transaction(*id, bytes, meta) {
+            bad += 1;
+        }
+    }
+    if bad > 0 {
+        tracing::warn!(bad, "stored transactions could not be re-attached");
+    }
+    core.finish_restore(now_ms())?;
+    tracing::info!(
+        transactions = txs.len(),
+        confirmed_milestone = core.ledger().confirmed_index(),
+        "state restored"
+    );
+    Ok(core)
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Protocol> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drains the protocol's writes and events, writes them in order and flushes once.
+    fn persist(&self) -> Result<(), StoreError> {
+        let _order = self.write_order.lock().unwrap_or_else(|p| p.into_inner());
+        let (writes, events) = {
+            let mut core = self.lock();
+            let mut w = Vec::new();
+            while let Some(x) = core.poll_store_write() {
+                w.push(x);
+            }
+            let mut e = Vec::new();
+            while let Some(x) = core.poll_event() {
+                e.push(x);
+            }
+            (w, e)
+        };
+        let result = self.write_all(&writes);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store write failed; the node stops accepting data");
+            self.store_failed.store(true, Ordering::SeqCst);
+        }
+        self.publish(events);
+        self.refresh_gauges();
+        result
+    }
+
+    fn write_all(&self, writes: &[StoreWrite]) -> Result<(), StoreError> {
+        if self.store_failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("an earlier write failed".into()));
+        }
+        for w in writes {
+            match w {
+                StoreWrite::Transactions(txs) => {
+                    let entries: Vec<TxEntry<'_>> = txs
+                        .iter()
+                        .map(|t| TxEntry {
+                            id: t.id,
+                            bytes: &t.bytes,
+                            meta: t.meta,
+                        })
+                        .collect();
+                    let new = self.store.put_transactions(&entries)?;
+                    self.metrics.store_transactions.inc_by(new as i64);
+                }
+                StoreWrite::MarkSolid(ids) => {
+                    self.store.mark_solid(ids)?;
+                }
+                StoreWrite::Milestone(batch) => self.store.apply_milestone(batch)?,
+            }
+        }
+        if !writes.is_empty() {
+            self.store.flush()?;
+            self.metrics.store_flushes.inc();
+        }
+        Ok(())
+    }
+
+    fn publish(&self, events: Vec<Event>) {
+        for e in events {
+            let ev = match e {
+                Event::Solid { tx, payload } => NodeEvent::Transaction {
+                    transaction_id: tx,
+                    payload_id: payload,
+                },
+                Event::Milestone(s) => {
+                    self.metrics
+                        .transactions_confirmed
+                        .inc_by(s.confirmed as u64);
+                    self.metrics.payloads_applied.inc_by(s.applied as u64);
+                    self.metrics.payloads_conflicting.inc_by(s.conflicting as u64);
+                    for d in &s.delays_ms {
+                        self.metrics
+                            .confirmation_latency
+                            .observe(*d as f64 / 1000.0);
+                    }
+                    let view = milestone_view(&s);
+                    self.milestones
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(s.record.index, s);
+                    NodeEvent::Milestone(view)
+                }
+                Event::Payload { payload, status } => NodeEvent::Payload {
+                    payload_id: payload,
+                    state: payload_state(status),
+                },
+                Event::Reattached { payload, tx } => NodeEvent::Reattached {
+                    payload_id: payload,
+                    transaction_id: tx,
+                },
+                Event::Halted(_) => continue,
+            };
+            // No subscriber is fine.
+            let _ = self.events.send(ev);
+        }
+    }
+
+    fn refresh_gauges(&self) {
+        let core = self.lock();
+        let t = core.tangle();
+        self.metrics.tips.set(t.tips().len() as i64);
+        self.metrics.tangle_size.set(t.len() as i64);
+        self.metrics
+            .confirmed_milestone
+            .set(i64::from(core.ledger().confirmed_index()));
+        self.metrics
+            .latest_milestone
+            .set(i64::from(core.latest_milestone()));
+    }
+
+    fn unavailable(&self) -> Option<SubmitError> {
+        if self.store_failed.load(Ordering::SeqCst) {
+            return Some(SubmitError::Unavailable(
+                "storage failed; the node accepts no data".into(),
+            ));
+        }
+        None
+    }
+
+    /// One ingest batch (runs on a blocking thread).
+    fn process(&self, requests: Vec<Request>) {
+        let now = now_ms();
+        let mut tx_bytes: Vec<Vec<u8>> = Vec::new();
+        let mut payloads: Vec<SignedPayload> = Vec::new();
+        for r in &requests {
+            match r {
+                Request::Transactions(t, _) => tx_bytes.extend(t.iter().cloned()),
+                Request::Payloads(p, _) => payloads.extend(p.iter().cloned()),
+            }
+        }
+        let tx_results = self.ingest_transactions(tx_bytes, now);
+        let payload_results = self.ingest_payloads(payloads, now);
+        let persisted = self.persist();
+        let mut tx_results = tx_results.into_iter();
+        let mut payload_results = payload_results.into_iter();
+        let fail = |r: Result<(), StoreError>| match r {
+            Ok(()) => None,
+            Err(e) => Some(SubmitError::Unavailable(format!("storage: {e}"))),
+        };
+        let store_err = fail(persisted);
+        for r in requests {
+            match r {
+                Request::Transactions(t, reply) => {
+                    let v: Vec<_> = (0..t.len())
+                        .map(|_| {
+                            let r = tx_results.next().expect("one result per transaction");
+                            match (&store_err, r) {
+                                (Some(e), Ok(_)) => Err(e.clone()),
+                                (_, r) => r,
+                            }
+                        })
+                        .collect();
+                    let _ = reply.send(v);
+                }
+                Request::Payloads(p, reply) => {
+                    let v: Vec<_> = (0..p.len())
+                        .map(|_| {
+                            let r = payload_results.next().expect("one result per payload");
+                            match (&store_err, r) {
+                                (Some(e), Ok(_)) => Err(e.clone()),
+                                (_, r) => r,
+                            }
+                        })
+                        .collect();
+                    let _ = reply.send(v);
+                }
+            }
+        }
+    }
+
+    fn count(&self, ok: bool) {
+        if ok {
+            self.metrics.transactions_accepted.inc();
+        } else {
+            self.metrics.transactions_rejected.inc();
+        }
+    }
+
+    fn ingest_transactions(&self, bytes: Vec<Vec<u8>>, now: u64) -> Vec<Result<TxId, SubmitError>> {
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        if let Some(e) = self.unavailable() {
+            return bytes.iter().map(|_| Err(e.clone())).collect();
+        }
+        let verdicts = self.validator.validate_batch(&bytes, now);
+        let mut out: Vec<Option<Result<TxId, SubmitError>>> = Vec::with_capacity(bytes.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for (i, v) in verdicts.into_iter().enumerate() {
+            match v {
+                Ok(vt) => {
+                    valid.push(vt);
+                    slots.push(i);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(validation_error(e)))),
+            }
+        }
+        let results = self.lock().handle_transactions(valid, Origin::Api, now);
+        for (slot, r) in slots.into_iter().zip(results) {
+            out[slot] = Some(r.map_err(reject_error));
+        }
+        out.into_iter()
+            .map(|r| {
+                let r = r.expect("every slot filled");
+                self.count(r.is_ok());
+                r
+            })
+            .collect()
+    }
+
+    fn ingest_payloads(
+        &self,
+        payloads: Vec<SignedPayload>,
+        now: u64,
+    ) -> Vec<Result<PayloadReceipt, SubmitError>> {
+        if payloads.is_empty() {
+            return Vec::new();
+        }
+        if let Some(e) = self.unavailable() {
+            return payloads.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut out: Vec<Option<Result<PayloadReceipt, SubmitError>>> = vec![None; payloads.len()];
+        let mut todo: Vec<(usize, SignedPayload)> = payloads.into_iter().enumerate().collect();
+        while !todo.is_empty() {
+            let (slots, batch): (Vec<usize>, Vec<SignedPayload>) = todo.drain(..).unzip();
+            let pids: Vec<PayloadId> = batch.iter().map(|p| p.id()).collect();
+            let prepared = self.lock().prepare_payloads(batch, now);
+            let mut ready = Vec::new();
+            for ((slot, pid), r) in slots.into_iter().zip(pids).zip(prepared) {
+                match r {
+                    Ok(Prepared::Ready(tx)) => ready.push((slot, pid, tx)),
+                    Ok(Prepared::Deferred(p)) => todo.push((slot, p)),
+                    Err(e) => out[slot] = Some(Err(reject_error(e))),
+                }
+            }
+            // Proof of work and encoding in parallel, outside the lock.
+            let difficulty = self.pow_difficulty;
+            let encoded: Vec<Vec<u8>> = ready
+                .par_iter_mut()
+                .map(|(_, _, tx)| {
+                    pow::solve(tx, difficulty);
+                    codec::encode(tx)
+                })
+                .collect();
+            let verdicts = self.validator.validate_batch(&encoded, now);
+            let mut valid = Vec::new();
+            let mut valid_slots = Vec::new();
+            for ((slot, pid, _), v) in ready.into_iter().zip(verdicts) {
+                match v {
+                    Ok(vt) => {
+                        valid.push(vt);
+                        valid_slots.push((slot, pid));
+                    }
+                    Err(e) => out[slot] = Some(Err(validation_error(e))),
+                }
+            }
+            let results = self.lock().handle_transactions(valid, Origin::Local, now);
+            for ((slot, pid), r) in valid_slots.into_iter().zip(results) {
+                out[slot] = Some(r.map_err(reject_error).map(|tx| PayloadReceipt {
+                    payload_id: pid,
+                    transaction_id: tx,
+                }));
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                let r = r.expect("every payload answered");
+                self.count(r.is_ok());
+                r
+            })
+            .collect()
+    }
+}
+
+fn validation_error(e: ValidationError) -> SubmitError {
+    match e {
+        ValidationError::Decode(DecodeError::TooLarge { .. }) => SubmitError::TooLarge(e.to_string()),
+        ValidationError::Decode(_) => SubmitError::Malformed(e.to_string()),
+        other => SubmitError::Invalid(other.to_string()),
+    }
+}
+
+fn reject_error(e: RejectReason) -> SubmitError {
+    if e.is_conflict() {
+        return SubmitError::Conflict(e.to_string());
+    }
+    match e {
+        RejectReason::NoTips(_) | RejectReason::Halted(_) => SubmitError::Unavailable(e.to_string()),
+        RejectReason::Tangle(ref m) if m.contains("buffer full") => {
+            SubmitError::Unavailable(e.to_string())
+        }
+        other => SubmitError::Invalid(other.to_string()),
+    }
+}
+
+fn payload_state(s: PayloadStatus) -> PayloadState {
+    match s {
+        PayloadStatus::Pending => PayloadState::Pending,
+        PayloadStatus::Confirmed { milestone, tx } => PayloadState::Confirmed {
+            milestone,
+            transaction_id: tx,
+        },
+        PayloadStatus::Conflicting {
+            milestone,
+            tx,
+            reason,
+        } => PayloadState::Conflicting {
+            milestone,
+            transaction_id: tx,
+            reason: reason.to_string(),
+        },
+    }
+}
+
+fn milestone_view(s: &MilestoneSummary) -> MilestoneView {
+    MilestoneView {
+        index: s.record.index,
+        transaction_id: s.record.tx,
+        timestamp: s.record.timestamp,
+        ledger_digest: s.record.ledger_digest,
+        confirmed_transactions: Some(s.confirmed),
+        applied: Some(s.applied),
+        conflicting: Some(s.conflicting),
+    }
+}
+
+async fn ingest_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let s = shared.clone();
+        if tokio::task::spawn_blocking(move || s.process(batch))
+            .await
+            .is_err()
+        {
+            tracing::error!("ingest batch panicked");
+        }
+    }
+}
+
+async fn tick_loop(
+    shared: Arc<Shared>,
+    period: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if s.store_failed.load(Ordering::SeqCst) {
+                return;
+            }
+            s.lock().handle_tick(now_ms());
+            let _ = s.persist();
+        })
+        .await;
+    }
+}
+
+impl NodeHandle {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.ingest.try_send(make(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                SubmitError::Unavailable("ingest queue full; retry later".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                SubmitError::Unavailable("node is shutting down".into())
+            }
+        })?;
+        rx.await
+            .map_err(|_| SubmitError::Unavailable("node is shutting down".into()))
+    }
+
+    /// Direct access to the protocol, for tests and tools (hold it briefly).
+    pub fn with_protocol<R>(&self, f: impl FnOnce(&Protocol) -> R) -> R {
+        f(&self.shared.lock())
+    }
+
+    fn storage<T>(r: Result<T, StoreError>) -> Result<T, ServiceError> {
+        r.map_err(|e| ServiceError::Storage(e.to_string()))
+    }
+}
+
+impl NodeService for NodeHandle {
+    fn info(&self) -> NodeInfo {
+        let core = self.shared.lock();
+        NodeInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            network_name: self.shared.network_name.clone(),
+            network_id: core.network_id(),
+            pow_difficulty: self.shared.pow_difficulty,
+            latest_milestone: core.latest_milestone(),
+            confirmed_milestone: core.ledger().confirmed_index(),
+            tips: core.tangle().tips().len(),
+            ledger_digest: core.ledger().digest(),
+            transactions: core.tangle().len(),
+            milestone_issuer: core.is_milestone_issuer(),
+            faucet: core.has_faucet(),
+            halted: core.halted().map(str::to_owned),
+        }
+    }
+
+    fn health(&self) -> Health {
+        let mut reasons = Vec::new();
+        if let Some(h) = self.shared.lock().halted() {
+            reasons.push(format!("confirmation halted: {h}"));
+        }
+        if self.shared.store_failed.load(Ordering::SeqCst) {
+            reasons.push("storage failed".into());
+        }
+        Health {
+            healthy: reasons.is_empty(),
+            reasons,
+        }
+    }
+
+    fn tips(&self) -> Vec<TxId> {
+        let core = self.shared.lock();
+        let t = core.tangle();
+        t.tips().iter().map(|r| t.id(*r)).collect()
+    }
+
+    async fn submit_transactions(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, SubmitError>> {
+        let n = txs.len();
+        match self.request(|tx| Request::Transactions(txs, tx)).await {
+            Ok(v) => v,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    async fn submit_payloads(
+        &self,
+        payloads: Vec<SignedPayload>,
+    ) -> Vec<Result<PayloadReceipt, SubmitError>> {
+        let n = payloads.len();
+        match self.request(|tx| Request::Payloads(payloads, tx)).await {
+            Ok(v) => v,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    async fn faucet(&self, to: Address, amount: u64) -> Result<PayloadReceipt, SubmitError> {
+        let payload = self
+            .shared
+            .lock()
+            .faucet_payload(to, amount)
+            .ok_or_else(|| SubmitError::NotEnabled("the faucet runs only in dev mode".into()))?;
+        let seq = payload.seq;
+        let r = self
+            .submit_payloads(vec![payload])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(SubmitError::Unavailable("no verdict".into())));
+        if r.is_err() {
+            self.shared.lock().release_faucet_seq(seq);
+        }
+        r
+    }
+
+    fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>, ServiceError> {
+        Self::storage(self.shared.store.transaction(id))
+    }
+
+    fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError> {
+        let Some(meta) = Self::storage(self.shared.store.metadata(id))? else {
+            return Ok(None);
+        };
+        let core = self.shared.lock();
+        let t = core.tangle();
+        let r = t.lookup(id);
+        let confirmed_by = r.and_then(|r| t.confirmed_by(r)).or(meta.confirmed_by);
+        Ok(Some(TxMetadataView {
+            transaction_id: *id,
+            solid: r.is_some() || meta.solid,
+            arrival_ms: meta.arrival,
+            confirmed_by,
+            outcome: meta.outcome.map(|o| match o {
+                PayloadOutcome::Applied => "applied".to_string(),
+                PayloadOutcome::Conflicting(r) => format!("conflicting: {r}"),
+            }),
+            approvers: r.map(|r| t.approvers(r).len()).unwrap_or(0),
+            is_tip: r.is_some_and(|r| t.approvers(r).is_empty()),
+        }))
+    }
+
+    fn payload(&self, id: &PayloadId) -> Result<Option<PayloadView>, ServiceError> {
+        let Some(rec) = Self::storage(self.shared.store.payload(id))? else {
+            return Ok(None);
+        };
+        let first = rec
+            .txs
+            .first()
+            .ok_or_else(|| ServiceError::Storage(format!("payload {id} has no transaction")))?;
+        let bytes = Self::storage(self.shared.store.transaction(first))?
+            .ok_or_else(|| ServiceError::Storage(format!("transaction {first} missing")))?;
+        let tx = codec::decode(&bytes).map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let p = tx
+            .signed()
+            .ok_or_else(|| ServiceError::Storage(format!("{first} carries no payload")))?;
+        Ok(Some(PayloadView {
+            payload_id: *id,
+            issuer: p.issuer,
+            seq: p.seq,
+            kind: p.body.kind().to_string(),
+            transactions: rec.txs.clone(),
+            state: payload_state(rec.status),
+        }))
+    }
+
+    fn account(&self, address: &Address) -> Result<AccountView, ServiceError> {
+        let core = self.shared.lock();
+        let l = core.ledger();
+        Ok(AccountView {
+            address: *address,
+            did: address.to_did_key(),
+            balance: l.balance(address),
+            next_seq: l.next_seq(address),
+        })
+    }
+
+    fn channel(&self, id: &ChannelId) -> Result<Option<ChannelView>, ServiceError> {
+        let core = self.shared.lock();
+        Ok(core.ledger().channel(id).map(|c| ChannelView {
+            channel_id: *id,
+            payer: c.payer,
+            payee: c.payee,
+            deposit: c.deposit,
+            expires_at: c.expires_at,
+            closed: c.closed,
+            claimed: (c.closed && c.claimed > 0).then_some(c.claimed),
+        }))
+    }
+
+    fn milestone(&self, index: Option<MilestoneIndex>) -> Result<Option<MilestoneView>, ServiceError> {
+        let index = match index {
+            Some(i) => i,
+            None => self.shared.lock().ledger().confirmed_index(),
+        };
+        if index == 0 {
+            return Ok(None);
+        }
+        if let Some(s) = self
+            .shared
+            .milestones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&index)
+        {
+            return Ok(Some(milestone_view(s)));
+        }
+        // Applied before this process started: the store has the record, not the counts.
+        Ok(Self::storage(self.shared.store.milestone(index))?.map(|r| MilestoneView {
+            index: r.index,
+            transaction_id: r.tx,
+            timestamp: r.timestamp,
+            ledger_digest: r.ledger_digest,
+            confirmed_transactions: None,
+            applied: None,
+            conflicting: None,
+        }))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn metrics(&self) -> String {
+        self.shared.refresh_gauges();
+        self.shared.metrics.render()
+    }
+}

@@ -1,0 +1,264 @@
+//! End-to-end: a real node (sled store, milestone issuer, dev faucet) serving its HTTP API on
+//! 127.0.0.1 with an ephemeral port, driven with reqwest.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use dag_core::{codec, pow, Address, Body, Keypair, Payload, SignedPayload, Transaction, TxId};
+use node::config::NodeConfig;
+use node::init::{init, read_genesis, InitOptions};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn start(dir: &Path, interval_ms: u64) -> Running {
+    let mut cfg = NodeConfig::load(&dir.join("node.toml")).unwrap();
+    cfg.milestone_interval_ms = interval_ms;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(node::app::run(cfg, listener, async move {
+        let _ = rx.await;
+    }));
+    let r = Running { addr, stop, task };
+    // Wait until the API answers.
+    for _ in 0..100 {
+        if reqwest::get(r.url("/health")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r
+}
+
+fn new_dev_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    init(&InitOptions {
+        dir: dir.path().to_owned(),
+        genesis: None,
+        network_name: "e2e".into(),
+        pow_difficulty: 4,
+        dev: true,
+        now_ms: node::runtime::now_ms(),
+    })
+    .unwrap();
+    dir
+}
+
+async fn get(url: String) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+async fn post_payload(r: &Running, p: &SignedPayload) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(r.url("/api/v1/payloads"))
+        .json(p)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn wait_final(r: &Running, payload_id: &str) -> Value {
+    for _ in 0..200 {
+        let v = get(r.url(&format!("/api/v1/payloads/{payload_id}"))).await;
+        if v["status"] != "pending" {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("payload {payload_id} never confirmed");
+}
+
+async fn account(r: &Running, a: &Address) -> (u64, u64) {
+    let v = get(r.url(&format!("/api/v1/accounts/{a}"))).await;
+    (v["balance"].as_u64().unwrap(), v["next_seq"].as_u64().unwrap())
+}
+
+fn pay(kp: &Keypair, net: u64, seq: u64, to: Address, amount: u64) -> SignedPayload {
+    SignedPayload::sign(
+        kp,
+        net,
+        seq,
+        Body::Pay {
+            to,
+            amount,
+            memo: b"e2e".to_vec(),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_confirm_double_spend_once_and_state_survives_restart() {
+    let dir = new_dev_dir();
+    let genesis = read_genesis(&dir.path().join("genesis.toml")).unwrap();
+    let net = genesis.network_id();
+    let r = start(dir.path(), 100).await;
+
+    let ev = Keypair::from_seed(&[21; 32]);
+    let charger = Keypair::from_seed(&[22; 32]).address();
+    let other = Keypair::from_seed(&[23; 32]).address();
+
+    // Fund the EV from the faucet (the did:key form of the address works too).
+    let resp = reqwest::Client::new()
+        .post(r.url("/api/v1/faucet"))
+        .json(&json!({"address": ev.address().to_did_key(), "amount": 10_000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let receipt: Value = resp.json().await.unwrap();
+    let fin = wait_final(&r, receipt["payload_id"].as_str().unwrap()).await;
+    assert_eq!(fin["status"], "confirmed", "{fin}");
+    assert_eq!(account(&r, &ev.address()).await, (10_000, 0));
+
+    // Three sequential payments in quick succession all apply, in order.
+    let mut ids = Vec::new();
+    for seq in 0..3 {
+        let resp = post_payload(&r, &pay(&ev, net, seq, charger, 100)).await;
+        assert_eq!(resp.status(), 202);
+        let v: Value = resp.json().await.unwrap();
+        ids.push(v["payload_id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert_eq!(wait_final(&r, id).await["status"], "confirmed");
+    }
+    assert_eq!(account(&r, &ev.address()).await, (9_700, 3));
+    assert_eq!(account(&r, &charger).await.0, 300);
+
+    // Double spend: the same seq spent twice. Both are accepted; exactly one applies.
+    let a = pay(&ev, net, 3, charger, 9_000);
+    let b = pay(&ev, net, 3, other, 9_000);
+    let ra: Value = post_payload(&r, &a).await.json().await.unwrap();
+    let rb: Value = post_payload(&r, &b).await.json().await.unwrap();
+    let fa = wait_final(&r, ra["payload_id"].as_str().unwrap()).await;
+    let fb = wait_final(&r, rb["payload_id"].as_str().unwrap()).await;
+    let statuses = [fa["status"].as_str().unwrap(), fb["status"].as_str().unwrap()];
+    assert!(
+        statuses.contains(&"confirmed") && statuses.contains(&"conflicting"),
+        "{fa} {fb}"
+    );
+    let loser = if fa["status"] == "conflicting" { &fa } else { &fb };
+    assert!(loser["reason"].as_str().unwrap().contains("already used"), "{loser}");
+    assert_eq!(account(&r, &ev.address()).await, (700, 4));
+    assert_eq!(
+        account(&r, &charger).await.0 + account(&r, &other).await.0,
+        9_300
+    );
+
+    // Replaying an applied payload: 409, nothing changes.
+    let resp = post_payload(&r, &a).await;
+    assert_eq!(resp.status(), 409);
+
+    let info = get(r.url("/api/v1/info")).await;
+    let digest = info["ledger_digest"].clone();
+    let confirmed = info["confirmed_milestone"].as_u64().unwrap();
+    assert!(confirmed >= 3);
+    r.stop().await;
+
+    // Restart on the same directory, with milestones effectively paused: same state.
+    let r = start(dir.path(), 3_600_000).await;
+    let info = get(r.url("/api/v1/info")).await;
+    assert_eq!(info["confirmed_milestone"].as_u64().unwrap(), confirmed);
+    assert_eq!(info["ledger_digest"], digest);
+    assert_eq!(account(&r, &ev.address()).await, (700, 4));
+    let fa2 = get(r.url(&format!(
+        "/api/v1/payloads/{}",
+        ra["payload_id"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(fa2["status"], fa["status"]);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_submissions_get_the_right_status_and_change_nothing() {
+    let dir = new_dev_dir();
+    let genesis = read_genesis(&dir.path().join("genesis.toml")).unwrap();
+    let net = genesis.network_id();
+    let r = start(dir.path(), 3_600_000).await;
+    let client = reqwest::Client::new();
+    let before = get(r.url("/api/v1/info")).await;
+
+    let post_raw = |body: Vec<u8>| {
+        client
+            .post(r.url("/api/v1/transactions"))
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+
+    // Malformed bytes.
+    assert_eq!(post_raw(vec![1, 2, 3]).await.unwrap().status(), 400);
+    // Oversized (beyond the transaction cap, under the body limit).
+    assert_eq!(post_raw(vec![0u8; 5000]).await.unwrap().status(), 413);
+
+    let kp = Keypair::from_seed(&[31; 32]);
+    let tip: TxId = get(r.url("/api/v1/tips")).await["tips"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let build = |network_id: u64, payload: SignedPayload| {
+        let mut tx = Transaction {
+            version: dag_core::TX_VERSION,
+            network_id,
+            parents: [tip, TxId::GENESIS],
+            timestamp: node::runtime::now_ms(),
+            payload: Payload::Signed(payload),
+            nonce: 0,
+        };
+        if tip == TxId::GENESIS {
+            tx.parents = [TxId::GENESIS, TxId::GENESIS];
+        }
+        pow::solve(&mut tx, genesis.pow_difficulty);
+        codec::encode(&tx)
+    };
+    // Wrongly signed: the signature is for another seq.
+    let mut forged = pay(&kp, net, 0, Address([1; 32]), 1);
+    forged.seq = 1;
+    assert_eq!(post_raw(build(net, forged)).await.unwrap().status(), 422);
+    // Wrong network.
+    let other_net = pay(&kp, net ^ 1, 0, Address([1; 32]), 1);
+    assert_eq!(post_raw(build(net ^ 1, other_net)).await.unwrap().status(), 422);
+    // A valid transaction is accepted once, then a resubmission conflicts.
+    let good = build(net, pay(&kp, net, 0, Address([1; 32]), 1));
+    assert_eq!(post_raw(good.clone()).await.unwrap().status(), 201);
+    assert_eq!(post_raw(good).await.unwrap().status(), 409);
+    // Bad JSON payload.
+    let resp = client
+        .post(r.url("/api/v1/payloads"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(err["code"].is_string() && err["message"].is_string(), "{err}");
+
+    let after = get(r.url("/api/v1/info")).await;
+    assert_eq!(
+        after["transactions"].as_u64().unwrap(),
+        before["transactions"].as_u64().unwrap() + 1,
+        "only the one valid transaction was added"
+    );
+    assert_eq!(after["ledger_digest"], before["ledger_digest"]);
+    r.stop().await;
+}

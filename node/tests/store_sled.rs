@@ -1,0 +1,231 @@
+//! `SledStore`: the generic `Store` conformance suite, reopening, reload order, corrupt
+//! data and group commit.
+
+use std::sync::{Arc, Barrier};
+
+use dag_core::store::{conformance, Store, StoreError, TxEntry, TxMeta};
+use dag_core::{Ledger, PayloadId, TxId};
+use node::store::{trees, Durability, SledStore};
+
+fn entry(id: TxId, bytes: &[u8], arrival: u64) -> TxEntry<'_> {
+    TxEntry {
+        id,
+        bytes,
+        meta: TxMeta::new(arrival, false, None),
+    }
+}
+
+/// Distinct ids and bytes; `i` is encoded into both.
+fn blob(i: u64) -> (TxId, Vec<u8>) {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&i.to_le_bytes());
+    id[31] = 0x5a;
+    let mut bytes = vec![0xab; 250];
+    bytes[..8].copy_from_slice(&i.to_le_bytes());
+    (TxId(id), bytes)
+}
+
+#[test]
+fn conforms_temporary() {
+    conformance::run_all(|| SledStore::open_temporary().unwrap());
+}
+
+#[test]
+fn conforms_on_disk() {
+    let dirs = std::cell::RefCell::new(Vec::new());
+    conformance::run_all(|| {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(d.path()).unwrap();
+        dirs.borrow_mut().push(d);
+        s
+    });
+}
+
+#[test]
+fn data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::reopen_persistence(|| SledStore::open(dir.path()).unwrap());
+}
+
+#[test]
+fn data_survives_reopen_process_crash_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::reopen_persistence(|| {
+        SledStore::open_with(dir.path(), Durability::ProcessCrash).unwrap()
+    });
+}
+
+/// Reloading visits transactions in the order they were stored, not in id order and not
+/// in arrival-timestamp order (timestamps may tie or step back), also after reopening.
+#[test]
+fn reload_is_in_storing_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ids descending, so id order is the reverse of storing order; arrival timestamps
+    // tie and step back.
+    let txs: Vec<(TxId, Vec<u8>)> = (0..300u64)
+        .map(|i| {
+            let (mut id, bytes) = blob(i);
+            id.0[0] = 255 - (i % 256) as u8;
+            id.0[1] = 255 - (i / 256) as u8;
+            (id, bytes)
+        })
+        .collect();
+    let arrival = |i: usize| 1_000 - (i as u64 % 7);
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        // Several batches, with a re-put of earlier ones in between (must not move them).
+        for chunk in txs.chunks(64) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .map(|(id, b)| {
+                    let i = txs.iter().position(|t| t.0 == *id).unwrap();
+                    entry(*id, b, arrival(i))
+                })
+                .collect();
+            s.put_transactions(&entries).unwrap();
+            s.put_transactions(&[entry(txs[0].0, &txs[0].1, 0)])
+                .unwrap();
+        }
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    let mut seen = Vec::new();
+    s.for_each_transaction(&mut |id, bytes, meta| {
+        seen.push(*id);
+        let i = seen.len() - 1;
+        assert_eq!(bytes, &txs[i].1[..]);
+        assert_eq!(meta.arrival, arrival(i));
+    })
+    .unwrap();
+    let expected: Vec<TxId> = txs.iter().map(|t| t.0).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(s.transaction_count().unwrap(), txs.len());
+}
+
+/// Opens the raw sled database behind a closed store and overwrites one value.
+fn corrupt(dir: &std::path::Path, tree: &str, key: &[u8], value: &[u8]) {
+    let db = sled::open(dir).unwrap();
+    db.open_tree(tree).unwrap().insert(key, value).unwrap();
+    db.flush().unwrap();
+}
+
+/// Undecodable values surface as `StoreError::Corrupt`, never as a panic or as `None`.
+#[test]
+fn corrupt_values_are_reported_not_panicked_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, bytes) = blob(1);
+    let (id2, bytes2) = blob(2);
+    let pid = PayloadId([3; 32]);
+    let genesis_state = {
+        let g = dag_core::Genesis {
+            network_name: "corrupt".into(),
+            timestamp: 0,
+            pow_difficulty: 0,
+            timestamp_window_ms: dag_core::genesis::DEFAULT_TIMESTAMP_WINDOW_MS,
+            committee: vec![dag_core::Address([9; 32])],
+            threshold: 1,
+            allocations: vec![dag_core::Allocation {
+                address: dag_core::Address([4; 32]),
+                amount: 10,
+            }],
+        };
+        Ledger::from_genesis(&g).unwrap().to_state()
+    };
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        let e = TxEntry {
+            id,
+            bytes: &bytes,
+            meta: TxMeta::new(5, false, Some(pid)),
+        };
+        s.put_transactions(&[e, entry(id2, &bytes2, 6)]).unwrap();
+        s.init_ledger(&genesis_state).unwrap();
+        s.flush().unwrap();
+    }
+    corrupt(dir.path(), trees::METADATA, &id.0, &[0xc1, 0xff, 0x00]);
+    corrupt(dir.path(), trees::PAYLOADS, &pid.0, b"not msgpack");
+    corrupt(dir.path(), trees::ACCOUNTS, &[4; 32], &[]);
+    corrupt(dir.path(), trees::ARRIVAL, &7u64.to_be_bytes(), b"short");
+    corrupt(dir.path(), trees::MILESTONES, &1u32.to_be_bytes(), &[0x93, 0x01]);
+    corrupt(dir.path(), trees::STATE, b"tx_count", &[1, 2, 3]);
+
+    let s = SledStore::open(dir.path()).unwrap();
+    let is_corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
+    assert!(is_corrupt(s.metadata(&id).map(drop)));
+    assert!(is_corrupt(s.payload(&pid).map(drop)));
+    assert!(is_corrupt(s.account(&dag_core::Address([4; 32])).map(drop)));
+    assert!(is_corrupt(s.milestone(1).map(drop)));
+    assert!(is_corrupt(s.transaction_count().map(drop)));
+    assert!(is_corrupt(s.load_ledger().map(drop)));
+    assert!(is_corrupt(s.for_each_transaction(&mut |_, _, _| {})));
+    // Batches touching corrupt values abort and write nothing.
+    assert!(is_corrupt(s.mark_solid(&[id2, id]).map(drop)));
+    assert!(!s.metadata(&id2).unwrap().unwrap().solid);
+    let (id3, bytes3) = blob(3);
+    let e3 = TxEntry {
+        id: id3,
+        bytes: &bytes3,
+        meta: TxMeta::new(7, false, Some(pid)),
+    };
+    assert!(is_corrupt(s.put_transactions(&[e3]).map(drop)));
+    assert_eq!(s.transaction(&id3).unwrap(), None);
+    // Intact values still read.
+    assert_eq!(s.transaction(&id).unwrap(), Some(bytes));
+    assert_eq!(s.metadata(&id2).unwrap().unwrap().arrival, 6);
+}
+
+/// Many threads that each store a transaction and flush at the same time share physical
+/// flushes, and each one's transaction is durable (readable after reopening).
+#[test]
+fn concurrent_flushes_are_grouped() {
+    const THREADS: usize = 8;
+    const ROUNDS: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(SledStore::open(dir.path()).unwrap());
+    let before = s.physical_flushes();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS as u64)
+        .map(|t| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for r in 0..ROUNDS {
+                    let (id, bytes) = blob(t * 1_000 + r);
+                    barrier.wait();
+                    assert_eq!(s.put_transactions(&[entry(id, &bytes, r)]).unwrap(), 1);
+                    s.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let calls = THREADS as u64 * ROUNDS;
+    let physical = s.physical_flushes() - before;
+    assert!(physical >= ROUNDS, "each round needs at least one flush");
+    assert!(
+        physical < calls,
+        "{calls} concurrent flush calls ran {physical} physical flushes"
+    );
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.transaction_count().unwrap(), calls as usize);
+    for t in 0..THREADS as u64 {
+        for r in 0..ROUNDS {
+            let (id, bytes) = blob(t * 1_000 + r);
+            assert_eq!(s.transaction(&id).unwrap(), Some(bytes));
+        }
+    }
+}
+
+/// A second open of the same directory while the first is alive fails with a backend
+/// error instead of corrupting it.
+#[test]
+fn second_open_of_a_live_database_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = SledStore::open(dir.path()).unwrap();
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(StoreError::Backend(_))
+    ));
+}

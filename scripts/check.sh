@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command (README "run the tests"): format check, lints as errors, every
+# test and doctest of the workspace. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Property tests: enough cases to find bugs, few enough to keep CI well under its budget.
+export PROPTEST_CASES="${PROPTEST_CASES:-64}"
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (unit, integration, doctests)"
+cargo test --workspace --locked
