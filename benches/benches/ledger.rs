@@ -6,6 +6,8 @@
 //! Payload signatures are not part of this path (they are checked on arrival), so the
 //! fixture payloads carry dummy signatures.
 
+#![allow(missing_docs)] // `criterion_group!` generates an undocumented pub fn.
+
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};

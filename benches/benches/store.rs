@@ -7,11 +7,13 @@
 //!   throughput is durable transactions per second. `power_loss` adds the fsync step to
 //!   sled's flush, `process_crash` is sled's flush alone: the difference is what the fsync
 //!   step costs.
+//! - `store/put_only/512`: the same without the flush: what sled's inserts cost.
 //! - `store/concurrent_singles/power_loss/8x16`: 8 threads each storing one transaction and
 //!   flushing, 16 times: what group commit gives to many concurrent single submissions.
 //! - Printed before the criterion runs: bytes on disk per transaction after storing 100,000
 //!   (in batches of 512) and after confirming them all by milestones (sum of file sizes in
-//!   the database directory, apparent and allocated, / 100,000).
+//!   the database directory, apparent and allocated, / 100,000). Set
+//!   `STORE_BENCH_SKIP_SIZE=1` to skip it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +80,23 @@ fn put_flush(c: &mut Criterion) {
             });
         }
     }
+    g.finish();
+}
+
+fn put_only(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store/put_only");
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let next = AtomicU64::new(0);
+    const N: usize = 512;
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function(BenchmarkId::from_parameter(N), |b| {
+        b.iter_batched(
+            || batch(&next, N),
+            |txs| put(&store, &txs),
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 
@@ -206,9 +225,13 @@ fn bytes_per_tx() {
 }
 
 fn main() {
-    bytes_per_tx();
+    // The size report takes a few seconds; skip it when only timing something.
+    if std::env::var_os("STORE_BENCH_SKIP_SIZE").is_none() {
+        bytes_per_tx();
+    }
     let mut c = Criterion::default().configure_from_args();
     put_flush(&mut c);
+    put_only(&mut c);
     concurrent_singles(&mut c);
     c.final_summary();
 }

@@ -52,7 +52,7 @@ pub fn signed_pay_transactions(
 ) -> Vec<Transaction> {
     let keys = issuers(issuers_count, seed);
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
-    let mut bytes32 = |rng: &mut ChaCha20Rng| {
+    let bytes32 = |rng: &mut ChaCha20Rng| {
         let mut b = [0u8; 32];
         rng.fill_bytes(&mut b);
         b
@@ -89,4 +89,23 @@ pub fn signed_pay_encodings(
         .iter()
         .map(Transaction::to_bytes)
         .collect()
+}
+
+/// CPU time consumed so far by the calling thread, in ns, from `/proc/thread-self/schedstat`
+/// (Linux). The machine the benches run on is shared, so a rate per CPU-second is printed
+/// next to the wall-clock rate; `None` where the file does not exist.
+pub fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU time consumed so far by all threads of this process, in ns (sum of
+/// `/proc/self/task/*/schedstat`); includes rayon workers, and their idle spinning.
+pub fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let s = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }

@@ -362,9 +362,9 @@ impl Ledger {
     /// The whole state, sorted by key (for snapshots and [`Ledger::from_parts`]).
     pub fn to_state(&self) -> LedgerState {
         let mut accounts: Vec<_> = self.accounts.iter().map(|(a, v)| (*a, *v)).collect();
-        accounts.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        accounts.sort_unstable_by_key(|x| x.0);
         let mut channels: Vec<_> = self.channels.iter().map(|(a, v)| (*a, *v)).collect();
-        channels.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        channels.sort_unstable_by_key(|x| x.0);
         LedgerState {
             network_id: self.network_id,
             supply: self.supply,

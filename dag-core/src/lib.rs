@@ -11,6 +11,11 @@
 //! - [`Keypair`] and [`crypto`]: Ed25519 and BLAKE2b-256, and the exact signed messages.
 //! - [`Genesis`]: what defines a network and its id.
 //! - [`TangleView`]: what tip selection sees of a Tangle.
+//! - [`validate()`], [`BatchValidator`] ([`mod@validate`]): stage 1 (syntactic and
+//!   cryptographic) validation, single or rayon-parallel with Ed25519 batch verification.
+//! - [`Ledger`]: the white-flag ledger (accounts, channels, `apply_milestone`, digest).
+//! - [`Store`] and [`MemStore`] ([`store`]): storage behind a trait, one atomic batch per
+//!   milestone, with a conformance suite for backends (feature `test-utils`).
 //!
 //! ## Layout
 //! `ids` and `types` (data model), `codec`, `crypto`, `pow`, `genesis`, `view`, `error`.
@@ -37,6 +42,7 @@ pub use ledger::{
     Account, ApplyError, Channel, ConflictReason, Ledger, LedgerDiff, LedgerState,
     LedgerStateError, MilestoneOutcome, PayloadOutcome,
 };
+pub use store::{MemStore, Store, StoreError};
 pub use types::{
     Body, Milestone, MilestoneIndex, NetworkId, Payload, SignedPayload, Transaction, MAX_MEMO_LEN,
     MAX_MILESTONE_SIGNATURES, MAX_TAG_LEN, TX_VERSION,

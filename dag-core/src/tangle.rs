@@ -739,6 +739,15 @@ impl Tangle {
         old.len()
     }
 
+    /// Reserves room for `additional` more solid transactions, so that inserting them does
+    /// not re-grow the arena or the id index (a clone holds exactly what it needs).
+    pub fn reserve(&mut self, additional: usize) {
+        self.nodes.reserve(additional);
+        self.index.reserve(additional);
+        self.unconfirmed.reserve(additional.min(1 << 16));
+        self.tips.reserve(additional.min(1 << 12));
+    }
+
     /// Number of transactions waiting for parents.
     pub fn pending_len(&self) -> usize {
         self.pending.len()

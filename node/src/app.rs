@@ -15,7 +15,10 @@ use crate::runtime::{Node, NodeSetup};
 use crate::store::SledStore;
 
 /// Builds the protocol settings of a config (reads the key files it names).
-pub fn protocol_config(cfg: &NodeConfig, genesis: &dag_core::Genesis) -> anyhow::Result<ProtocolConfig> {
+pub fn protocol_config(
+    cfg: &NodeConfig,
+    genesis: &dag_core::Genesis,
+) -> anyhow::Result<ProtocolConfig> {
     let milestone_signer = match &cfg.milestone_key {
         Some(path) => {
             let kp = read_key(path)?;
@@ -59,7 +62,7 @@ pub async fn start_node(cfg: &NodeConfig) -> anyhow::Result<Node> {
         genesis,
         store: Arc::new(store),
         protocol,
-        max_batch: 4096,
+        max_batch: 2048,
         queue_capacity: 100_000,
     })
     .await?;

@@ -81,7 +81,11 @@ pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), Init
 /// Writes a new key file holding the hex seed of a fresh key, and returns the key.
 pub fn write_new_key(path: &Path) -> Result<Keypair, InitError> {
     let kp = Keypair::generate(&mut OsRng);
-    write_file(path, format!("{}\n", hex::encode(kp.seed())).as_bytes(), true)?;
+    write_file(
+        path,
+        format!("{}\n", hex::encode(kp.seed())).as_bytes(),
+        true,
+    )?;
     Ok(kp)
 }
 

@@ -57,7 +57,8 @@ pub struct NodeSetup {
     pub store: Arc<dyn Store>,
     /// Protocol settings (committee key, faucet, selector...).
     pub protocol: ProtocolConfig,
-    /// Most requests ingested in one batch.
+    /// Most transactions and payloads ingested in one round (a round stops taking requests
+    /// once it reaches this many items).
     pub max_batch: usize,
     /// Most requests waiting; beyond it submissions get 503.
     pub queue_capacity: usize,
@@ -78,7 +79,10 @@ pub enum NodeError {
 }
 
 enum Request {
-    Transactions(Vec<Vec<u8>>, oneshot::Sender<Vec<Result<TxId, SubmitError>>>),
+    Transactions(
+        Vec<Vec<u8>>,
+        oneshot::Sender<Vec<Result<TxId, SubmitError>>>,
+    ),
     Payloads(
         Vec<SignedPayload>,
         oneshot::Sender<Vec<Result<PayloadReceipt, SubmitError>>>,
@@ -132,7 +136,7 @@ impl Node {
         let core = tokio::task::spawn_blocking(move || restore(g2, protocol, &*s2))
             .await
             .expect("restore task panicked")?;
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(1 << 16);
         let shared = Arc::new(Shared {
             validator: core.validator(),
             network_name: genesis.network_name.clone(),
@@ -154,10 +158,7 @@ impl Node {
         let period = Duration::from_millis((interval / 4).clamp(20, 250));
         let ticker = tokio::spawn(tick_loop(shared.clone(), period, stop_rx));
         Ok(Node {
-            handle: NodeHandle {
-                shared,
-                ingest: tx,
-            },
+            handle: NodeHandle { shared, ingest: tx },
             ingest,
             ticker,
             stop,
@@ -194,7 +195,11 @@ impl Node {
 
 /// Builds the protocol from the store: ledger (or genesis), then transactions in arrival
 /// order, then confirmation marks.
-fn restore(genesis: Genesis, config: ProtocolConfig, store: &dyn Store) -> Result<Protocol, NodeError> {
+fn restore(
+    genesis: Genesis,
+    config: ProtocolConfig,
+    store: &dyn Store,
+) -> Result<Protocol, NodeError> {
     let ledger = match store.load_ledger()? {
         Some(state) => Ledger::from_parts(state).map_err(|e| NodeError::Ledger(e.to_string()))?,
         None => {
@@ -309,7 +314,9 @@ impl Shared {
                         .transactions_confirmed
                         .inc_by(s.confirmed as u64);
                     self.metrics.payloads_applied.inc_by(s.applied as u64);
-                    self.metrics.payloads_conflicting.inc_by(s.conflicting as u64);
+                    self.metrics
+                        .payloads_conflicting
+                        .inc_by(s.conflicting as u64);
                     for d in &s.delays_ms {
                         self.metrics
                             .confirmation_latency
@@ -518,7 +525,9 @@ impl Shared {
 
 fn validation_error(e: ValidationError) -> SubmitError {
     match e {
-        ValidationError::Decode(DecodeError::TooLarge { .. }) => SubmitError::TooLarge(e.to_string()),
+        ValidationError::Decode(DecodeError::TooLarge { .. }) => {
+            SubmitError::TooLarge(e.to_string())
+        }
         ValidationError::Decode(_) => SubmitError::Malformed(e.to_string()),
         other => SubmitError::Invalid(other.to_string()),
     }
@@ -529,7 +538,9 @@ fn reject_error(e: RejectReason) -> SubmitError {
         return SubmitError::Conflict(e.to_string());
     }
     match e {
-        RejectReason::NoTips(_) | RejectReason::Halted(_) => SubmitError::Unavailable(e.to_string()),
+        RejectReason::NoTips(_) | RejectReason::Halted(_) => {
+            SubmitError::Unavailable(e.to_string())
+        }
         RejectReason::Tangle(ref m) if m.contains("buffer full") => {
             SubmitError::Unavailable(e.to_string())
         }
@@ -568,12 +579,27 @@ fn milestone_view(s: &MilestoneSummary) -> MilestoneView {
     }
 }
 
+impl Request {
+    fn items(&self) -> usize {
+        match self {
+            Request::Transactions(t, _) => t.len(),
+            Request::Payloads(p, _) => p.len(),
+        }
+    }
+}
+
 async fn ingest_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
     while let Some(first) = rx.recv().await {
+        // Bounded by items, not requests: a round's transactions all see the same tips, so
+        // a huge round would make the Tangle wide.
+        let mut items = first.items();
         let mut batch = vec![first];
-        while batch.len() < max_batch {
+        while items < max_batch {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    items += r.items();
+                    batch.push(r);
+                }
                 Err(_) => break,
             }
         }
@@ -789,7 +815,10 @@ impl NodeService for NodeHandle {
         }))
     }
 
-    fn milestone(&self, index: Option<MilestoneIndex>) -> Result<Option<MilestoneView>, ServiceError> {
+    fn milestone(
+        &self,
+        index: Option<MilestoneIndex>,
+    ) -> Result<Option<MilestoneView>, ServiceError> {
         let index = match index {
             Some(i) => i,
             None => self.shared.lock().ledger().confirmed_index(),
@@ -807,15 +836,17 @@ impl NodeService for NodeHandle {
             return Ok(Some(milestone_view(s)));
         }
         // Applied before this process started: the store has the record, not the counts.
-        Ok(Self::storage(self.shared.store.milestone(index))?.map(|r| MilestoneView {
-            index: r.index,
-            transaction_id: r.tx,
-            timestamp: r.timestamp,
-            ledger_digest: r.ledger_digest,
-            confirmed_transactions: None,
-            applied: None,
-            conflicting: None,
-        }))
+        Ok(
+            Self::storage(self.shared.store.milestone(index))?.map(|r| MilestoneView {
+                index: r.index,
+                transaction_id: r.tx,
+                timestamp: r.timestamp,
+                ledger_digest: r.ledger_digest,
+                confirmed_transactions: None,
+                applied: None,
+                conflicting: None,
+            }),
+        )
     }
 
     fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {

@@ -4,7 +4,9 @@
 
 use std::future::Future;
 
-use dag_core::{Address, ChannelId, Digest, MilestoneIndex, NetworkId, PayloadId, SignedPayload, TxId};
+use dag_core::{
+    Address, ChannelId, Digest, MilestoneIndex, NetworkId, PayloadId, SignedPayload, TxId,
+};
 use serde::{Deserialize, Serialize};
 
 /// Why a submission was refused. Nothing was changed by a refused submission.
@@ -295,7 +297,10 @@ pub trait NodeService: Clone + Send + Sync + 'static {
     /// A channel.
     fn channel(&self, id: &ChannelId) -> Result<Option<ChannelView>, ServiceError>;
     /// A milestone by index, or the latest applied one with `None`.
-    fn milestone(&self, index: Option<MilestoneIndex>) -> Result<Option<MilestoneView>, ServiceError>;
+    fn milestone(
+        &self,
+        index: Option<MilestoneIndex>,
+    ) -> Result<Option<MilestoneView>, ServiceError>;
     /// Live events.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<NodeEvent>;
     /// Prometheus text exposition of the node's metrics.

@@ -88,7 +88,10 @@ async fn wait_final(r: &Running, payload_id: &str) -> Value {
 
 async fn account(r: &Running, a: &Address) -> (u64, u64) {
     let v = get(r.url(&format!("/api/v1/accounts/{a}"))).await;
-    (v["balance"].as_u64().unwrap(), v["next_seq"].as_u64().unwrap())
+    (
+        v["balance"].as_u64().unwrap(),
+        v["next_seq"].as_u64().unwrap(),
+    )
 }
 
 fn pay(kp: &Keypair, net: u64, seq: u64, to: Address, amount: u64) -> SignedPayload {
@@ -149,13 +152,23 @@ async fn payments_confirm_double_spend_once_and_state_survives_restart() {
     let rb: Value = post_payload(&r, &b).await.json().await.unwrap();
     let fa = wait_final(&r, ra["payload_id"].as_str().unwrap()).await;
     let fb = wait_final(&r, rb["payload_id"].as_str().unwrap()).await;
-    let statuses = [fa["status"].as_str().unwrap(), fb["status"].as_str().unwrap()];
+    let statuses = [
+        fa["status"].as_str().unwrap(),
+        fb["status"].as_str().unwrap(),
+    ];
     assert!(
         statuses.contains(&"confirmed") && statuses.contains(&"conflicting"),
         "{fa} {fb}"
     );
-    let loser = if fa["status"] == "conflicting" { &fa } else { &fb };
-    assert!(loser["reason"].as_str().unwrap().contains("already used"), "{loser}");
+    let loser = if fa["status"] == "conflicting" {
+        &fa
+    } else {
+        &fb
+    };
+    assert!(
+        loser["reason"].as_str().unwrap().contains("already used"),
+        "{loser}"
+    );
     assert_eq!(account(&r, &ev.address()).await, (700, 4));
     assert_eq!(
         account(&r, &charger).await.0 + account(&r, &other).await.0,
@@ -236,7 +249,10 @@ async fn bad_submissions_get_the_right_status_and_change_nothing() {
     assert_eq!(post_raw(build(net, forged)).await.unwrap().status(), 422);
     // Wrong network.
     let other_net = pay(&kp, net ^ 1, 0, Address([1; 32]), 1);
-    assert_eq!(post_raw(build(net ^ 1, other_net)).await.unwrap().status(), 422);
+    assert_eq!(
+        post_raw(build(net ^ 1, other_net)).await.unwrap().status(),
+        422
+    );
     // A valid transaction is accepted once, then a resubmission conflicts.
     let good = build(net, pay(&kp, net, 0, Address([1; 32]), 1));
     assert_eq!(post_raw(good.clone()).await.unwrap().status(), 201);
@@ -251,7 +267,10 @@ async fn bad_submissions_get_the_right_status_and_change_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
-    assert!(err["code"].is_string() && err["message"].is_string(), "{err}");
+    assert!(
+        err["code"].is_string() && err["message"].is_string(),
+        "{err}"
+    );
 
     let after = get(r.url("/api/v1/info")).await;
     assert_eq!(

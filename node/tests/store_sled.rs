@@ -146,7 +146,12 @@ fn corrupt_values_are_reported_not_panicked_on() {
     corrupt(dir.path(), trees::PAYLOADS, &pid.0, b"not msgpack");
     corrupt(dir.path(), trees::ACCOUNTS, &[4; 32], &[]);
     corrupt(dir.path(), trees::ARRIVAL, &7u64.to_be_bytes(), b"short");
-    corrupt(dir.path(), trees::MILESTONES, &1u32.to_be_bytes(), &[0x93, 0x01]);
+    corrupt(
+        dir.path(),
+        trees::MILESTONES,
+        &1u32.to_be_bytes(),
+        &[0x93, 0x01],
+    );
     corrupt(dir.path(), trees::STATE, b"tx_count", &[1, 2, 3]);
 
     let s = SledStore::open(dir.path()).unwrap();

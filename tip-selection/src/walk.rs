@@ -29,6 +29,11 @@ pub struct WalkConfig {
     /// Depth of the walk window, in the unit of [`TangleView::arrival`]: weights are kept
     /// for transactions that arrived at most this long before the newest one, and walks
     /// start at the bottom of that window. Default 5000 (5 s on a node).
+    ///
+    /// A deeper window costs more per arrival (weight maintenance is O(window)) but resists
+    /// side chains attached further back: honest weight dominates only at transactions
+    /// older than the Tangle's adaptation period (a few visibility delays). The parasite
+    /// test uses 25 time units at lambda = 100 per unit and a delay of 1 unit.
     pub depth: u64,
     /// Hard cap on the number of transactions in the window, which bounds the cost of one
     /// weight update during an arrival burst. Default 4096.

@@ -390,3 +390,33 @@ fn genesis_only_tangle_repeats_the_root() {
     let mut walk = WeightedWalk::default();
     assert_eq!(walk.select(&g.tangle, 0, &mut rng), Ok([root, root]));
 }
+
+#[cfg(feature = "parallel")]
+#[test]
+fn parallel_estimate_is_reproducible_and_agrees() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let (g, parasite) = parasite_tangle(&mut rng);
+    let mut walk = WeightedWalk::new(WalkConfig {
+        alpha: 0.5,
+        depth: 25 * UNIT,
+        ..WalkConfig::default()
+    });
+    let cc = ConfirmationConfidence::new(1000);
+    let newest_main = *g
+        .tangle
+        .tips()
+        .iter()
+        .filter(|t| !parasite.contains(t))
+        .max()
+        .unwrap();
+    let target = TxRef(newest_main.0 - 300);
+    let par = |seed| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        cc.estimate_par(&mut walk.clone(), &g.tangle, target, &mut rng)
+            .unwrap()
+    };
+    assert_eq!(par(1), par(1));
+    let p2 = par(2);
+    let seq = cc.estimate(&mut walk, &g.tangle, target, &mut rng).unwrap();
+    assert!((p2 - seq).abs() < 0.08, "parallel {p2} vs {seq}");
+}

@@ -478,14 +478,20 @@ impl Keystore {
         Device::new(keypair, self.contents.network_id, next_seq)
     }
 
-    /// Records `next_seq` for device `index` and saves the file.
+    /// Records `next_seq` for device `index` and saves the file. If saving fails, the
+    /// in-memory state is left as it was, matching the file.
     pub fn set_next_seq(&mut self, index: u32, next_seq: u64) -> Result<(), KeystoreError> {
+        let before = self.contents.devices.clone();
         let devices = &mut self.contents.devices;
         match devices.binary_search_by_key(&index, |d| d.index) {
             Ok(i) => devices[i].next_seq = next_seq,
             Err(i) => devices.insert(i, DeviceEntry { index, next_seq }),
         }
-        self.save()
+        let saved = self.save();
+        if saved.is_err() {
+            self.contents.devices = before;
+        }
+        saved
     }
 
     /// Signs `body` with device `index` and its next sequence number, and persists the
@@ -573,6 +579,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn failed_save_hands_out_nothing_and_keeps_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let mut ks = Keystore::create(sub.join("w.json"), "pw", &mnemonic(), 1, opts()).unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        let refund = Body::Refund {
+            channel: dag_core::ChannelId([1; 32]),
+        };
+        assert!(matches!(
+            ks.sign(0, refund.clone()),
+            Err(KeystoreError::Io(_))
+        ));
+        assert_eq!(
+            ks.device(0).next_seq(),
+            0,
+            "no payload escaped, no seq consumed"
+        );
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(ks.sign(0, refund).unwrap().seq, 0);
+    }
+
     #[cfg(unix)]
     #[test]
     fn file_is_private_and_never_overwritten() {
@@ -656,6 +685,20 @@ mod tests {
             }],
         };
         seal(&contents, &key, &kdf)
+    }
+
+    /// Exhaustive over positions: every byte, flipped in its low bit, its case bit (0x20) and
+    /// its high bit, is detected.
+    #[test]
+    fn every_position_is_protected() {
+        let good = sealed();
+        for i in 0..good.len() {
+            for x in [0x01u8, 0x20, 0x80] {
+                let mut bad = good.clone();
+                bad[i] ^= x;
+                assert!(unseal(&bad, "pw").is_err(), "flip {x:#x} at {i}");
+            }
+        }
     }
 
     proptest! {

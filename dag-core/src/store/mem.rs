@@ -160,9 +160,9 @@ impl Store for MemStore {
             return Ok(None);
         };
         let mut accounts: Vec<_> = inner.accounts.iter().map(|(a, v)| (*a, *v)).collect();
-        accounts.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        accounts.sort_unstable_by_key(|x| x.0);
         let mut channels: Vec<_> = inner.channels.iter().map(|(a, v)| (*a, *v)).collect();
-        channels.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        channels.sort_unstable_by_key(|x| x.0);
         Ok(Some(LedgerState {
             network_id: meta.network_id,
             supply: meta.supply,

@@ -12,7 +12,13 @@ use node::init::{files, init, InitOptions};
 #[command(name = "tangle-node", version, about = "A tangle ledger node")]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "TANGLE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TANGLE_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -180,7 +186,10 @@ async fn main() -> anyhow::Result<()> {
             if let Some(k) = rep.faucet_key {
                 println!("faucet key:   {}", k.display());
             }
-            println!("start it with: tangle-node run --config {}", rep.config.display());
+            println!(
+                "start it with: tangle-node run --config {}",
+                rep.config.display()
+            );
             Ok(())
         }
         Command::Run { config, overrides } => {
@@ -212,16 +221,27 @@ async fn main() -> anyhow::Result<()> {
             cfg.milestone_interval_ms = milestone_interval_ms;
             cfg.rate_limit_per_sec = rate_limit_per_sec;
             let genesis = node::init::read_genesis(&cfg.genesis)?;
-            let faucet = node::init::read_key(cfg.faucet_key.as_ref().context("dev node without faucet key")?)?;
+            let faucet = node::init::read_key(
+                cfg.faucet_key
+                    .as_ref()
+                    .context("dev node without faucet key")?,
+            )?;
             println!("tangle-node dev");
             println!("  node directory : {}", dir.display());
             println!("  database       : {}", cfg.data_dir.display());
-            println!("  genesis        : {} (network id {})", cfg.genesis.display(), genesis.network_id());
+            println!(
+                "  genesis        : {} (network id {})",
+                cfg.genesis.display(),
+                genesis.network_id()
+            );
             println!("  faucet address : {}", faucet.address());
             println!("  pow difficulty : {}", genesis.pow_difficulty);
             println!("  API            : http://{}/api/v1/info", cfg.api_addr);
             println!("  dashboard      : http://{}/", cfg.api_addr);
-            println!("  OpenAPI        : http://{}/api/v1/openapi.json", cfg.api_addr);
+            println!(
+                "  OpenAPI        : http://{}/api/v1/openapi.json",
+                cfg.api_addr
+            );
             println!("  Ctrl-C stops the node cleanly; run the same command to continue.");
             serve(cfg).await
         }

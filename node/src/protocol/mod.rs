@@ -23,9 +23,7 @@ use std::sync::Arc;
 
 use dag_core::codec;
 use dag_core::ledger::{ConflictReason, Ledger, MilestoneOutcome, PayloadOutcome};
-use dag_core::store::{
-    ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta,
-};
+use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta};
 use dag_core::tangle::{InsertOutcome, Tangle, TangleConfig};
 use dag_core::validate::{BatchValidator, ValidTransaction, ValidationParams};
 use dag_core::{
@@ -35,8 +33,7 @@ use dag_core::{
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tip_selection::{
-    AnySelector, RestrictedUrts, RestrictedUrtsConfig, TipSelector, Urts, WalkConfig,
-    WeightedWalk,
+    AnySelector, RestrictedUrts, RestrictedUrtsConfig, TipSelector, Urts, WalkConfig, WeightedWalk,
 };
 
 /// Which tip selector builds local transactions.
@@ -72,6 +69,10 @@ pub struct ProtocolConfig {
     pub seed: u64,
     /// Tangle settings.
     pub tangle: TangleConfig,
+    /// Before a milestone, the issuer approves up to this many unconfirmed tips through a
+    /// tree of empty "merge" transactions, so the milestone confirms everything attached
+    /// so far instead of only the cones of two tips (0 disables it).
+    pub max_sweep_tips: usize,
 }
 
 impl Default for ProtocolConfig {
@@ -83,8 +84,9 @@ impl Default for ProtocolConfig {
             faucet: None,
             reattach_after_milestones: 5,
             max_reattachments: 10,
-            seed: 0x7a6e_676c_65,
+            seed: 0x0074_616e_676c_65,
             tangle: TangleConfig::default(),
+            max_sweep_tips: 16_384,
         }
     }
 }
@@ -291,7 +293,11 @@ impl Protocol {
     /// A node core over `ledger` (from the genesis or restored from the store) and an empty
     /// Tangle; call [`Protocol::restore_transaction`] for stored transactions, then
     /// [`Protocol::finish_restore`].
-    pub fn new(genesis: Genesis, config: ProtocolConfig, ledger: Ledger) -> Result<Self, ProtocolError> {
+    pub fn new(
+        genesis: Genesis,
+        config: ProtocolConfig,
+        ledger: Ledger,
+    ) -> Result<Self, ProtocolError> {
         genesis
             .validate()
             .map_err(|e| ProtocolError::Genesis(e.to_string()))?;
@@ -309,9 +315,9 @@ impl Protocol {
         }
         let selector = match config.selector {
             SelectorKind::Urts => AnySelector::Urts(Urts::new()),
-            SelectorKind::Rurts => AnySelector::Restricted(RestrictedUrts::new(
-                RestrictedUrtsConfig::default(),
-            )),
+            SelectorKind::Rurts => {
+                AnySelector::Restricted(RestrictedUrts::new(RestrictedUrtsConfig::default()))
+            }
             SelectorKind::Walk => AnySelector::Walk(WeightedWalk::new(WalkConfig::default())),
         };
         let faucet_seq = config
@@ -519,7 +525,9 @@ impl Protocol {
                     });
                 }
                 let pid = p.id();
-                if origin != Origin::Peer && self.pending_payloads.contains_key(&pid) && origin == Origin::Api
+                if origin != Origin::Peer
+                    && self.pending_payloads.contains_key(&pid)
+                    && origin == Origin::Api
                 {
                     // A client re-sending the same payload in a new transaction while the
                     // first is pending is a duplicate; the node reattaches by itself.
@@ -712,7 +720,10 @@ impl Protocol {
         }
         if parents[0] == parents[1] && parents[0] != TxId::GENESIS {
             // Single-tip tangle: approve the tip and its trunk.
-            let r = self.tangle.lookup(&parents[0]).expect("selected tips are held");
+            let r = self
+                .tangle
+                .lookup(&parents[0])
+                .expect("selected tips are held");
             let trunk = self.tangle.parents(r)[0];
             parents[1] = self.tangle.id(trunk);
             if parents[0] == parents[1] {
@@ -785,8 +796,12 @@ impl Protocol {
             // Another committee member's milestone is waiting to be applied.
             return;
         }
-        let Ok(parents) = self.parents_for(None, now) else {
-            return;
+        let parents = match self.sweep_tips(now) {
+            Some(p) => p,
+            None => match self.parents_for(None, now) {
+                Ok(p) => p,
+                Err(_) => return,
+            },
         };
         let roots = self.parent_refs(&parents);
         let cone = self.tangle.unconfirmed_cone(&roots);
@@ -828,13 +843,83 @@ impl Protocol {
         };
         self.selector.on_solid(&self.tangle, ms_ref);
         self.latest_milestone = self.latest_milestone.max(index);
-        self.writes.push_back(StoreWrite::Transactions(vec![StoredTx {
-            id,
-            bytes,
-            meta: TxMeta::new(now, true, None),
-        }]));
-        self.events.push_back(Event::Solid { tx: id, payload: None });
+        self.writes
+            .push_back(StoreWrite::Transactions(vec![StoredTx {
+                id,
+                bytes,
+                meta: TxMeta::new(now, true, None),
+            }]));
+        self.events.push_back(Event::Solid {
+            tx: id,
+            payload: None,
+        });
         self.finish_milestone(index, ms_ref, id, &milestone, cone, payloads, outcome);
+    }
+
+    /// Approves the unconfirmed tips (newest first, at most `max_sweep_tips`) through a
+    /// binary tree of empty transactions and returns the two roots of that tree as the
+    /// milestone's parents; `None` when there are fewer than three such tips (nothing to
+    /// merge). PoW of each tree level runs in parallel on the rayon pool.
+    fn sweep_tips(&mut self, now: u64) -> Option<[TxId; 2]> {
+        use rayon::prelude::*;
+        if self.config.max_sweep_tips < 3 {
+            return None;
+        }
+        let mut level: Vec<TxRef> = self
+            .tangle
+            .tips()
+            .iter()
+            .copied()
+            .filter(|r| self.tangle.confirmed_by(*r).is_none())
+            .collect();
+        if level.len() < 3 {
+            return None;
+        }
+        level.sort_unstable_by(|a, b| b.cmp(a));
+        level.truncate(self.config.max_sweep_tips);
+        let difficulty = self.genesis.pow_difficulty;
+        let mut stored = Vec::new();
+        while level.len() > 2 {
+            let mut txs: Vec<Transaction> = level
+                .chunks(2)
+                .filter(|pair| pair.len() == 2)
+                .map(|pair| {
+                    self.build(
+                        [self.tangle.id(pair[0]), self.tangle.id(pair[1])],
+                        Payload::Empty,
+                        now,
+                    )
+                })
+                .collect();
+            let carry = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
+            let ids: Vec<TxId> = txs
+                .par_iter_mut()
+                .map(|tx| pow::solve(tx, difficulty))
+                .collect();
+            let mut next = Vec::with_capacity(txs.len() + 1);
+            for (tx, id) in txs.into_iter().zip(ids) {
+                match self.tangle.insert(id, tx.parents, None, now) {
+                    Ok(InsertOutcome::Solid(refs)) => {
+                        let r = refs[0].1;
+                        self.selector.on_solid(&self.tangle, r);
+                        next.push(r);
+                        stored.push(StoredTx {
+                            id,
+                            bytes: codec::encode(&tx),
+                            meta: TxMeta::new(now, true, None),
+                        });
+                    }
+                    _ => return None,
+                }
+            }
+            next.extend(carry);
+            level = next;
+        }
+        let parents = [self.tangle.id(level[0]), self.tangle.id(level[1])];
+        if !stored.is_empty() {
+            self.writes.push_back(StoreWrite::Transactions(stored));
+        }
+        Some(parents)
     }
 
     /// Signed payloads of the transactions of `cone`, in order.
@@ -860,15 +945,14 @@ impl Protocol {
             let payloads = self.payloads_of(&cone);
             // Apply to a copy: on a digest mismatch the ledger must stay as it was.
             let mut next = self.ledger.clone();
-            let outcome = match next
-                .apply_milestone(index, payloads.iter().map(|(id, _, p)| (*id, p)))
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    self.halt(format!("milestone {index}: {e}"));
-                    break;
-                }
-            };
+            let outcome =
+                match next.apply_milestone(index, payloads.iter().map(|(id, _, p)| (*id, p))) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.halt(format!("milestone {index}: {e}"));
+                        break;
+                    }
+                };
             if outcome.ledger_digest != milestone.ledger_digest {
                 self.halt(format!(
                     "ledger digest mismatch at milestone {index}: computed {}, milestone says {}",
@@ -1022,7 +1106,10 @@ impl Protocol {
                         o.attached_at_milestone = confirmed;
                         o.reattachments += 1;
                     }
-                    self.events.push_back(Event::Reattached { payload: pid, tx: id });
+                    self.events.push_back(Event::Reattached {
+                        payload: pid,
+                        tx: id,
+                    });
                 }
                 Err(e) => tracing::warn!(payload = %pid, error = %e, "reattachment failed"),
             }

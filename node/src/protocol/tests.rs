@@ -114,7 +114,9 @@ fn payments_confirm_with_exact_balances_and_sequence_kept() {
     let alice = Keypair::from_seed(&[10; 32]).address();
     // Ten sequential payments from the faucet in one milestone: chaining each to the
     // previous keeps them in seq order in the white-flag walk, so all apply.
-    let payloads: Vec<_> = (0..10).map(|s| pay(&n.faucet, id, s, alice, 100 + s)).collect();
+    let payloads: Vec<_> = (0..10)
+        .map(|s| pay(&n.faucet, id, s, alice, 100 + s))
+        .collect();
     for r in submit(&mut p, payloads, T0 + 10) {
         r.unwrap();
     }
@@ -123,7 +125,10 @@ fn payments_confirm_with_exact_balances_and_sequence_kept() {
     assert_eq!(p.ledger().confirmed_index(), 1);
     let expected: u64 = (0..10).map(|s| 100 + s).sum();
     assert_eq!(p.ledger().balance(&alice), expected);
-    assert_eq!(p.ledger().balance(&n.faucet.address()), 1_000_000 - expected);
+    assert_eq!(
+        p.ledger().balance(&n.faucet.address()),
+        1_000_000 - expected
+    );
     assert_eq!(p.ledger().next_seq(&n.faucet.address()), 10);
     let batch = writes
         .iter()
@@ -136,8 +141,14 @@ fn payments_confirm_with_exact_balances_and_sequence_kept() {
     assert_eq!(batch.record.ledger_digest, p.ledger().digest());
     // 10 payments + the milestone transaction itself.
     assert_eq!(batch.confirmed.len(), 11);
-    assert!(events.iter().any(|e| matches!(e, Event::Milestone(s) if s.applied == 10)));
-    assert_eq!(p.own_pending(), 0, "confirmed payloads are no longer kept alive");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Milestone(s) if s.applied == 10)));
+    assert_eq!(
+        p.own_pending(),
+        0,
+        "confirmed payloads are no longer kept alive"
+    );
 }
 
 #[test]
@@ -313,7 +324,11 @@ fn restore_rebuilds_confirmation_state_and_carries_on() {
         }
     }
     // One more payment, not yet confirmed when the node stops.
-    submit(&mut p, vec![pay(&n.faucet, id, 2, Address([3; 32]), 5)], T0 + 2500);
+    submit(
+        &mut p,
+        vec![pay(&n.faucet, id, 2, Address([3; 32]), 5)],
+        T0 + 2500,
+    );
     for w in drain(&mut p).0 {
         if let StoreWrite::Transactions(t) = w {
             stored.extend(t);

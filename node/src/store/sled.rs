@@ -129,10 +129,11 @@ fn abort<T>(e: StoreError) -> ConflictableTransactionResult<T, StoreError> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our plain structs to a Vec cannot fail: no maps with non-string keys,
-    // no I/O, no custom serialisers that error.
-    rmp_serde::to_vec(value).unwrap_or_default()
+/// Encodes a value inside a transaction. Our plain structs always serialise; should one
+/// not, the transaction aborts with a backend error instead of writing a bad value.
+fn encode<T: Serialize>(value: &T) -> ConflictableTransactionResult<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(value)
+        .or_else(|e| abort(StoreError::Backend(format!("encoding a record: {e}"))))
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
@@ -306,7 +307,7 @@ impl Store for SledStore {
                         continue;
                     }
                     txs.insert(key, e.bytes)?;
-                    meta.insert(key, encode(&e.meta))?;
+                    meta.insert(key, encode(&e.meta)?)?;
                     arrival.insert(&next.to_be_bytes()[..], key)?;
                     next += 1;
                     if let Some(p) = e.meta.payload {
@@ -316,7 +317,7 @@ impl Store for SledStore {
                                 status: PayloadStatus::Pending,
                             });
                         rec.txs.push(e.id);
-                        payloads.insert(&p.0[..], encode(&rec))?;
+                        payloads.insert(&p.0[..], encode(&rec)?)?;
                     }
                     new += 1;
                 }
@@ -346,13 +347,12 @@ impl Store for SledStore {
             .transaction(|meta| {
                 let mut changed = 0;
                 for id in ids {
-                    let Some(mut m) = tx_get::<TxMeta>(meta, "transaction metadata", &id.0)?
-                    else {
+                    let Some(mut m) = tx_get::<TxMeta>(meta, "transaction metadata", &id.0)? else {
                         continue;
                     };
                     if !m.solid {
                         m.solid = true;
-                        meta.insert(&id.0[..], encode(&m))?;
+                        meta.insert(&id.0[..], encode(&m)?)?;
                         changed += 1;
                     }
                 }
@@ -380,9 +380,9 @@ impl Store for SledStore {
             let bytes = self.txs.get(id.0).map_err(backend)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("arrival index names {id}, which is not stored"))
             })?;
-            let meta = self.metadata(&id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("transaction {id} has no metadata"))
-            })?;
+            let meta = self
+                .metadata(&id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("transaction {id} has no metadata")))?;
             f(&id, &bytes, &meta);
         }
         Ok(())
@@ -422,12 +422,12 @@ impl Store for SledStore {
                     return abort(StoreError::AlreadyInitialised);
                 }
                 for (a, acc) in &ledger.accounts {
-                    accounts.insert(&a.as_bytes()[..], encode(acc))?;
+                    accounts.insert(&a.as_bytes()[..], encode(acc)?)?;
                 }
                 for (id, ch) in &ledger.channels {
-                    channels.insert(&id.0[..], encode(ch))?;
+                    channels.insert(&id.0[..], encode(ch)?)?;
                 }
-                state.insert(KEY_LEDGER, encode(&header))?;
+                state.insert(KEY_LEDGER, encode(&header)?)?;
                 Ok(())
             })
             .map_err(tx_error)
@@ -483,7 +483,9 @@ impl Store for SledStore {
                     return abort(StoreError::NotInitialised);
                 };
                 let Some(expected) = header.confirmed_index.checked_add(1) else {
-                    return abort(StoreError::Backend("milestone index space exhausted".into()));
+                    return abort(StoreError::Backend(
+                        "milestone index space exhausted".into(),
+                    ));
                 };
                 if index != expected {
                     return abort(StoreError::NonConsecutiveMilestone {
@@ -498,7 +500,7 @@ impl Store for SledStore {
                     };
                     m.confirmed_by = Some(index);
                     m.outcome = c.payload.map(|(_, o)| o);
-                    meta.insert(&c.tx.0[..], encode(&m))?;
+                    meta.insert(&c.tx.0[..], encode(&m)?)?;
                     if let Some((pid, outcome)) = c.payload {
                         let mut rec = tx_get::<PayloadRecord>(payloads, "payload record", &pid.0)?
                             .unwrap_or(PayloadRecord {
@@ -506,19 +508,19 @@ impl Store for SledStore {
                                 status: PayloadStatus::Pending,
                             });
                         rec.status = next_payload_status(rec.status, index, c.tx, outcome);
-                        payloads.insert(&pid.0[..], encode(&rec))?;
+                        payloads.insert(&pid.0[..], encode(&rec)?)?;
                     }
                 }
-                milestones.insert(&index.to_be_bytes()[..], encode(&batch.record))?;
+                milestones.insert(&index.to_be_bytes()[..], encode(&batch.record)?)?;
                 for (a, acc) in &batch.diff.accounts {
-                    accounts.insert(&a.as_bytes()[..], encode(acc))?;
+                    accounts.insert(&a.as_bytes()[..], encode(acc)?)?;
                 }
                 for (id, ch) in &batch.diff.channels {
-                    channels.insert(&id.0[..], encode(ch))?;
+                    channels.insert(&id.0[..], encode(ch)?)?;
                 }
                 header.confirmed_index = index;
                 header.digest = batch.record.ledger_digest;
-                state.insert(KEY_LEDGER, encode(&header))?;
+                state.insert(KEY_LEDGER, encode(&header)?)?;
                 Ok(())
             })
             .map_err(tx_error)
@@ -537,6 +539,11 @@ struct DiskSync {
     log: File,
     /// The database directory.
     dir: File,
+    dir_path: PathBuf,
+    /// Names in the directory when it was last synced: it is synced again only when they
+    /// change (an unchanged directory still costs a journal commit per `fsync`, about as
+    /// much as the log's `fdatasync`).
+    dir_names: Mutex<HashSet<OsString>>,
     /// `<dir>/blobs`, where sled puts values too large for the log.
     blobs: PathBuf,
     /// Blob files already synced (only the leader of a flush touches it).
@@ -550,10 +557,13 @@ impl DiskSync {
         let sync = DiskSync {
             log,
             dir: dir_file,
+            dir_path: dir.to_path_buf(),
+            dir_names: Mutex::new(HashSet::new()),
             blobs: dir.join("blobs"),
             synced_blobs: Mutex::new(HashSet::new()),
         };
-        // Make the files sled just created durable before anything relies on them.
+        // Make the files sled just created durable before anything relies on them (the
+        // empty name set differs from any listing, so the directory is synced).
         sync.sync()?;
         Ok(sync)
     }
@@ -563,9 +573,27 @@ impl DiskSync {
             .sync_data()
             .map_err(|e| io_error("fdatasync of the sled log", e))?;
         self.sync_blobs()?;
-        self.dir
-            .sync_all()
-            .map_err(|e| io_error("fsync of the database dir", e))
+        self.sync_dir()
+    }
+
+    /// `fsync`s the database directory if files were created, renamed or removed since
+    /// its last sync (sled's snapshots are written to a new file and renamed).
+    fn sync_dir(&self) -> Result<()> {
+        let names = std::fs::read_dir(&self.dir_path)
+            .and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<io::Result<HashSet<_>>>()
+            })
+            .map_err(|e| io_error("listing the database dir", e))?;
+        let mut synced = self.dir_names.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced != names {
+            self.dir
+                .sync_all()
+                .map_err(|e| io_error("fsync of the database dir", e))?;
+            *synced = names;
+        }
+        Ok(())
     }
 
     fn sync_blobs(&self) -> Result<()> {
@@ -582,7 +610,9 @@ impl DiskSync {
             let name = entry.file_name();
             if !synced.contains(&name) {
                 match File::open(entry.path()) {
-                    Ok(f) => f.sync_all().map_err(|e| io_error("fsync of a sled blob", e))?,
+                    Ok(f) => f
+                        .sync_all()
+                        .map_err(|e| io_error("fsync of a sled blob", e))?,
                     // sled removed it meanwhile (garbage collection): nothing to keep.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(io_error("opening a sled blob", e)),
