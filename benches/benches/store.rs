@@ -10,6 +10,13 @@
 //! - `store/put_only/512`: the same without the flush: what sled's inserts cost.
 //! - `store/concurrent_singles/power_loss/8x16`: 8 threads each storing one transaction and
 //!   flushing, 16 times: what group commit gives to many concurrent single submissions.
+//! - `store/node_cycle/{durability}/512`: what the node does per round: one
+//!   `put_transactions` of 512 transactions the size of an encoded signed payment, each with
+//!   its own payload, then `flush`; then one `apply_milestone` confirming all 512 (outcome
+//!   applied; the ledger diff touches 512 sender accounts and 16 payee accounts), then
+//!   `flush`. Besides criterion's wall time it prints the process CPU time per payment
+//!   (user + system, sled's background threads included), which is what competes with
+//!   signature verification for the machine's 2 cores.
 //! - Printed before the criterion runs: bytes on disk per transaction after storing 100,000
 //!   (in batches of 512) and after confirming them all by milestones (sum of file sizes in
 //!   the database directory, apparent and allocated, / 100,000). Set
@@ -21,7 +28,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, Store, TxEntry, TxMeta};
-use dag_core::{Digest, LedgerDiff, LedgerState, PayloadId, PayloadOutcome, TxId};
+use dag_core::{
+    Account, Address, Body, Digest, Keypair, LedgerDiff, LedgerState, Payload, PayloadId,
+    PayloadOutcome, SignedPayload, Transaction, TxId,
+};
 use node::store::{Durability, SledStore};
 
 const TX_LEN: usize = 250;
@@ -224,12 +234,133 @@ fn bytes_per_tx() {
     report("reopened and reloaded", t.elapsed());
 }
 
+/// Length of an encoded transaction carrying a signed payment with an 8-byte memo.
+fn signed_pay_len() -> usize {
+    let key = Keypair::from_seed(&[7; 32]);
+    let payload = SignedPayload::sign(
+        &key,
+        1,
+        3,
+        Body::Pay {
+            to: Address([9; 32]),
+            amount: 1_000,
+            memo: b"kwh-0042".to_vec(),
+        },
+    );
+    let t = Transaction {
+        version: dag_core::TX_VERSION,
+        network_id: 1,
+        parents: [TxId([1; 32]), TxId([2; 32])],
+        timestamp: 1_700_000_000_000,
+        payload: Payload::Signed(payload),
+        nonce: 12_345,
+    };
+    dag_core::codec::encode(&t).len()
+}
+
+/// Process CPU time (user + system, all threads) from `/proc/self/stat`, in clock ticks
+/// of 10 ms (`CLK_TCK` is 100 on Linux).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn node_cycle(c: &mut Criterion) {
+    const N: usize = 512;
+    const PAYEES: u64 = 16;
+    let len = signed_pay_len();
+    let mut g = c.benchmark_group("store/node_cycle");
+    g.throughput(Throughput::Elements(N as u64));
+    for (name, durability) in [
+        ("power_loss", Durability::PowerLoss),
+        ("process_crash", Durability::ProcessCrash),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open_with(dir.path(), durability).unwrap();
+        store
+            .init_ledger(&LedgerState {
+                network_id: 1,
+                supply: 0,
+                confirmed_index: 0,
+                digest: Digest([0; 32]),
+                accounts: vec![],
+                channels: vec![],
+            })
+            .unwrap();
+        let next = AtomicU64::new(0);
+        let mut index = 0u32;
+        let (mut cpu, mut payments) = (Duration::ZERO, 0u64);
+        g.bench_function(BenchmarkId::new(name, N), |b| {
+            b.iter_custom(|iters| {
+                let mut wall = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut txs = batch(&next, N);
+                    for t in &mut txs {
+                        t.2.resize(len, 0x5a);
+                    }
+                    let mut accounts: Vec<(Address, Account)> = txs
+                        .iter()
+                        .map(|(id, _, _)| (Address(id.0), Account::default()))
+                        .chain((0..PAYEES).map(|p| (Address([p as u8; 32]), Account::default())))
+                        .collect();
+                    accounts.sort_by_key(|a| a.0);
+                    index += 1;
+                    let confirm = MilestoneBatch {
+                        record: MilestoneRecord {
+                            index,
+                            tx: txs[0].0,
+                            timestamp: u64::from(index),
+                            ledger_digest: Digest([index as u8; 32]),
+                        },
+                        confirmed: txs
+                            .iter()
+                            .map(|(id, pid, _)| ConfirmedTx {
+                                tx: *id,
+                                payload: Some((*pid, PayloadOutcome::Applied)),
+                            })
+                            .collect(),
+                        diff: LedgerDiff {
+                            accounts,
+                            channels: vec![],
+                        },
+                    };
+                    let (t, c0) = (Instant::now(), process_cpu());
+                    put(&store, &txs);
+                    store.flush().unwrap();
+                    store.apply_milestone(&confirm).unwrap();
+                    store.flush().unwrap();
+                    wall += t.elapsed();
+                    cpu += process_cpu() - c0;
+                    payments += N as u64;
+                }
+                wall
+            })
+        });
+        println!(
+            "store/node_cycle/{name}: {:.1} us CPU per payment (put + confirm, {len}-byte \
+             transactions, {payments} payments), {:.0} B on disk per transaction",
+            cpu.as_secs_f64() * 1e6 / payments as f64,
+            dir_size(dir.path()).1 as f64 / next.load(Ordering::Relaxed) as f64,
+        );
+    }
+    g.finish();
+}
+
 fn main() {
     // The size report takes a few seconds; skip it when only timing something.
     if std::env::var_os("STORE_BENCH_SKIP_SIZE").is_none() {
         bytes_per_tx();
     }
     let mut c = Criterion::default().configure_from_args();
+    node_cycle(&mut c);
     put_flush(&mut c);
     put_only(&mut c);
     concurrent_singles(&mut c);

@@ -43,14 +43,17 @@ pub use ledger::{
     LedgerStateError, MilestoneOutcome, PayloadOutcome,
 };
 pub use store::{MemStore, Store, StoreError};
+pub use tangle::{ConfirmError, InsertError, InsertOutcome, PruneError, Tangle, TangleConfig};
 pub use types::{
     Body, Milestone, MilestoneIndex, NetworkId, Payload, SignedPayload, Transaction, MAX_MEMO_LEN,
     MAX_MILESTONE_SIGNATURES, MAX_TAG_LEN, TX_VERSION,
-};
-pub use tangle::{
-    ConfirmError, InsertError, InsertOutcome, PruneError, Tangle, TangleConfig,
 };
 pub use validate::{
     validate, BatchValidator, ParamsError, ValidTransaction, ValidationError, ValidationParams,
 };
 pub use view::{ReferencedMilestones, TangleView, TxRef};
+
+/// The README's Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -89,6 +89,32 @@ enum Request {
     ),
 }
 
+/// Receives each batch of newly stored transactions (see [`NodeHandle::set_stored_hook`]).
+pub type StoredHook = Arc<dyn Fn(&[crate::protocol::StoredTx]) + Send + Sync>;
+
+/// What [`NodeHandle::ingest_from_peers`] made of one transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerVerdict {
+    /// Valid and new: stored (solid or waiting for parents).
+    New,
+    /// Already known.
+    Duplicate,
+    /// Failed validation: the sender sent bad data.
+    Invalid,
+    /// Not taken, through no clear fault of the sender (replay, clock skew, full buffer,
+    /// storage failure).
+    Refused,
+}
+
+/// Result of [`NodeHandle::ingest_from_peers`].
+#[derive(Clone, Debug)]
+pub struct PeerIngest {
+    /// One verdict per input, in order.
+    pub verdicts: Vec<PeerVerdict>,
+    /// Parents that waiting transactions lack: request them.
+    pub missing: Vec<TxId>,
+}
+
 /// State shared by the tasks and the handle.
 pub struct Shared {
     core: Mutex<Protocol>,
@@ -100,6 +126,8 @@ pub struct Shared {
     metrics: Metrics,
     milestones: Mutex<HashMap<MilestoneIndex, MilestoneSummary>>,
     store_failed: AtomicBool,
+    /// Called with every batch of newly stored transactions (peer gossip).
+    on_stored: std::sync::RwLock<Option<StoredHook>>,
     network_name: String,
     pow_difficulty: u8,
 }
@@ -148,6 +176,7 @@ impl Node {
             metrics: Metrics::new(),
             milestones: Mutex::new(HashMap::new()),
             store_failed: AtomicBool::new(false),
+            on_stored: std::sync::RwLock::new(None),
         });
         shared.refresh_gauges();
         let stored = shared.store.transaction_count()?;
@@ -262,6 +291,9 @@ impl Shared {
             (w, e)
         };
         let result = self.write_all(&writes);
+        if result.is_ok() {
+            self.notify_stored(&writes);
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "store write failed; the node stops accepting data");
             self.store_failed.store(true, Ordering::SeqCst);
@@ -269,6 +301,17 @@ impl Shared {
         self.publish(events);
         self.refresh_gauges();
         result
+    }
+
+    fn notify_stored(&self, writes: &[StoreWrite]) {
+        let hook = self.on_stored.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(hook) = hook.as_ref() {
+            for w in writes {
+                if let StoreWrite::Transactions(txs) = w {
+                    hook(txs);
+                }
+            }
+        }
     }
 
     fn write_all(&self, writes: &[StoreWrite]) -> Result<(), StoreError> {
@@ -653,6 +696,76 @@ impl NodeHandle {
         })?;
         rx.await
             .map_err(|_| SubmitError::Unavailable("node is shutting down".into()))
+    }
+
+    /// Registers the function called (on a blocking thread, in write order) with every batch
+    /// of transactions once it is stored: the peering layer gossips them. Replaces any
+    /// earlier hook.
+    pub fn set_stored_hook(&self, hook: Option<StoredHook>) {
+        *self
+            .shared
+            .on_stored
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Validates, ingests ([`Origin::Peer`]) and stores transactions received from peers, as
+    /// one group-committed batch. Blocking: call it from a blocking thread. A transaction
+    /// marked `solicited` (we asked for it) is not refused for its age, only for the rest.
+    /// Returns one verdict per input and the parents now missing.
+    pub fn ingest_from_peers(&self, txs: &[(Vec<u8>, bool)]) -> PeerIngest {
+        let now = now_ms();
+        let mut out = PeerIngest {
+            verdicts: vec![PeerVerdict::Refused; txs.len()],
+            missing: Vec::new(),
+        };
+        if txs.is_empty() || self.shared.unavailable().is_some() {
+            return out;
+        }
+        let bytes: Vec<&[u8]> = txs.iter().map(|(b, _)| b.as_slice()).collect();
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for (i, v) in self
+            .shared
+            .validator
+            .validate_batch(&bytes, now)
+            .into_iter()
+            .enumerate()
+        {
+            let v = match v {
+                Err(ValidationError::TimestampOutOfWindow { timestamp, .. }) if txs[i].1 => {
+                    self.shared.validator.validate_one(bytes[i], timestamp)
+                }
+                v => v,
+            };
+            match v {
+                Ok(vt) => {
+                    valid.push(vt);
+                    slots.push(i);
+                }
+                Err(ValidationError::TimestampOutOfWindow { .. }) => {}
+                Err(_) => out.verdicts[i] = PeerVerdict::Invalid,
+            }
+        }
+        {
+            let mut core = self.shared.lock();
+            let results = core.handle_transactions(valid, Origin::Peer, now);
+            for (slot, r) in slots.into_iter().zip(results) {
+                out.verdicts[slot] = match r {
+                    Ok(_) => PeerVerdict::New,
+                    Err(RejectReason::DuplicateTransaction(_)) => PeerVerdict::Duplicate,
+                    Err(_) => PeerVerdict::Refused,
+                };
+            }
+            out.missing = core.poll_missing();
+        }
+        let _ = self.shared.persist();
+        out
+    }
+
+    /// Parents still missing (see [`Protocol::poll_missing`]), e.g. right after a restart.
+    pub fn take_missing_parents(&self) -> Vec<TxId> {
+        self.shared.lock().poll_missing()
     }
 
     /// Direct access to the protocol, for tests and tools (hold it briefly).

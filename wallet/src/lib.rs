@@ -3,8 +3,9 @@
 //! What a device agent (an EV, a charger, a smart meter, a sensor gateway) embeds to take part
 //! in the tangle's machine-to-machine economy: keys, an encrypted keystore, addresses and
 //! DIDs, signed payloads with sequence tracking, pay-per-use payment channels and data
-//! anchors. Everything here is synchronous library code with no tokio, sled or axum; the
-//! HTTP node client and the `tangle-wallet` CLI are not part of the crate yet.
+//! anchors. The core is synchronous library code with no tokio, sled or axum
+//! (`--no-default-features`); the blocking HTTP node client (module `client`, feature `client`)
+//! and the `tangle-wallet` CLI (feature `cli`) sit behind default features.
 //!
 //! ## Key types
 //! - [`Mnemonic`], [`Seed`], [`DerivationPath`], [`ExtendedKey`]: BIP-39 backup and SLIP-10
@@ -16,6 +17,8 @@
 //! - [`PayerChannel`], [`PayeeChannel`], [`Voucher`], [`VoucherStore`]: both ends of a
 //!   unidirectional payment channel.
 //! - [`hash_file`], [`anchor_file`], [`verify_file`]: data anchors.
+//! - `client::NodeClient` (feature `client`): submit payloads, wait for confirmation, read
+//!   accounts and channels, with timeouts and retries.
 //!
 //! Addresses and their bech32 / `did:key` forms are [`dag_core::Address`].
 //!
@@ -51,6 +54,10 @@
 
 mod anchor;
 mod channel;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "client")]
+pub mod client;
 mod device;
 mod fsutil;
 mod keys;

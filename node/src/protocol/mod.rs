@@ -18,6 +18,9 @@
 //! 4. After each call: drain [`Protocol::poll_store_write`] (write in order; acknowledge a
 //!    submission only after its write is flushed) and [`Protocol::poll_event`].
 
+pub mod peering;
+pub mod wire;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -84,7 +87,7 @@ impl Default for ProtocolConfig {
             faucet: None,
             reattach_after_milestones: 5,
             max_reattachments: 10,
-            seed: 0x0074_616e_676c_65,
+            seed: 0x0074_616e_676c_6573,
             tangle: TangleConfig::default(),
             max_sweep_tips: 16_384,
         }
@@ -287,6 +290,8 @@ pub struct Protocol {
     halted: Option<String>,
     writes: VecDeque<StoreWrite>,
     events: VecDeque<Event>,
+    /// Parents of buffered transactions that are neither solid nor buffered (to request).
+    missing: Vec<TxId>,
 }
 
 impl Protocol {
@@ -346,6 +351,7 @@ impl Protocol {
             halted: None,
             writes: VecDeque::new(),
             events: VecDeque::new(),
+            missing: Vec::new(),
         })
     }
 
@@ -411,6 +417,13 @@ impl Protocol {
         self.events.pop_front()
     }
 
+    /// Parents that transactions waiting for solidification lack (neither solid nor
+    /// waiting themselves), reported once each since the last call: the driver requests
+    /// them from peers.
+    pub fn poll_missing(&mut self) -> Vec<TxId> {
+        std::mem::take(&mut self.missing)
+    }
+
     // ----- restore -----
 
     /// Re-inserts a stored transaction on start (in arrival order). Returns false if the
@@ -468,6 +481,9 @@ impl Protocol {
         // Restoring wrote nothing new.
         self.writes.clear();
         self.events.clear();
+        // Parents still missing after a restart: request them (e.g. the node stopped
+        // while solidifying).
+        self.missing = self.buffered_missing();
         Ok(())
     }
 
@@ -584,7 +600,8 @@ impl Protocol {
                     self.writes.push_back(StoreWrite::MarkSolid(released));
                 }
             }
-            InsertOutcome::Pending { .. } => {
+            InsertOutcome::Pending { missing } => {
+                self.missing.extend(missing);
                 self.buffered.insert(id, tx);
             }
             InsertOutcome::Duplicate => {}
@@ -635,6 +652,19 @@ impl Protocol {
             self.issuer_tail.remove(&p.issuer);
         }
         Some((pid, p))
+    }
+
+    /// Parents of buffered transactions that are not known at all.
+    fn buffered_missing(&self) -> Vec<TxId> {
+        let mut v: Vec<TxId> = self
+            .buffered
+            .values()
+            .flat_map(|tx| tx.parents)
+            .filter(|p| !self.tangle.is_known(p))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     fn parent_refs(&self, parents: &[TxId; 2]) -> Vec<TxRef> {

@@ -1,32 +1,45 @@
 //! Persistent storage: [`SledStore`], the sled 0.34 backend of [`dag_core::store::Store`].
 //!
-//! It passes the same conformance suite as `MemStore` (`node/tests/store_sled.rs`). Every
-//! batch method is one sled transaction across the trees it touches, so a batch is all or
-//! nothing for concurrent readers and for a restart after a crash; a milestone is applied in
-//! one such transaction ([`dag_core::store::Store::apply_milestone`]).
+//! It passes the same conformance suite as `MemStore` (`node/tests/store_sled.rs`).
+//! Everything lives in **one sled tree**, so every batch method is one sled `apply_batch`:
+//! all or nothing for concurrent readers (sled takes its write lock for a batch) and for a
+//! restart after a crash (sled recovers a batch whole or not at all). A milestone is applied
+//! in one such batch ([`dag_core::store::Store::apply_milestone`]). Writers are serialised by
+//! a mutex, because each reads what it is about to change before it writes.
 //!
-//! # On-disk layout
-//! One sled database, one tree per kind of record (names in [`trees`]); values are
-//! MessagePack (rmp-serde) unless said otherwise, integers in keys are big-endian so that
-//! keys sort numerically:
+//! # On-disk layout (format 1)
+//! One sled tree, `tangle` ([`layout::TREE`]); the first byte of a key says what it is.
+//! Integers in keys are big-endian so that keys sort numerically:
 //!
-//! | tree           | key                         | value                                 |
-//! |----------------|-----------------------------|---------------------------------------|
-//! | `transactions` | tx id (32 B)                | canonical transaction bytes           |
-//! | `metadata`     | tx id                       | `TxMeta`                              |
-//! | `arrival`      | storing sequence (u64 BE)   | tx id                                 |
-//! | `payloads`     | payload id (32 B)           | `PayloadRecord`                       |
-//! | `milestones`   | milestone index (u32 BE)    | `MilestoneRecord`                     |
-//! | `accounts`     | address (32 B)              | `Account`                             |
-//! | `channels`     | channel id (32 B)           | `Channel`                             |
-//! | `state`        | `ledger`, `tx_count`, `next_arrival` | network id, supply, confirmed index and digest; counters (u64 BE) |
+//! | key                                | value                                              |
+//! |------------------------------------|----------------------------------------------------|
+//! | `t` + tx id (33 B)                 | transaction record: 59-byte header (storing sequence, arrival, flags, payload id, confirming milestone, white-flag position, outcome) + canonical bytes ([`layout::encode_tx_record`]) |
+//! | `p` + payload id + storing seq (41 B) | tx id: one entry per transaction carrying the payload |
+//! | `m` + milestone index (u32)        | `MilestoneRecord` (MessagePack)                    |
+//! | `a` + address (33 B)               | balance, next seq (u64 each, 16 B)                 |
+//! | `c` + channel id (33 B)            | `Channel` (MessagePack)                            |
+//! | `sformat`                          | format version (1 byte)                            |
+//! | `sledger`                          | network id, supply, confirmed index and digest (MessagePack) |
+//! | `stx_count`                        | transactions stored (u64), also the next storing sequence |
 //!
-//! The `arrival` index is what lets the node reload its Tangle in the order it first stored
-//! the transactions ([`SledStore`]'s `for_each_transaction` walks it), so parents come
-//! before their children as they did live and the solidifier's bounded buffer is not
-//! flooded on start. It is keyed by a storing sequence number rather than by the
-//! `arrival` timestamp: transactions stored in the same millisecond, or across a clock
-//! step, keep their storing order.
+//! Why this shape: sled 0.34 costs several microseconds per inserted key whatever its size
+//! (each insert copies a leaf node and appends a log fragment), so the layout minimises keys
+//! written per payment: **two when it is stored** (its record and one payload index entry)
+//! **and one when it is confirmed** (its record, rewritten with the confirmation), besides
+//! the ledger's own account values. In particular:
+//! - a transaction's metadata shares its record with its bytes;
+//! - there is no arrival index: the storing sequence is in the record, and
+//!   `for_each_transaction` sorts by it, so the node reloads its Tangle in the order it
+//!   first stored the transactions (parents before children, as they were live; a
+//!   sequence rather than the `arrival` timestamp, which may tie or step back);
+//! - a payload's status is not stored but derived when it is read: the rule of
+//!   `apply_milestone` replayed over the confirmations of its carrying transactions, in
+//!   (milestone, white-flag position) order. The record keeps that position for this.
+//!   `payload` reads several keys and retries if a milestone was applied meanwhile, so it
+//!   never sees half a milestone either.
+//!
+//! A database of another format (including the earlier tree-per-record layout) is refused
+//! at open with `StoreError::Corrupt`.
 //!
 //! # Durability
 //! [`Store::flush`](dag_core::store::Store::flush) is the durability point: the node calls
@@ -73,6 +86,7 @@
 //! two physical flushes, not N. [`SledStore::physical_flushes`] counts them.
 
 mod group_commit;
+pub mod layout;
 mod sled;
 
-pub use self::sled::{trees, Durability, SledStore};
+pub use self::sled::{Durability, SledStore};

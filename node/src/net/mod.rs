@@ -1,0 +1,722 @@
+//! Peering over QUIC: a thin quinn driver around [`Peering`] (the sans-I/O gossip, request
+//! and sync state machine) and the node's peer ingest path.
+//!
+//! ## Tasks
+//! - **accept**: incoming connections; TLS (see [`tls`]) already refused any peer whose key
+//!   is not on the allowlist.
+//! - **dial**: keeps a connection to every allowlisted peer whose key is greater than ours
+//!   (the smaller key dials, so two peers never hold two connections), retrying with
+//!   exponential backoff (100 ms doubling up to 5 s).
+//! - **per connection**: one long-lived bidirectional stream. Both ends first send a
+//!   [`Message::Handshake`] (wire version, network id); then a reader decodes frames into
+//!   [`Peering::handle_message`] and a writer drains [`Peering::poll_outbound`].
+//! - **ingest**: transactions from all peers are batched into
+//!   [`NodeHandle::ingest_from_peers`] (batch validation, one store flush per batch); the
+//!   verdicts go back to [`Peering`] (scores), the missing parents become requests.
+//! - **gossip**: the node's stored-transactions hook hands every newly stored transaction
+//!   (from the API, local payloads, milestones, peers) to [`Peering::gossip`].
+//! - **tick**: heartbeats, request retries and sync, every [`NetConfig::tick_ms`].
+//!
+//! [`Network::shutdown`] closes every connection with a reason, stops the tasks and waits
+//! for the endpoint to go idle.
+
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use dag_core::{Keypair, TxId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::protocol::peering::{
+    Inbound, LocalStatus, Outbound, PeerEvent, PeerKey, PeerMetrics, Peering, PeeringConfig,
+    Verdict,
+};
+use crate::protocol::wire::{encode_transaction, FrameDecoder, Message, PROTOCOL_VERSION};
+use crate::runtime::{now_ms, PeerVerdict};
+use crate::NodeHandle;
+use tls::Allowlist;
+
+/// A static peer: where to reach it and the key it must present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// Its QUIC address.
+    pub address: SocketAddr,
+    /// Its Ed25519 identity key (hex).
+    pub public_key: PeerKey,
+}
+
+/// Settings of the network driver.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// UDP address to listen on (port 0: any).
+    pub listen: SocketAddr,
+    /// This node's identity.
+    pub identity: Keypair,
+    /// Static peers (the initial allowlist).
+    pub peers: Vec<PeerEntry>,
+    /// Gossip, request and sync settings.
+    pub peering: PeeringConfig,
+    /// Timer period, ms.
+    pub tick_ms: u64,
+    /// Most peer transactions ingested per batch.
+    pub ingest_batch: usize,
+}
+
+impl NetConfig {
+    /// Defaults for everything but the address and identity.
+    pub fn new(listen: SocketAddr, identity: Keypair) -> Self {
+        NetConfig {
+            listen,
+            identity,
+            peers: Vec::new(),
+            peering: PeeringConfig::default(),
+            tick_ms: 100,
+            ingest_batch: 4096,
+        }
+    }
+}
+
+/// Starting the network failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Binding the UDP socket.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// One peer as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    /// Its key.
+    pub public_key: PeerKey,
+    /// Address dialled (if on the allowlist).
+    pub address: Option<SocketAddr>,
+    /// Counters.
+    pub metrics: PeerMetrics,
+}
+
+struct ConnEntry {
+    conn: quinn::Connection,
+    notify: Arc<Notify>,
+}
+
+struct InboundTx {
+    peer: PeerKey,
+    id: TxId,
+    bytes: Vec<u8>,
+    solicited: bool,
+}
+
+struct Inner {
+    node: NodeHandle,
+    key: PeerKey,
+    network_id: u64,
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    allow: Allowlist,
+    peering: Mutex<Peering>,
+    conns: Mutex<HashMap<PeerKey, ConnEntry>>,
+    ingest: mpsc::Sender<InboundTx>,
+    stop: watch::Receiver<bool>,
+}
+
+/// The running peer-to-peer layer of a node.
+pub struct Network {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// QUIC error code for closes: 0 shutdown/removed, 1 protocol violation, 2 refused.
+const CLOSE_OK: u32 = 0;
+const CLOSE_PROTOCOL: u32 = 1;
+const CLOSE_REFUSED: u32 = 2;
+
+impl Network {
+    /// Binds the endpoint and starts the tasks. Must run inside a tokio runtime.
+    pub async fn start(config: NetConfig, node: NodeHandle) -> Result<Network, NetError> {
+        let allow: Allowlist = Arc::new(std::sync::RwLock::new(
+            config
+                .peers
+                .iter()
+                .map(|p| (p.public_key, p.address))
+                .collect(),
+        ));
+        let (server, client) = tls::quic_configs(&config.identity, allow.clone())?;
+        let endpoint =
+            quinn::Endpoint::server(server, config.listen).map_err(|source| NetError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let (itx, irx) = mpsc::channel(1 << 16);
+        let network_id = node.with_protocol(|p| p.network_id());
+        let inner = Arc::new(Inner {
+            node: node.clone(),
+            key: PeerKey(config.identity.address().0),
+            network_id,
+            endpoint,
+            client,
+            allow,
+            peering: Mutex::new(Peering::new(config.peering.clone())),
+            conns: Mutex::new(HashMap::new()),
+            ingest: itx,
+            stop: stop_rx,
+        });
+        let hook_inner = Arc::downgrade(&inner);
+        node.set_stored_hook(Some(Arc::new(move |txs| {
+            if let Some(inner) = hook_inner.upgrade() {
+                {
+                    let mut p = inner.lock();
+                    for t in txs {
+                        p.gossip(t.id, Arc::from(t.bytes.as_slice()));
+                    }
+                }
+                inner.wake_all();
+            }
+        })));
+        let tasks = vec![
+            tokio::spawn(accept_loop(inner.clone())),
+            tokio::spawn(dial_loop(inner.clone())),
+            tokio::spawn(ingest_loop(inner.clone(), irx, config.ingest_batch.max(1))),
+            tokio::spawn(tick_loop(inner.clone(), config.tick_ms.max(10))),
+        ];
+        Ok(Network { inner, stop, tasks })
+    }
+
+    /// The UDP address the endpoint is bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.endpoint.local_addr()
+    }
+
+    /// This node's peering key.
+    pub fn public_key(&self) -> PeerKey {
+        self.inner.key
+    }
+
+    /// Adds (or re-addresses) an allowed peer; it is dialled within a tick.
+    pub fn add_peer(&self, entry: PeerEntry) {
+        self.inner.add_peer(entry);
+    }
+
+    /// Removes a peer from the allowlist and closes its connection.
+    pub fn remove_peer(&self, key: &PeerKey) -> bool {
+        self.inner.remove_peer(key)
+    }
+
+    /// Connected peers.
+    pub fn connected(&self) -> Vec<PeerKey> {
+        self.inner.lock().connected()
+    }
+
+    /// Every known peer with its counters.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inner.peers()
+    }
+
+    /// Admin routes (mount under the admin prefix, behind the bearer token):
+    /// `GET /peers`, `POST /peers` (`{address, public_key}`), `DELETE /peers/{key}`.
+    pub fn admin_router(&self) -> Router {
+        Router::new()
+            .route("/peers", get(list_peers).post(add_peer))
+            .route("/peers/{key}", delete(remove_peer))
+            .with_state(self.inner.clone())
+    }
+
+    /// Closes every connection, stops the tasks and waits (at most 2 s) for the endpoint to
+    /// finish closing.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.inner.node.set_stored_hook(None);
+        self.inner
+            .endpoint
+            .close(CLOSE_OK.into(), b"node shutting down");
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Peering> {
+        self.peering.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<PeerKey, ConnEntry>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake_all(&self) {
+        for c in self.conns().values() {
+            c.notify.notify_one();
+        }
+    }
+
+    fn wake(&self, peer: &PeerKey) {
+        if let Some(c) = self.conns().get(peer) {
+            c.notify.notify_one();
+        }
+    }
+
+    /// Carries out Peering's events (abuse disconnects).
+    fn handle_events(&self) {
+        let events: Vec<PeerEvent> = {
+            let mut p = self.lock();
+            std::iter::from_fn(|| p.poll_event()).collect()
+        };
+        for e in events {
+            match e {
+                PeerEvent::Disconnect { peer, reason } => {
+                    tracing::warn!(%peer, %reason, "disconnecting peer");
+                    if let Some(c) = self.conns().remove(&peer) {
+                        c.conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_peer(&self, entry: PeerEntry) {
+        self.allow
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(entry.public_key, entry.address);
+    }
+
+    fn remove_peer(&self, key: &PeerKey) -> bool {
+        let had = self
+            .allow
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+            .is_some();
+        if let Some(c) = self.conns().remove(key) {
+            c.conn.close(CLOSE_OK.into(), b"removed from the allowlist");
+        }
+        self.lock().forget(key);
+        had
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let allow = self.allow.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut metrics: HashMap<PeerKey, PeerMetrics> =
+            self.lock().metrics().into_iter().collect();
+        let mut keys: Vec<PeerKey> = allow.keys().chain(metrics.keys()).copied().collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|k| PeerInfo {
+                public_key: k,
+                address: allow.get(&k).copied(),
+                metrics: metrics.remove(&k).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    fn local_status(&self) -> LocalStatus {
+        self.node.with_protocol(|p| LocalStatus {
+            solid_milestone: p.ledger().confirmed_index(),
+            latest_milestone: p.latest_milestone(),
+            pruning_point: 0,
+        })
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>) {
+    while let Some(incoming) = inner.endpoint.accept().await {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => run_connection(inner, conn, false).await,
+                Err(e) => tracing::debug!(error = %e, "incoming peer refused"),
+            }
+        });
+    }
+}
+
+async fn dial_loop(inner: Arc<Inner>) {
+    // Per peer: (next attempt at, current backoff).
+    let mut backoff: HashMap<PeerKey, (tokio::time::Instant, Duration)> = HashMap::new();
+    let dialing: Arc<Mutex<std::collections::HashSet<PeerKey>>> = Arc::default();
+    let mut stop = inner.stop.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => return,
+        }
+        let targets: Vec<(PeerKey, SocketAddr)> = inner
+            .allow
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(k, _)| **k > inner.key)
+            .map(|(k, a)| (*k, *a))
+            .collect();
+        let now = tokio::time::Instant::now();
+        for (peer, addr) in targets {
+            if inner.conns().contains_key(&peer)
+                || dialing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&peer)
+            {
+                continue;
+            }
+            let (at, wait) = backoff
+                .get(&peer)
+                .copied()
+                .unwrap_or((now, Duration::from_millis(100)));
+            if at > now {
+                continue;
+            }
+            backoff.insert(peer, (now + wait, (wait * 2).min(Duration::from_secs(5))));
+            dialing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(peer);
+            let inner2 = inner.clone();
+            let dialing2 = dialing.clone();
+            tokio::spawn(async move {
+                let connecting =
+                    inner2
+                        .endpoint
+                        .connect_with(inner2.client.clone(), addr, "tangle-node");
+                let result = match connecting {
+                    Ok(c) => c.await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                dialing2
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&peer);
+                match result {
+                    Ok(conn) => run_connection(inner2, conn, true).await,
+                    Err(e) => tracing::debug!(%peer, %addr, error = %e, "dial failed"),
+                }
+            });
+        }
+        // A connected peer's backoff starts over.
+        let connected: Vec<PeerKey> = inner.conns().keys().copied().collect();
+        for k in connected {
+            backoff.remove(&k);
+        }
+    }
+}
+
+/// Handshake, then reader (here) and writer (spawned) until the connection ends.
+async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, dialer: bool) {
+    let Some(peer) = tls::peer_key(&conn) else {
+        conn.close(CLOSE_REFUSED.into(), b"no identity");
+        return;
+    };
+    if dialer && inner.key >= peer {
+        // Only the smaller key dials; keep it symmetric even if misconfigured.
+        conn.close(CLOSE_REFUSED.into(), b"dial direction");
+        return;
+    }
+    let streams = if dialer {
+        conn.open_bi().await
+    } else {
+        match tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await {
+            Ok(r) => r,
+            Err(_) => {
+                conn.close(CLOSE_PROTOCOL.into(), b"no stream");
+                return;
+            }
+        }
+    };
+    let Ok((mut send, mut recv)) = streams else {
+        return;
+    };
+    let mut hello = Vec::new();
+    Message::Handshake {
+        version: PROTOCOL_VERSION,
+        network_id: inner.network_id,
+    }
+    .encode_into(&mut hello);
+    if send.write_all(&hello).await.is_err() {
+        return;
+    }
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // Their handshake first.
+    let theirs = loop {
+        match decoder.next_message() {
+            Ok(Some(m)) => break Some(m),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        match tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf)).await {
+            Ok(Ok(Some(n))) => decoder.push(&buf[..n]),
+            _ => break None,
+        }
+    };
+    match theirs {
+        Some(Message::Handshake {
+            version,
+            network_id,
+        }) if version == PROTOCOL_VERSION && network_id == inner.network_id => {}
+        _ => {
+            conn.close(CLOSE_PROTOCOL.into(), b"bad handshake");
+            return;
+        }
+    }
+    if let Err(e) = inner.lock().handle_connected(peer, now_ms()) {
+        conn.close(CLOSE_REFUSED.into(), e.to_string().as_bytes());
+        return;
+    }
+    let notify = Arc::new(Notify::new());
+    {
+        let mut conns = inner.conns();
+        if let Some(old) = conns.insert(
+            peer,
+            ConnEntry {
+                conn: conn.clone(),
+                notify: notify.clone(),
+            },
+        ) {
+            old.conn.close(CLOSE_OK.into(), b"replaced");
+        }
+    }
+    tracing::info!(%peer, remote = %conn.remote_address(), "peer connected");
+    notify.notify_one();
+    let writer = tokio::spawn(write_loop(inner.clone(), peer, send, notify));
+    read_loop(&inner, peer, &mut recv, decoder, &mut buf, &conn).await;
+    writer.abort();
+    {
+        let mut conns = inner.conns();
+        if conns
+            .get(&peer)
+            .is_some_and(|c| c.conn.stable_id() == conn.stable_id())
+        {
+            conns.remove(&peer);
+        }
+    }
+    inner.lock().handle_disconnected(&peer);
+    tracing::info!(%peer, reason = ?conn.close_reason(), "peer disconnected");
+}
+
+async fn write_loop(
+    inner: Arc<Inner>,
+    peer: PeerKey,
+    mut send: quinn::SendStream,
+    notify: Arc<Notify>,
+) {
+    let mut buf = Vec::with_capacity(256 * 1024);
+    loop {
+        notify.notified().await;
+        loop {
+            let batch = inner.lock().poll_outbound(&peer, 2048);
+            if batch.is_empty() {
+                break;
+            }
+            buf.clear();
+            for o in &batch {
+                match o {
+                    Outbound::Transaction(b) => encode_transaction(b, &mut buf),
+                    Outbound::Message(m) => m.encode_into(&mut buf),
+                }
+            }
+            if send.write_all(&buf).await.is_err() {
+                return;
+            }
+            inner.lock().record_bytes(&peer, 0, buf.len() as u64);
+        }
+    }
+}
+
+async fn read_loop(
+    inner: &Arc<Inner>,
+    peer: PeerKey,
+    recv: &mut quinn::RecvStream,
+    mut decoder: FrameDecoder,
+    buf: &mut [u8],
+    conn: &quinn::Connection,
+) {
+    let mut stop = inner.stop.clone();
+    loop {
+        // Everything decodable now, under one lock.
+        let mut actions = Vec::new();
+        let mut violation = None;
+        {
+            let now = now_ms();
+            let mut p = inner.lock();
+            loop {
+                match decoder.next_message() {
+                    Ok(Some(m)) => match p.handle_message(&peer, m, now) {
+                        Inbound::Nothing => {}
+                        Inbound::Disconnect(why) => {
+                            violation = Some(why);
+                            break;
+                        }
+                        other => actions.push(other),
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        violation = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        inner.handle_events();
+        if let Some(why) = violation {
+            tracing::warn!(%peer, %why, "protocol violation");
+            conn.close(CLOSE_PROTOCOL.into(), why.as_bytes());
+            return;
+        }
+        for a in actions {
+            match a {
+                Inbound::Transaction {
+                    id,
+                    bytes,
+                    solicited,
+                } => {
+                    let syncing = inner.lock().syncing_from() == Some(peer);
+                    let item = InboundTx {
+                        peer,
+                        id,
+                        bytes,
+                        solicited: solicited || syncing,
+                    };
+                    if inner.ingest.send(item).await.is_err() {
+                        return;
+                    }
+                }
+                Inbound::SendTransactions(ids) => answer_transactions(inner, &peer, ids),
+                Inbound::SendMilestones { from, to } => answer_milestones(inner, &peer, from, to),
+                Inbound::Nothing | Inbound::Disconnect(_) => {}
+            }
+        }
+        let n = tokio::select! {
+            r = recv.read(buf) => match r {
+                Ok(Some(n)) => n,
+                _ => return,
+            },
+            _ = stop.changed() => return,
+        };
+        decoder.push(&buf[..n]);
+        inner.lock().record_bytes(&peer, n as u64, 0);
+    }
+}
+
+fn answer_transactions(inner: &Inner, peer: &PeerKey, ids: Vec<TxId>) {
+    use crate::NodeService;
+    let found: Vec<(TxId, Vec<u8>)> = ids
+        .into_iter()
+        .filter_map(|id| inner.node.transaction(&id).ok().flatten().map(|b| (id, b)))
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    {
+        let mut p = inner.lock();
+        for (id, b) in found {
+            p.send_transaction(peer, id, Arc::from(b));
+        }
+    }
+    inner.wake(peer);
+}
+
+fn answer_milestones(inner: &Inner, peer: &PeerKey, from: u32, to: u32) {
+    use crate::NodeService;
+    let ids: Vec<TxId> = (from..=to)
+        .map_while(|i| inner.node.milestone(Some(i)).ok().flatten())
+        .map(|m| m.transaction_id)
+        .collect();
+    answer_transactions(inner, peer, ids);
+}
+
+async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTx>, max: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(x) => batch.push(x),
+                Err(_) => break,
+            }
+        }
+        let node = inner.node.clone();
+        let items: Vec<(Vec<u8>, bool)> = batch
+            .iter_mut()
+            .map(|t| (std::mem::take(&mut t.bytes), t.solicited))
+            .collect();
+        let Ok(result) = tokio::task::spawn_blocking(move || node.ingest_from_peers(&items)).await
+        else {
+            tracing::error!("peer ingest batch panicked");
+            continue;
+        };
+        {
+            let now = now_ms();
+            let mut p = inner.lock();
+            for (t, v) in batch.iter().zip(&result.verdicts) {
+                let v = match v {
+                    PeerVerdict::New => Verdict::New,
+                    PeerVerdict::Duplicate => Verdict::Duplicate,
+                    PeerVerdict::Invalid => Verdict::Invalid,
+                    PeerVerdict::Refused => Verdict::Refused,
+                };
+                p.handle_verdict(&t.peer, t.id, v, now);
+            }
+            p.handle_missing(result.missing, now);
+        }
+        inner.handle_events();
+        inner.wake_all();
+    }
+}
+
+async fn tick_loop(inner: Arc<Inner>, period_ms: u64) {
+    let mut interval = tokio::time::interval(Duration::from_millis(period_ms));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stop = inner.stop.clone();
+    // Parents missing since before a restart.
+    let missing = inner.node.take_missing_parents();
+    inner.lock().handle_missing(missing, now_ms());
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let status = inner.local_status();
+        inner.lock().handle_tick(now_ms(), status);
+        inner.handle_events();
+        inner.wake_all();
+    }
+}
+
+// ----- admin routes -----
+
+async fn list_peers(State(inner): State<Arc<Inner>>) -> Json<Vec<PeerInfo>> {
+    Json(inner.peers())
+}
+
+async fn add_peer(State(inner): State<Arc<Inner>>, Json(entry): Json<PeerEntry>) -> StatusCode {
+    inner.add_peer(entry);
+    StatusCode::CREATED
+}
+
+async fn remove_peer(State(inner): State<Arc<Inner>>, Path(key): Path<String>) -> StatusCode {
+    match key.parse::<PeerKey>() {
+        Ok(k) if inner.remove_peer(&k) => StatusCode::NO_CONTENT,
+        Ok(_) => StatusCode::NOT_FOUND,
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}

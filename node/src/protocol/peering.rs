@@ -1,0 +1,1010 @@
+//! Sans-I/O peering and gossip: which peer gets which message, and what to do with what a
+//! peer sent.
+//!
+//! [`Peering`] holds no socket and reads no clock (`now` is ms, passed in). The driver
+//! (`net/`) tells it about connections and decoded messages through `handle_*` and carries
+//! out what it asks through [`Peering::poll_outbound`] (messages per peer) and
+//! [`Peering::poll_event`] (disconnects).
+//!
+//! - **Gossip**: [`Peering::gossip`] queues a new valid transaction once to every connected
+//!   peer that has not sent it to us (and that we have not sent it to). A bounded seen-set
+//!   ([`PeeringConfig::seen_capacity`]) remembers, per transaction, a bit per peer slot;
+//!   a transaction already in it is dropped at once as a duplicate.
+//! - **Fairness**: each peer has a bounded outbound queue (overflow is dropped and counted)
+//!   and an inbound token bucket; messages beyond its rate are dropped and lower its score.
+//! - **Scores**: invalid transactions lower the sender's score, valid new ones raise it a
+//!   little; at [`PeeringConfig::disconnect_below`] the peer is disconnected and banned for
+//!   [`PeeringConfig::ban_ms`].
+//! - **Solidification requests**: [`Peering::handle_missing`] queues requests for missing
+//!   parents; they go out in batches, time out after [`PeeringConfig::request_timeout_ms`]
+//!   and are retried on another peer up to [`PeeringConfig::request_attempts`] times.
+//! - **Sync**: peers' [`Heartbeat`]s tell how far they are; while a peer has applied
+//!   milestones we have not, [`Peering::handle_tick`] asks it for the next range
+//!   (at most [`PeeringConfig::sync_range`] milestones) and re-asks another peer on timeout.
+//!   Missing cones then come in through the solidification requests.
+//!
+//! ## Order of calls
+//! 1. [`Peering::handle_connected`] / [`Peering::handle_disconnected`] as connections come
+//!    and go.
+//! 2. [`Peering::handle_message`] for each decoded message; it answers with an [`Inbound`]
+//!    for the driver (a transaction to validate, transactions or milestones to look up).
+//! 3. After ingesting: [`Peering::handle_verdict`] per transaction, [`Peering::handle_missing`]
+//!    with the missing parents, [`Peering::gossip`] for every newly stored transaction.
+//! 4. Timer: [`Peering::handle_tick`] (heartbeats, request timeouts, sync).
+//! 5. After each call: [`Peering::poll_outbound`] for every connected peer, then
+//!    [`Peering::poll_event`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use dag_core::{codec, MilestoneIndex, TxId};
+use serde::{Deserialize, Serialize};
+
+use super::wire::{Heartbeat, Message, MAX_MILESTONE_RANGE, MAX_REQUEST_IDS};
+
+/// A peer's identity: its Ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub [u8; 32]);
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerKey({})", &hex::encode(self.0)[..12])
+    }
+}
+
+/// A peer key that is not 64 hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a peer key is 64 hex characters (an Ed25519 public key)")]
+pub struct PeerKeyError;
+
+impl FromStr for PeerKey {
+    type Err = PeerKeyError;
+    fn from_str(s: &str) -> Result<Self, PeerKeyError> {
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut k).map_err(|_| PeerKeyError)?;
+        Ok(PeerKey(k))
+    }
+}
+
+impl Serialize for PeerKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Settings of [`Peering`].
+#[derive(Clone, Debug)]
+pub struct PeeringConfig {
+    /// Most connected peers (at most 63: one seen-set bit each).
+    pub max_peers: usize,
+    /// Most messages queued for one peer; more are dropped.
+    pub queue_capacity: usize,
+    /// Inbound messages per second allowed per peer.
+    pub inbound_rate_per_sec: u32,
+    /// Inbound burst allowed per peer.
+    pub inbound_burst: u32,
+    /// Transactions remembered in the seen-set.
+    pub seen_capacity: usize,
+    /// A transaction request unanswered this long is retried elsewhere, ms.
+    pub request_timeout_ms: u64,
+    /// Attempts per requested transaction before giving up.
+    pub request_attempts: u32,
+    /// Most requests outstanding at once.
+    pub max_requests: usize,
+    /// Heartbeat period, ms.
+    pub heartbeat_interval_ms: u64,
+    /// Milestones asked for per sync request.
+    pub sync_range: u32,
+    /// A sync request without progress this long is re-sent to another peer, ms.
+    pub sync_timeout_ms: u64,
+    /// Score lost per invalid transaction.
+    pub invalid_penalty: i32,
+    /// Score lost per message dropped for exceeding the rate.
+    pub rate_penalty: i32,
+    /// At or below this score the peer is disconnected and banned.
+    pub disconnect_below: i32,
+    /// Ban after an abuse disconnect, ms.
+    pub ban_ms: u64,
+}
+
+impl Default for PeeringConfig {
+    fn default() -> Self {
+        PeeringConfig {
+            max_peers: 32,
+            queue_capacity: 1 << 17,
+            inbound_rate_per_sec: 100_000,
+            inbound_burst: 200_000,
+            seen_capacity: 1 << 20,
+            request_timeout_ms: 1_000,
+            request_attempts: 8,
+            max_requests: 50_000,
+            heartbeat_interval_ms: 500,
+            sync_range: 16,
+            sync_timeout_ms: 2_000,
+            invalid_penalty: 50,
+            rate_penalty: 1,
+            disconnect_below: -500,
+            ban_ms: 60_000,
+        }
+    }
+}
+
+/// Counters of one peer (kept across reconnects).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PeerMetrics {
+    /// Connected now.
+    pub connected: bool,
+    /// Connections established so far.
+    pub connections: u64,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Messages sent.
+    pub messages_out: u64,
+    /// Bytes received (as reported by the driver).
+    pub bytes_in: u64,
+    /// Bytes sent (as reported by the driver).
+    pub bytes_out: u64,
+    /// Transactions received that we already had.
+    pub duplicates: u64,
+    /// Invalid transactions received.
+    pub invalid: u64,
+    /// New valid transactions received.
+    pub new_transactions: u64,
+    /// Inbound messages dropped by the rate limit.
+    pub dropped_in: u64,
+    /// Outbound messages dropped because the queue was full.
+    pub dropped_out: u64,
+    /// Last heartbeat round-trip time, ms.
+    pub rtt_ms: Option<u64>,
+    /// Current score.
+    pub score: i32,
+    /// The peer's last heartbeat.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// Where this node is, for heartbeats and sync.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalStatus {
+    /// Highest applied milestone.
+    pub solid_milestone: MilestoneIndex,
+    /// Highest milestone seen.
+    pub latest_milestone: MilestoneIndex,
+    /// Oldest milestone still stored.
+    pub pruning_point: MilestoneIndex,
+}
+
+/// A message waiting for a peer.
+#[derive(Clone, Debug)]
+pub enum Outbound {
+    /// A control message.
+    Message(Message),
+    /// Transaction bytes, shared between the queues of all peers it goes to.
+    Transaction(Arc<[u8]>),
+}
+
+/// What the driver must do with a received message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// Nothing (duplicate, rate-limited, bookkeeping only).
+    Nothing,
+    /// Validate and ingest this transaction (from a peer); report the result with
+    /// [`Peering::handle_verdict`].
+    Transaction {
+        /// Its id (hash of the bytes).
+        id: TxId,
+        /// Canonical bytes as received.
+        bytes: Vec<u8>,
+        /// We asked for it (a missing parent): its age is not held against it.
+        solicited: bool,
+    },
+    /// Look these up and queue the ones found with [`Peering::send_transaction`].
+    SendTransactions(Vec<TxId>),
+    /// Look up the milestone transactions `from..=to` and queue the ones found.
+    SendMilestones {
+        /// First index.
+        from: MilestoneIndex,
+        /// Last index.
+        to: MilestoneIndex,
+    },
+    /// Protocol violation: close the connection.
+    Disconnect(String),
+}
+
+/// The outcome of ingesting a peer's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new.
+    New,
+    /// Already known.
+    Duplicate,
+    /// Failed validation (bad signature, PoW, encoding...): the sender is penalised.
+    Invalid,
+    /// Valid but refused by the node (replay, full buffer...): not the sender's fault.
+    Refused,
+}
+
+/// Something the driver must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// Close the connection to this peer.
+    Disconnect {
+        /// Peer.
+        peer: PeerKey,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a connection is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// Banned after abuse, until the given time (ms).
+    #[error("peer is banned until {0}")]
+    Banned(u64),
+    /// Already connected.
+    #[error("peer is already connected")]
+    AlreadyConnected,
+    /// No free peer slot.
+    #[error("too many peers")]
+    TooManyPeers,
+}
+
+/// Bit in a seen-set entry: the transaction was handed to gossip (forwarded once).
+const FORWARDED: u64 = 1 << 63;
+
+struct Peer {
+    slot: u8,
+    queue: VecDeque<Outbound>,
+    tokens: f64,
+    refilled_at: u64,
+    last_heartbeat_at: u64,
+    /// `sent_at_ms` of its last heartbeat, echoed in ours.
+    echo: u64,
+}
+
+struct Request {
+    sent_at: Option<u64>,
+    peer: Option<PeerKey>,
+    attempts: u32,
+}
+
+struct SyncRequest {
+    peer: PeerKey,
+    from: MilestoneIndex,
+    to: MilestoneIndex,
+    sent_at: u64,
+}
+
+/// The peering and gossip state machine. See the module documentation.
+pub struct Peering {
+    config: PeeringConfig,
+    peers: HashMap<PeerKey, Peer>,
+    metrics: HashMap<PeerKey, PeerMetrics>,
+    banned: HashMap<PeerKey, u64>,
+    seen: HashMap<TxId, u64>,
+    seen_order: VecDeque<TxId>,
+    requests: HashMap<TxId, Request>,
+    unsent: VecDeque<TxId>,
+    next_peer: usize,
+    sync: Option<SyncRequest>,
+    status: LocalStatus,
+    events: VecDeque<PeerEvent>,
+    given_up: u64,
+}
+
+impl Peering {
+    /// No peers yet.
+    pub fn new(config: PeeringConfig) -> Self {
+        Peering {
+            config,
+            peers: HashMap::new(),
+            metrics: HashMap::new(),
+            banned: HashMap::new(),
+            seen: HashMap::new(),
+            seen_order: VecDeque::new(),
+            requests: HashMap::new(),
+            unsent: VecDeque::new(),
+            next_peer: 0,
+            sync: None,
+            status: LocalStatus::default(),
+            events: VecDeque::new(),
+            given_up: 0,
+        }
+    }
+
+    // ----- getters -----
+
+    /// Connected peers.
+    pub fn connected(&self) -> Vec<PeerKey> {
+        let mut v: Vec<PeerKey> = self.peers.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Whether `peer` is connected.
+    pub fn is_connected(&self, peer: &PeerKey) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// Counters of every peer ever connected.
+    pub fn metrics(&self) -> Vec<(PeerKey, PeerMetrics)> {
+        let mut v: Vec<_> = self.metrics.iter().map(|(k, m)| (*k, m.clone())).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Transaction requests outstanding or waiting to be sent.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Requested transactions given up on after every attempt failed.
+    pub fn given_up(&self) -> u64 {
+        self.given_up
+    }
+
+    /// The peer a sync request is outstanding with: what it sends meanwhile is treated as
+    /// solicited (old milestones and their cones are not refused for their age).
+    pub fn syncing_from(&self) -> Option<PeerKey> {
+        self.sync.as_ref().map(|s| s.peer)
+    }
+
+    /// Whether `peer` may connect now.
+    pub fn is_banned(&self, peer: &PeerKey, now: u64) -> bool {
+        self.banned.get(peer).is_some_and(|until| *until > now)
+    }
+
+    // ----- connections -----
+
+    /// A connection to `peer` was established (handshake done).
+    pub fn handle_connected(&mut self, peer: PeerKey, now: u64) -> Result<(), ConnectError> {
+        if let Some(until) = self.banned.get(&peer).copied() {
+            if until > now {
+                return Err(ConnectError::Banned(until));
+            }
+            self.banned.remove(&peer);
+        }
+        if self.peers.contains_key(&peer) {
+            return Err(ConnectError::AlreadyConnected);
+        }
+        let max = self.config.max_peers.min(63);
+        let used: u64 = self.peers.values().map(|p| 1u64 << p.slot).sum();
+        let Some(slot) = (0..max as u8).find(|s| used & (1 << s) == 0) else {
+            return Err(ConnectError::TooManyPeers);
+        };
+        // A slot may have belonged to an earlier peer: clear its bits.
+        let bit = 1u64 << slot;
+        for v in self.seen.values_mut() {
+            *v &= !bit;
+        }
+        self.peers.insert(
+            peer,
+            Peer {
+                slot,
+                queue: VecDeque::new(),
+                tokens: f64::from(self.config.inbound_burst),
+                refilled_at: now,
+                last_heartbeat_at: 0,
+                echo: 0,
+            },
+        );
+        let m = self.metrics.entry(peer).or_default();
+        m.connected = true;
+        m.connections += 1;
+        m.score = m.score.max(0);
+        // Tell it where we are right away, so sync can start.
+        self.send_heartbeat(peer, now);
+        Ok(())
+    }
+
+    /// The connection to `peer` ended. Its requests go to other peers.
+    pub fn handle_disconnected(&mut self, peer: &PeerKey) {
+        if self.peers.remove(peer).is_none() {
+            return;
+        }
+        if let Some(m) = self.metrics.get_mut(peer) {
+            m.connected = false;
+        }
+        for (id, r) in self.requests.iter_mut() {
+            if r.peer == Some(*peer) && r.sent_at.is_some() {
+                r.sent_at = None;
+                self.unsent.push_back(*id);
+            }
+        }
+        if self.sync.as_ref().is_some_and(|s| s.peer == *peer) {
+            self.sync = None;
+        }
+    }
+
+    /// Forgets a peer's counters and ban (it was removed from the allowlist).
+    pub fn forget(&mut self, peer: &PeerKey) {
+        self.handle_disconnected(peer);
+        self.metrics.remove(peer);
+        self.banned.remove(peer);
+    }
+
+    /// Adds the driver's byte counts.
+    pub fn record_bytes(&mut self, peer: &PeerKey, received: u64, sent: u64) {
+        if let Some(m) = self.metrics.get_mut(peer) {
+            m.bytes_in += received;
+            m.bytes_out += sent;
+        }
+    }
+
+    // ----- inbound -----
+
+    /// A decoded message from `peer`.
+    pub fn handle_message(&mut self, peer: &PeerKey, msg: Message, now: u64) -> Inbound {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return Inbound::Nothing;
+        };
+        let m = self.metrics.entry(*peer).or_default();
+        m.messages_in += 1;
+        // Token bucket.
+        let elapsed = now.saturating_sub(p.refilled_at);
+        p.refilled_at = now.max(p.refilled_at);
+        p.tokens = (p.tokens
+            + elapsed as f64 * f64::from(self.config.inbound_rate_per_sec) / 1000.0)
+            .min(f64::from(self.config.inbound_burst));
+        if p.tokens < 1.0 {
+            m.dropped_in += 1;
+            let penalty = self.config.rate_penalty;
+            self.penalise(peer, penalty, now, "inbound rate exceeded");
+            return Inbound::Nothing;
+        }
+        p.tokens -= 1.0;
+        let slot_bit = 1u64 << p.slot;
+        match msg {
+            Message::Handshake { .. } => Inbound::Disconnect("second handshake".into()),
+            Message::Transaction(bytes) => {
+                if bytes.len() < 8 || bytes.len() > codec::MAX_TX_SIZE {
+                    m.invalid += 1;
+                    let penalty = self.config.invalid_penalty;
+                    self.penalise(peer, penalty, now, "malformed transaction");
+                    return Inbound::Nothing;
+                }
+                let id = codec::id_of_encoding(&bytes);
+                let solicited = self.requests.remove(&id).is_some();
+                if let Some(mask) = self.seen.get_mut(&id) {
+                    *mask |= slot_bit;
+                    m.duplicates += 1;
+                    return Inbound::Nothing;
+                }
+                self.remember(id, slot_bit);
+                Inbound::Transaction {
+                    id,
+                    bytes,
+                    solicited,
+                }
+            }
+            Message::TransactionRequest(ids) => {
+                if ids.len() > MAX_REQUEST_IDS {
+                    return Inbound::Disconnect("oversized transaction request".into());
+                }
+                Inbound::SendTransactions(ids)
+            }
+            Message::MilestoneRequest { from, to } => {
+                if to < from || to - from >= MAX_MILESTONE_RANGE {
+                    return Inbound::Disconnect("oversized milestone request".into());
+                }
+                Inbound::SendMilestones { from, to }
+            }
+            Message::Heartbeat(h) => {
+                p.echo = h.sent_at_ms;
+                if h.echo_ms != 0 && h.echo_ms <= now {
+                    m.rtt_ms = Some(now - h.echo_ms);
+                }
+                m.heartbeat = Some(h);
+                // A peer ahead of us: sync may start at once.
+                self.drive_sync(now);
+                Inbound::Nothing
+            }
+        }
+    }
+
+    /// The result of ingesting a transaction `peer` sent.
+    pub fn handle_verdict(&mut self, peer: &PeerKey, id: TxId, verdict: Verdict, now: u64) {
+        self.requests.remove(&id);
+        let Some(m) = self.metrics.get_mut(peer) else {
+            return;
+        };
+        match verdict {
+            Verdict::New => {
+                m.new_transactions += 1;
+                m.score = (m.score + 1).min(100);
+            }
+            Verdict::Duplicate => m.duplicates += 1,
+            Verdict::Refused => {}
+            Verdict::Invalid => {
+                m.invalid += 1;
+                let penalty = self.config.invalid_penalty;
+                self.penalise(peer, penalty, now, "invalid transactions");
+            }
+        }
+    }
+
+    fn penalise(&mut self, peer: &PeerKey, by: i32, now: u64, why: &str) {
+        let Some(m) = self.metrics.get_mut(peer) else {
+            return;
+        };
+        m.score = m.score.saturating_sub(by);
+        if m.score <= self.config.disconnect_below && self.peers.contains_key(peer) {
+            self.banned.insert(*peer, now + self.config.ban_ms);
+            self.events.push_back(PeerEvent::Disconnect {
+                peer: *peer,
+                reason: format!("score {}: {why}", m.score),
+            });
+            self.handle_disconnected(peer);
+        }
+    }
+
+    fn remember(&mut self, id: TxId, bits: u64) {
+        if self.seen_order.len() >= self.config.seen_capacity.max(1) {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(id, bits);
+        self.seen_order.push_back(id);
+    }
+
+    // ----- outbound -----
+
+    /// Queues a new valid transaction for every connected peer that has not sent it and
+    /// has not got it from us; a transaction is forwarded once only.
+    pub fn gossip(&mut self, id: TxId, bytes: Arc<[u8]>) {
+        let mask = match self.seen.get(&id) {
+            Some(m) => *m,
+            None => {
+                self.remember(id, 0);
+                0
+            }
+        };
+        if mask & FORWARDED != 0 {
+            return;
+        }
+        let mut out = FORWARDED | mask;
+        for (key, p) in self.peers.iter_mut() {
+            let bit = 1u64 << p.slot;
+            if mask & bit != 0 {
+                continue;
+            }
+            out |= bit;
+            push(
+                &mut p.queue,
+                self.config.queue_capacity,
+                Outbound::Transaction(bytes.clone()),
+                self.metrics.get_mut(key),
+            );
+        }
+        self.seen.insert(id, out);
+    }
+
+    /// Queues a transaction for one peer (an answer to its request).
+    pub fn send_transaction(&mut self, peer: &PeerKey, id: TxId, bytes: Arc<[u8]>) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            let bit = 1u64 << p.slot;
+            if let Some(mask) = self.seen.get_mut(&id) {
+                *mask |= bit;
+            }
+            push(
+                &mut p.queue,
+                self.config.queue_capacity,
+                Outbound::Transaction(bytes),
+                self.metrics.get_mut(peer),
+            );
+        }
+    }
+
+    /// Up to `max` messages waiting for `peer`, oldest first.
+    pub fn poll_outbound(&mut self, peer: &PeerKey, max: usize) -> Vec<Outbound> {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return Vec::new();
+        };
+        let n = p.queue.len().min(max);
+        let out: Vec<Outbound> = p.queue.drain(..n).collect();
+        if let Some(m) = self.metrics.get_mut(peer) {
+            m.messages_out += out.len() as u64;
+        }
+        out
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    // ----- solidification -----
+
+    /// Parents the node lacks: request them (each once, retried on timeout).
+    pub fn handle_missing(&mut self, ids: impl IntoIterator<Item = TxId>, now: u64) {
+        for id in ids {
+            if self.requests.len() >= self.config.max_requests {
+                break;
+            }
+            if self.requests.contains_key(&id) || self.seen.contains_key(&id) {
+                continue;
+            }
+            self.requests.insert(
+                id,
+                Request {
+                    sent_at: None,
+                    peer: None,
+                    attempts: 0,
+                },
+            );
+            self.unsent.push_back(id);
+        }
+        self.dispatch_requests(now);
+    }
+
+    /// Sends queued requests, in batches, to peers in turn (a retry avoids the peer that
+    /// timed out).
+    fn dispatch_requests(&mut self, now: u64) {
+        if self.peers.is_empty() || self.unsent.is_empty() {
+            return;
+        }
+        let keys = self.connected();
+        let mut batches: HashMap<PeerKey, Vec<TxId>> = HashMap::new();
+        while let Some(id) = self.unsent.pop_front() {
+            let Some(r) = self.requests.get_mut(&id) else {
+                continue;
+            };
+            let mut peer = keys[self.next_peer % keys.len()];
+            self.next_peer = self.next_peer.wrapping_add(1);
+            if keys.len() > 1 && r.peer == Some(peer) {
+                peer = keys[self.next_peer % keys.len()];
+                self.next_peer = self.next_peer.wrapping_add(1);
+            }
+            r.peer = Some(peer);
+            r.sent_at = Some(now);
+            r.attempts += 1;
+            batches.entry(peer).or_default().push(id);
+        }
+        for (peer, ids) in batches {
+            for chunk in ids.chunks(MAX_REQUEST_IDS) {
+                self.queue(&peer, Message::TransactionRequest(chunk.to_vec()));
+            }
+        }
+    }
+
+    fn queue(&mut self, peer: &PeerKey, msg: Message) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            push(
+                &mut p.queue,
+                self.config.queue_capacity,
+                Outbound::Message(msg),
+                self.metrics.get_mut(peer),
+            );
+        }
+    }
+
+    // ----- timer -----
+
+    /// Heartbeats, request timeouts and retries, sync. `status` is where the node is now.
+    pub fn handle_tick(&mut self, now: u64, status: LocalStatus) {
+        self.status = status;
+        let due: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                now.saturating_sub(p.last_heartbeat_at) >= self.config.heartbeat_interval_ms
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            self.send_heartbeat(k, now);
+        }
+        let timeout = self.config.request_timeout_ms;
+        let attempts = self.config.request_attempts;
+        let mut retry = Vec::new();
+        let mut drop = Vec::new();
+        for (id, r) in &self.requests {
+            if let Some(at) = r.sent_at {
+                if now.saturating_sub(at) >= timeout {
+                    if r.attempts >= attempts {
+                        drop.push(*id);
+                    } else {
+                        retry.push(*id);
+                    }
+                }
+            }
+        }
+        for id in drop {
+            self.requests.remove(&id);
+            self.given_up += 1;
+        }
+        for id in retry {
+            if let Some(r) = self.requests.get_mut(&id) {
+                r.sent_at = None;
+                self.unsent.push_back(id);
+            }
+        }
+        self.dispatch_requests(now);
+        self.drive_sync(now);
+    }
+
+    fn send_heartbeat(&mut self, peer: PeerKey, now: u64) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.last_heartbeat_at = now;
+        let hb = Heartbeat {
+            solid_milestone: self.status.solid_milestone,
+            latest_milestone: self.status.latest_milestone,
+            pruning_point: self.status.pruning_point,
+            sent_at_ms: now.max(1),
+            echo_ms: p.echo,
+        };
+        self.queue(&peer, Message::Heartbeat(hb));
+    }
+
+    /// Asks a peer that has applied more milestones for the next range.
+    fn drive_sync(&mut self, now: u64) {
+        let solid = self.status.solid_milestone;
+        if let Some(s) = &self.sync {
+            // Done, or no answer in time (re-ask, preferably elsewhere).
+            let progressed = solid >= s.to;
+            let timed_out = now.saturating_sub(s.sent_at) >= self.config.sync_timeout_ms;
+            if !(progressed || timed_out) {
+                return;
+            }
+        }
+        let from = solid + 1;
+        // Prefer the most advanced peer; on a stall, another one than last time.
+        let last = self.sync.as_ref().map(|s| s.peer);
+        let mut candidates: Vec<(MilestoneIndex, PeerKey)> = self
+            .peers
+            .keys()
+            .filter_map(|k| {
+                let h = self.metrics.get(k)?.heartbeat?;
+                (h.solid_milestone >= from && h.pruning_point <= from)
+                    .then_some((h.solid_milestone, *k))
+            })
+            .collect();
+        if candidates.is_empty() {
+            self.sync = None;
+            return;
+        }
+        candidates.sort_by(|a, b| b.cmp(a));
+        let (peer_solid, peer) = candidates
+            .iter()
+            .copied()
+            .find(|(_, k)| Some(*k) != last)
+            .unwrap_or(candidates[0]);
+        let range = self.config.sync_range.clamp(1, MAX_MILESTONE_RANGE);
+        let to = peer_solid.min(from + range - 1);
+        self.sync = Some(SyncRequest {
+            peer,
+            from,
+            to,
+            sent_at: now,
+        });
+        self.queue(&peer, Message::MilestoneRequest { from, to });
+    }
+}
+
+fn push(q: &mut VecDeque<Outbound>, cap: usize, item: Outbound, metrics: Option<&mut PeerMetrics>) {
+    if q.len() >= cap {
+        if let Some(m) = metrics {
+            m.dropped_out += 1;
+        }
+        return;
+    }
+    q.push_back(item);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> PeerKey {
+        PeerKey([b; 32])
+    }
+
+    fn tx_bytes(seed: u8) -> Vec<u8> {
+        // Any bytes of a plausible length: Peering only hashes them.
+        vec![seed; 100]
+    }
+
+    fn drain(p: &mut Peering, k: &PeerKey) -> Vec<Outbound> {
+        p.poll_outbound(k, usize::MAX)
+    }
+
+    fn txs_in(out: &[Outbound]) -> usize {
+        out.iter()
+            .filter(|o| matches!(o, Outbound::Transaction(_)))
+            .count()
+    }
+
+    #[test]
+    fn gossip_skips_the_sender_and_forwards_once() {
+        let mut p = Peering::new(PeeringConfig::default());
+        for b in 1..=3 {
+            p.handle_connected(key(b), 0).unwrap();
+            drain(&mut p, &key(b));
+        }
+        let bytes = tx_bytes(9);
+        let Inbound::Transaction { id, .. } =
+            p.handle_message(&key(1), Message::Transaction(bytes.clone()), 1)
+        else {
+            panic!("expected a transaction to ingest");
+        };
+        // The same transaction from another peer is a cheap duplicate.
+        assert_eq!(
+            p.handle_message(&key(2), Message::Transaction(bytes.clone()), 1),
+            Inbound::Nothing
+        );
+        p.handle_verdict(&key(1), id, Verdict::New, 2);
+        p.gossip(id, bytes.clone().into());
+        p.gossip(id, bytes.into());
+        assert_eq!(txs_in(&drain(&mut p, &key(1))), 0, "not back to the sender");
+        assert_eq!(txs_in(&drain(&mut p, &key(2))), 0, "peer 2 also sent it");
+        assert_eq!(txs_in(&drain(&mut p, &key(3))), 1, "exactly once to peer 3");
+        assert_eq!(p.metrics()[1].1.duplicates, 1);
+    }
+
+    #[test]
+    fn invalid_data_lowers_score_until_disconnect_and_ban() {
+        let mut p = Peering::new(PeeringConfig::default());
+        p.handle_connected(key(1), 0).unwrap();
+        for i in 0..20u8 {
+            if !p.is_connected(&key(1)) {
+                break;
+            }
+            p.handle_verdict(&key(1), TxId([i; 32]), Verdict::Invalid, 10);
+        }
+        assert!(!p.is_connected(&key(1)));
+        assert!(matches!(
+            p.poll_event(),
+            Some(PeerEvent::Disconnect { peer, .. }) if peer == key(1)
+        ));
+        assert_eq!(
+            p.handle_connected(key(1), 20),
+            Err(ConnectError::Banned(10 + 60_000))
+        );
+        assert!(p.handle_connected(key(1), 70_000).is_ok());
+    }
+
+    #[test]
+    fn rate_limit_drops_excess_messages() {
+        let cfg = PeeringConfig {
+            inbound_rate_per_sec: 10,
+            inbound_burst: 5,
+            ..PeeringConfig::default()
+        };
+        let mut p = Peering::new(cfg);
+        p.handle_connected(key(1), 0).unwrap();
+        let mut accepted = 0;
+        for i in 0..20u8 {
+            if matches!(
+                p.handle_message(&key(1), Message::Transaction(tx_bytes(i)), 0),
+                Inbound::Transaction { .. }
+            ) {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 5);
+        assert_eq!(p.metrics()[0].1.dropped_in, 15);
+        // 1 s later, 10 more tokens.
+        let later = (20..40u8)
+            .filter(|i| {
+                matches!(
+                    p.handle_message(&key(1), Message::Transaction(tx_bytes(*i)), 1000),
+                    Inbound::Transaction { .. }
+                )
+            })
+            .count();
+        assert_eq!(later, 5, "refill is capped by the burst");
+    }
+
+    #[test]
+    fn requests_time_out_and_move_to_another_peer_then_give_up() {
+        let cfg = PeeringConfig {
+            request_attempts: 3,
+            ..PeeringConfig::default()
+        };
+        let mut p = Peering::new(cfg);
+        p.handle_connected(key(1), 0).unwrap();
+        p.handle_connected(key(2), 0).unwrap();
+        drain(&mut p, &key(1));
+        drain(&mut p, &key(2));
+        let missing = TxId([5; 32]);
+        p.handle_missing([missing, missing], 0);
+        let asked = |p: &mut Peering| -> Vec<PeerKey> {
+            [key(1), key(2)]
+                .into_iter()
+                .filter(|k| {
+                    drain(p, k).iter().any(|o| {
+                        matches!(o, Outbound::Message(Message::TransactionRequest(ids)) if ids == &vec![missing])
+                    })
+                })
+                .collect()
+        };
+        let first = asked(&mut p);
+        assert_eq!(first.len(), 1);
+        p.handle_tick(500, LocalStatus::default());
+        assert!(asked(&mut p).is_empty(), "not before the timeout");
+        p.handle_tick(1000, LocalStatus::default());
+        let second = asked(&mut p);
+        assert_eq!(second.len(), 1);
+        assert_ne!(second[0], first[0], "retried on the other peer");
+        p.handle_tick(2000, LocalStatus::default());
+        assert_eq!(asked(&mut p).len(), 1);
+        p.handle_tick(3000, LocalStatus::default());
+        assert_eq!(p.pending_requests(), 0);
+        assert_eq!(p.given_up(), 1);
+    }
+
+    #[test]
+    fn answered_request_is_solicited_and_cleared() {
+        let mut p = Peering::new(PeeringConfig::default());
+        p.handle_connected(key(1), 0).unwrap();
+        let bytes = tx_bytes(3);
+        let id = codec::id_of_encoding(&bytes);
+        p.handle_missing([id], 0);
+        assert_eq!(p.pending_requests(), 1);
+        let got = p.handle_message(&key(1), Message::Transaction(bytes), 5);
+        assert!(matches!(
+            got,
+            Inbound::Transaction {
+                solicited: true,
+                ..
+            }
+        ));
+        assert_eq!(p.pending_requests(), 0);
+    }
+
+    #[test]
+    fn sync_asks_the_most_advanced_peer_for_the_next_range() {
+        let mut p = Peering::new(PeeringConfig::default());
+        p.handle_connected(key(1), 0).unwrap();
+        p.handle_connected(key(2), 0).unwrap();
+        p.handle_tick(
+            0,
+            LocalStatus {
+                solid_milestone: 3,
+                latest_milestone: 3,
+                pruning_point: 0,
+            },
+        );
+        drain(&mut p, &key(1));
+        drain(&mut p, &key(2));
+        let hb = |solid| {
+            Message::Heartbeat(Heartbeat {
+                solid_milestone: solid,
+                latest_milestone: solid,
+                pruning_point: 0,
+                sent_at_ms: 1,
+                echo_ms: 0,
+            })
+        };
+        // Peer 1 is behind us, peer 2 ahead.
+        p.handle_message(&key(1), hb(2), 1);
+        p.handle_message(&key(2), hb(40), 1);
+        let reqs: Vec<Message> = drain(&mut p, &key(2))
+            .into_iter()
+            .filter_map(|o| match o {
+                Outbound::Message(m @ Message::MilestoneRequest { .. }) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reqs, vec![Message::MilestoneRequest { from: 4, to: 19 }]);
+        assert_eq!(p.syncing_from(), Some(key(2)));
+    }
+}

@@ -1,0 +1,314 @@
+//! The peer wire protocol: [`Message`]s in length-prefixed MessagePack frames.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of an rmp-encoded
+//! [`Message`]. Frames larger than [`MAX_FRAME_LEN`] are refused before anything is
+//! allocated, so a peer cannot make us buffer more than one capped frame. Each connection
+//! carries one long-lived bidirectional stream; its first frame in each direction is a
+//! [`Message::Handshake`] with the [`PROTOCOL_VERSION`] and the network id.
+//!
+//! [`FrameDecoder`] works on bytes only (no socket) and never panics on any input: the fuzz
+//! target and the property tests feed it arbitrary bytes.
+
+use dag_core::{MilestoneIndex, TxId};
+use serde::{Deserialize, Serialize};
+
+/// Version of this wire protocol; peers with another version are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame body, bytes. A transaction is at most [`dag_core::codec::MAX_TX_SIZE`] bytes,
+/// a request at most [`MAX_REQUEST_IDS`] ids: both fit with room to spare.
+pub const MAX_FRAME_LEN: usize = 16 * 1024;
+
+/// Most transaction ids in one [`Message::TransactionRequest`].
+pub const MAX_REQUEST_IDS: usize = 256;
+
+/// Most milestones asked for by one [`Message::MilestoneRequest`].
+pub const MAX_MILESTONE_RANGE: u32 = 64;
+
+/// A node's progress, sent periodically to every peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Heartbeat {
+    /// Highest milestone applied (solid and confirmed) by the sender.
+    pub solid_milestone: MilestoneIndex,
+    /// Highest milestone the sender has seen.
+    pub latest_milestone: MilestoneIndex,
+    /// Oldest milestone whose cone the sender still stores (0: nothing pruned).
+    pub pruning_point: MilestoneIndex,
+    /// Sender's clock when sent, ms (echoed back for round-trip time).
+    pub sent_at_ms: u64,
+    /// The `sent_at_ms` of the last heartbeat the sender received from us (0: none yet).
+    pub echo_ms: u64,
+}
+
+/// One peer message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// First frame in each direction.
+    Handshake {
+        /// Wire protocol version ([`PROTOCOL_VERSION`]).
+        version: u16,
+        /// Network id (genesis hash) of the sender.
+        network_id: u64,
+    },
+    /// A transaction's canonical bytes (gossip, or an answer to a request).
+    Transaction(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Please send these transactions (missing parents).
+    TransactionRequest(Vec<TxId>),
+    /// Please send the milestone transactions with these indexes (inclusive).
+    MilestoneRequest {
+        /// First index.
+        from: MilestoneIndex,
+        /// Last index.
+        to: MilestoneIndex,
+    },
+    /// Progress report.
+    Heartbeat(Heartbeat),
+}
+
+/// Borrowing twin of [`Message`] for encoding without copies; same variants in the same
+/// order, so both encode identically.
+#[derive(Serialize)]
+enum MessageRef<'a> {
+    Handshake {
+        version: u16,
+        network_id: u64,
+    },
+    Transaction(#[serde(with = "serde_bytes")] &'a [u8]),
+    TransactionRequest(&'a [TxId]),
+    MilestoneRequest {
+        from: MilestoneIndex,
+        to: MilestoneIndex,
+    },
+    Heartbeat(&'a Heartbeat),
+}
+
+/// A frame that cannot be decoded. The connection should be closed: framing is lost.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The length prefix exceeds [`MAX_FRAME_LEN`].
+    #[error("frame of {len} bytes exceeds the {max}-byte cap")]
+    FrameTooLarge {
+        /// Announced length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The body is not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The message breaks a protocol limit (too many ids, range too wide).
+    #[error("protocol limit: {0}")]
+    Limit(String),
+}
+
+impl Message {
+    /// Checks the limits the type system does not (request sizes).
+    pub fn check_limits(&self) -> Result<(), WireError> {
+        match self {
+            Message::TransactionRequest(ids) if ids.len() > MAX_REQUEST_IDS => Err(
+                WireError::Limit(format!("{} ids in one request", ids.len())),
+            ),
+            Message::MilestoneRequest { from, to }
+                if to < from || to - from >= MAX_MILESTONE_RANGE =>
+            {
+                Err(WireError::Limit(format!("milestone range {from}..={to}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends this message as one frame to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let r = match self {
+            Message::Handshake {
+                version,
+                network_id,
+            } => MessageRef::Handshake {
+                version: *version,
+                network_id: *network_id,
+            },
+            Message::Transaction(b) => MessageRef::Transaction(b),
+            Message::TransactionRequest(ids) => MessageRef::TransactionRequest(ids),
+            Message::MilestoneRequest { from, to } => MessageRef::MilestoneRequest {
+                from: *from,
+                to: *to,
+            },
+            Message::Heartbeat(h) => MessageRef::Heartbeat(h),
+        };
+        encode_ref(&r, out);
+    }
+}
+
+/// Appends a [`Message::Transaction`] frame carrying `bytes` to `out` (no copy into a
+/// [`Message`] first).
+pub fn encode_transaction(bytes: &[u8], out: &mut Vec<u8>) {
+    encode_ref(&MessageRef::Transaction(bytes), out);
+}
+
+fn encode_ref(m: &MessageRef<'_>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    // Writing into a Vec cannot fail, and every type here serialises.
+    if rmp_serde::encode::write(out, m).is_err() {
+        out.truncate(start);
+        return;
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Decodes one frame body (without its length prefix).
+pub fn decode_body(body: &[u8]) -> Result<Message, WireError> {
+    if body.len() > MAX_FRAME_LEN {
+        return Err(WireError::FrameTooLarge {
+            len: body.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let m: Message =
+        rmp_serde::from_slice(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    m.check_limits()?;
+    Ok(m)
+}
+
+/// Splits a byte stream into messages. Feed it with [`FrameDecoder::push`], then take
+/// messages with [`FrameDecoder::next_message`] until it returns `Ok(None)`.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl FrameDecoder {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 64 * 1024 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed. After an error the
+    /// stream is unusable.
+    pub fn next_message(&mut self) -> Result<Option<Message>, WireError> {
+        let rest = &self.buf[self.pos..];
+        if rest.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len > MAX_FRAME_LEN {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: MAX_FRAME_LEN,
+            });
+        }
+        if rest.len() < 4 + len {
+            return Ok(None);
+        }
+        let body = &rest[4..4 + len];
+        self.pos += 4 + len;
+        decode_body(body).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Handshake {
+                version: PROTOCOL_VERSION,
+                network_id: 42,
+            },
+            Message::Transaction(vec![1, 2, 3, 255]),
+            Message::TransactionRequest(vec![TxId([7; 32]), TxId([9; 32])]),
+            Message::MilestoneRequest { from: 3, to: 9 },
+            Message::Heartbeat(Heartbeat {
+                solid_milestone: 4,
+                latest_milestone: 5,
+                pruning_point: 0,
+                sent_at_ms: 99,
+                echo_ms: 98,
+            }),
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip_even_when_split_byte_by_byte() {
+        let mut stream = Vec::new();
+        for m in samples() {
+            m.encode_into(&mut stream);
+        }
+        encode_transaction(&[5, 6], &mut stream);
+        let mut d = FrameDecoder::new();
+        let mut out = Vec::new();
+        for b in &stream {
+            d.push(std::slice::from_ref(b));
+            while let Some(m) = d.next_message().unwrap() {
+                out.push(m);
+            }
+        }
+        let mut want = samples();
+        want.push(Message::Transaction(vec![5, 6]));
+        assert_eq!(out, want);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_buffering_it() {
+        let mut d = FrameDecoder::new();
+        d.push(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes());
+        assert!(matches!(
+            d.next_message(),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_are_enforced_on_decode() {
+        let mut buf = Vec::new();
+        Message::MilestoneRequest { from: 1, to: 1000 }.encode_into(&mut buf);
+        Message::TransactionRequest(vec![TxId([0; 32]); MAX_REQUEST_IDS + 1]).encode_into(&mut buf);
+        let mut d = FrameDecoder::new();
+        d.push(&buf);
+        assert!(matches!(d.next_message(), Err(WireError::Limit(_))));
+        assert!(matches!(d.next_message(), Err(WireError::Limit(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_never_panics(chunks in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+            let mut d = FrameDecoder::new();
+            for c in &chunks {
+                d.push(c);
+                while let Ok(Some(_)) = d.next_message() {}
+            }
+        }
+
+        #[test]
+        fn arbitrary_transactions_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let mut buf = Vec::new();
+            encode_transaction(&bytes, &mut buf);
+            let mut d = FrameDecoder::new();
+            d.push(&buf);
+            prop_assert_eq!(d.next_message().unwrap(), Some(Message::Transaction(bytes)));
+        }
+    }
+}

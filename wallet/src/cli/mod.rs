@@ -1,0 +1,992 @@
+//! The `tangle-wallet` command line (feature `cli`); the binary calls [`main`].
+//!
+//! ```text
+//! tangle-wallet [--keystore PATH] [--node URL] [--json] [--wait-timeout SECS] <command>
+//! ```
+//! The keystore password comes from `TANGLE_WALLET_PASSWORD` when set, else from a prompt.
+//! `--keystore` defaults to `$TANGLE_WALLET_KEYSTORE`, else `~/.tangle-wallet/keystore.json`;
+//! `--node` to `$TANGLE_NODE_URL`, else `http://127.0.0.1:14265`.
+//!
+//! Human output by default; with `--json` one JSON object (an array for `history`) on
+//! stdout. Errors go to stderr as `tangle-wallet: error: ...`.
+//!
+//! Exit codes: 0 success; 1 error (keystore, node, input, I/O); 2 usage; 3 a payload waited
+//! for with `--wait` was conflicting (not applied); 4 `verify-anchor` failed (the file does
+//! not match, or the anchor is not confirmed).
+
+mod local;
+
+use std::io::{self, BufRead};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dag_core::{Address, ChannelId, PayloadId, SignedPayload};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::anchor::{anchored_digest, hash_file, AnchorError};
+use crate::channel::{
+    ClaimError, FileVoucherStore, PayeeChannel, PayeeSetupError, PayerChannel, PayerChannelState,
+    PayerError, VoucherError,
+};
+use crate::client::{
+    ClientError, NodeClient, NodeInfo, PayloadStatus, Receipt, SyncError, DEFAULT_NODE_URL,
+};
+use crate::device::{BuildError, Device};
+use crate::keys::Mnemonic;
+use crate::keystore::{Keystore, KeystoreError, KeystoreOptions};
+use local::HistoryEntry;
+
+/// Device key index the CLI signs with.
+const DEVICE: u32 = 0;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tangle-wallet",
+    version,
+    about = "Device wallet for the tangle: keys, payments, pay-per-use channels, data anchors"
+)]
+struct Cli {
+    /// Keystore file [default: ~/.tangle-wallet/keystore.json].
+    #[arg(long, global = true, env = "TANGLE_WALLET_KEYSTORE")]
+    keystore: Option<PathBuf>,
+    /// Node API URL.
+    #[arg(long, global = true, env = "TANGLE_NODE_URL", default_value = DEFAULT_NODE_URL)]
+    node: String,
+    /// Print one JSON object (scripts) instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// How long `--wait` waits for confirmation, in seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    wait_timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a keystore with a new key (refuses to overwrite one).
+    Init {
+        /// Network id to sign for [default: the node's, from /api/v1/info].
+        #[arg(long)]
+        network_id: Option<u64>,
+        /// Restore from a BIP-39 phrase read from stdin (one line) instead of a new one.
+        #[arg(long)]
+        restore: bool,
+        /// Also print the backup phrase in --json output.
+        #[arg(long)]
+        show_mnemonic: bool,
+    },
+    /// Print the address (bech32) and its did:key.
+    Address,
+    /// Print the confirmed balance and next sequence number.
+    Balance,
+    /// Pay AMOUNT to TO (bech32 address or did:key).
+    Pay {
+        /// Recipient, `tng1...` or `did:key:z6Mk...`.
+        to: Address,
+        /// Amount in base units.
+        amount: u64,
+        /// Memo (UTF-8, at most 64 bytes).
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// Wait until confirmed or conflicting (exit 3 on conflict).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Pay-per-use channels.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Anchor a file's BLAKE2b-256 digest on the ledger.
+    Anchor {
+        /// The file.
+        file: PathBuf,
+        /// Tag (at most 32 bytes).
+        #[arg(long, default_value = "")]
+        tag: String,
+        /// Wait until confirmed or conflicting (exit 3 on conflict).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Check a file against an anchor payload (exit 4 if it does not match or is not
+    /// confirmed). Needs no keystore.
+    VerifyAnchor {
+        /// The file.
+        file: PathBuf,
+        /// The anchor's payload id.
+        payload_id: PayloadId,
+    },
+    /// Payloads this keystore issued (kept in a local file next to it).
+    History {
+        /// Ask the node for each payload's current status.
+        #[arg(long)]
+        status: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ChannelCommand {
+    /// Open a channel to PAYEE locking DEPOSIT (payer side).
+    Open {
+        /// Payee, `tng1...` or `did:key:...`.
+        payee: Address,
+        /// Deposit in base units.
+        deposit: u64,
+        /// Milestones from the node's confirmed one until expiry.
+        #[arg(long)]
+        expires_in: u32,
+        /// Wait until confirmed or conflicting (exit 3 on conflict).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Sign a voucher for AMOUNT more (or a cumulative AMOUNT with --total) and print it as
+    /// hex (payer side; works offline).
+    Voucher {
+        /// Channel id (hex).
+        channel: ChannelId,
+        /// Amount to add, in base units.
+        amount: u64,
+        /// AMOUNT is the new cumulative total, not an increment.
+        #[arg(long)]
+        total: bool,
+    },
+    /// Verify VOUCHER (hex), keep it if it is the best, and claim the best voucher held
+    /// (payee side).
+    Claim {
+        /// Channel id (hex).
+        channel: ChannelId,
+        /// Voucher, hex.
+        voucher: String,
+        /// Wait until confirmed or conflicting (exit 3 on conflict).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Take back the deposit of an expired, unclaimed channel (payer side).
+    Refund {
+        /// Channel id (hex).
+        channel: ChannelId,
+        /// Wait until confirmed or conflicting (exit 3 on conflict).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a channel as the ledger holds it. Needs no keystore.
+    Status {
+        /// Channel id (hex).
+        channel: ChannelId,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// Bad input or state the user can fix.
+    #[error("{0}")]
+    Input(String),
+    /// The password could not be read.
+    #[error("{0}")]
+    Password(String),
+    /// Keystore.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// Node request.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Building a payload.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Payer side of a channel.
+    #[error(transparent)]
+    Payer(#[from] PayerError),
+    /// A voucher was refused.
+    #[error("voucher refused: {0}")]
+    Voucher(#[from] VoucherError),
+    /// A claim could not be built.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    /// Payee channel setup.
+    #[error(transparent)]
+    PayeeSetup(#[from] PayeeSetupError),
+    /// Anchor.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
+    /// Local file.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// A waited-for payload was confirmed but not applied.
+    #[error("payload {payload_id} is conflicting: {reason}")]
+    Conflicting {
+        /// The payload.
+        payload_id: PayloadId,
+        /// The ledger's reason.
+        reason: String,
+    },
+    /// `verify-anchor` found no valid, confirmed anchor of the file.
+    #[error("anchor verification failed: {0}")]
+    VerifyFailed(String),
+}
+
+impl From<SyncError> for CliError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Client(e) => CliError::Client(e),
+            SyncError::Keystore(e) => CliError::Keystore(e),
+        }
+    }
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Conflicting { .. } => 3,
+            CliError::VerifyFailed(_) => 4,
+            _ => 1,
+        }
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> CliError {
+    let what = what.into();
+    move |source| CliError::Io { what, source }
+}
+
+/// Runs the CLI on the process arguments and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let mut ctx = Ctx { cli, client: None };
+    match ctx.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !json || !matches!(e, CliError::VerifyFailed(_)) {
+                eprintln!("tangle-wallet: error: {e}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+struct Ctx {
+    cli: Cli,
+    client: Option<NodeClient>,
+}
+
+/// Prints `json` (with --json) or `human`.
+fn emit(json_mode: bool, human: impl FnOnce() -> String, json: Value) {
+    if json_mode {
+        println!("{json}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn status_line(status: &PayloadStatus) -> String {
+    match status {
+        PayloadStatus::Pending => "status: pending".into(),
+        PayloadStatus::Confirmed { milestone, .. } => {
+            format!("status: confirmed in milestone {milestone}")
+        }
+        PayloadStatus::Conflicting {
+            milestone, reason, ..
+        } => format!("status: conflicting in milestone {milestone} ({reason})"),
+    }
+}
+
+/// The error for a final conflicting status, if it is one.
+fn check_final(receipt: &Receipt, status: &Option<PayloadStatus>) -> Result<(), CliError> {
+    match status {
+        Some(PayloadStatus::Conflicting { reason, .. }) => Err(CliError::Conflicting {
+            payload_id: receipt.payload_id,
+            reason: reason.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn read_password(confirm: bool) -> Result<Zeroizing<String>, CliError> {
+    if let Ok(p) = std::env::var("TANGLE_WALLET_PASSWORD") {
+        if confirm && p.is_empty() {
+            return Err(CliError::Password(
+                "TANGLE_WALLET_PASSWORD is empty; a keystore needs a password".into(),
+            ));
+        }
+        return Ok(Zeroizing::new(p));
+    }
+    let prompt = |text: &str| {
+        rpassword::prompt_password(text).map(Zeroizing::new).map_err(|e| {
+            CliError::Password(format!(
+                "cannot read the password from the terminal ({e}); set TANGLE_WALLET_PASSWORD"
+            ))
+        })
+    };
+    let p = prompt("Keystore password: ")?;
+    if confirm {
+        if p.is_empty() {
+            return Err(CliError::Password("empty password".into()));
+        }
+        if *prompt("Repeat password: ")? != *p {
+            return Err(CliError::Password("passwords do not match".into()));
+        }
+    }
+    Ok(p)
+}
+
+impl Ctx {
+    fn client(&mut self) -> Result<&NodeClient, CliError> {
+        if self.client.is_none() {
+            self.client = Some(NodeClient::new(&self.cli.node)?);
+        }
+        Ok(self.client.as_ref().expect("just set"))
+    }
+
+    fn keystore_path(&self) -> Result<PathBuf, CliError> {
+        if let Some(p) = &self.cli.keystore {
+            return Ok(p.clone());
+        }
+        match std::env::var_os("HOME") {
+            Some(home) if !home.is_empty() => {
+                Ok(PathBuf::from(home).join(".tangle-wallet/keystore.json"))
+            }
+            _ => Err(CliError::Input(
+                "no keystore path: pass --keystore or set TANGLE_WALLET_KEYSTORE".into(),
+            )),
+        }
+    }
+
+    fn open_keystore(&self) -> Result<Keystore, CliError> {
+        let path = self.keystore_path()?;
+        if !path.exists() {
+            return Err(CliError::Input(format!(
+                "no keystore at {}; create one with `tangle-wallet init`",
+                path.display()
+            )));
+        }
+        let password = read_password(false)?;
+        Ok(Keystore::open(&path, &password)?)
+    }
+
+    /// The node's info, checked to be of the keystore's network.
+    fn node_for(&mut self, ks: &Keystore) -> Result<NodeInfo, CliError> {
+        let url = self.cli.node.clone();
+        let info = self.client()?.info()?;
+        if info.network_id != ks.network_id() {
+            return Err(CliError::Input(format!(
+                "the keystore signs for network {} but the node at {url} runs network {} ({:?})",
+                ks.network_id(),
+                info.network_id,
+                info.network_name
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Syncs the sequence number, builds and signs a payload with `build`, records it
+    /// (keystore counter, history), submits it and, with `wait`, waits for its final status.
+    fn issue(
+        &mut self,
+        ks: &mut Keystore,
+        build: impl FnOnce(&mut Device) -> Result<SignedPayload, CliError>,
+        wait: bool,
+    ) -> Result<(Receipt, Option<PayloadStatus>), CliError> {
+        let path = ks.path().to_path_buf();
+        let issued: Vec<(u64, PayloadId)> = local::read_history(&path)
+            .map_err(io_err("reading the history"))?
+            .into_iter()
+            .map(|e| (e.seq, e.payload_id))
+            .collect();
+        let timeout = Duration::from_secs(self.cli.wait_timeout);
+        let client = self.client()?;
+        client.sync_seq(ks, DEVICE, &issued)?;
+        let mut device = ks.device(DEVICE);
+        let payload = build(&mut device)?;
+        ks.set_next_seq(DEVICE, device.next_seq())?;
+        local::append_history(&path, &HistoryEntry::of(&payload))
+            .map_err(io_err("writing the history"))?;
+        let receipt = client.submit(&payload)?;
+        let status = if wait {
+            Some(client.wait_final(&receipt.payload_id, timeout)?)
+        } else {
+            None
+        };
+        Ok((receipt, status))
+    }
+
+    fn run(&mut self) -> Result<(), CliError> {
+        let json = self.cli.json;
+        match &self.cli.command {
+            Command::Init {
+                network_id,
+                restore,
+                show_mnemonic,
+            } => {
+                let (network_id, restore, show) = (*network_id, *restore, *show_mnemonic);
+                self.init(network_id, restore, show)
+            }
+            Command::Address => {
+                let ks = self.open_keystore()?;
+                let d = ks.device(DEVICE);
+                let (address, did) = (d.address().to_bech32(), d.did());
+                emit(
+                    json,
+                    || format!("address: {address}\ndid:     {did}"),
+                    json!({"address": address, "did": did}),
+                );
+                Ok(())
+            }
+            Command::Balance => {
+                let ks = self.open_keystore()?;
+                self.node_for(&ks)?;
+                let acct = self.client()?.account(&ks.device(DEVICE).address())?;
+                emit(
+                    json,
+                    || format!("balance:  {}\nnext_seq: {}", acct.balance, acct.next_seq),
+                    json!({"balance": acct.balance, "next_seq": acct.next_seq}),
+                );
+                Ok(())
+            }
+            Command::Pay {
+                to,
+                amount,
+                memo,
+                wait,
+            } => {
+                let (to, amount, memo, wait) = (*to, *amount, memo.clone(), *wait);
+                let mut ks = self.open_keystore()?;
+                self.node_for(&ks)?;
+                let (r, status) =
+                    self.issue(&mut ks, |d| Ok(d.pay(to, amount, memo.as_bytes())?), wait)?;
+                emit(
+                    json,
+                    || {
+                        let mut s = format!("paid {amount} to {to}\npayload: {}", r.payload_id);
+                        if let Some(st) = &status {
+                            s = format!("{s}\n{}", status_line(st));
+                        }
+                        s
+                    },
+                    json!({"payload_id": r.payload_id.to_hex()}),
+                );
+                check_final(&r, &status)
+            }
+            Command::Channel(cmd) => {
+                let cmd = match cmd {
+                    ChannelCommand::Open {
+                        payee,
+                        deposit,
+                        expires_in,
+                        wait,
+                    } => Chan::Open(*payee, *deposit, *expires_in, *wait),
+                    ChannelCommand::Voucher {
+                        channel,
+                        amount,
+                        total,
+                    } => Chan::Voucher(*channel, *amount, *total),
+                    ChannelCommand::Claim {
+                        channel,
+                        voucher,
+                        wait,
+                    } => Chan::Claim(*channel, voucher.clone(), *wait),
+                    ChannelCommand::Refund { channel, wait } => Chan::Refund(*channel, *wait),
+                    ChannelCommand::Status { channel } => Chan::Status(*channel),
+                };
+                self.channel(cmd)
+            }
+            Command::Anchor { file, tag, wait } => {
+                let (file, tag, wait) = (file.clone(), tag.clone(), *wait);
+                self.anchor(&file, &tag, wait)
+            }
+            Command::VerifyAnchor { file, payload_id } => {
+                let (file, id) = (file.clone(), *payload_id);
+                self.verify_anchor(&file, &id)
+            }
+            Command::History { status } => {
+                let status = *status;
+                self.history(status)
+            }
+        }
+    }
+
+    fn init(
+        &mut self,
+        network_id: Option<u64>,
+        restore: bool,
+        show_mnemonic: bool,
+    ) -> Result<(), CliError> {
+        let path = self.keystore_path()?;
+        if path.exists() {
+            return Err(KeystoreError::AlreadyExists(path).into());
+        }
+        let network_id = match network_id {
+            Some(n) => n,
+            None => self.client()?.info()?.network_id,
+        };
+        let mnemonic = if restore {
+            let mut line = Zeroizing::new(String::new());
+            io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(io_err("reading the phrase from stdin"))?;
+            Mnemonic::parse(line.trim())
+                .map_err(|e| CliError::Input(format!("invalid backup phrase: {e}")))?
+        } else {
+            Mnemonic::generate()
+        };
+        let password = read_password(true)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        let ks = Keystore::create(
+            &path,
+            &password,
+            &mnemonic,
+            network_id,
+            KeystoreOptions::default(),
+        )?;
+        let d = ks.device(DEVICE);
+        let (address, did) = (d.address().to_bech32(), d.did());
+        let phrase = mnemonic.phrase();
+        let mut out = json!({
+            "keystore": path.display().to_string(),
+            "network_id": network_id,
+            "address": address,
+            "did": did,
+        });
+        if show_mnemonic {
+            out["mnemonic"] = Value::String(phrase.to_string());
+        }
+        emit(
+            self.cli.json,
+            || {
+                let mut s = format!(
+                    "created keystore {} for network {network_id}\naddress: {address}\ndid:     {did}",
+                    path.display()
+                );
+                if !restore {
+                    s = format!(
+                        "{s}\n\nbackup phrase (write it down and keep it secret; it restores \
+                         every key):\n  {}",
+                        phrase.as_str()
+                    );
+                }
+                s
+            },
+            out,
+        );
+        Ok(())
+    }
+
+    fn channel(&mut self, cmd: Chan) -> Result<(), CliError> {
+        let json = self.cli.json;
+        match cmd {
+            Chan::Open(payee, deposit, expires_in, wait) => {
+                let mut ks = self.open_keystore()?;
+                let info = self.node_for(&ks)?;
+                let expires_at = info
+                    .confirmed_milestone
+                    .checked_add(expires_in)
+                    .ok_or_else(|| CliError::Input("--expires-in is too large".into()))?;
+                let path = ks.path().to_path_buf();
+                let mut channel_id = None;
+                let (r, status) = self.issue(
+                    &mut ks,
+                    |d| {
+                        let (payer, open) = PayerChannel::open(d, payee, deposit, expires_at)?;
+                        local::save_channel(&path, &payer.state())
+                            .map_err(io_err("saving the channel state"))?;
+                        channel_id = Some(payer.id());
+                        Ok(open)
+                    },
+                    wait,
+                )?;
+                let id = channel_id.expect("set by the builder").to_hex();
+                emit(
+                    json,
+                    || {
+                        let mut s = format!(
+                            "opened channel {id}\n  payee {payee}, deposit {deposit}, expires at \
+                             milestone {expires_at}\npayload: {}",
+                            r.payload_id
+                        );
+                        if let Some(st) = &status {
+                            s = format!("{s}\n{}", status_line(st));
+                        }
+                        s
+                    },
+                    json!({
+                        "channel_id": id,
+                        "payload_id": r.payload_id.to_hex(),
+                        "deposit": deposit,
+                        "expires_at": expires_at,
+                    }),
+                );
+                check_final(&r, &status)
+            }
+            Chan::Voucher(channel, amount, total) => {
+                let ks = self.open_keystore()?;
+                let path = ks.path().to_path_buf();
+                let state = local::load_channel(&path, &channel)
+                    .map_err(io_err("reading the channel state"))?
+                    .ok_or_else(|| {
+                        CliError::Input(format!(
+                            "channel {channel} was not opened with this keystore"
+                        ))
+                    })?;
+                let device = ks.device(DEVICE);
+                let mut payer =
+                    PayerChannel::resume(device.keypair().clone(), ks.network_id(), state)?;
+                let v = if total {
+                    payer.voucher_total(amount)?
+                } else {
+                    payer.voucher(amount)?
+                };
+                // Record the new cumulative amount before the voucher leaves this process.
+                local::save_channel(&path, &payer.state())
+                    .map_err(io_err("saving the channel state"))?;
+                let hex_voucher = hex::encode(v.to_bytes());
+                emit(
+                    json,
+                    || hex_voucher.clone(),
+                    json!({
+                        "voucher": hex_voucher,
+                        "channel_id": channel.to_hex(),
+                        "amount": v.amount,
+                        "remaining": payer.remaining(),
+                    }),
+                );
+                Ok(())
+            }
+            Chan::Claim(channel, voucher, wait) => {
+                let mut ks = self.open_keystore()?;
+                let info = self.node_for(&ks)?;
+                let ch = self.client()?.channel(&channel)?;
+                let me = ks.device(DEVICE).address();
+                if ch.payee != me {
+                    return Err(CliError::Input(format!(
+                        "channel {channel} pays {}, not this wallet ({me})",
+                        ch.payee
+                    )));
+                }
+                if ch.closed {
+                    return Err(CliError::Input(format!("channel {channel} is closed")));
+                }
+                let bytes = hex::decode(voucher.trim())
+                    .map_err(|e| CliError::Input(format!("voucher is not hex: {e}")))?;
+                let dir = local::vouchers_dir(ks.path());
+                let store = FileVoucherStore::open(&dir)
+                    .map_err(io_err(format!("opening {}", dir.display())))?;
+                let mut payee = PayeeChannel::new(ks.network_id(), ch.terms(), store)?;
+                match payee.accept_bytes(&bytes) {
+                    // An older voucher: the better one already held is claimed.
+                    Ok(_) | Err(VoucherError::NotIncreasing { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let amount = payee.earned();
+                let (r, status) = self.issue(
+                    &mut ks,
+                    |d| Ok(payee.claim(d, info.confirmed_milestone)?),
+                    wait,
+                )?;
+                emit(
+                    json,
+                    || {
+                        let mut s = format!(
+                            "claimed {amount} from channel {channel}\npayload: {}",
+                            r.payload_id
+                        );
+                        if let Some(st) = &status {
+                            s = format!("{s}\n{}", status_line(st));
+                        }
+                        s
+                    },
+                    json!({
+                        "payload_id": r.payload_id.to_hex(),
+                        "channel_id": channel.to_hex(),
+                        "amount": amount,
+                    }),
+                );
+                check_final(&r, &status)
+            }
+            Chan::Refund(channel, wait) => {
+                let mut ks = self.open_keystore()?;
+                let info = self.node_for(&ks)?;
+                let ch = self.client()?.channel(&channel)?;
+                if ch.closed {
+                    return Err(CliError::Input(format!("channel {channel} is closed")));
+                }
+                let device = ks.device(DEVICE);
+                let payer = PayerChannel::resume(
+                    device.keypair().clone(),
+                    ks.network_id(),
+                    PayerChannelState {
+                        terms: ch.terms(),
+                        paid: 0,
+                    },
+                )?;
+                let (r, status) = self.issue(
+                    &mut ks,
+                    |d| Ok(payer.refund(d, info.confirmed_milestone)?),
+                    wait,
+                )?;
+                emit(
+                    json,
+                    || {
+                        let mut s = format!(
+                            "refunding {} from channel {channel}\npayload: {}",
+                            ch.deposit, r.payload_id
+                        );
+                        if let Some(st) = &status {
+                            s = format!("{s}\n{}", status_line(st));
+                        }
+                        s
+                    },
+                    json!({
+                        "payload_id": r.payload_id.to_hex(),
+                        "channel_id": channel.to_hex(),
+                        "amount": ch.deposit,
+                    }),
+                );
+                check_final(&r, &status)
+            }
+            Chan::Status(channel) => {
+                let ch = self.client()?.channel(&channel)?;
+                let value = serde_json::to_value(&ch).map_err(|e| {
+                    CliError::Input(format!("cannot render the channel as JSON: {e}"))
+                })?;
+                emit(
+                    json,
+                    || {
+                        format!(
+                            "channel {}\n  payer:      {}\n  payee:      {}\n  deposit:    {}\n  \
+                             expires_at: {}\n  closed:     {}\n  claimed:    {}",
+                            ch.channel_id,
+                            ch.payer,
+                            ch.payee,
+                            ch.deposit,
+                            ch.expires_at,
+                            ch.closed,
+                            ch.claimed.map_or("-".to_string(), |c| c.to_string())
+                        )
+                    },
+                    value,
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn anchor(&mut self, file: &Path, tag: &str, wait: bool) -> Result<(), CliError> {
+        let digest = hash_file(file).map_err(io_err(format!("reading {}", file.display())))?;
+        let mut ks = self.open_keystore()?;
+        self.node_for(&ks)?;
+        let (r, status) = self.issue(&mut ks, |d| Ok(d.anchor(tag.as_bytes(), digest)?), wait)?;
+        emit(
+            self.cli.json,
+            || {
+                let mut s = format!(
+                    "anchored {} (digest {digest})\npayload: {}",
+                    file.display(),
+                    r.payload_id
+                );
+                if let Some(st) = &status {
+                    s = format!("{s}\n{}", status_line(st));
+                }
+                s
+            },
+            json!({
+                "payload_id": r.payload_id.to_hex(),
+                "digest": digest.to_hex(),
+                "tag": tag,
+            }),
+        );
+        check_final(&r, &status)
+    }
+
+    fn verify_anchor(&mut self, file: &Path, id: &PayloadId) -> Result<(), CliError> {
+        let actual = hash_file(file).map_err(io_err(format!("reading {}", file.display())))?;
+        let client = self.client()?;
+        let info = client.info()?;
+        let status = client.payload(id)?.status;
+        let payload = client.signed_payload(id)?;
+        let (tag, anchored) = match anchored_digest(&payload) {
+            Ok((t, d)) => (String::from_utf8_lossy(t).into_owned(), d),
+            Err(e) => return Err(CliError::VerifyFailed(e.to_string())),
+        };
+        let problem = if payload.verify(info.network_id).is_err() {
+            Some("the anchor's signature does not verify on this network".to_string())
+        } else if anchored != actual {
+            Some(format!(
+                "the file's digest {actual} differs from the anchored {anchored}"
+            ))
+        } else if !matches!(status, PayloadStatus::Confirmed { .. }) {
+            Some(format!("the anchor is {}, not confirmed", status.as_str()))
+        } else {
+            None
+        };
+        let milestone = match &status {
+            PayloadStatus::Confirmed { milestone, .. }
+            | PayloadStatus::Conflicting { milestone, .. } => Some(*milestone),
+            PayloadStatus::Pending => None,
+        };
+        emit(
+            self.cli.json,
+            || match &problem {
+                None => format!(
+                    "OK: {} matches anchor {id}\n  issuer {}, tag {tag:?}, milestone {}",
+                    file.display(),
+                    payload.issuer,
+                    milestone.unwrap_or_default()
+                ),
+                Some(p) => format!("FAILED: {p}"),
+            },
+            json!({
+                "valid": problem.is_none(),
+                "payload_id": id.to_hex(),
+                "status": status.as_str(),
+                "milestone": milestone,
+                "issuer": payload.issuer.to_bech32(),
+                "tag": tag,
+                "digest": anchored.to_hex(),
+                "file_digest": actual.to_hex(),
+            }),
+        );
+        match problem {
+            None => Ok(()),
+            Some(p) => Err(CliError::VerifyFailed(p)),
+        }
+    }
+
+    fn history(&mut self, with_status: bool) -> Result<(), CliError> {
+        let path = self.keystore_path()?;
+        let entries = local::read_history(&path).map_err(io_err("reading the history"))?;
+        let mut statuses = Vec::with_capacity(entries.len());
+        if with_status {
+            let client = self.client()?;
+            for e in &entries {
+                statuses.push(match client.payload(&e.payload_id) {
+                    Ok(p) => p.status.as_str(),
+                    Err(ClientError::NotFound(_)) => "unknown",
+                    Err(err) => return Err(err.into()),
+                });
+            }
+        }
+        if self.cli.json {
+            let list: Vec<Value> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let mut v = json!({
+                        "payload_id": e.payload_id.to_hex(),
+                        "seq": e.seq,
+                        "kind": e.kind,
+                        "time_ms": e.time_ms,
+                        "details": e.details,
+                    });
+                    if let Some(s) = statuses.get(i) {
+                        v["status"] = Value::String(s.to_string());
+                    }
+                    v
+                })
+                .collect();
+            println!("{}", Value::Array(list));
+        } else if entries.is_empty() {
+            println!("no payloads issued from {}", path.display());
+        } else {
+            for (i, e) in entries.iter().enumerate() {
+                let status = statuses.get(i).map_or(String::new(), |s| format!(" [{s}]"));
+                println!(
+                    "seq {:>4}  {:<6} {}{status}  {}",
+                    e.seq, e.kind, e.payload_id, e.details
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parsed `channel` subcommand.
+enum Chan {
+    Open(Address, u64, u32, bool),
+    Voucher(ChannelId, u64, bool),
+    Claim(ChannelId, String, bool),
+    Refund(ChannelId, bool),
+    Status(ChannelId),
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_contract_forms() {
+        let to = dag_core::Keypair::from_seed(&[5; 32]).address();
+        let c = Cli::try_parse_from([
+            "tangle-wallet",
+            "--keystore",
+            "/tmp/k.json",
+            "--node",
+            "http://127.0.0.1:1",
+            "--json",
+            "pay",
+            &to.to_did_key(),
+            "42",
+            "--wait",
+        ])
+        .unwrap();
+        assert!(c.json);
+        assert_eq!(c.keystore.as_deref(), Some(Path::new("/tmp/k.json")));
+        assert!(matches!(c.command, Command::Pay { to: t, amount: 42, wait: true, .. } if t == to));
+        // Global flags after the subcommand too.
+        let c = Cli::try_parse_from(["tangle-wallet", "balance", "--json"]).unwrap();
+        assert!(c.json);
+        assert!(Cli::try_parse_from(["tangle-wallet", "pay", "nonsense", "1"]).is_err());
+        let ch = "ab".repeat(32);
+        let c = Cli::try_parse_from([
+            "tangle-wallet",
+            "channel",
+            "voucher",
+            &ch,
+            "25",
+            "--total",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Channel(ChannelCommand::Voucher {
+                amount: 25,
+                total: true,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from([
+            "tangle-wallet",
+            "channel",
+            "open",
+            &to.to_bech32(),
+            "10"
+        ])
+        .is_err());
+    }
+}
