@@ -354,3 +354,65 @@ fn restore_rebuilds_confirmation_state_and_carries_on() {
     assert_eq!(q.ledger().confirmed_index(), 3);
     assert_eq!(q.ledger().balance(&Address([3; 32])), 15);
 }
+
+#[test]
+fn lazy_payload_is_reattached_and_confirmed() {
+    let n = net();
+    let mut p = Protocol::new(
+        n.genesis.clone(),
+        ProtocolConfig {
+            milestone_signer: Some((0, n.committee.clone())),
+            faucet: Some(n.faucet.clone()),
+            max_sweep_tips: 0,
+            reattach_after_milestones: 3,
+            ..ProtocolConfig::default()
+        },
+        Ledger::from_genesis(&n.genesis).unwrap(),
+    )
+    .unwrap();
+    let id = p.network_id();
+    // Twenty empty milestones: the genesis is now far below max depth.
+    for i in 1..=20u64 {
+        p.handle_tick(T0 + i * 1000);
+    }
+    drain(&mut p);
+    assert_eq!(p.ledger().confirmed_index(), 20);
+    // A payment attached directly on the genesis: lazy, so restricted URTS never approves it.
+    let to = Address([8; 32]);
+    let mut tx = Transaction {
+        version: TX_VERSION,
+        network_id: id,
+        parents: [TxId::GENESIS, TxId::GENESIS],
+        timestamp: T0 + 20_500,
+        payload: Payload::Signed(pay(&n.faucet, id, 0, to, 42)),
+        nonce: 0,
+    };
+    pow::solve(&mut tx, 2);
+    let vt = p
+        .validator()
+        .validate_one(&codec::encode(&tx), T0 + 20_500)
+        .unwrap();
+    let first = p.handle_transactions(vec![vt], Origin::Local, T0 + 20_500)[0]
+        .clone()
+        .unwrap();
+    let mut reattached = None;
+    for i in 21..=30u64 {
+        p.handle_tick(T0 + i * 1000);
+        for e in drain(&mut p).1 {
+            if let Event::Reattached { tx, .. } = e {
+                reattached = Some(tx);
+            }
+        }
+        if p.ledger().balance(&to) == 42 {
+            break;
+        }
+    }
+    let new = reattached.expect("the node reattached the lazy payload");
+    assert_ne!(new, first);
+    assert_eq!(
+        p.ledger().balance(&to),
+        42,
+        "the reattached copy was applied"
+    );
+    assert_eq!(p.own_pending(), 0);
+}
