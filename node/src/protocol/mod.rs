@@ -531,9 +531,13 @@ impl Protocol {
             }
         }
         let payload_id = match &tx.payload {
+            // Replays and stale milestones are refused only from clients. A peer's copy goes
+            // into the Tangle all the same (white-flag marks a replayed payload conflicting,
+            // and a stale milestone is never applied): refusing it would leave everything
+            // that approves it unsolid forever.
             Payload::Signed(p) => {
                 let next = self.ledger.next_seq(&p.issuer);
-                if p.seq < next {
+                if p.seq < next && origin != Origin::Peer {
                     return Err(RejectReason::Replay {
                         issuer: p.issuer,
                         seq: p.seq,
@@ -541,10 +545,7 @@ impl Protocol {
                     });
                 }
                 let pid = p.id();
-                if origin != Origin::Peer
-                    && self.pending_payloads.contains_key(&pid)
-                    && origin == Origin::Api
-                {
+                if origin == Origin::Api && self.pending_payloads.contains_key(&pid) {
                     // A client re-sending the same payload in a new transaction while the
                     // first is pending is a duplicate; the node reattaches by itself.
                     return Err(RejectReason::DuplicatePayload(pid));
@@ -552,7 +553,7 @@ impl Protocol {
                 Some(pid)
             }
             Payload::Milestone(m) => {
-                if m.index <= self.ledger.confirmed_index() {
+                if m.index <= self.ledger.confirmed_index() && origin != Origin::Peer {
                     return Err(RejectReason::Milestone {
                         index: m.index,
                         why: "already applied".into(),

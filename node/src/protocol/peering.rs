@@ -285,7 +285,6 @@ struct Request {
 
 struct SyncRequest {
     peer: PeerKey,
-    from: MilestoneIndex,
     to: MilestoneIndex,
     sent_at: u64,
 }
@@ -791,7 +790,6 @@ impl Peering {
         let to = peer_solid.min(from + range - 1);
         self.sync = Some(SyncRequest {
             peer,
-            from,
             to,
             sent_at: now,
         });

@@ -416,3 +416,39 @@ fn lazy_payload_is_reattached_and_confirmed() {
     );
     assert_eq!(p.own_pending(), 0);
 }
+
+#[test]
+fn a_peer_replay_enters_the_tangle_and_conflicts_instead_of_stalling_its_approvers() {
+    let n = net();
+    let mut issuer = node(&n, true);
+    let id = issuer.network_id();
+    let x = pay(&n.faucet, id, 0, Address([4; 32]), 10);
+    submit(&mut issuer, vec![x.clone()], T0 + 1);
+    issuer.handle_tick(T0 + 1000);
+    drain(&mut issuer);
+    assert_eq!(issuer.ledger().next_seq(&n.faucet.address()), 1);
+    // A peer reattached the same, already applied payload in a new transaction.
+    let tip = issuer.tangle().id(issuer.tangle().tips()[0]);
+    let mut tx = Transaction {
+        version: TX_VERSION,
+        network_id: id,
+        parents: [tip, TxId::GENESIS],
+        timestamp: T0 + 1100,
+        payload: Payload::Signed(x),
+        nonce: 0,
+    };
+    pow::solve(&mut tx, 2);
+    let bytes = codec::encode(&tx);
+    let vt = issuer.validator().validate_one(&bytes, T0 + 1100).unwrap();
+    // From a client it is a replay...
+    let r = issuer.handle_transactions(vec![vt.clone()], Origin::Api, T0 + 1100);
+    assert!(matches!(r[0], Err(RejectReason::Replay { .. })));
+    // ...from a peer it is stored, confirmed as conflicting, and changes no balance.
+    let r = issuer.handle_transactions(vec![vt], Origin::Peer, T0 + 1100);
+    let replay = r[0].clone().unwrap();
+    issuer.handle_tick(T0 + 2000);
+    let (_, events) = drain(&mut issuer);
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Payload { status: PayloadStatus::Conflicting { tx, reason: ConflictReason::SeqAlreadyUsed, .. }, .. } if *tx == replay)));
+    assert_eq!(issuer.ledger().balance(&Address([4; 32])), 10);
+}
