@@ -13,10 +13,15 @@
 //! - `store/node_cycle/{durability}/512`: what the node does per round: one
 //!   `put_transactions` of 512 transactions the size of an encoded signed payment, each with
 //!   its own payload, then `flush`; then one `apply_milestone` confirming all 512 (outcome
-//!   applied; the ledger diff touches 512 sender accounts and 16 payee accounts), then
-//!   `flush`. Besides criterion's wall time it prints the process CPU time per payment
-//!   (user + system, sled's background threads included), which is what competes with
-//!   signature verification for the machine's 2 cores.
+//!   applied; the ledger diff rewrites 512 sender accounts, out of 100,000 funded at genesis,
+//!   and 16 payee accounts), then
+//!   `flush`.
+//! - Printed before the criterion runs, `store/node_cycle_report/{durability}`: 200 such
+//!   rounds (after 20 warm-up rounds) on a fresh store: median round as payments/s, and the
+//!   CPU time per payment (user + system) of the process (sled's background threads
+//!   included), which is what competes with signature verification for the machine's 2
+//!   cores, and of the calling thread alone. Set `STORE_BENCH_SKIP_CYCLE_REPORT=1` to
+//!   skip it.
 //! - Printed before the criterion runs: bytes on disk per transaction after storing 100,000
 //!   (in batches of 512) and after confirming them all by milestones (sum of file sizes in
 //!   the database directory, apparent and allocated, / 100,000). Set
@@ -39,10 +44,9 @@ const TX_LEN: usize = 250;
 /// Transaction number `i`: unique id, payload id and bytes.
 fn tx(i: u64) -> (TxId, PayloadId, Vec<u8>) {
     let mut id = [0x17u8; 32];
-    id[..8].copy_from_slice(&i.to_be_bytes());
-    // Spread ids over the key space as hashes are.
-    id[..8].rotate_left((i % 8) as usize);
-    id[8] = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8;
+    // Spread ids over the key space as hashes are (multiplying by an odd constant is a
+    // bijection of u64, so ids stay unique).
+    id[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
     let mut pid = id;
     pid[31] = 0x99;
     let mut bytes = vec![0x5au8; TX_LEN];
@@ -258,10 +262,11 @@ fn signed_pay_len() -> usize {
     dag_core::codec::encode(&t).len()
 }
 
-/// Process CPU time (user + system, all threads) from `/proc/self/stat`, in clock ticks
-/// of 10 ms (`CLK_TCK` is 100 on Linux).
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system) from a `/proc` stat file, in clock ticks of 10 ms (`CLK_TCK`
+/// is 100 on Linux): `/proc/self/stat` for the process (all threads, sled's background
+/// threads included), `/proc/thread-self/stat` for the calling thread.
+fn cpu_time(stat_file: &str) -> Duration {
+    let stat = std::fs::read_to_string(stat_file).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<u64> = rest
@@ -273,83 +278,158 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn node_cycle(c: &mut Criterion) {
+/// The node's store work, one round at a time (see the module docs).
+struct NodeCycle {
+    store: SledStore,
+    dir: tempfile::TempDir,
+    next: AtomicU64,
+    index: u32,
+    len: usize,
+    /// Process and calling-thread CPU time spent in rounds so far, and payments done.
+    cpu: Duration,
+    thread_cpu: Duration,
+    payments: u64,
+}
+
+impl NodeCycle {
     const N: usize = 512;
     const PAYEES: u64 = 16;
-    let len = signed_pay_len();
-    let mut g = c.benchmark_group("store/node_cycle");
-    g.throughput(Throughput::Elements(N as u64));
-    for (name, durability) in [
-        ("power_loss", Durability::PowerLoss),
-        ("process_crash", Durability::ProcessCrash),
-    ] {
+    const DEVICES: u64 = 100_000;
+
+    /// Sender addresses spread over the key space as public keys are.
+    fn device(d: u64) -> Address {
+        let mut a = [0u8; 32];
+        a[..8].copy_from_slice(&d.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        a[31] = 1;
+        Address(a)
+    }
+
+    fn new(durability: Durability) -> NodeCycle {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open_with(dir.path(), durability).unwrap();
+        // The devices exist from genesis, as in `node-bench`: confirming a payment rewrites
+        // its sender's account rather than adding one.
         store
             .init_ledger(&LedgerState {
                 network_id: 1,
                 supply: 0,
                 confirmed_index: 0,
                 digest: Digest([0; 32]),
-                accounts: vec![],
+                accounts: (0..Self::DEVICES)
+                    .map(|d| (Self::device(d), Account::default()))
+                    .collect(),
                 channels: vec![],
             })
             .unwrap();
-        let next = AtomicU64::new(0);
-        let mut index = 0u32;
-        let (mut cpu, mut payments) = (Duration::ZERO, 0u64);
-        g.bench_function(BenchmarkId::new(name, N), |b| {
-            b.iter_custom(|iters| {
-                let mut wall = Duration::ZERO;
-                for _ in 0..iters {
-                    let mut txs = batch(&next, N);
-                    for t in &mut txs {
-                        t.2.resize(len, 0x5a);
-                    }
-                    let mut accounts: Vec<(Address, Account)> = txs
-                        .iter()
-                        .map(|(id, _, _)| (Address(id.0), Account::default()))
-                        .chain((0..PAYEES).map(|p| (Address([p as u8; 32]), Account::default())))
-                        .collect();
-                    accounts.sort_by_key(|a| a.0);
-                    index += 1;
-                    let confirm = MilestoneBatch {
-                        record: MilestoneRecord {
-                            index,
-                            tx: txs[0].0,
-                            timestamp: u64::from(index),
-                            ledger_digest: Digest([index as u8; 32]),
-                        },
-                        confirmed: txs
-                            .iter()
-                            .map(|(id, pid, _)| ConfirmedTx {
-                                tx: *id,
-                                payload: Some((*pid, PayloadOutcome::Applied)),
-                            })
-                            .collect(),
-                        diff: LedgerDiff {
-                            accounts,
-                            channels: vec![],
-                        },
-                    };
-                    let (t, c0) = (Instant::now(), process_cpu());
-                    put(&store, &txs);
-                    store.flush().unwrap();
-                    store.apply_milestone(&confirm).unwrap();
-                    store.flush().unwrap();
-                    wall += t.elapsed();
-                    cpu += process_cpu() - c0;
-                    payments += N as u64;
-                }
-                wall
-            })
-        });
-        println!(
-            "store/node_cycle/{name}: {:.1} us CPU per payment (put + confirm, {len}-byte \
-             transactions, {payments} payments), {:.0} B on disk per transaction",
-            cpu.as_secs_f64() * 1e6 / payments as f64,
-            dir_size(dir.path()).1 as f64 / next.load(Ordering::Relaxed) as f64,
+        store.flush().unwrap();
+        NodeCycle {
+            store,
+            dir,
+            next: AtomicU64::new(0),
+            index: 0,
+            len: signed_pay_len(),
+            cpu: Duration::ZERO,
+            thread_cpu: Duration::ZERO,
+            payments: 0,
+        }
+    }
+
+    /// One round; returns the wall time of the store calls.
+    fn round(&mut self) -> Duration {
+        let n = Self::N;
+        let first = self.next.load(Ordering::Relaxed);
+        let mut txs = batch(&self.next, n);
+        for t in &mut txs {
+            t.2.resize(self.len, 0x5a);
+        }
+        let mut accounts: Vec<(Address, Account)> = (first..first + n as u64)
+            .map(|i| (Self::device(i % Self::DEVICES), Account::default()))
+            .chain((0..Self::PAYEES).map(|p| (Address([p as u8; 32]), Account::default())))
+            .collect();
+        accounts.sort_by_key(|a| a.0);
+        self.index += 1;
+        let index = self.index;
+        let confirm = MilestoneBatch {
+            record: MilestoneRecord {
+                index,
+                tx: txs[0].0,
+                timestamp: u64::from(index),
+                ledger_digest: Digest([index as u8; 32]),
+            },
+            confirmed: txs
+                .iter()
+                .map(|(id, pid, _)| ConfirmedTx {
+                    tx: *id,
+                    payload: Some((*pid, PayloadOutcome::Applied)),
+                })
+                .collect(),
+            diff: LedgerDiff {
+                accounts,
+                channels: vec![],
+            },
+        };
+        let (t, c0, tc0) = (
+            Instant::now(),
+            cpu_time("/proc/self/stat"),
+            cpu_time("/proc/thread-self/stat"),
         );
+        put(&self.store, &txs);
+        self.store.flush().unwrap();
+        self.store.apply_milestone(&confirm).unwrap();
+        self.store.flush().unwrap();
+        let wall = t.elapsed();
+        self.cpu += cpu_time("/proc/self/stat") - c0;
+        self.thread_cpu += cpu_time("/proc/thread-self/stat") - tc0;
+        self.payments += n as u64;
+        wall
+    }
+}
+
+/// A fixed number of node rounds per durability on a fresh store, so that figures compare
+/// across runs (criterion varies the number of rounds, and the cost per key grows with the
+/// size of the tree).
+fn node_cycle_report() {
+    const WARM: usize = 20;
+    const ROUNDS: usize = 200;
+    for (name, durability) in [
+        ("power_loss", Durability::PowerLoss),
+        ("process_crash", Durability::ProcessCrash),
+    ] {
+        let mut c = NodeCycle::new(durability);
+        for _ in 0..WARM {
+            c.round();
+        }
+        (c.cpu, c.thread_cpu, c.payments) = (Duration::ZERO, Duration::ZERO, 0);
+        let mut walls: Vec<Duration> = (0..ROUNDS).map(|_| c.round()).collect();
+        walls.sort();
+        let median = walls[ROUNDS / 2];
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / c.payments as f64;
+        println!(
+            "store/node_cycle_report/{name}: {} rounds of {} ({}-byte txs): median round \
+             {median:.2?} = {:.0} payments/s; CPU per payment {:.1} us (process), {:.1} us \
+             (calling thread); {:.0} B on disk per transaction",
+            ROUNDS,
+            NodeCycle::N,
+            c.len,
+            NodeCycle::N as f64 / median.as_secs_f64(),
+            per(c.cpu),
+            per(c.thread_cpu),
+            dir_size(c.dir.path()).1 as f64 / c.next.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
+fn node_cycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store/node_cycle");
+    g.throughput(Throughput::Elements(NodeCycle::N as u64));
+    for (name, durability) in [
+        ("power_loss", Durability::PowerLoss),
+        ("process_crash", Durability::ProcessCrash),
+    ] {
+        let mut cycle = NodeCycle::new(durability);
+        g.bench_function(BenchmarkId::new(name, NodeCycle::N), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| cycle.round()).sum())
+        });
     }
     g.finish();
 }
@@ -358,6 +438,9 @@ fn main() {
     // The size report takes a few seconds; skip it when only timing something.
     if std::env::var_os("STORE_BENCH_SKIP_SIZE").is_none() {
         bytes_per_tx();
+    }
+    if std::env::var_os("STORE_BENCH_SKIP_CYCLE_REPORT").is_none() {
+        node_cycle_report();
     }
     let mut c = Criterion::default().configure_from_args();
     node_cycle(&mut c);

@@ -5,8 +5,8 @@
 //!
 //! `cargo bench -p benches --bench validation -- --warm-up-time 1 --measurement-time 3`
 //!
-//! Besides criterion's figures, it prints a median rate for each case (7 timed rounds after
-//! one warm-up), by wall clock and per CPU-second of the process, and the validation/raw ratio.
+//! Besides criterion's figures, it prints median rates (by wall clock and per CPU-second of the
+//! process) and the median validation/raw ratio of 9 paired rounds.
 
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented pub fn.
 
@@ -71,26 +71,55 @@ fn pool(threads: usize) -> ThreadPool {
         .unwrap()
 }
 
-/// Median items/s of `f` (which handles `N` items) over 7 timed rounds after a warm-up: by
-/// wall clock, and per CPU-second of the whole process (the machine is shared, so wall time
-/// includes time other processes held the cores).
-fn median_rate(mut f: impl FnMut()) -> (f64, f64) {
+/// Items/s of one run of `f` (which handles `N` items): by wall clock, and per CPU-second of
+/// the whole process.
+fn rate(f: &mut dyn FnMut()) -> (f64, f64) {
+    let (start, cpu_start) = (Instant::now(), process_cpu_ns());
     f();
-    let mut wall = Vec::new();
-    let mut cpu = Vec::new();
-    for _ in 0..7 {
-        let (start, cpu_start) = (Instant::now(), process_cpu_ns());
-        f();
-        wall.push(N as f64 / start.elapsed().as_secs_f64());
-        if let (Some(a), Some(b)) = (cpu_start, process_cpu_ns()) {
-            cpu.push(N as f64 / ((b - a) as f64 * 1e-9));
+    let wall = N as f64 / start.elapsed().as_secs_f64();
+    let cpu = match (cpu_start, process_cpu_ns()) {
+        (Some(a), Some(b)) => N as f64 / ((b - a) as f64 * 1e-9),
+        _ => f64::NAN,
+    };
+    (wall, cpu)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Paired measurement: 9 rounds, each timing every case back to back, so validation and raw
+/// see the same load from other processes (the machine is shared); prints median rates and
+/// the median of the per-round ratios.
+fn paired(threads: usize, validate: &mut dyn FnMut(), raw: &mut [(usize, &mut dyn FnMut())]) {
+    validate();
+    let mut valid = Vec::new();
+    // Per raw case, per round: (validation rate, raw rate), each (wall, per CPU-second).
+    type Rates = (f64, f64);
+    let mut raws: Vec<Vec<(Rates, Rates)>> = vec![Vec::new(); raw.len()];
+    for _ in 0..9 {
+        let v = rate(validate);
+        valid.push(v);
+        for (k, (_, f)) in raw.iter_mut().enumerate() {
+            raws[k].push((v, rate(*f)));
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
-    (median(&mut wall), median(&mut cpu))
+    println!(
+        "  {threads} thread(s): validate_batch         {:>7.0} tx/s  ({:>6.0} per CPU-second)",
+        median(valid.iter().map(|v| v.0).collect()),
+        median(valid.iter().map(|v| v.1).collect()),
+    );
+    for ((size, _), rounds) in raw.iter().zip(raws) {
+        println!(
+            "  {threads} thread(s): raw verify_batch({size:>4}) {:>7.0} sig/s ({:>6.0} per CPU-second) \
+             -> validation/raw median ratio {:.0}% wall clock, {:.0}% per CPU-second",
+            median(rounds.iter().map(|r| r.1 .0).collect()),
+            median(rounds.iter().map(|r| r.1 .1).collect()),
+            100.0 * median(rounds.iter().map(|r| r.0 .0 / r.1 .0).collect()),
+            100.0 * median(rounds.iter().map(|r| r.0 .1 / r.1 .1).collect()),
+        );
+    }
 }
 
 fn validation(c: &mut Criterion) {
@@ -124,21 +153,17 @@ fn validation(c: &mut Criterion) {
     println!("\nmedian rates, {N} signed Pay transactions, {ISSUERS} issuers:");
     for threads in THREADS {
         let pool = pool(threads);
-        let (valid, valid_cpu) = median_rate(|| {
+        let mut validate = || {
             pool.install(|| black_box(validator.validate_batch(&items, BENCH_NOW_MS)));
-        });
-        println!(
-            "  {threads} thread(s): validate_batch         {valid:>7.0} tx/s  ({valid_cpu:>6.0} per CPU-second)"
+        };
+        let mut r256 = || pool.install(|| raw.verify(256));
+        let mut r512 = || pool.install(|| raw.verify(512));
+        let mut r1024 = || pool.install(|| raw.verify(1024));
+        paired(
+            threads,
+            &mut validate,
+            &mut [(256, &mut r256), (512, &mut r512), (1024, &mut r1024)],
         );
-        for size in RAW_BATCH_SIZES {
-            let (r, r_cpu) = median_rate(|| pool.install(|| raw.verify(size)));
-            println!(
-                "  {threads} thread(s): raw verify_batch({size:>4}) {r:>7.0} sig/s ({r_cpu:>6.0} per CPU-second) \
-                 -> validation is {:.0}% of raw by wall clock, {:.0}% per CPU-second",
-                100.0 * valid / r,
-                100.0 * valid_cpu / r_cpu
-            );
-        }
     }
 }
 

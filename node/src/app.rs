@@ -69,6 +69,28 @@ pub async fn start_node(cfg: &NodeConfig) -> anyhow::Result<Node> {
     Ok(node)
 }
 
+/// Starts QUIC peering when the config has a `peering_addr` (identity from `identity_key`).
+pub async fn start_network(
+    cfg: &NodeConfig,
+    node: &Node,
+) -> anyhow::Result<Option<crate::net::Network>> {
+    let Some(addr) = cfg.peering_addr else {
+        return Ok(None);
+    };
+    let identity = read_key(&cfg.identity_key)
+        .with_context(|| format!("reading the identity key {}", cfg.identity_key.display()))?;
+    let mut net = crate::net::NetConfig::new(addr, identity);
+    net.peers = cfg.peers.clone();
+    let network = crate::net::Network::start(net, node.handle()).await?;
+    tracing::info!(
+        addr = %network.local_addr()?,
+        key = %network.public_key(),
+        peers = cfg.peers.len(),
+        "peering started"
+    );
+    Ok(Some(network))
+}
+
 /// Runs a node with its API on `listener` until `shutdown` completes; then stops accepting
 /// requests, finishes the batch in flight and flushes the store.
 pub async fn run(
@@ -84,7 +106,15 @@ pub async fn run(
         dev: cfg.faucet_key.is_some(),
         ..ApiOptions::default()
     };
-    let served = api::serve(listener, node.handle(), options, shutdown).await;
+    let network = start_network(&cfg, &node).await?;
+    let admin = network
+        .as_ref()
+        .map(|n| n.admin_router())
+        .unwrap_or_default();
+    let served = api::serve_with_admin(listener, node.handle(), options, admin, shutdown).await;
+    if let Some(n) = network {
+        n.shutdown().await;
+    }
     node.shutdown().await;
     served.context("serving the API")
 }

@@ -52,6 +52,19 @@ pub struct NodeConfig {
     /// Dev mode: enables `POST /api/v1/faucet` with the faucet key below.
     #[serde(default)]
     pub faucet_key: Option<PathBuf>,
+    /// UDP address for QUIC peering; peering is off without it.
+    #[serde(default)]
+    pub peering_addr: Option<SocketAddr>,
+    /// Node identity key (hex seed file) presented to peers.
+    #[serde(default = "default_identity")]
+    pub identity_key: PathBuf,
+    /// Static peers: `[[peers]]` tables with `address` and `public_key`.
+    #[serde(default)]
+    pub peers: Vec<crate::net::PeerEntry>,
+}
+
+fn default_identity() -> PathBuf {
+    "identity.key".into()
 }
 
 fn default_api_addr() -> SocketAddr {
@@ -102,6 +115,9 @@ impl NodeConfig {
             rate_limit_per_sec: default_rate_limit(),
             tip_selector: TipSelectorKind::default(),
             faucet_key: None,
+            peering_addr: None,
+            identity_key: default_identity(),
+            peers: Vec::new(),
         }
     }
 
@@ -123,6 +139,7 @@ impl NodeConfig {
         };
         fix(&mut cfg.data_dir);
         fix(&mut cfg.genesis);
+        fix(&mut cfg.identity_key);
         if let Some(p) = cfg.milestone_key.as_mut() {
             fix(p);
         }
@@ -160,6 +177,15 @@ impl NodeConfig {
              # Tip selector: \"rurts\" (default), \"urts\" or \"walk\".\n\
              tip_selector = \"{}\"\n\
              # Dev networks only: faucet key (hex seed file) enabling POST /api/v1/faucet.\n\
+             {}\
+             # Node identity (hex seed file) presented to peers over QUIC/TLS 1.3.\n\
+             identity_key = {:?}\n\
+             # UDP address for QUIC peering (peering is off without it).\n\
+             {}\
+             # Static peers; only these keys may connect. Repeat the table per peer:\n\
+             # [[peers]]\n\
+             # address = \"127.0.0.1:15600\"\n\
+             # public_key = \"<64 hex characters>\"\n\
              {}",
             self.data_dir.display().to_string(),
             self.genesis.display().to_string(),
@@ -178,6 +204,18 @@ impl NodeConfig {
                 TipSelectorKind::Walk => "walk",
             },
             opt(&self.faucet_key, "faucet_key"),
+            self.identity_key.display().to_string(),
+            match &self.peering_addr {
+                Some(a) => format!("peering_addr = \"{a}\"\n"),
+                None => "# peering_addr = \"0.0.0.0:15600\"\n".into(),
+            },
+            self.peers
+                .iter()
+                .map(|p| format!(
+                    "\n[[peers]]\naddress = \"{}\"\npublic_key = \"{}\"\n",
+                    p.address, p.public_key
+                ))
+                .collect::<String>(),
         )
     }
 }

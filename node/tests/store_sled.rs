@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 
 use dag_core::store::{conformance, Store, StoreError, TxEntry, TxMeta};
 use dag_core::{Ledger, PayloadId, TxId};
-use node::store::{trees, Durability, SledStore};
+use node::store::{layout, Durability, SledStore};
 
 fn entry(id: TxId, bytes: &[u8], arrival: u64) -> TxEntry<'_> {
     TxEntry {
@@ -103,9 +103,12 @@ fn reload_is_in_storing_order() {
 }
 
 /// Opens the raw sled database behind a closed store and overwrites one value.
-fn corrupt(dir: &std::path::Path, tree: &str, key: &[u8], value: &[u8]) {
+fn corrupt(dir: &std::path::Path, key: &[u8], value: &[u8]) {
     let db = sled::open(dir).unwrap();
-    db.open_tree(tree).unwrap().insert(key, value).unwrap();
+    db.open_tree(layout::TREE)
+        .unwrap()
+        .insert(key, value)
+        .unwrap();
     db.flush().unwrap();
 }
 
@@ -115,6 +118,7 @@ fn corrupt_values_are_reported_not_panicked_on() {
     let dir = tempfile::tempdir().unwrap();
     let (id, bytes) = blob(1);
     let (id2, bytes2) = blob(2);
+    let (id4, bytes4) = blob(4);
     let pid = PayloadId([3; 32]);
     let genesis_state = {
         let g = dag_core::Genesis {
@@ -131,6 +135,7 @@ fn corrupt_values_are_reported_not_panicked_on() {
         };
         Ledger::from_genesis(&g).unwrap().to_state()
     };
+    let pid4 = PayloadId([5; 32]);
     {
         let s = SledStore::open(dir.path()).unwrap();
         let e = TxEntry {
@@ -138,26 +143,45 @@ fn corrupt_values_are_reported_not_panicked_on() {
             bytes: &bytes,
             meta: TxMeta::new(5, false, Some(pid)),
         };
-        s.put_transactions(&[e, entry(id2, &bytes2, 6)]).unwrap();
+        let e4 = TxEntry {
+            id: id4,
+            bytes: &bytes4,
+            meta: TxMeta::new(5, false, Some(pid4)),
+        };
+        s.put_transactions(&[e, entry(id2, &bytes2, 6), e4])
+            .unwrap();
         s.init_ledger(&genesis_state).unwrap();
         s.flush().unwrap();
     }
-    corrupt(dir.path(), trees::METADATA, &id.0, &[0xc1, 0xff, 0x00]);
-    corrupt(dir.path(), trees::PAYLOADS, &pid.0, b"not msgpack");
-    corrupt(dir.path(), trees::ACCOUNTS, &[4; 32], &[]);
-    corrupt(dir.path(), trees::ARRIVAL, &7u64.to_be_bytes(), b"short");
+    // A record with unknown flags, a payload index entry naming a 5-byte id, one naming
+    // a transaction that is not stored, a short account, a truncated milestone, a short
+    // counter.
+    let mut bad = layout::encode_tx_record(
+        &layout::TxHeader {
+            seq: 0,
+            meta: TxMeta::new(5, false, Some(pid)),
+            position: 0,
+        },
+        &bytes,
+    );
+    bad[1] = 0xf0;
+    corrupt(dir.path(), &layout::tx_key(&id), &bad);
+    corrupt(dir.path(), &layout::payload_key(&pid, 9), b"short");
+    corrupt(dir.path(), &layout::payload_key(&pid4, 9), &[0xee; 32]);
     corrupt(
         dir.path(),
-        trees::MILESTONES,
-        &1u32.to_be_bytes(),
-        &[0x93, 0x01],
+        &layout::account_key(&dag_core::Address([4; 32])),
+        &[],
     );
-    corrupt(dir.path(), trees::STATE, b"tx_count", &[1, 2, 3]);
+    corrupt(dir.path(), &layout::milestone_key(1), &[0x93, 0x01]);
+    corrupt(dir.path(), layout::TX_COUNT_KEY, &[1, 2, 3]);
 
     let s = SledStore::open(dir.path()).unwrap();
     let is_corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
     assert!(is_corrupt(s.metadata(&id).map(drop)));
+    assert!(is_corrupt(s.transaction(&id).map(drop)));
     assert!(is_corrupt(s.payload(&pid).map(drop)));
+    assert!(is_corrupt(s.payload(&pid4).map(drop)));
     assert!(is_corrupt(s.account(&dag_core::Address([4; 32])).map(drop)));
     assert!(is_corrupt(s.milestone(1).map(drop)));
     assert!(is_corrupt(s.transaction_count().map(drop)));
@@ -167,16 +191,139 @@ fn corrupt_values_are_reported_not_panicked_on() {
     assert!(is_corrupt(s.mark_solid(&[id2, id]).map(drop)));
     assert!(!s.metadata(&id2).unwrap().unwrap().solid);
     let (id3, bytes3) = blob(3);
-    let e3 = TxEntry {
-        id: id3,
-        bytes: &bytes3,
-        meta: TxMeta::new(7, false, Some(pid)),
-    };
-    assert!(is_corrupt(s.put_transactions(&[e3]).map(drop)));
+    assert!(is_corrupt(
+        s.put_transactions(&[entry(id3, &bytes3, 7)]).map(drop)
+    ));
     assert_eq!(s.transaction(&id3).unwrap(), None);
     // Intact values still read.
-    assert_eq!(s.transaction(&id).unwrap(), Some(bytes));
+    assert_eq!(s.transaction(&id2).unwrap(), Some(bytes2));
     assert_eq!(s.metadata(&id2).unwrap().unwrap().arrival, 6);
+}
+
+/// A database written in another format (here: the earlier tree-per-record layout) is
+/// refused at open instead of being misread.
+#[test]
+fn a_database_of_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("transactions")
+            .unwrap()
+            .insert([1u8; 32], vec![0u8; 10])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree(layout::TREE)
+            .unwrap()
+            .insert(layout::FORMAT_KEY, &[99u8][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+/// A payload's status is derived from its transactions' confirmations in white-flag
+/// order (not storing order), also within one milestone and after reopening: conflicting
+/// then applied in the same milestone is confirmed by the second; applied then conflicting
+/// stays confirmed by the first; of two conflicts the later in white-flag order counts.
+#[test]
+fn payload_status_follows_white_flag_order_within_a_milestone() {
+    use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus};
+    use dag_core::{ConflictReason, Digest, LedgerDiff, PayloadOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2, p3) = (PayloadId([1; 32]), PayloadId([2; 32]), PayloadId([3; 32]));
+    let txs: Vec<(TxId, Vec<u8>, PayloadId)> = [p1, p1, p2, p2, p3, p3]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (id, b) = blob(100 + i as u64);
+            (id, b, *p)
+        })
+        .collect();
+    let gap = PayloadOutcome::Conflicting(ConflictReason::SeqGap);
+    let used = PayloadOutcome::Conflicting(ConflictReason::SeqAlreadyUsed);
+    // White-flag order; p3's copies are confirmed in the reverse of their storing order.
+    let order = [
+        (0, gap),
+        (1, PayloadOutcome::Applied),
+        (2, PayloadOutcome::Applied),
+        (3, used),
+        (5, used),
+        (4, gap),
+    ];
+    let expected = [
+        PayloadStatus::Confirmed {
+            milestone: 1,
+            tx: txs[1].0,
+        },
+        PayloadStatus::Confirmed {
+            milestone: 1,
+            tx: txs[2].0,
+        },
+        PayloadStatus::Conflicting {
+            milestone: 1,
+            tx: txs[4].0,
+            reason: ConflictReason::SeqGap,
+        },
+    ];
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        let entries: Vec<_> = txs
+            .iter()
+            .map(|(id, b, p)| TxEntry {
+                id: *id,
+                bytes: b,
+                meta: TxMeta::new(1, true, Some(*p)),
+            })
+            .collect();
+        s.put_transactions(&entries).unwrap();
+        s.init_ledger(&dag_core::LedgerState {
+            network_id: 1,
+            supply: 0,
+            confirmed_index: 0,
+            digest: Digest([0; 32]),
+            accounts: vec![],
+            channels: vec![],
+        })
+        .unwrap();
+        s.apply_milestone(&MilestoneBatch {
+            record: MilestoneRecord {
+                index: 1,
+                tx: txs[0].0,
+                timestamp: 1,
+                ledger_digest: Digest([1; 32]),
+            },
+            confirmed: order
+                .iter()
+                .map(|(i, o)| ConfirmedTx {
+                    tx: txs[*i].0,
+                    payload: Some((txs[*i].2, *o)),
+                })
+                .collect(),
+            diff: LedgerDiff::default(),
+        })
+        .unwrap();
+        for (p, want) in [p1, p2, p3].iter().zip(expected) {
+            assert_eq!(s.payload(p).unwrap().unwrap().status, want);
+        }
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    for (i, p) in [p1, p2, p3].iter().enumerate() {
+        let rec = s.payload(p).unwrap().unwrap();
+        assert_eq!(rec.status, expected[i]);
+        assert_eq!(rec.txs, vec![txs[2 * i].0, txs[2 * i + 1].0]);
+    }
 }
 
 /// Many threads that each store a transaction and flush at the same time share physical

@@ -476,7 +476,9 @@ impl NodeClient {
 
     fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
-        let resp = self.send(&url, || self.http.get(&url).header(ACCEPT, "application/json"))?;
+        let resp = self.send(&url, || {
+            self.http.get(&url).header(ACCEPT, "application/json")
+        })?;
         decode(&url, resp)
     }
 
@@ -609,10 +611,13 @@ impl NodeClient {
     /// checked to have that id.
     pub fn signed_payload(&self, id: &PayloadId) -> Result<SignedPayload, ClientError> {
         let info = self.payload(id)?;
-        let tx_id = *info.transactions.last().ok_or_else(|| ClientError::BadResponse {
-            url: self.url(&format!("/api/v1/payloads/{id}")),
-            message: "payload has no transaction".into(),
-        })?;
+        let tx_id = *info
+            .transactions
+            .last()
+            .ok_or_else(|| ClientError::BadResponse {
+                url: self.url(&format!("/api/v1/payloads/{id}")),
+                message: "payload has no transaction".into(),
+            })?;
         let url = self.url(&format!("/api/v1/transactions/{tx_id}"));
         let bytes = self.transaction_bytes(&tx_id)?;
         let tx = codec::decode(&bytes).map_err(|e| ClientError::BadResponse {

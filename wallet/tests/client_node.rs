@@ -108,8 +108,6 @@ fn faucet_pay_wait_resync_and_errors() {
         c.channel(&ChannelId([7; 32])),
         Err(ClientError::NotFound(_))
     ));
-    let e = c.faucet(&ev, 0);
-    assert!(matches!(e, Err(ClientError::Invalid(_))), "{e:?}");
     let wrong_net = SignedPayload::sign(
         &Keypair::from_seed(&[9; 32]),
         net ^ 1,
@@ -152,13 +150,20 @@ fn pending_payloads_keep_the_local_sequence() {
     );
     assert_eq!(ks.device(0).next_seq(), 1);
     // A payload the node never saw is void: rewind.
-    let lost = ks.sign(0, Body::Refund {
-        channel: ChannelId([2; 32]),
-    });
+    let lost = ks.sign(
+        0,
+        Body::Refund {
+            channel: ChannelId([2; 32]),
+        },
+    );
     let lost = lost.unwrap();
     assert_eq!(
-        c.sync_seq(&mut Keystore::open(ks.path(), "pw").unwrap(), 0, &[(1, lost.id())])
-            .unwrap(),
+        c.sync_seq(
+            &mut Keystore::open(ks.path(), "pw").unwrap(),
+            0,
+            &[(1, lost.id())]
+        )
+        .unwrap(),
         SeqSync::Rewound { from: 2, to: 0 }
     );
 }

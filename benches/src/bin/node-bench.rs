@@ -52,6 +52,34 @@ struct Args {
     timeout_s: u64,
 }
 
+/// Resident set size of this process, in bytes (Linux).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Bytes of all files under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -128,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let handle = node.handle();
+    let rss_before = rss_bytes();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -281,6 +310,7 @@ async fn main() -> anyhow::Result<()> {
     lat.sort_by(f64::total_cmp);
     let confirm_secs = last_confirm.duration_since(start).as_secs_f64();
     let info = handle.info();
+    let rss_after = rss_bytes();
     watcher.abort();
     drop(handle);
     let _ = stop_tx.send(());
@@ -310,6 +340,16 @@ async fn main() -> anyhow::Result<()> {
         info.confirmed_milestone, info.ledger_digest
     );
     println!("  events lost (lagged): {lagged}");
+    let txs = info.transactions.max(1) as f64;
+    println!("  memory              : RSS grew {:.1} MiB over {} transactions held = {:.0} B/tx (Tangle + ledger + sled cache + event buffers)",
+        (rss_after.saturating_sub(rss_before)) as f64 / 1048576.0, info.transactions,
+        rss_after.saturating_sub(rss_before) as f64 / txs);
+    let disk = dir_size(dir.path());
+    println!(
+        "  disk                : {:.1} MiB = {:.0} B/tx stored",
+        disk as f64 / 1048576.0,
+        disk as f64 / txs
+    );
     println!("  wall total          : {total_secs:.2} s");
     Ok(())
 }

@@ -110,9 +110,21 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
 /// The sled configuration: we flush explicitly (group commit), so sled's periodic
 /// background flush is off; `HighThroughput` makes sled's log cleaner rewrite less.
 fn config() -> sled::Config {
-    sled::Config::new()
-        .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(None)
+    let x = std::env::var("SLED_EXP").unwrap_or_default();
+    let mut c = sled::Config::new();
+    if !x.contains("nomode") {
+        c = c.mode(sled::Mode::HighThroughput);
+    }
+    if !x.contains("noflushoff") {
+        c = c.flush_every_ms(None);
+    }
+    if x.contains("seg8") {
+        c = c.segment_size(8 << 20);
+    }
+    if x.contains("cache256") {
+        c = c.cache_capacity(256 << 20);
+    }
+    c
 }
 
 impl SledStore {

@@ -36,7 +36,7 @@ use crate::client::{
 };
 use crate::device::{BuildError, Device};
 use crate::keys::Mnemonic;
-use crate::keystore::{Keystore, KeystoreError, KeystoreOptions};
+use crate::keystore::{KdfParams, Keystore, KeystoreError, KeystoreOptions};
 use local::HistoryEntry;
 
 /// Device key index the CLI signs with.
@@ -78,6 +78,13 @@ enum Command {
         /// Also print the backup phrase in --json output.
         #[arg(long)]
         show_mnemonic: bool,
+        /// Argon2id memory cost of the keystore key, KiB (lower it on devices with little
+        /// RAM; every unlock needs this much memory).
+        #[arg(long, default_value_t = KdfParams::default().m_cost_kib)]
+        kdf_memory_kib: u32,
+        /// Argon2id iterations.
+        #[arg(long, default_value_t = KdfParams::default().t_cost)]
+        kdf_iterations: u32,
     },
     /// Print the address (bech32) and its did:key.
     Address,
@@ -319,11 +326,13 @@ fn read_password(confirm: bool) -> Result<Zeroizing<String>, CliError> {
         return Ok(Zeroizing::new(p));
     }
     let prompt = |text: &str| {
-        rpassword::prompt_password(text).map(Zeroizing::new).map_err(|e| {
-            CliError::Password(format!(
-                "cannot read the password from the terminal ({e}); set TANGLE_WALLET_PASSWORD"
-            ))
-        })
+        rpassword::prompt_password(text)
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                CliError::Password(format!(
+                    "cannot read the password from the terminal ({e}); set TANGLE_WALLET_PASSWORD"
+                ))
+            })
     };
     let p = prompt("Keystore password: ")?;
     if confirm {
@@ -424,9 +433,16 @@ impl Ctx {
                 network_id,
                 restore,
                 show_mnemonic,
+                kdf_memory_kib,
+                kdf_iterations,
             } => {
                 let (network_id, restore, show) = (*network_id, *restore, *show_mnemonic);
-                self.init(network_id, restore, show)
+                let kdf = KdfParams {
+                    m_cost_kib: *kdf_memory_kib,
+                    t_cost: *kdf_iterations,
+                    ..KdfParams::default()
+                };
+                self.init(network_id, restore, show, kdf)
             }
             Command::Address => {
                 let ks = self.open_keystore()?;
@@ -517,6 +533,7 @@ impl Ctx {
         network_id: Option<u64>,
         restore: bool,
         show_mnemonic: bool,
+        kdf: KdfParams,
     ) -> Result<(), CliError> {
         let path = self.keystore_path()?;
         if path.exists() {
@@ -546,7 +563,10 @@ impl Ctx {
             &password,
             &mnemonic,
             network_id,
-            KeystoreOptions::default(),
+            KeystoreOptions {
+                kdf,
+                ..KeystoreOptions::default()
+            },
         )?;
         let d = ks.device(DEVICE);
         let (address, did) = (d.address().to_bech32(), d.did());
@@ -963,15 +983,8 @@ mod tests {
         assert!(c.json);
         assert!(Cli::try_parse_from(["tangle-wallet", "pay", "nonsense", "1"]).is_err());
         let ch = "ab".repeat(32);
-        let c = Cli::try_parse_from([
-            "tangle-wallet",
-            "channel",
-            "voucher",
-            &ch,
-            "25",
-            "--total",
-        ])
-        .unwrap();
+        let c = Cli::try_parse_from(["tangle-wallet", "channel", "voucher", &ch, "25", "--total"])
+            .unwrap();
         assert!(matches!(
             c.command,
             Command::Channel(ChannelCommand::Voucher {
@@ -980,13 +993,9 @@ mod tests {
                 ..
             })
         ));
-        assert!(Cli::try_parse_from([
-            "tangle-wallet",
-            "channel",
-            "open",
-            &to.to_bech32(),
-            "10"
-        ])
-        .is_err());
+        assert!(
+            Cli::try_parse_from(["tangle-wallet", "channel", "open", &to.to_bech32(), "10"])
+                .is_err()
+        );
     }
 }

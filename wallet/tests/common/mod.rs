@@ -12,11 +12,11 @@ use node::init::{init, InitOptions};
 use tokio::sync::oneshot;
 
 /// A running dev node; stopped (gracefully) on drop.
-pub struct TestNode {
+pub(crate) struct TestNode {
     /// Base URL, `http://127.0.0.1:PORT`.
-    pub url: String,
+    pub(crate) url: String,
     /// Network id of its genesis.
-    pub network_id: u64,
+    pub(crate) network_id: u64,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -25,7 +25,7 @@ pub struct TestNode {
 
 impl TestNode {
     /// Starts a fresh dev network node with milestones every `interval_ms`.
-    pub fn start(interval_ms: u64) -> TestNode {
+    pub(crate) fn start(interval_ms: u64) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let report = init(&InitOptions {
             dir: dir.path().to_owned(),

@@ -1,0 +1,285 @@
+//! Real-socket peering on 127.0.0.1: nodes (in-process, each with its own store and QUIC
+//! endpoint) gossip, solidify, sync and confirm the same ledger.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dag_core::store::{MemStore, Store};
+use dag_core::{Address, Allocation, Body, Genesis, Keypair, MilestoneIndex, SignedPayload};
+use node::net::{tls, NetConfig, Network, PeerEntry};
+use node::protocol::peering::PeerKey;
+use node::protocol::ProtocolConfig;
+use node::service::PayloadState;
+use node::{Node, NodeHandle, NodeService, NodeSetup};
+
+struct Net {
+    genesis: Genesis,
+    committee: Keypair,
+    faucet: Keypair,
+}
+
+fn network() -> Net {
+    let committee = Keypair::from_seed(&[1; 32]);
+    let faucet = Keypair::from_seed(&[2; 32]);
+    let genesis = Genesis {
+        network_name: "net-test".into(),
+        timestamp: node::runtime::now_ms(),
+        pow_difficulty: 2,
+        timestamp_window_ms: 60_000,
+        committee: vec![committee.address()],
+        threshold: 1,
+        allocations: vec![Allocation {
+            address: faucet.address(),
+            amount: 1_000_000_000,
+        }],
+    };
+    Net {
+        genesis,
+        committee,
+        faucet,
+    }
+}
+
+struct Member {
+    node: Node,
+    net: Network,
+    identity: Keypair,
+    store: Arc<dyn Store>,
+}
+
+impl Member {
+    fn handle(&self) -> NodeHandle {
+        self.node.handle()
+    }
+
+    fn entry(&self) -> PeerEntry {
+        PeerEntry {
+            address: self.net.local_addr().unwrap(),
+            public_key: PeerKey(self.identity.address().0),
+        }
+    }
+
+    async fn stop(self) -> (Keypair, Arc<dyn Store>) {
+        self.net.shutdown().await;
+        self.node.shutdown().await;
+        (self.identity, self.store)
+    }
+}
+
+async fn start(n: &Net, issuer: bool, identity: Keypair, store: Arc<dyn Store>) -> Member {
+    let node = Node::start(NodeSetup {
+        genesis: n.genesis.clone(),
+        store: store.clone(),
+        protocol: ProtocolConfig {
+            milestone_signer: issuer.then(|| (0, n.committee.clone())),
+            milestone_interval_ms: 200,
+            ..ProtocolConfig::default()
+        },
+        max_batch: 1024,
+        queue_capacity: 10_000,
+    })
+    .await
+    .unwrap();
+    let cfg = NetConfig::new("127.0.0.1:0".parse().unwrap(), identity.clone());
+    let net = Network::start(cfg, node.handle()).await.unwrap();
+    Member {
+        node,
+        net,
+        identity,
+        store,
+    }
+}
+
+/// Everyone allows everyone (with current addresses).
+fn mesh(members: &[&Member]) {
+    for a in members {
+        for b in members {
+            if a.identity.address() != b.identity.address() {
+                a.net.add_peer(b.entry());
+            }
+        }
+    }
+}
+
+fn pay(n: &Net, seq: u64, to: Address, amount: u64) -> SignedPayload {
+    SignedPayload::sign(
+        &n.faucet,
+        n.genesis.network_id(),
+        seq,
+        Body::Pay {
+            to,
+            amount,
+            memo: Vec::new(),
+        },
+    )
+}
+
+async fn until<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn confirmed(h: &NodeHandle) -> MilestoneIndex {
+    h.info().confirmed_milestone
+}
+
+/// The ledger digest each node recorded at milestone `index`.
+fn digests_at(hs: &[NodeHandle], index: MilestoneIndex) -> Vec<dag_core::Digest> {
+    hs.iter()
+        .map(|h| h.milestone(Some(index)).unwrap().unwrap().ledger_digest)
+        .collect()
+}
+
+fn key(seed: u8) -> Keypair {
+    Keypair::from_seed(&[seed; 32])
+}
+
+fn mem() -> Arc<dyn Store> {
+    Arc::new(MemStore::new())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_submitted_to_one_node_is_confirmed_on_all_three_with_identical_digests() {
+    let n = network();
+    let a = start(&n, true, key(10), mem()).await;
+    let b = start(&n, false, key(11), mem()).await;
+    let c = start(&n, false, key(12), mem()).await;
+    mesh(&[&a, &b, &c]);
+    until("a full mesh", || {
+        [&a, &b, &c].iter().all(|m| m.net.connected().len() == 2)
+    })
+    .await;
+    // Submitted to a follower: it must travel to the issuer to be confirmed at all.
+    let to = Address([9; 32]);
+    let receipts = b.handle().submit_payloads(vec![pay(&n, 0, to, 777)]).await;
+    let pid = receipts[0].as_ref().unwrap().payload_id;
+    let hs = [a.handle(), b.handle(), c.handle()];
+    until("the payment confirmed on all three nodes", || {
+        hs.iter().all(|h| {
+            matches!(
+                h.payload(&pid).ok().flatten().map(|v| v.state),
+                Some(PayloadState::Confirmed { .. })
+            )
+        })
+    })
+    .await;
+    let at = hs.iter().map(confirmed).min().unwrap();
+    let d = digests_at(&hs, at);
+    assert!(d.iter().all(|x| *x == d[0]), "digests differ: {d:?}");
+    for h in &hs {
+        assert_eq!(h.account(&to).unwrap().balance, 777);
+    }
+    // Per-peer metrics show traffic both ways.
+    for m in [&a, &b, &c] {
+        for p in m.net.peers() {
+            assert!(p.metrics.connected && p.metrics.messages_in > 0 && p.metrics.bytes_out > 0);
+        }
+    }
+    for m in [a, b, c] {
+        m.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_a_key_not_on_the_allowlist_is_refused_at_the_handshake() {
+    let n = network();
+    let a = start(&n, true, key(20), mem()).await;
+    let allowed = key(21);
+    let intruder = key(22);
+    a.net.add_peer(PeerEntry {
+        address: "127.0.0.1:9".parse().unwrap(),
+        public_key: PeerKey(allowed.address().0),
+    });
+    let a_addr: SocketAddr = a.net.local_addr().unwrap();
+    let dial = |me: &Keypair| {
+        let allow: tls::Allowlist = Arc::default();
+        allow
+            .write()
+            .unwrap()
+            .insert(PeerKey(key(20).address().0), a_addr);
+        let (_, client) = tls::quic_configs(me, allow).unwrap();
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(client);
+        ep
+    };
+    // The intruder presents its own (valid, self-signed) certificate: refused.
+    let ep = dial(&intruder);
+    let r = ep.connect(a_addr, "tangle-node").unwrap().await;
+    let refused = match r {
+        Err(_) => true,
+        // TLS 1.3: the client may finish before the server's verdict arrives.
+        Ok(conn) => tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .is_ok(),
+    };
+    assert!(refused, "an unlisted key must not get a connection");
+    // The listed key gets through the handshake.
+    let ep2 = dial(&allowed);
+    let conn = ep2.connect(a_addr, "tangle-node").unwrap().await.unwrap();
+    assert_eq!(
+        tls::peer_key(&conn),
+        Some(PeerKey(key(20).address().0)),
+        "the server proved the key on its certificate"
+    );
+    assert!(
+        a.net.connected().is_empty() || a.net.connected() == vec![PeerKey(allowed.address().0)]
+    );
+    assert!(!a.net.connected().contains(&PeerKey(intruder.address().0)));
+    conn.close(0u32.into(), b"done");
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_and_a_restarted_node_catch_up_to_the_same_digest() {
+    let n = network();
+    let a = start(&n, true, key(30), mem()).await;
+    let b = start(&n, false, key(31), mem()).await;
+    mesh(&[&a, &b]);
+    until("a and b connected", || a.net.connected().len() == 1).await;
+    for seq in 0..5 {
+        let r = a
+            .handle()
+            .submit_payloads(vec![pay(&n, seq, Address([seq as u8 + 1; 32]), 10)])
+            .await;
+        r[0].as_ref().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until("a few milestones on b", || confirmed(&b.handle()) >= 5).await;
+    // b goes down; the network moves on.
+    let (b_id, b_store) = b.stop().await;
+    for seq in 5..10 {
+        let r = a
+            .handle()
+            .submit_payloads(vec![pay(&n, seq, Address([seq as u8 + 1; 32]), 10)])
+            .await;
+        r[0].as_ref().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let target = confirmed(&a.handle()) + 2;
+    until("a moved on", || confirmed(&a.handle()) >= target).await;
+    // A brand-new node joins from genesis, and b restarts from its store.
+    let c = start(&n, false, key(32), mem()).await;
+    let b = start(&n, false, b_id, b_store).await;
+    mesh(&[&a, &b, &c]);
+    let goal = confirmed(&a.handle());
+    until("b and c synced", || {
+        confirmed(&b.handle()) >= goal && confirmed(&c.handle()) >= goal
+    })
+    .await;
+    let hs = [a.handle(), b.handle(), c.handle()];
+    let d = digests_at(&hs, goal);
+    assert!(d.iter().all(|x| *x == d[0]), "digests differ: {d:?}");
+    for h in &hs[1..] {
+        assert_eq!(h.account(&Address([10; 32])).unwrap().balance, 10);
+        assert_eq!(h.info().halted, None);
+    }
+    for m in [a, b, c] {
+        m.stop().await;
+    }
+}

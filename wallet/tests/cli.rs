@@ -1,0 +1,456 @@
+//! The `tangle-wallet` binary against a real in-process dev node: the scripted contract
+//! (`--json` shapes, exit codes, env vars), payments with `--wait`, channels and anchors.
+
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::TestNode;
+use dag_core::{Address, PayloadId};
+use serde_json::Value;
+use wallet::client::{NodeClient, PayloadStatus};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+}
+
+/// Runs the binary with `--keystore ks --node url` and `args`, password from the env.
+fn wallet(ks: &Path, url: &str, args: &[&str]) -> Out {
+    wallet_env(
+        args,
+        &[
+            ("TANGLE_WALLET_KEYSTORE", ks.to_str().unwrap()),
+            ("TANGLE_NODE_URL", url),
+            ("TANGLE_WALLET_PASSWORD", "correct horse"),
+        ],
+    )
+}
+
+fn wallet_env(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tangle-wallet"));
+    cmd.args(args)
+        .env_remove("TANGLE_WALLET_KEYSTORE")
+        .env_remove("TANGLE_NODE_URL")
+        .env_remove("TANGLE_WALLET_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    let out = Out {
+        code: o.status.code().expect("exited, not killed by a signal"),
+        stdout: String::from_utf8(o.stdout).unwrap(),
+        stderr: String::from_utf8(o.stderr).unwrap(),
+    };
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(|s| s.as_str()).collect();
+    k.sort_unstable();
+    k
+}
+
+fn fund(url: &str, to: &str, amount: u64) {
+    let c = NodeClient::new(url).unwrap();
+    let r = c.faucet(&to.parse().unwrap(), amount).unwrap();
+    let s = c
+        .wait_final(&r.payload_id, Duration::from_secs(30))
+        .unwrap();
+    assert!(matches!(s, PayloadStatus::Confirmed { .. }), "{s:?}");
+}
+
+#[test]
+fn init_address_balance_pay_contract() {
+    let node = TestNode::start(100);
+    let dir = tempfile::tempdir().unwrap();
+    let ev_ks = dir.path().join("ev/keystore.json");
+    let charger_ks = dir.path().join("charger.json");
+    let url = node.url.as_str();
+
+    // init: network id from the node; refuses to overwrite.
+    // The EV keystore uses a light KDF (as a small device would) so this test runs fast; the
+    // charger's uses the defaults.
+    let o = wallet(
+        &ev_ks,
+        url,
+        &[
+            "--json",
+            "init",
+            "--kdf-memory-kib",
+            "64",
+            "--kdf-iterations",
+            "1",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let init = o.json();
+    assert_eq!(keys(&init), ["address", "did", "keystore", "network_id"]);
+    assert_eq!(init["network_id"], node.network_id);
+    let o = wallet(&ev_ks, url, &["init", "--network-id", "1"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("already exists"), "{}", o.stderr);
+
+    // address: exactly {"address", "did"}, the same key twice.
+    let o = wallet(&ev_ks, url, &["address", "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let addr = o.json();
+    assert_eq!(keys(&addr), ["address", "did"]);
+    assert_eq!(addr["address"], init["address"]);
+    let ev: Address = addr["address"].as_str().unwrap().parse().unwrap();
+    let ev_did: Address = addr["did"].as_str().unwrap().parse().unwrap();
+    assert_eq!(ev, ev_did);
+    assert!(addr["did"].as_str().unwrap().starts_with("did:key:z6Mk"));
+    // Human output names both too.
+    let o = wallet(&ev_ks, url, &["address"]);
+    assert!(o.stdout.contains(addr["address"].as_str().unwrap()));
+    assert!(o.stdout.contains(addr["did"].as_str().unwrap()));
+
+    // balance: exactly {"balance", "next_seq"}.
+    fund(url, addr["address"].as_str().unwrap(), 10_000);
+    let o = wallet(&ev_ks, url, &["--json", "balance"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.json(),
+        serde_json::json!({"balance": 10_000, "next_seq": 0})
+    );
+
+    // pay to a did:key, --wait: exactly {"payload_id"}, confirmed.
+    let o = wallet(&charger_ks, url, &["--json", "init"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let charger_did = o.json()["did"].as_str().unwrap().to_string();
+    let o = wallet(
+        &ev_ks,
+        url,
+        &[
+            "--json",
+            "pay",
+            &charger_did,
+            "250",
+            "--memo",
+            "kWh",
+            "--wait",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let pay = o.json();
+    assert_eq!(keys(&pay), ["payload_id"]);
+    let id: PayloadId = pay["payload_id"].as_str().unwrap().parse().unwrap();
+    let client = NodeClient::new(url).unwrap();
+    assert!(matches!(
+        client.payload(&id).unwrap().status,
+        PayloadStatus::Confirmed { .. }
+    ));
+    let o = wallet(&ev_ks, url, &["--json", "balance"]);
+    assert_eq!(
+        o.json(),
+        serde_json::json!({"balance": 9_750, "next_seq": 1})
+    );
+    let o = wallet(&charger_ks, url, &["--json", "balance"]);
+    assert_eq!(o.json()["balance"], 250);
+
+    // Overspending with --wait: conflicting, exit 3, the payload id is still printed.
+    let o = wallet(
+        &ev_ks,
+        url,
+        &["--json", "pay", &charger_did, "1000000", "--wait"],
+    );
+    assert_eq!(o.code, 3, "{} {}", o.stdout, o.stderr);
+    assert_eq!(keys(&o.json()), ["payload_id"]);
+    assert!(o.stderr.contains("conflicting"), "{}", o.stderr);
+    // The void sequence number is reused: the next payment applies.
+    let o = wallet(&ev_ks, url, &["pay", &charger_did, "100", "--wait"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("confirmed"), "{}", o.stdout);
+    let o = wallet(&ev_ks, url, &["--json", "balance"]);
+    assert_eq!(
+        o.json(),
+        serde_json::json!({"balance": 9_650, "next_seq": 2})
+    );
+
+    // history: the three payloads, in order, with their status.
+    let o = wallet(&ev_ks, url, &["--json", "history", "--status"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let h = o.json();
+    let h = h.as_array().unwrap();
+    let summary: Vec<(u64, &str, &str)> = h
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["kind"].as_str().unwrap(),
+                e["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (0, "pay", "confirmed"),
+            (1, "pay", "conflicting"),
+            (1, "pay", "confirmed")
+        ]
+    );
+    assert_eq!(h[0]["payload_id"], pay["payload_id"]);
+    assert_eq!(h[0]["details"]["amount"], 250);
+
+    // Errors: clear message, non-zero exit, no panic.
+    let o = wallet_env(
+        &["--keystore", ev_ks.to_str().unwrap(), "address"],
+        &[("TANGLE_WALLET_PASSWORD", "wrong")],
+    );
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("wrong password"), "{}", o.stderr);
+    let o = wallet(&ev_ks, url, &["pay", "tng1notanaddress", "5"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let o = wallet(&ev_ks, "http://127.0.0.1:1", &["balance"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("unreachable"), "{}", o.stderr);
+    let o = wallet(&dir.path().join("none.json"), url, &["balance"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("tangle-wallet init"), "{}", o.stderr);
+    let o = wallet(&ev_ks, url, &["pay", &charger_did, "0"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("greater than zero"), "{}", o.stderr);
+}
+
+#[test]
+fn channel_session_and_anchor_through_the_cli() {
+    let node = TestNode::start(100);
+    let dir = tempfile::tempdir().unwrap();
+    let ev_ks = dir.path().join("ev.json");
+    let charger_ks = dir.path().join("charger.json");
+    let url = node.url.as_str();
+    let nid = node.network_id.to_string();
+    for ks in [&ev_ks, &charger_ks] {
+        let o = wallet(
+            ks,
+            url,
+            &["init", "--network-id", &nid, "--kdf-memory-kib", "64"],
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    let ev = wallet(&ev_ks, url, &["--json", "address"]).json()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let charger = wallet(&charger_ks, url, &["--json", "address"]).json()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fund(url, &ev, 5_000);
+
+    // Open (ledger payload 1).
+    let o = wallet(
+        &ev_ks,
+        url,
+        &[
+            "--json",
+            "channel",
+            "open",
+            &charger,
+            "100",
+            "--expires-in",
+            "1000",
+            "--wait",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let open = o.json();
+    let ch = open["channel_id"].as_str().unwrap().to_string();
+    assert_eq!(open["deposit"], 100);
+
+    // Four vouchers of 25, off the ledger (works with no node at all); a fifth would exceed
+    // the deposit.
+    let mut last = String::new();
+    for _ in 0..4 {
+        let o = wallet(
+            &ev_ks,
+            "http://127.0.0.1:1",
+            &["channel", "voucher", &ch, "25"],
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        last = o.stdout.trim().to_string();
+        assert_eq!(last.len(), 2 * wallet::Voucher::ENCODED_LEN);
+    }
+    let o = wallet(&ev_ks, url, &["channel", "voucher", &ch, "1"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("exceed the deposit"), "{}", o.stderr);
+
+    // A tampered voucher is refused; the real one is claimed (ledger payload 2).
+    let mut forged = last.clone().into_bytes();
+    let i = forged.len() - 1;
+    forged[i] = if forged[i] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    let o = wallet(&charger_ks, url, &["channel", "claim", &ch, &forged]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("voucher refused"), "{}", o.stderr);
+    let o = wallet(
+        &charger_ks,
+        url,
+        &["--json", "channel", "claim", &ch, &last, "--wait"],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.json()["amount"], 100);
+    let o = wallet(&ev_ks, url, &["--json", "balance"]);
+    assert_eq!(
+        o.json(),
+        serde_json::json!({"balance": 4_900, "next_seq": 1})
+    );
+    let o = wallet(&charger_ks, url, &["--json", "balance"]);
+    assert_eq!(o.json(), serde_json::json!({"balance": 100, "next_seq": 1}));
+    let o = wallet(&ev_ks, url, &["--json", "channel", "status", &ch]);
+    assert_eq!(o.json()["closed"], true);
+    assert_eq!(o.json()["claimed"], 100);
+
+    // Anchor a file, verify it, then tamper with it.
+    let file = dir.path().join("reading.csv");
+    std::fs::write(&file, "2024-01-01T00:00Z,21.5\n").unwrap();
+    let f = file.to_str().unwrap();
+    let o = wallet(
+        &ev_ks,
+        url,
+        &["--json", "anchor", f, "--tag", "meter-7", "--wait"],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let anchor = o.json();
+    let id = anchor["payload_id"].as_str().unwrap();
+    assert_eq!(
+        anchor["digest"],
+        wallet::hash_file(&file).unwrap().to_hex().as_str()
+    );
+    let o = wallet(&ev_ks, url, &["--json", "verify-anchor", f, id]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.json()["valid"], true);
+    assert_eq!(o.json()["tag"], "meter-7");
+    std::fs::write(&file, "2024-01-01T00:00Z,99.9\n").unwrap();
+    let o = wallet(&ev_ks, url, &["--json", "verify-anchor", f, id]);
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert_eq!(o.json()["valid"], false);
+
+    // Refund: refused before expiry (and to anyone but the payer), then once the channel
+    // expired the whole deposit comes back.
+    let open_channel = |deposit: &str, expires_in: &str| {
+        let o = wallet(
+            &ev_ks,
+            url,
+            &[
+                "--json",
+                "channel",
+                "open",
+                &charger,
+                deposit,
+                "--expires-in",
+                expires_in,
+                "--wait",
+            ],
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        o.json()["channel_id"].as_str().unwrap().to_string()
+    };
+    let long = open_channel("300", "100000");
+    let o = wallet(&ev_ks, url, &["channel", "refund", &long]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("refund is possible from"), "{}", o.stderr);
+    let o = wallet(&charger_ks, url, &["channel", "refund", &long]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("not this channel's payer"),
+        "{}",
+        o.stderr
+    );
+    let short = open_channel("200", "3");
+    let o = wallet(&ev_ks, url, &["--json", "balance"]);
+    assert_eq!(o.json()["balance"], 4_900 - 300 - 200);
+    // Milestones come every 100 ms: retry until the expiry has passed (bounded).
+    let mut refunded = None;
+    for _ in 0..100 {
+        let o = wallet(
+            &ev_ks,
+            url,
+            &["--json", "channel", "refund", &short, "--wait"],
+        );
+        if o.code == 0 {
+            refunded = Some(o.json());
+            break;
+        }
+        assert!(o.stderr.contains("refund is possible from"), "{}", o.stderr);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(refunded.expect("refund after expiry")["amount"], 200);
+    let o = wallet(&ev_ks, url, &["--json", "balance"]);
+    assert_eq!(o.json()["balance"], 4_900 - 300);
+}
+
+#[test]
+fn init_restore_recovers_the_same_key_offline() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ks = dir.path().join("restored.json");
+    let mnemonic = wallet::Mnemonic::from_entropy(&[0x42; 32]).unwrap();
+    let expected = mnemonic
+        .to_seed("")
+        .device_keypair(wallet::DEFAULT_COIN_TYPE, 0, 0)
+        .address();
+    // --network-id: no node needed (the URL points nowhere).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tangle-wallet"))
+        .args(["--json", "--keystore", ks.to_str().unwrap()])
+        .args(["--node", "http://127.0.0.1:1", "init", "--restore"])
+        .args(["--network-id", "7", "--kdf-memory-kib", "64"])
+        .env("TANGLE_WALLET_PASSWORD", "pw")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{}",
+        mnemonic.phrase().as_str()
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["address"], expected.to_bech32().as_str());
+    assert_eq!(v["network_id"], 7);
+    assert!(
+        v.get("mnemonic").is_none(),
+        "the phrase is not printed unasked"
+    );
+    let reopened = wallet::Keystore::open(&ks, "pw").unwrap();
+    assert_eq!(reopened.device(0).address(), expected);
+    assert_eq!(reopened.network_id(), 7);
+
+    // A bad phrase is refused and creates nothing.
+    let other = dir.path().join("bad.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tangle-wallet"))
+        .args(["--keystore", other.to_str().unwrap(), "init", "--restore"])
+        .args(["--network-id", "7"])
+        .env("TANGLE_WALLET_PASSWORD", "pw")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "not a real phrase at all").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid backup phrase"));
+    assert!(!other.exists());
+}
