@@ -837,6 +837,9 @@ impl NodeService for NodeHandle {
     }
 
     async fn faucet(&self, to: Address, amount: u64) -> Result<PayloadReceipt, SubmitError> {
+        if amount == 0 {
+            return Err(SubmitError::Invalid("amount must be positive".into()));
+        }
         let payload = self
             .shared
             .lock()

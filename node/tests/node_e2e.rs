@@ -272,6 +272,15 @@ async fn bad_submissions_get_the_right_status_and_change_nothing() {
         "{err}"
     );
 
+    // A zero faucet payment is refused up front.
+    let resp = client
+        .post(r.url("/api/v1/faucet"))
+        .json(&json!({"address": kp.address(), "amount": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+
     let after = get(r.url("/api/v1/info")).await;
     assert_eq!(
         after["transactions"].as_u64().unwrap(),
