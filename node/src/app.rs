@@ -91,6 +91,17 @@ pub async fn start_network(
     Ok(Some(network))
 }
 
+/// The API settings of a config.
+pub fn api_options(cfg: &NodeConfig) -> ApiOptions {
+    ApiOptions {
+        admin_token: cfg.admin_token.clone(),
+        max_body_bytes: cfg.max_body_bytes,
+        rate_limit_per_sec: cfg.rate_limit_per_sec,
+        dev: cfg.faucet_key.is_some(),
+        ..ApiOptions::default()
+    }
+}
+
 /// Runs a node with its API on `listener` until `shutdown` completes; then stops accepting
 /// requests, finishes the batch in flight and flushes the store.
 pub async fn run(
@@ -99,13 +110,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = start_node(&cfg).await?;
-    let options = ApiOptions {
-        admin_token: cfg.admin_token.clone(),
-        max_body_bytes: cfg.max_body_bytes,
-        rate_limit_per_sec: cfg.rate_limit_per_sec,
-        dev: cfg.faucet_key.is_some(),
-        ..ApiOptions::default()
-    };
+    let options = api_options(&cfg);
     let network = start_network(&cfg, &node).await?;
     let admin = network
         .as_ref()

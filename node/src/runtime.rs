@@ -681,6 +681,11 @@ async fn tick_loop(
 }
 
 impl NodeHandle {
+    /// The node's Prometheus metrics (the peering layer adds its per-peer series).
+    pub fn metrics_registry(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
     async fn request<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Request,

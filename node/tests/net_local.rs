@@ -181,6 +181,19 @@ async fn payment_submitted_to_one_node_is_confirmed_on_all_three_with_identical_
             assert!(p.metrics.connected && p.metrics.messages_in > 0 && p.metrics.bytes_out > 0);
         }
     }
+    // ... and in Prometheus, one series per peer (updated every network tick).
+    until("per-peer series in /metrics", || {
+        let text = b.handle().metrics();
+        [&a, &c].iter().all(|m| {
+            let peer = m.net.public_key().to_string();
+            text.lines().any(|l| {
+                l.starts_with(&format!(
+                    "tangle_peer_messages_received_total{{peer=\"{peer}\"}}"
+                )) && !l.ends_with(" 0")
+            }) && text.contains(&format!("tangle_peer_connected{{peer=\"{peer}\"}} 1"))
+        })
+    })
+    .await;
     for m in [a, b, c] {
         m.stop().await;
     }

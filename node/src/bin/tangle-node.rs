@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use node::config::{NodeConfig, TipSelectorKind};
-use node::init::{files, init, InitOptions};
+use node::init::{init, InitOptions};
+use node::net::local::{local_configs, LocalNetwork, LocalNetworkOptions};
 
 #[derive(Parser)]
 #[command(name = "tangle-node", version, about = "A tangle ledger node")]
@@ -106,6 +107,11 @@ enum Command {
         /// Requests per second per client IP.
         #[arg(long, default_value_t = 100_000)]
         rate_limit_per_sec: u32,
+        /// Also start this many follower nodes in this process, peered with the dev node
+        /// over QUIC on 127.0.0.1; follower i lives in `<data-dir>/peer-<i>` and serves its
+        /// API on the API port + i.
+        #[arg(long, default_value_t = 0)]
+        peers: usize,
     },
     /// Runs a node from a config file written by `init`.
     Run {
@@ -203,23 +209,20 @@ async fn main() -> anyhow::Result<()> {
             pow_difficulty,
             milestone_interval_ms,
             rate_limit_per_sec,
+            peers,
         } => {
             let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("tangle-dev"));
-            let config_path = dir.join(files::CONFIG);
-            if !config_path.exists() {
-                init(&InitOptions {
-                    dir: dir.clone(),
-                    genesis: None,
-                    network_name: "tangle-dev".into(),
-                    pow_difficulty,
-                    dev: true,
-                    now_ms: node::runtime::now_ms(),
-                })?;
+            let mut opts = LocalNetworkOptions::new(dir.clone());
+            opts.followers = peers;
+            opts.network_name = "tangle-dev".into();
+            opts.pow_difficulty = pow_difficulty;
+            opts.milestone_interval_ms = milestone_interval_ms;
+            opts.api_addr = api_addr;
+            let mut configs = local_configs(&opts)?;
+            for cfg in &mut configs {
+                cfg.rate_limit_per_sec = rate_limit_per_sec;
             }
-            let mut cfg = NodeConfig::load(&config_path)?;
-            cfg.api_addr = api_addr;
-            cfg.milestone_interval_ms = milestone_interval_ms;
-            cfg.rate_limit_per_sec = rate_limit_per_sec;
+            let cfg = configs[0].clone();
             let genesis = node::init::read_genesis(&cfg.genesis)?;
             let faucet = node::init::read_key(
                 cfg.faucet_key
@@ -242,8 +245,29 @@ async fn main() -> anyhow::Result<()> {
                 "  OpenAPI        : http://{}/api/v1/openapi.json",
                 cfg.api_addr
             );
-            println!("  Ctrl-C stops the node cleanly; run the same command to continue.");
-            serve(cfg).await
+            if peers == 0 {
+                println!("  Ctrl-C stops the node cleanly; run the same command to continue.");
+                return serve(cfg).await;
+            }
+            let net = LocalNetwork::start(configs).await?;
+            for (i, n) in net.nodes().iter().enumerate() {
+                let role = if i == 0 {
+                    "issuer".to_string()
+                } else {
+                    format!("peer-{i}")
+                };
+                println!(
+                    "  {role:<15}: http://{}/  peering {}  key {}  ({})",
+                    n.api_addr,
+                    n.network.local_addr()?,
+                    n.network.public_key(),
+                    n.config.data_dir.display()
+                );
+            }
+            println!("  Ctrl-C stops the nodes cleanly; run the same command to continue.");
+            ctrl_c().await;
+            net.shutdown().await;
+            Ok(())
         }
     }
 }

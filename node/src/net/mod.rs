@@ -20,6 +20,7 @@
 //! [`Network::shutdown`] closes every connection with a reason, stops the tasks and waits
 //! for the endpoint to go idle.
 
+pub mod local;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -149,8 +150,29 @@ const CLOSE_PROTOCOL: u32 = 1;
 const CLOSE_REFUSED: u32 = 2;
 
 impl Network {
-    /// Binds the endpoint and starts the tasks. Must run inside a tokio runtime.
+    /// Binds the endpoint on `config.listen` and starts the tasks. Must run inside a tokio
+    /// runtime.
     pub async fn start(config: NetConfig, node: NodeHandle) -> Result<Network, NetError> {
+        let bind_err = |source| NetError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let socket = runtime.wrap_udp_socket(socket).map_err(bind_err)?;
+        Self::start_with_socket(config, node, socket, runtime).await
+    }
+
+    /// Like [`Network::start`], but on a socket and runtime the caller provides instead of a
+    /// UDP socket bound to `config.listen` (which is then ignored). This is the seam for
+    /// simulated networks: quinn runs over any [`quinn::AsyncUdpSocket`], for example one
+    /// backed by turmoil's simulated UDP (see `node/tests/net_sim.rs`).
+    pub async fn start_with_socket(
+        config: NetConfig,
+        node: NodeHandle,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+        runtime: Arc<dyn quinn::Runtime>,
+    ) -> Result<Network, NetError> {
         let allow: Allowlist = Arc::new(std::sync::RwLock::new(
             config
                 .peers
@@ -159,11 +181,16 @@ impl Network {
                 .collect(),
         ));
         let (server, client) = tls::quic_configs(&config.identity, allow.clone())?;
-        let endpoint =
-            quinn::Endpoint::server(server, config.listen).map_err(|source| NetError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(|source| NetError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let (stop, stop_rx) = watch::channel(false);
         let (itx, irx) = mpsc::channel(1 << 16);
         let network_id = node.with_protocol(|p| p.network_id());
@@ -696,7 +723,12 @@ async fn tick_loop(inner: Arc<Inner>, period_ms: u64) {
             _ = stop.changed() => return,
         }
         let status = inner.local_status();
-        inner.lock().handle_tick(now_ms(), status);
+        let peer_metrics = {
+            let mut p = inner.lock();
+            p.handle_tick(now_ms(), status);
+            p.metrics()
+        };
+        inner.node.metrics_registry().observe_peers(&peer_metrics);
         inner.handle_events();
         inner.wake_all();
     }
