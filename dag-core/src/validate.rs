@@ -505,7 +505,7 @@ impl KeyCache {
 
 /// Smallest and largest chunk handed to one `verify_batch` call.
 const MIN_CHUNK: usize = 64;
-const MAX_CHUNK: usize = 512;
+const MAX_CHUNK: usize = 1024;
 
 /// Parallel stage 1 validator: rayon over chunks, Ed25519 batch verification per chunk,
 /// strict single verification to find the culprits of a failed batch, and a cache of issuer
