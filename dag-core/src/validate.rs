@@ -13,7 +13,7 @@
 //! - [`validate`]: one transaction, strict single verification
 //!   ([`crate::crypto::verify`]).
 //! - [`BatchValidator::validate_batch`]: many transactions on the current rayon pool. Inputs
-//!   are cut into one chunk per worker (64 to 512 transactions); each chunk is decoded and
+//!   are cut into one chunk per worker (64 to 1024 transactions); each chunk is decoded and
 //!   checked, then its payload signatures are checked with one `ed25519_dalek::verify_batch`.
 //!   When a chunk's batch fails, every signature of that chunk is checked again with strict
 //!   single verification to find the culprits. Decoded issuer keys are cached.
