@@ -836,11 +836,19 @@ impl Protocol {
         };
         let roots = self.parent_refs(&parents);
         let cone = self.tangle.unconfirmed_cone(&roots);
-        let payloads = self.payloads_of(&cone);
-        let outcome = match self
-            .ledger
-            .apply_milestone(index, payloads.iter().map(|(id, _, p)| (*id, p)))
-        {
+        // The ledger reads the payloads in place (no copies); only their ids outlive this.
+        let (applied, payloads) = {
+            let cone_payloads = cone_payloads(&self.tangle, &self.unconfirmed_payloads, &cone);
+            let ids = cone_payloads
+                .iter()
+                .map(|(t, p, _)| (*t, *p))
+                .collect::<Vec<_>>();
+            let applied = self
+                .ledger
+                .apply_milestone(index, cone_payloads.iter().map(|(id, _, p)| (*id, *p)));
+            (applied, ids)
+        };
+        let outcome = match applied {
             Ok(o) => o,
             Err(e) => {
                 self.halt(format!("cannot apply own milestone {index}: {e}"));
@@ -953,17 +961,6 @@ impl Protocol {
         Some(parents)
     }
 
-    /// Signed payloads of the transactions of `cone`, in order.
-    fn payloads_of(&self, cone: &[TxRef]) -> Vec<(TxId, PayloadId, SignedPayload)> {
-        cone.iter()
-            .filter_map(|r| {
-                self.unconfirmed_payloads
-                    .get(r)
-                    .map(|(pid, p)| (self.tangle.id(*r), *pid, p.clone()))
-            })
-            .collect()
-    }
-
     /// Applies every solid milestone that is next in line.
     fn apply_ready_milestones(&mut self) {
         while self.halted.is_none() {
@@ -973,17 +970,25 @@ impl Protocol {
             };
             let roots = self.parent_refs(&parents);
             let cone = self.tangle.unconfirmed_cone(&roots);
-            let payloads = self.payloads_of(&cone);
             // Apply to a copy: on a digest mismatch the ledger must stay as it was.
             let mut next = self.ledger.clone();
-            let outcome =
-                match next.apply_milestone(index, payloads.iter().map(|(id, _, p)| (*id, p))) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        self.halt(format!("milestone {index}: {e}"));
-                        break;
-                    }
-                };
+            let (applied, payloads) = {
+                let cone_payloads = cone_payloads(&self.tangle, &self.unconfirmed_payloads, &cone);
+                let ids = cone_payloads
+                    .iter()
+                    .map(|(t, p, _)| (*t, *p))
+                    .collect::<Vec<_>>();
+                let applied =
+                    next.apply_milestone(index, cone_payloads.iter().map(|(id, _, p)| (*id, *p)));
+                (applied, ids)
+            };
+            let outcome = match applied {
+                Ok(o) => o,
+                Err(e) => {
+                    self.halt(format!("milestone {index}: {e}"));
+                    break;
+                }
+            };
             if outcome.ledger_digest != milestone.ledger_digest {
                 self.halt(format!(
                     "ledger digest mismatch at milestone {index}: computed {}, milestone says {}",
@@ -1006,7 +1011,7 @@ impl Protocol {
         ms_id: TxId,
         milestone: &Milestone,
         mut cone: Vec<TxRef>,
-        payloads: Vec<(TxId, PayloadId, SignedPayload)>,
+        payloads: Vec<(TxId, PayloadId)>,
         outcome: MilestoneOutcome,
     ) {
         cone.push(ms_ref);
@@ -1016,8 +1021,7 @@ impl Protocol {
         }
         self.selector.on_confirmed(&self.tangle, index);
         let mut by_tx: HashMap<TxId, PayloadOutcome> = outcome.outcomes.iter().copied().collect();
-        let pid_of: HashMap<TxId, PayloadId> =
-            payloads.iter().map(|(t, pid, _)| (*t, *pid)).collect();
+        let pid_of: HashMap<TxId, PayloadId> = payloads.into_iter().collect();
         let mut confirmed = Vec::with_capacity(cone.len());
         let delays_ms = cone
             .iter()
@@ -1149,6 +1153,17 @@ impl Protocol {
             }
         }
     }
+}
+
+/// The signed payloads of the transactions of `cone`, in order, borrowed.
+fn cone_payloads<'a>(
+    tangle: &Tangle,
+    unconfirmed: &'a HashMap<TxRef, (PayloadId, SignedPayload)>,
+    cone: &[TxRef],
+) -> Vec<(TxId, PayloadId, &'a SignedPayload)> {
+    cone.iter()
+        .filter_map(|r| unconfirmed.get(r).map(|(pid, p)| (tangle.id(*r), *pid, p)))
+        .collect()
 }
 
 #[cfg(test)]
