@@ -5,40 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::Net;
 use dag_core::store::{MemStore, Store};
-use dag_core::{Address, Allocation, Body, Genesis, Keypair, MilestoneIndex, SignedPayload};
+use dag_core::{Address, Body, Keypair, MilestoneIndex, SignedPayload};
 use node::net::{tls, NetConfig, Network, PeerEntry};
 use node::protocol::peering::PeerKey;
 use node::protocol::ProtocolConfig;
 use node::service::PayloadState;
 use node::{Node, NodeHandle, NodeService, NodeSetup};
 
-struct Net {
-    genesis: Genesis,
-    committee: Keypair,
-    faucet: Keypair,
-}
-
 fn network() -> Net {
-    let committee = Keypair::from_seed(&[1; 32]);
-    let faucet = Keypair::from_seed(&[2; 32]);
-    let genesis = Genesis {
-        network_name: "net-test".into(),
-        timestamp: node::runtime::now_ms(),
-        pow_difficulty: 2,
-        timestamp_window_ms: 60_000,
-        committee: vec![committee.address()],
-        threshold: 1,
-        allocations: vec![Allocation {
-            address: faucet.address(),
-            amount: 1_000_000_000,
-        }],
-    };
-    Net {
-        genesis,
-        committee,
-        faucet,
-    }
+    common::network("net-test", 2, 60000)
 }
 
 struct Member {

@@ -22,8 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+mod common;
+
+use common::Net;
 use dag_core::store::{MemStore, Store};
-use dag_core::{Address, Allocation, Body, Genesis, Keypair, MilestoneIndex, SignedPayload};
+use dag_core::{Address, Body, Keypair, MilestoneIndex, SignedPayload};
 use node::net::local::digests_at;
 use node::net::{tls, NetConfig, Network, PeerEntry};
 use node::protocol::peering::PeerKey;
@@ -168,32 +171,8 @@ impl AsyncUdpSocket for SimUdp {
 const PORT: u16 = 7000;
 const MILESTONE_MS: u64 = 200;
 
-struct Net {
-    genesis: Genesis,
-    committee: Keypair,
-    faucet: Keypair,
-}
-
 fn network() -> Net {
-    let committee = Keypair::from_seed(&[1; 32]);
-    let faucet = Keypair::from_seed(&[2; 32]);
-    let genesis = Genesis {
-        network_name: "sim-test".into(),
-        timestamp: node::runtime::now_ms(),
-        pow_difficulty: 0,
-        timestamp_window_ms: 600_000,
-        committee: vec![committee.address()],
-        threshold: 1,
-        allocations: vec![Allocation {
-            address: faucet.address(),
-            amount: 1_000_000_000,
-        }],
-    };
-    Net {
-        genesis,
-        committee,
-        faucet,
-    }
+    common::network("sim-test", 0, 600000)
 }
 
 /// What a running host publishes to the test driver.

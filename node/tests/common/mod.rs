@@ -1,0 +1,33 @@
+//! Fixtures shared by the network integration tests.
+
+use dag_core::{Allocation, Genesis, Keypair};
+
+/// A one-member committee and a funded faucet on a fresh genesis.
+pub(crate) struct Net {
+    pub(crate) genesis: Genesis,
+    pub(crate) committee: Keypair,
+    pub(crate) faucet: Keypair,
+}
+
+/// A test network named `name` with the given PoW difficulty and timestamp window.
+pub(crate) fn network(name: &str, pow_difficulty: u8, timestamp_window_ms: u64) -> Net {
+    let committee = Keypair::from_seed(&[1; 32]);
+    let faucet = Keypair::from_seed(&[2; 32]);
+    let genesis = Genesis {
+        network_name: name.into(),
+        timestamp: node::runtime::now_ms(),
+        pow_difficulty,
+        timestamp_window_ms,
+        committee: vec![committee.address()],
+        threshold: 1,
+        allocations: vec![Allocation {
+            address: faucet.address(),
+            amount: 1_000_000_000,
+        }],
+    };
+    Net {
+        genesis,
+        committee,
+        faucet,
+    }
+}
