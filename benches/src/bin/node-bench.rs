@@ -30,9 +30,9 @@ use tokio::sync::Mutex;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Resident set size of this process, in bytes (Linux).
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Resident set size of a process (`"self"` or a pid), in bytes (Linux).
+fn rss_bytes(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -65,6 +65,10 @@ struct Args {
     /// Milestone interval, ms.
     #[arg(long, default_value_t = 1000)]
     milestone_interval_ms: u64,
+    /// Run the node as a separate `tangle-node run` process (this binary's path), so its
+    /// memory can be measured alone; confirmations are then watched over SSE.
+    #[arg(long)]
+    spawn: Option<std::path::PathBuf>,
     /// Stop waiting for confirmations after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
@@ -90,6 +94,219 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
+}
+
+/// Where the load goes: a node in this process, or a `tangle-node` child process.
+enum Target {
+    InProcess {
+        node: Node,
+        addr: std::net::SocketAddr,
+        stop: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+        watcher: tokio::task::JoinHandle<()>,
+    },
+    Child {
+        child: std::process::Child,
+        addr: std::net::SocketAddr,
+        watcher: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Target {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Target::InProcess { addr, .. } | Target::Child { addr, .. } => *addr,
+        }
+    }
+
+    /// Stops the node; returns the RSS to report and what it covers.
+    async fn finish(self) -> (u64, &'static str) {
+        match self {
+            Target::InProcess {
+                node,
+                stop,
+                server,
+                watcher,
+                ..
+            } => {
+                let rss = rss_bytes("self");
+                watcher.abort();
+                let _ = stop.send(());
+                let _ = server.await;
+                node.shutdown().await;
+                (
+                    rss,
+                    "whole bench process: node + pre-signed payloads + clients, an upper bound",
+                )
+            }
+            Target::Child {
+                mut child, watcher, ..
+            } => {
+                let rss = rss_bytes(&child.id().to_string());
+                watcher.abort();
+                let _ = std::process::Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status();
+                let _ = child.wait();
+                (rss, "the tangle-node process alone")
+            }
+        }
+    }
+}
+
+type Confirmations = Arc<Mutex<HashMap<PayloadId, (Instant, bool)>>>;
+
+/// Records a payload's final status: the first one counts, unless a later one confirms it
+/// (a reattached copy can conflict after the payload applied).
+async fn record(confirmed_at: &Confirmations, payload_id: PayloadId, ok: bool) {
+    let mut m = confirmed_at.lock().await;
+    let e = m.entry(payload_id).or_insert((Instant::now(), ok));
+    if ok && !e.1 {
+        *e = (Instant::now(), true);
+    }
+}
+
+async fn start_in_process(
+    args: &Args,
+    genesis: Genesis,
+    committee: Keypair,
+    dir: &std::path::Path,
+    confirmed_at: &Confirmations,
+    lagged: &Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<Target> {
+    let store = SledStore::open(dir.join("db")).context("opening sled")?;
+    let node = Node::start(NodeSetup {
+        genesis,
+        store: Arc::new(store),
+        protocol: ProtocolConfig {
+            milestone_signer: Some((0, committee)),
+            milestone_interval_ms: args.milestone_interval_ms,
+            ..ProtocolConfig::default()
+        },
+        max_batch: 2048,
+        queue_capacity: 100_000,
+    })
+    .await?;
+    let handle = node.handle();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(node::api::serve(
+        listener,
+        handle.clone(),
+        node::api::ApiOptions {
+            rate_limit_per_sec: 0,
+            max_batch_len: 100_000,
+            ..Default::default()
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut events = handle.subscribe();
+    let (confirmed_at, lagged) = (confirmed_at.clone(), lagged.clone());
+    let watcher = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Payload { payload_id, state }) => {
+                    let ok = matches!(state, PayloadState::Confirmed { .. });
+                    record(&confirmed_at, payload_id, ok).await;
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    lagged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(Target::InProcess {
+        node,
+        addr,
+        stop,
+        server,
+        watcher,
+    })
+}
+
+/// Writes a node directory for `genesis`, starts `bin run --config` on it and follows its
+/// event stream.
+async fn spawn_node(
+    bin: &std::path::Path,
+    args: &Args,
+    genesis: &Genesis,
+    committee: &Keypair,
+    dir: &std::path::Path,
+    confirmed_at: &Confirmations,
+) -> anyhow::Result<Target> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    std::fs::write(dir.join("genesis.toml"), toml::to_string(genesis)?)?;
+    std::fs::write(dir.join("committee.key"), hex::encode(committee.seed()))?;
+    let mut cfg = node::config::NodeConfig::new("db".into(), "genesis.toml".into());
+    cfg.api_addr = addr;
+    cfg.milestone_key = Some("committee.key".into());
+    cfg.milestone_interval_ms = args.milestone_interval_ms;
+    cfg.rate_limit_per_sec = 0;
+    std::fs::write(dir.join("node.toml"), cfg.to_documented_toml())?;
+    let child = std::process::Command::new(bin)
+        .args(["run", "--config"])
+        .arg(dir.join("node.toml"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..600 {
+        if client
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::ensure!(up, "tangle-node did not answer on {addr}");
+    eprintln!(
+        "tangle-node started: RSS {:.1} MiB before any load",
+        rss_bytes(&child.id().to_string()) as f64 / 1048576.0
+    );
+    let mut resp = client
+        .get(format!("http://{addr}/api/v1/events"))
+        .send()
+        .await?;
+    let confirmed_at = confirmed_at.clone();
+    let watcher = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = buf.drain(..end + 2).collect();
+                for line in event.split(|b| *b == b'\n') {
+                    let Some(data) = line.strip_prefix(b"data: ") else {
+                        continue;
+                    };
+                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+                        continue;
+                    };
+                    if v["type"] != "payload" {
+                        continue;
+                    }
+                    let Some(id) = v["payload_id"].as_str().and_then(|s| s.parse().ok()) else {
+                        continue;
+                    };
+                    record(&confirmed_at, id, v["status"] == "confirmed").await;
+                }
+            }
+        }
+    });
+    Ok(Target::Child {
+        child,
+        addr,
+        watcher,
+    })
 }
 
 #[tokio::main]
@@ -146,67 +363,27 @@ async fn main() -> anyhow::Result<()> {
     let ids: Vec<PayloadId> = payloads.par_iter().map(|p| p.id()).collect();
 
     let dir = tempfile::tempdir()?;
-    let store = SledStore::open(dir.path().join("db")).context("opening sled")?;
-    let node = Node::start(NodeSetup {
-        genesis,
-        store: Arc::new(store),
-        protocol: ProtocolConfig {
-            milestone_signer: Some((0, committee)),
-            milestone_interval_ms: args.milestone_interval_ms,
-            ..ProtocolConfig::default()
-        },
-        max_batch: 2048,
-        queue_capacity: 100_000,
-    })
-    .await?;
-    let handle = node.handle();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(node::api::serve(
-        listener,
-        handle.clone(),
-        node::api::ApiOptions {
-            rate_limit_per_sec: 0,
-            max_batch_len: 100_000,
-            ..Default::default()
-        },
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-
-    // Confirmation watcher.
-    let mut events = handle.subscribe();
-    // Pre-sized so the bench's own bookkeeping is allocated before the heap baseline.
+    // Pre-sized so the bench's bookkeeping does not grow during the run.
     let confirmed_at: Arc<Mutex<HashMap<PayloadId, (Instant, bool)>>> =
         Arc::new(Mutex::new(HashMap::with_capacity(args.payments * 2)));
     let lagged = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let watcher = {
-        let confirmed_at = confirmed_at.clone();
-        let lagged = lagged.clone();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(NodeEvent::Payload { payload_id, state }) => {
-                        // The first final status counts, unless a later one confirms it
-                        // (a payload's reattached copy can conflict after it applied).
-                        let ok = matches!(state, PayloadState::Confirmed { .. });
-                        let mut m = confirmed_at.lock().await;
-                        let e = m.entry(payload_id).or_insert((Instant::now(), ok));
-                        if ok && !e.1 {
-                            *e = (Instant::now(), true);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        lagged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Err(_) => return,
-                }
-            }
-        })
+    let target = match &args.spawn {
+        None => {
+            start_in_process(
+                &args,
+                genesis,
+                committee,
+                dir.path(),
+                &confirmed_at,
+                &lagged,
+            )
+            .await?
+        }
+        Some(bin) => {
+            spawn_node(bin, &args, &genesis, &committee, dir.path(), &confirmed_at).await?
+        }
     };
+    let addr = target.addr();
 
     // Split the payloads into requests, and the requests among clients. A client sends an
     // account's payments in order, one request at a time.
@@ -314,13 +491,12 @@ async fn main() -> anyhow::Result<()> {
     }
     lat.sort_by(f64::total_cmp);
     let confirm_secs = last_confirm.duration_since(start).as_secs_f64();
-    let info = handle.info();
-    let rss_end = rss_bytes();
-    watcher.abort();
-    drop(handle);
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    node.shutdown().await;
+    let info: serde_json::Value = reqwest::get(format!("http://{addr}/api/v1/info"))
+        .await?
+        .json()
+        .await?;
+    let transactions = info["transactions"].as_u64().unwrap_or(0);
+    let (rss_end, rss_what) = target.finish().await;
     let lagged = lagged.load(std::sync::atomic::Ordering::Relaxed);
     println!("node-bench: {} payments, {} clients, {} per request, pow difficulty {}, milestone every {} ms",
         args.payments, args.clients, args.batch, args.pow_difficulty, args.milestone_interval_ms);
@@ -342,14 +518,14 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "  milestones          : {}  (ledger digest {})",
-        info.confirmed_milestone, info.ledger_digest
+        info["confirmed_milestone"], info["ledger_digest"]
     );
     println!("  events lost (lagged): {lagged}");
-    let txs = info.transactions.max(1) as f64;
+    let txs = transactions.max(1) as f64;
     println!(
-        "  memory              : process RSS {:.1} MiB with {} transactions held = {:.0} B/tx, an upper bound (node + the bench's pre-signed payloads and bookkeeping)",
+        "  memory              : RSS {:.1} MiB with {} transactions held = {:.0} B/tx ({rss_what})",
         rss_end as f64 / 1048576.0,
-        info.transactions,
+        transactions,
         rss_end as f64 / txs
     );
     let disk = dir_size(dir.path());
