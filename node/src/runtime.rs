@@ -23,6 +23,7 @@ use std::time::Duration;
 use dag_core::codec;
 use dag_core::ledger::{Ledger, PayloadOutcome};
 use dag_core::store::{PayloadStatus, Store, StoreError, TxEntry};
+use dag_core::tangle::InsertError;
 use dag_core::validate::{BatchValidator, ValidationError};
 use dag_core::{
     pow, Address, ChannelId, DecodeError, Genesis, MilestoneIndex, PayloadId, SignedPayload,
@@ -124,7 +125,8 @@ pub struct Shared {
     write_order: Mutex<()>,
     events: broadcast::Sender<NodeEvent>,
     metrics: Metrics,
-    milestones: Mutex<HashMap<MilestoneIndex, MilestoneSummary>>,
+    /// Views of the milestones applied since start (the store's records lack the counts).
+    milestones: Mutex<HashMap<MilestoneIndex, MilestoneView>>,
     store_failed: AtomicBool,
     /// Called with every batch of newly stored transactions (peer gossip).
     on_stored: std::sync::RwLock<Option<StoredHook>>,
@@ -369,7 +371,7 @@ impl Shared {
                     self.milestones
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(s.record.index, s);
+                        .insert(s.record.index, view.clone());
                     NodeEvent::Milestone(view)
                 }
                 Event::Payload { payload, status } => NodeEvent::Payload {
@@ -412,52 +414,32 @@ impl Shared {
     /// One ingest batch (runs on a blocking thread).
     fn process(&self, requests: Vec<Request>) {
         let now = now_ms();
+        // Move the data out of the requests; keep each reply with how many verdicts it gets.
         let mut tx_bytes: Vec<Vec<u8>> = Vec::new();
         let mut payloads: Vec<SignedPayload> = Vec::new();
-        for r in &requests {
+        let mut tx_replies = Vec::new();
+        let mut payload_replies = Vec::new();
+        for r in requests {
             match r {
-                Request::Transactions(t, _) => tx_bytes.extend(t.iter().cloned()),
-                Request::Payloads(p, _) => payloads.extend(p.iter().cloned()),
+                Request::Transactions(t, reply) => {
+                    tx_replies.push((t.len(), reply));
+                    tx_bytes.extend(t);
+                }
+                Request::Payloads(p, reply) => {
+                    payload_replies.push((p.len(), reply));
+                    payloads.extend(p);
+                }
             }
         }
         let tx_results = self.ingest_transactions(tx_bytes, now);
         let payload_results = self.ingest_payloads(payloads, now);
-        let persisted = self.persist();
-        let mut tx_results = tx_results.into_iter();
-        let mut payload_results = payload_results.into_iter();
-        let fail = |r: Result<(), StoreError>| match r {
-            Ok(()) => None,
-            Err(e) => Some(SubmitError::Unavailable(format!("storage: {e}"))),
-        };
-        let store_err = fail(persisted);
-        for r in requests {
-            match r {
-                Request::Transactions(t, reply) => {
-                    let v: Vec<_> = (0..t.len())
-                        .map(|_| {
-                            let r = tx_results.next().expect("one result per transaction");
-                            match (&store_err, r) {
-                                (Some(e), Ok(_)) => Err(e.clone()),
-                                (_, r) => r,
-                            }
-                        })
-                        .collect();
-                    let _ = reply.send(v);
-                }
-                Request::Payloads(p, reply) => {
-                    let v: Vec<_> = (0..p.len())
-                        .map(|_| {
-                            let r = payload_results.next().expect("one result per payload");
-                            match (&store_err, r) {
-                                (Some(e), Ok(_)) => Err(e.clone()),
-                                (_, r) => r,
-                            }
-                        })
-                        .collect();
-                    let _ = reply.send(v);
-                }
-            }
-        }
+        // Nothing is acknowledged unless the round's writes were flushed.
+        let store_err = self
+            .persist()
+            .err()
+            .map(|e| SubmitError::Unavailable(format!("storage: {e}")));
+        answer(tx_results, tx_replies, &store_err);
+        answer(payload_results, payload_replies, &store_err);
     }
 
     fn count(&self, ok: bool) {
@@ -566,6 +548,30 @@ impl Shared {
     }
 }
 
+/// A request's reply channel: one verdict per item it carried.
+type Reply<T> = oneshot::Sender<Vec<Result<T, SubmitError>>>;
+
+/// Sends each request its slice of `results`, in order; a failed flush turns successes into
+/// `store_err`.
+fn answer<T>(
+    results: Vec<Result<T, SubmitError>>,
+    replies: Vec<(usize, Reply<T>)>,
+    store_err: &Option<SubmitError>,
+) {
+    let mut results = results.into_iter();
+    for (n, reply) in replies {
+        let v: Vec<_> = results
+            .by_ref()
+            .take(n)
+            .map(|r| match (store_err, r) {
+                (Some(e), Ok(_)) => Err(e.clone()),
+                (_, r) => r,
+            })
+            .collect();
+        let _ = reply.send(v);
+    }
+}
+
 fn validation_error(e: ValidationError) -> SubmitError {
     match e {
         ValidationError::Decode(DecodeError::TooLarge { .. }) => {
@@ -584,7 +590,7 @@ fn reject_error(e: RejectReason) -> SubmitError {
         RejectReason::NoTips(_) | RejectReason::Halted(_) => {
             SubmitError::Unavailable(e.to_string())
         }
-        RejectReason::Tangle(ref m) if m.contains("buffer full") => {
+        RejectReason::Tangle(InsertError::BufferFull { .. }) => {
             SubmitError::Unavailable(e.to_string())
         }
         other => SubmitError::Invalid(other.to_string()),
@@ -954,7 +960,7 @@ impl NodeService for NodeHandle {
             .unwrap_or_else(|p| p.into_inner())
             .get(&index)
         {
-            return Ok(Some(milestone_view(s)));
+            return Ok(Some(s.clone()));
         }
         // Applied before this process started: the store has the record, not the counts.
         Ok(

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use dag_core::codec;
 use dag_core::ledger::{ConflictReason, Ledger, MilestoneOutcome, PayloadOutcome};
 use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta};
-use dag_core::tangle::{InsertOutcome, Tangle, TangleConfig};
+use dag_core::tangle::{InsertError, InsertOutcome, Tangle, TangleConfig};
 use dag_core::validate::{BatchValidator, ValidTransaction, ValidationParams};
 use dag_core::{
     pow, Address, Body, Genesis, Keypair, Milestone, MilestoneIndex, Payload, PayloadId,
@@ -130,7 +130,7 @@ pub enum RejectReason {
     UnknownParent(TxId),
     /// The Tangle refused it (duplicate parents, full buffer, ...).
     #[error("{0}")]
-    Tangle(String),
+    Tangle(InsertError),
     /// No tip could be selected.
     #[error("tip selection: {0}")]
     NoTips(String),
@@ -567,7 +567,7 @@ impl Protocol {
         let outcome = self
             .tangle
             .insert(id, tx.parents, ms, now)
-            .map_err(|e| RejectReason::Tangle(e.to_string()))?;
+            .map_err(RejectReason::Tangle)?;
         let (tx, id, bytes) = vt.into_parts();
         let solid = matches!(outcome, InsertOutcome::Solid(_));
         batch.push(StoredTx {
