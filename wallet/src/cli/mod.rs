@@ -293,6 +293,14 @@ fn emit(json_mode: bool, human: impl FnOnce() -> String, json: Value) {
     }
 }
 
+/// `text`, followed by the payload's status line when it was waited for.
+fn with_status(text: String, status: &Option<PayloadStatus>) -> String {
+    match status {
+        Some(st) => format!("{text}\n{}", status_line(st)),
+        None => text,
+    }
+}
+
 fn status_line(status: &PayloadStatus) -> String {
     match status {
         PayloadStatus::Pending => "status: pending".into(),
@@ -480,11 +488,10 @@ impl Ctx {
                 emit(
                     json,
                     || {
-                        let mut s = format!("paid {amount} to {to}\npayload: {}", r.payload_id);
-                        if let Some(st) = &status {
-                            s = format!("{s}\n{}", status_line(st));
-                        }
-                        s
+                        with_status(
+                            format!("paid {amount} to {to}\npayload: {}", r.payload_id),
+                            &status,
+                        )
                     },
                     json!({"payload_id": r.payload_id.to_hex()}),
                 );
@@ -628,15 +635,14 @@ impl Ctx {
                 emit(
                     json,
                     || {
-                        let mut s = format!(
+                        with_status(
+                            format!(
                             "opened channel {id}\n  payee {payee}, deposit {deposit}, expires at \
                              milestone {expires_at}\npayload: {}",
                             r.payload_id
-                        );
-                        if let Some(st) = &status {
-                            s = format!("{s}\n{}", status_line(st));
-                        }
-                        s
+                        ),
+                            &status,
+                        )
                     },
                     json!({
                         "channel_id": id,
@@ -715,14 +721,13 @@ impl Ctx {
                 emit(
                     json,
                     || {
-                        let mut s = format!(
-                            "claimed {amount} from channel {channel}\npayload: {}",
-                            r.payload_id
-                        );
-                        if let Some(st) = &status {
-                            s = format!("{s}\n{}", status_line(st));
-                        }
-                        s
+                        with_status(
+                            format!(
+                                "claimed {amount} from channel {channel}\npayload: {}",
+                                r.payload_id
+                            ),
+                            &status,
+                        )
                     },
                     json!({
                         "payload_id": r.payload_id.to_hex(),
@@ -756,14 +761,13 @@ impl Ctx {
                 emit(
                     json,
                     || {
-                        let mut s = format!(
-                            "refunding {} from channel {channel}\npayload: {}",
-                            ch.deposit, r.payload_id
-                        );
-                        if let Some(st) = &status {
-                            s = format!("{s}\n{}", status_line(st));
-                        }
-                        s
+                        with_status(
+                            format!(
+                                "refunding {} from channel {channel}\npayload: {}",
+                                ch.deposit, r.payload_id
+                            ),
+                            &status,
+                        )
                     },
                     json!({
                         "payload_id": r.payload_id.to_hex(),
@@ -808,15 +812,14 @@ impl Ctx {
         emit(
             self.cli.json,
             || {
-                let mut s = format!(
-                    "anchored {} (digest {digest})\npayload: {}",
-                    file.display(),
-                    r.payload_id
-                );
-                if let Some(st) = &status {
-                    s = format!("{s}\n{}", status_line(st));
-                }
-                s
+                with_status(
+                    format!(
+                        "anchored {} (digest {digest})\npayload: {}",
+                        file.display(),
+                        r.payload_id
+                    ),
+                    &status,
+                )
             },
             json!({
                 "payload_id": r.payload_id.to_hex(),
