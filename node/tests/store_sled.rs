@@ -104,7 +104,18 @@ fn reload_is_in_storing_order() {
 
 /// Opens the raw sled database behind a closed store and overwrites one value.
 fn corrupt(dir: &std::path::Path, key: &[u8], value: &[u8]) {
-    let db = sled::open(dir).unwrap();
+    // sled lets go of its lock when its last background write of the closed store ends.
+    let mut tries = 0;
+    let db = loop {
+        match sled::open(dir) {
+            Err(e) if tries < 100 => {
+                tries += 1;
+                assert!(e.to_string().contains("lock"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.unwrap(),
+        }
+    };
     db.open_tree(layout::TREE)
         .unwrap()
         .insert(key, value)
@@ -112,92 +123,133 @@ fn corrupt(dir: &std::path::Path, key: &[u8], value: &[u8]) {
     db.flush().unwrap();
 }
 
-/// Undecodable values surface as `StoreError::Corrupt`, never as a panic or as `None`.
+fn genesis_state() -> dag_core::LedgerState {
+    let g = dag_core::Genesis {
+        network_name: "corrupt".into(),
+        timestamp: 0,
+        pow_difficulty: 0,
+        timestamp_window_ms: dag_core::genesis::DEFAULT_TIMESTAMP_WINDOW_MS,
+        committee: vec![dag_core::Address([9; 32])],
+        threshold: 1,
+        allocations: vec![dag_core::Allocation {
+            address: dag_core::Address([4; 32]),
+            amount: 10,
+        }],
+    };
+    Ledger::from_genesis(&g).unwrap().to_state()
+}
+
+/// Undecodable sled values surface as `StoreError::Corrupt`, never as a panic or as
+/// `None`; intact data still reads.
 #[test]
 fn corrupt_values_are_reported_not_panicked_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (id, bytes) = blob(1);
     let (id2, bytes2) = blob(2);
-    let (id4, bytes4) = blob(4);
-    let pid = PayloadId([3; 32]);
-    let genesis_state = {
-        let g = dag_core::Genesis {
-            network_name: "corrupt".into(),
-            timestamp: 0,
-            pow_difficulty: 0,
-            timestamp_window_ms: dag_core::genesis::DEFAULT_TIMESTAMP_WINDOW_MS,
-            committee: vec![dag_core::Address([9; 32])],
-            threshold: 1,
-            allocations: vec![dag_core::Allocation {
-                address: dag_core::Address([4; 32]),
-                amount: 10,
-            }],
-        };
-        Ledger::from_genesis(&g).unwrap().to_state()
-    };
-    let pid4 = PayloadId([5; 32]);
     {
         let s = SledStore::open(dir.path()).unwrap();
-        let e = TxEntry {
-            id,
-            bytes: &bytes,
-            meta: TxMeta::new(5, false, Some(pid)),
-        };
-        let e4 = TxEntry {
-            id: id4,
-            bytes: &bytes4,
-            meta: TxMeta::new(5, false, Some(pid4)),
-        };
-        s.put_transactions(&[e, entry(id2, &bytes2, 6), e4])
-            .unwrap();
-        s.init_ledger(&genesis_state).unwrap();
+        s.put_transactions(&[entry(id2, &bytes2, 6)]).unwrap();
+        s.init_ledger(&genesis_state()).unwrap();
         s.flush().unwrap();
     }
-    // A record with unknown flags, a payload index entry naming a 5-byte id, one naming
-    // a transaction that is not stored, a short account, a truncated milestone, a short
-    // counter.
-    let mut bad = layout::encode_tx_record(
-        &layout::TxHeader {
-            seq: 0,
-            meta: TxMeta::new(5, false, Some(pid)),
-            position: 0,
-        },
-        &bytes,
-    );
-    bad[1] = 0xf0;
-    corrupt(dir.path(), &layout::tx_key(&id), &bad);
-    corrupt(dir.path(), &layout::payload_key(&pid, 9), b"short");
-    corrupt(dir.path(), &layout::payload_key(&pid4, 9), &[0xee; 32]);
+    // A short account, a truncated milestone, an undecodable ledger header.
     corrupt(
         dir.path(),
         &layout::account_key(&dag_core::Address([4; 32])),
         &[],
     );
     corrupt(dir.path(), &layout::milestone_key(1), &[0x93, 0x01]);
-    corrupt(dir.path(), layout::TX_COUNT_KEY, &[1, 2, 3]);
-
     let s = SledStore::open(dir.path()).unwrap();
     let is_corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
-    assert!(is_corrupt(s.metadata(&id).map(drop)));
-    assert!(is_corrupt(s.transaction(&id).map(drop)));
-    assert!(is_corrupt(s.payload(&pid).map(drop)));
-    assert!(is_corrupt(s.payload(&pid4).map(drop)));
     assert!(is_corrupt(s.account(&dag_core::Address([4; 32])).map(drop)));
     assert!(is_corrupt(s.milestone(1).map(drop)));
-    assert!(is_corrupt(s.transaction_count().map(drop)));
     assert!(is_corrupt(s.load_ledger().map(drop)));
-    assert!(is_corrupt(s.for_each_transaction(&mut |_, _, _| {})));
-    // Batches touching corrupt values abort and write nothing.
-    assert!(is_corrupt(s.mark_solid(&[id2, id]).map(drop)));
-    assert!(!s.metadata(&id2).unwrap().unwrap().solid);
-    let (id3, bytes3) = blob(3);
-    assert!(is_corrupt(
-        s.put_transactions(&[entry(id3, &bytes3, 7)]).map(drop)
-    ));
-    assert_eq!(s.transaction(&id3).unwrap(), None);
-    // Intact values still read.
-    assert_eq!(s.transaction(&id2).unwrap(), Some(bytes2));
+    assert_eq!(s.transaction(&id2).unwrap(), Some(bytes2.clone()));
     assert_eq!(s.metadata(&id2).unwrap().unwrap().arrival, 6);
+    drop(s);
+    corrupt(dir.path(), layout::LEDGER_KEY, &[0xc1]);
+    let s = SledStore::open(dir.path());
+    assert!(is_corrupt(s.map(drop)), "the header is read on open");
+
+    // A confirmation chunk that does not decode, or names a transaction the log does not
+    // hold: the database is refused at open.
+    for value in [vec![0u8; 5], vec![0xee; 34]] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.init_ledger(&dag_core::LedgerState {
+                confirmed_index: 3,
+                ..genesis_state()
+            })
+            .unwrap();
+        }
+        corrupt(dir.path(), &layout::confirmation_key(1, 0), &value);
+        assert!(is_corrupt(SledStore::open(dir.path()).map(drop)));
+    }
+}
+
+/// A log entry overwritten with another transaction's bytes is reported, and a damaged
+/// frame in the middle of the log ends it (point-in-time recovery: what follows is cut).
+#[test]
+fn a_damaged_log_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let txs: Vec<_> = (0..3).map(blob).collect();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        for (id, b) in &txs {
+            s.put_transactions(&[entry(*id, b, 1)]).unwrap();
+        }
+        s.flush().unwrap();
+    }
+    let path = dir.path().join(layout::LOG_FILE);
+    let log = std::fs::read(&path).unwrap();
+    let frame_len = layout::FRAME_HEADER_LEN + 5 + layout::TX_ENTRY_HEADER_LEN + 250;
+    assert_eq!(log.len(), 8 + 3 * frame_len);
+    // Damage the second frame's body: the second and third are cut off on open.
+    let mut damaged = log.clone();
+    damaged[8 + frame_len + 100] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.transaction_count().unwrap(), 1);
+    assert_eq!(s.transaction(&txs[0].0).unwrap(), Some(txs[0].1.clone()));
+    assert_eq!(s.transaction(&txs[1].0).unwrap(), None);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        (8 + frame_len) as u64
+    );
+    // The store carries on after the cut.
+    s.put_transactions(&[entry(txs[2].0, &txs[2].1, 1)])
+        .unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.transaction_count().unwrap(), 2);
+    assert_eq!(s.transaction(&txs[2].0).unwrap(), Some(txs[2].1.clone()));
+}
+
+/// A transaction log without its sled database, or a database without its log, is
+/// refused instead of starting over silently.
+#[test]
+fn the_log_and_the_database_must_come_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, b) = blob(1);
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.put_transactions(&[entry(id, &b, 1)]).unwrap();
+        s.flush().unwrap();
+    }
+    let log = dir.path().join(layout::LOG_FILE);
+    let moved = dir.path().join("moved.log");
+    std::fs::rename(&log, &moved).unwrap();
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
+    let other = tempfile::tempdir().unwrap();
+    std::fs::rename(&moved, other.path().join(layout::LOG_FILE)).unwrap();
+    assert!(matches!(
+        SledStore::open(other.path()),
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 /// A database written in another format (here: the earlier tree-per-record layout) is

@@ -1,27 +1,25 @@
-//! The on-disk format of [`SledStore`](super::SledStore): one sled tree, keys by prefix,
-//! and the binary transaction record (see the [module](super) docs for the table).
+//! The on-disk format of [`SledStore`](super::SledStore) (see the [module](super) docs for
+//! the whole picture): the sled keys and values, and the frames of the transaction log.
 //!
-//! Everything here is pure (no sled): key builders, and the encoder and checked decoder of
-//! the transaction record. Decoding never panics; a malformed record is a
-//! [`StoreError::Corrupt`].
+//! Everything here is pure (no I/O): key builders, encoders, and checked decoders. Decoding
+//! never panics; a malformed value is a [`StoreError::Corrupt`].
 
-use dag_core::store::{Result, StoreError, TxMeta};
+use dag_core::store::{Result, StoreError};
 use dag_core::{
     Account, Address, ChannelId, ConflictReason, MilestoneIndex, PayloadId, PayloadOutcome, TxId,
 };
 
-/// Name of the one sled tree holding everything.
+/// Name of the one sled tree holding everything but transactions.
 pub const TREE: &str = "tangle";
 
 /// Version of this format, stored under [`FORMAT_KEY`] when the database is created.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 
-/// Prefix of transaction records: `t` + tx id -> [`encode_tx_record`].
-pub const TX: u8 = b't';
-/// Prefix of the payload index: `p` + payload id + storing sequence (u64 BE) -> tx id.
-pub const PAYLOAD: u8 = b'p';
 /// Prefix of milestones: `m` + index (u32 BE) -> `MilestoneRecord` (MessagePack).
 pub const MILESTONE: u8 = b'm';
+/// Prefix of confirmation chunks: `k` + milestone index (u32 BE) + chunk (u32 BE) ->
+/// [`encode_confirmation`] entries, in white-flag order.
+pub const CONFIRMATION: u8 = b'k';
 /// Prefix of accounts: `a` + address -> balance, next seq (u64 BE each).
 pub const ACCOUNT: u8 = b'a';
 /// Prefix of channels: `c` + channel id -> `Channel` (MessagePack).
@@ -31,52 +29,59 @@ pub const CHANNEL: u8 = b'c';
 pub const FORMAT_KEY: &[u8] = b"sformat";
 /// Ledger header: network id, supply, confirmed index and digest (MessagePack).
 pub const LEDGER_KEY: &[u8] = b"sledger";
-/// Number of transactions ever stored (u64 BE); also the next storing sequence.
-pub const TX_COUNT_KEY: &[u8] = b"stx_count";
 
-/// Length of the fixed header of a transaction record, before the transaction's bytes.
-pub const TX_HEADER_LEN: usize = 59;
+/// Name of the transaction log file in the database directory.
+pub const LOG_FILE: &str = "transactions.log";
+/// The first bytes of a transaction log.
+pub const LOG_MAGIC: &[u8; 8] = b"TANGLOG\x02";
+/// Length of a frame's header: body length (u32 LE) and CRC-32 of the body (u32 LE).
+pub const FRAME_HEADER_LEN: usize = 8;
+/// Largest frame body accepted when reading a log (a frame holds one `put_transactions`
+/// batch; the node writes at most a few MiB at once).
+pub const MAX_FRAME_LEN: usize = 256 * 1024 * 1024;
 
-const FLAG_SOLID: u8 = 1;
-const FLAG_PAYLOAD: u8 = 2;
-const FLAG_CONFIRMED: u8 = 4;
-const FLAG_OUTCOME: u8 = 8;
-const FLAGS_ALL: u8 = FLAG_SOLID | FLAG_PAYLOAD | FLAG_CONFIRMED | FLAG_OUTCOME;
+/// Frame kind: a batch of transactions ([`TxEntryHeader`] + bytes, each).
+pub const FRAME_TRANSACTIONS: u8 = 1;
+/// Frame kind: transactions that became solid (32-byte ids).
+pub const FRAME_SOLID: u8 = 2;
 
-// Offsets in the header.
-const OFF_FLAGS: usize = 1;
-const OFF_SEQ: usize = 2;
-const OFF_ARRIVAL: usize = 10;
-const OFF_PAYLOAD: usize = 18;
-const OFF_CONFIRMED_BY: usize = 50;
-const OFF_POSITION: usize = 54;
-const OFF_OUTCOME: usize = 58;
+/// Length of a transaction entry's fixed header in a log frame, before its bytes.
+pub const TX_ENTRY_HEADER_LEN: usize = 77;
+const ENTRY_FLAG_SOLID: u8 = 1;
+const ENTRY_FLAG_PAYLOAD: u8 = 2;
 
-/// Key of a transaction record.
-pub fn tx_key(id: &TxId) -> [u8; 33] {
-    prefixed(TX, &id.0)
-}
-
-/// Key of one payload index entry: the transaction with storing sequence `seq` carries
-/// payload `id`. Entries of one payload sort by storing sequence.
-pub fn payload_key(id: &PayloadId, seq: u64) -> [u8; 41] {
-    let mut k = [0u8; 41];
-    k[0] = PAYLOAD;
-    k[1..33].copy_from_slice(&id.0);
-    k[33..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// Prefix of every index entry of payload `id`.
-pub fn payload_prefix(id: &PayloadId) -> [u8; 33] {
-    prefixed(PAYLOAD, &id.0)
-}
+/// Length of a confirmation entry without / with a payload id of its own.
+pub const CONFIRMATION_LEN: usize = 34;
+const CONFIRMATION_FLAG_OUTCOME: u8 = 1;
+const CONFIRMATION_FLAG_PAYLOAD: u8 = 2;
+/// Most entries in one confirmation chunk (a chunk is at most ~64 KiB, so sled keeps it
+/// in its log rather than as a blob file).
+pub const CONFIRMATIONS_PER_CHUNK: usize = 1_024;
 
 /// Key of a milestone record.
 pub fn milestone_key(index: MilestoneIndex) -> [u8; 5] {
     let mut k = [MILESTONE; 5];
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+/// Key of chunk `chunk` of milestone `index`'s confirmations.
+pub fn confirmation_key(index: MilestoneIndex, chunk: u32) -> [u8; 9] {
+    let mut k = [CONFIRMATION; 9];
+    k[1..5].copy_from_slice(&index.to_be_bytes());
+    k[5..].copy_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// The milestone index and chunk number of a confirmation key.
+pub fn decode_confirmation_key(key: &[u8]) -> Result<(MilestoneIndex, u32)> {
+    if key.len() != 9 || key[0] != CONFIRMATION {
+        return Err(StoreError::Corrupt(format!(
+            "confirmation key of {} bytes",
+            key.len()
+        )));
+    }
+    Ok((be_u32(&key[1..5]), be_u32(&key[5..])))
 }
 
 /// Key of an account.
@@ -125,17 +130,6 @@ pub fn decode_account(bytes: &[u8]) -> Result<Account> {
     })
 }
 
-/// A u64 stored big-endian in exactly 8 bytes.
-pub fn decode_u64(what: &str, bytes: &[u8]) -> Result<u64> {
-    if bytes.len() != 8 {
-        return Err(StoreError::Corrupt(format!(
-            "{what}: {} bytes, not 8",
-            bytes.len()
-        )));
-    }
-    Ok(be_u64(bytes))
-}
-
 fn be_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
@@ -148,120 +142,250 @@ fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes(a)
 }
 
-/// The header of a transaction record: what the store knows about a transaction besides
-/// its bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxHeader {
-    /// Storing sequence: 0 for the first transaction ever stored, then 1, 2, ...
-    pub seq: u64,
-    /// The metadata the trait exposes.
-    pub meta: TxMeta,
-    /// Position in its confirming milestone's white-flag order (0 while unconfirmed); it
-    /// orders the confirmations of one payload within a milestone.
-    pub position: u32,
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
 }
 
-/// A transaction record: the fixed [`TX_HEADER_LEN`]-byte header, then the canonical
-/// transaction bytes.
+/// What a log entry says about a transaction when it was stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxEntryHeader {
+    /// The id.
+    pub id: TxId,
+    /// Local arrival time, ms.
+    pub arrival: u64,
+    /// Solid when stored.
+    pub solid: bool,
+    /// The payload it carries.
+    pub payload: Option<PayloadId>,
+    /// Length of the transaction's bytes, which follow the header.
+    pub len: u32,
+}
+
+/// Appends one transaction entry to a frame body.
 ///
-/// | offset | size | field                                                       |
-/// |--------|------|-------------------------------------------------------------|
-/// | 0      | 1    | format, [`FORMAT`]                                          |
-/// | 1      | 1    | flags: 1 solid, 2 payload, 4 confirmed, 8 outcome           |
-/// | 2      | 8    | storing sequence (u64 BE)                                   |
-/// | 10     | 8    | arrival, ms (u64 BE)                                        |
-/// | 18     | 32   | payload id (zeros without flag 2)                           |
-/// | 50     | 4    | confirming milestone (u32 BE; 0 without flag 4)             |
-/// | 54     | 4    | position in that milestone's confirmation order (u32 BE)   |
-/// | 58     | 1    | outcome: 0 applied, else the conflict reason's code         |
-/// | 59     | ..   | canonical transaction bytes                                 |
-pub fn encode_tx_record(header: &TxHeader, bytes: &[u8]) -> Vec<u8> {
-    let mut v = vec![0u8; TX_HEADER_LEN + bytes.len()];
-    write_header(&mut v, header);
-    v[TX_HEADER_LEN..].copy_from_slice(bytes);
+/// | offset | size | field                                        |
+/// |--------|------|----------------------------------------------|
+/// | 0      | 32   | tx id                                        |
+/// | 32     | 8    | arrival, ms (u64 BE)                         |
+/// | 40     | 1    | flags: 1 solid, 2 payload                    |
+/// | 41     | 32   | payload id (zeros without flag 2)            |
+/// | 73     | 4    | length of the bytes (u32 BE)                 |
+/// | 77     | ..   | canonical transaction bytes                  |
+pub fn push_tx_entry(out: &mut Vec<u8>, h: &TxEntryHeader, bytes: &[u8]) {
+    debug_assert_eq!(h.len as usize, bytes.len());
+    out.extend_from_slice(&h.id.0);
+    out.extend_from_slice(&h.arrival.to_be_bytes());
+    let mut flags = 0;
+    if h.solid {
+        flags |= ENTRY_FLAG_SOLID;
+    }
+    if h.payload.is_some() {
+        flags |= ENTRY_FLAG_PAYLOAD;
+    }
+    out.push(flags);
+    out.extend_from_slice(&h.payload.map_or([0; 32], |p| p.0));
+    out.extend_from_slice(&h.len.to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Decodes the fixed header of a transaction entry (`bytes` holds at least the header).
+pub fn decode_tx_entry_header(bytes: &[u8]) -> Result<TxEntryHeader> {
+    let corrupt = |why: &str| Err(StoreError::Corrupt(format!("transaction entry: {why}")));
+    if bytes.len() < TX_ENTRY_HEADER_LEN {
+        return corrupt("too short");
+    }
+    let flags = bytes[40];
+    if flags & !(ENTRY_FLAG_SOLID | ENTRY_FLAG_PAYLOAD) != 0 {
+        return corrupt("unknown flags");
+    }
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&bytes[..32]);
+    let mut pid = [0u8; 32];
+    pid.copy_from_slice(&bytes[41..73]);
+    Ok(TxEntryHeader {
+        id: TxId(id),
+        arrival: be_u64(&bytes[32..40]),
+        solid: flags & ENTRY_FLAG_SOLID != 0,
+        payload: (flags & ENTRY_FLAG_PAYLOAD != 0).then_some(PayloadId(pid)),
+        len: be_u32(&bytes[73..77]),
+    })
+}
+
+/// A decoded frame body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// Transaction entries: header, offset of the entry in the body, and bytes.
+    Transactions(Vec<(TxEntryHeader, usize, &'a [u8])>),
+    /// Ids of transactions that became solid.
+    Solid(Vec<TxId>),
+}
+
+/// Wraps a body into a frame: length, CRC-32, body.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    frame_header_into(&mut out, body);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The 8-byte header of a frame around `body`, pushed onto `out`.
+pub fn frame_header_into(out: &mut Vec<u8>, body: &[u8]) {
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+}
+
+/// Reads a frame header: the body length and its expected CRC.
+pub fn decode_frame_header(header: &[u8; FRAME_HEADER_LEN]) -> (usize, u32) {
+    (le_u32(&header[..4]) as usize, le_u32(&header[4..]))
+}
+
+/// Whether `body` matches the CRC of its frame header.
+pub fn body_matches(body: &[u8], crc: u32) -> bool {
+    crc32fast::hash(body) == crc
+}
+
+/// A transactions frame body: kind, count (u32 BE), then the entries.
+pub fn transactions_body_start(count: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + count as usize * 330);
+    v.push(FRAME_TRANSACTIONS);
+    v.extend_from_slice(&count.to_be_bytes());
     v
 }
 
-/// Overwrites the header of an encoded record in place (the record is at least
-/// [`TX_HEADER_LEN`] bytes long, as [`decode_tx_header`] checked).
-pub fn write_header(record: &mut [u8], h: &TxHeader) {
-    let m = &h.meta;
-    let mut flags = 0;
-    if m.solid {
-        flags |= FLAG_SOLID;
+/// A solid-marks frame body.
+pub fn solid_body(ids: &[TxId]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + ids.len() * 32);
+    v.push(FRAME_SOLID);
+    v.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+    for id in ids {
+        v.extend_from_slice(&id.0);
     }
-    record[0] = FORMAT;
-    record[OFF_SEQ..OFF_ARRIVAL].copy_from_slice(&h.seq.to_be_bytes());
-    record[OFF_ARRIVAL..OFF_PAYLOAD].copy_from_slice(&m.arrival.to_be_bytes());
-    let pid = match m.payload {
-        Some(p) => {
-            flags |= FLAG_PAYLOAD;
-            p.0
-        }
-        None => [0; 32],
-    };
-    record[OFF_PAYLOAD..OFF_CONFIRMED_BY].copy_from_slice(&pid);
-    let by = match m.confirmed_by {
-        Some(i) => {
-            flags |= FLAG_CONFIRMED;
-            i
-        }
-        None => 0,
-    };
-    record[OFF_CONFIRMED_BY..OFF_POSITION].copy_from_slice(&by.to_be_bytes());
-    record[OFF_POSITION..OFF_OUTCOME].copy_from_slice(&h.position.to_be_bytes());
-    record[OFF_OUTCOME] = match m.outcome {
-        Some(o) => {
-            flags |= FLAG_OUTCOME;
-            o.code()
-        }
-        None => 0,
-    };
-    record[OFF_FLAGS] = flags;
+    v
 }
 
-/// Decodes and checks the header of a transaction record; the transaction's bytes are
-/// `&record[TX_HEADER_LEN..]`.
-pub fn decode_tx_header(record: &[u8]) -> Result<TxHeader> {
-    let corrupt = |why: &str| Err(StoreError::Corrupt(format!("transaction record: {why}")));
-    if record.len() < TX_HEADER_LEN {
-        return corrupt("too short");
+/// Decodes a frame body whose CRC matched.
+pub fn decode_body(body: &[u8]) -> Result<Frame<'_>> {
+    let corrupt = |why: String| Err(StoreError::Corrupt(format!("log frame: {why}")));
+    if body.len() < 5 {
+        return corrupt(format!("body of {} bytes", body.len()));
     }
-    if record[0] != FORMAT {
-        return corrupt("unknown format");
-    }
-    let flags = record[OFF_FLAGS];
-    if flags & !FLAGS_ALL != 0 {
-        return corrupt("unknown flags");
-    }
-    let code = record[OFF_OUTCOME];
-    let outcome = if flags & FLAG_OUTCOME == 0 {
-        if code != 0 {
-            return corrupt("outcome without its flag");
+    let count = be_u32(&body[1..5]) as usize;
+    let rest = &body[5..];
+    match body[0] {
+        FRAME_TRANSACTIONS => {
+            let mut out = Vec::with_capacity(count.min(rest.len() / TX_ENTRY_HEADER_LEN));
+            let mut at = 5;
+            for _ in 0..count {
+                let h = decode_tx_entry_header(&body[at.min(body.len())..])?;
+                let start = at + TX_ENTRY_HEADER_LEN;
+                let Some(bytes) = body.get(start..start + h.len as usize) else {
+                    return corrupt("entry runs past the frame".into());
+                };
+                out.push((h, at, bytes));
+                at = start + h.len as usize;
+            }
+            if at != body.len() {
+                return corrupt("bytes after the last entry".into());
+            }
+            Ok(Frame::Transactions(out))
         }
-        None
-    } else if code == 0 {
+        FRAME_SOLID => {
+            if rest.len() != count.saturating_mul(32) {
+                return corrupt("solid marks of the wrong length".into());
+            }
+            Ok(Frame::Solid(
+                rest.chunks_exact(32)
+                    .map(|c| TxId(c.try_into().expect("chunks of 32")))
+                    .collect(),
+            ))
+        }
+        k => corrupt(format!("unknown kind {k}")),
+    }
+}
+
+/// One confirmed transaction in a confirmation chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirmation {
+    /// The transaction.
+    pub tx: TxId,
+    /// What the ledger did with its payload, if it carries one.
+    pub outcome: Option<PayloadOutcome>,
+    /// The payload it was confirmed as carrying, when that is not the payload it was stored
+    /// with.
+    pub payload: Option<PayloadId>,
+}
+
+/// Appends a confirmation entry: tx id (32), flags (1 outcome, 2 payload id follows),
+/// outcome code (0 applied, else the conflict reason's code), then the payload id if
+/// flag 2.
+pub fn push_confirmation(out: &mut Vec<u8>, c: &Confirmation) {
+    out.extend_from_slice(&c.tx.0);
+    let mut flags = 0;
+    if c.outcome.is_some() {
+        flags |= CONFIRMATION_FLAG_OUTCOME;
+    }
+    if c.payload.is_some() {
+        flags |= CONFIRMATION_FLAG_PAYLOAD;
+    }
+    out.push(flags);
+    out.push(c.outcome.map_or(0, |o| o.code()));
+    if let Some(p) = c.payload {
+        out.extend_from_slice(&p.0);
+    }
+}
+
+/// Decodes a confirmation chunk.
+pub fn decode_confirmations(mut bytes: &[u8]) -> Result<Vec<Confirmation>> {
+    let corrupt = |why: &str| Err(StoreError::Corrupt(format!("confirmation: {why}")));
+    let mut out = Vec::with_capacity(bytes.len() / CONFIRMATION_LEN);
+    while !bytes.is_empty() {
+        if bytes.len() < CONFIRMATION_LEN {
+            return corrupt("truncated");
+        }
+        let flags = bytes[32];
+        if flags & !(CONFIRMATION_FLAG_OUTCOME | CONFIRMATION_FLAG_PAYLOAD) != 0 {
+            return corrupt("unknown flags");
+        }
+        let outcome = match (flags & CONFIRMATION_FLAG_OUTCOME != 0, bytes[33]) {
+            (false, 0) => None,
+            (false, _) => return corrupt("outcome without its flag"),
+            (true, code) => match decode_outcome(code) {
+                Some(o) => Some(o),
+                None => return corrupt("unknown conflict reason"),
+            },
+        };
+        let mut tx = [0u8; 32];
+        tx.copy_from_slice(&bytes[..32]);
+        let mut len = CONFIRMATION_LEN;
+        let payload = if flags & CONFIRMATION_FLAG_PAYLOAD != 0 {
+            let Some(p) = bytes.get(CONFIRMATION_LEN..CONFIRMATION_LEN + 32) else {
+                return corrupt("truncated payload id");
+            };
+            len += 32;
+            Some(PayloadId(p.try_into().expect("32 bytes")))
+        } else {
+            None
+        };
+        out.push(Confirmation {
+            tx: TxId(tx),
+            outcome,
+            payload,
+        });
+        bytes = &bytes[len..];
+    }
+    Ok(out)
+}
+
+/// An outcome from its one-byte code: 0 applied, else a conflict reason.
+pub fn decode_outcome(code: u8) -> Option<PayloadOutcome> {
+    if code == 0 {
         Some(PayloadOutcome::Applied)
     } else {
-        match ConflictReason::from_code(code) {
-            Some(r) => Some(PayloadOutcome::Conflicting(r)),
-            None => return corrupt("unknown conflict reason"),
-        }
-    };
-    let mut pid = [0u8; 32];
-    pid.copy_from_slice(&record[OFF_PAYLOAD..OFF_CONFIRMED_BY]);
-    Ok(TxHeader {
-        seq: be_u64(&record[OFF_SEQ..]),
-        meta: TxMeta {
-            arrival: be_u64(&record[OFF_ARRIVAL..]),
-            solid: flags & FLAG_SOLID != 0,
-            payload: (flags & FLAG_PAYLOAD != 0).then_some(PayloadId(pid)),
-            confirmed_by: (flags & FLAG_CONFIRMED != 0)
-                .then(|| be_u32(&record[OFF_CONFIRMED_BY..])),
-            outcome,
-        },
-        position: be_u32(&record[OFF_POSITION..]),
-    })
+        ConflictReason::from_code(code).map(PayloadOutcome::Conflicting)
+    }
 }
 
 #[cfg(test)]
@@ -278,57 +402,130 @@ mod tests {
         ]
     }
 
+    fn entry() -> impl Strategy<Value = (TxEntryHeader, Vec<u8>)> {
+        (
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            any::<bool>(),
+            any::<Option<[u8; 32]>>(),
+            proptest::collection::vec(any::<u8>(), 0..400),
+        )
+            .prop_map(|(id, arrival, solid, pid, bytes)| {
+                (
+                    TxEntryHeader {
+                        id: TxId(id),
+                        arrival,
+                        solid,
+                        payload: pid.map(PayloadId),
+                        len: bytes.len() as u32,
+                    },
+                    bytes,
+                )
+            })
+    }
+
     proptest! {
-        /// Every header survives encoding, and the bytes follow it unchanged.
+        /// Every batch of entries survives a transactions frame, with each entry's offset.
         #[test]
-        fn tx_record_round_trips(
-            seq: u64, arrival: u64, solid: bool, pid: Option<[u8; 32]>,
-            by: Option<u32>, position: u32, outcome in outcome(),
-            bytes in proptest::collection::vec(any::<u8>(), 0..400),
-        ) {
-            let h = TxHeader {
-                seq,
-                meta: TxMeta { arrival, solid, payload: pid.map(PayloadId), confirmed_by: by, outcome },
-                position,
+        fn transaction_frames_round_trip(entries in proptest::collection::vec(entry(), 0..8)) {
+            let mut body = transactions_body_start(entries.len() as u32);
+            let mut offsets = Vec::new();
+            for (h, b) in &entries {
+                offsets.push(body.len());
+                push_tx_entry(&mut body, h, b);
+            }
+            let Frame::Transactions(got) = decode_body(&body).unwrap() else {
+                panic!("wrong kind");
             };
-            let rec = encode_tx_record(&h, &bytes);
-            prop_assert_eq!(decode_tx_header(&rec).unwrap(), h);
-            prop_assert_eq!(&rec[TX_HEADER_LEN..], &bytes[..]);
+            prop_assert_eq!(got.len(), entries.len());
+            for ((h, at, b), ((want, wb), off)) in got.iter().zip(entries.iter().zip(offsets)) {
+                prop_assert_eq!(h, want);
+                prop_assert_eq!(*at, off);
+                prop_assert_eq!(*b, &wb[..]);
+                prop_assert_eq!(&decode_tx_entry_header(&body[off..]).unwrap(), want);
+            }
         }
 
-        /// Arbitrary bytes decode to a header or to `Corrupt`, never a panic.
+        /// Confirmation entries round-trip, with and without their own payload id.
         #[test]
-        fn tx_header_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
-            match decode_tx_header(&bytes) {
-                Ok(_) | Err(StoreError::Corrupt(_)) => {}
-                Err(e) => prop_assert!(false, "unexpected error {e}"),
+        fn confirmations_round_trip(
+            list in proptest::collection::vec(
+                (any::<[u8; 32]>(), outcome(), any::<Option<[u8; 32]>>()), 0..10),
+        ) {
+            let list: Vec<Confirmation> = list
+                .into_iter()
+                .map(|(tx, outcome, p)| Confirmation { tx: TxId(tx), outcome, payload: p.map(PayloadId) })
+                .collect();
+            let mut bytes = Vec::new();
+            for c in &list {
+                push_confirmation(&mut bytes, c);
+            }
+            prop_assert_eq!(decode_confirmations(&bytes).unwrap(), list);
+        }
+
+        /// Arbitrary bytes decode or are `Corrupt`, never a panic.
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            for r in [
+                decode_body(&bytes).map(drop),
+                decode_confirmations(&bytes).map(drop),
+                decode_tx_entry_header(&bytes).map(drop),
+                decode_confirmation_key(&bytes).map(drop),
+                decode_account(&bytes).map(drop),
+            ] {
+                match r {
+                    Ok(()) | Err(StoreError::Corrupt(_)) => {}
+                    Err(e) => prop_assert!(false, "unexpected error {e}"),
+                }
             }
         }
     }
 
     #[test]
-    fn malformed_records_are_corrupt() {
-        let h = TxHeader {
-            seq: 1,
-            meta: TxMeta::new(5, true, None),
-            position: 0,
+    fn malformed_values_are_corrupt() {
+        let h = TxEntryHeader {
+            id: TxId([1; 32]),
+            arrival: 5,
+            solid: true,
+            payload: None,
+            len: 2,
         };
-        let good = encode_tx_record(&h, b"tx");
-        let mut bad_flags = good.clone();
-        bad_flags[OFF_FLAGS] |= 0x80;
-        let mut bad_reason = good.clone();
-        bad_reason[OFF_FLAGS] |= FLAG_OUTCOME;
-        bad_reason[OFF_OUTCOME] = 200;
-        let mut bad_format = good.clone();
-        bad_format[0] = 0;
-        for rec in [
-            &good[..TX_HEADER_LEN - 1],
+        let mut body = transactions_body_start(1);
+        push_tx_entry(&mut body, &h, b"tx");
+        let mut bad_flags = body.clone();
+        bad_flags[5 + 40] |= 0x80;
+        let mut trailing = body.clone();
+        trailing.push(0);
+        let mut too_many = body.clone();
+        too_many[4] = 2;
+        let mut unknown_kind = body.clone();
+        unknown_kind[0] = 9;
+        for b in [
+            &body[..body.len() - 1],
             &bad_flags[..],
-            &bad_reason[..],
-            &bad_format[..],
+            &trailing[..],
+            &too_many[..],
+            &unknown_kind[..],
         ] {
-            assert!(matches!(decode_tx_header(rec), Err(StoreError::Corrupt(_))));
+            assert!(
+                matches!(decode_body(b), Err(StoreError::Corrupt(_))),
+                "{b:?}"
+            );
         }
+        let mut c = Vec::new();
+        push_confirmation(
+            &mut c,
+            &Confirmation {
+                tx: TxId([2; 32]),
+                outcome: Some(PayloadOutcome::Applied),
+                payload: None,
+            },
+        );
+        c[33] = 200;
+        assert!(matches!(
+            decode_confirmations(&c),
+            Err(StoreError::Corrupt(_))
+        ));
         assert!(matches!(
             decode_account(&[0; 15]),
             Err(StoreError::Corrupt(_))
@@ -337,23 +534,28 @@ mod tests {
             key_id("x", &[b'a'; 5]),
             Err(StoreError::Corrupt(_))
         ));
+        assert!(!body_matches(b"abc", crc32fast::hash(b"abd")));
     }
 
-    /// Keys of different kinds never collide, and payload entries sort by sequence.
+    /// Keys of different kinds never collide, and confirmation chunks sort by milestone
+    /// then chunk.
     #[test]
     fn keys_are_prefixed_and_ordered() {
         let id = [7u8; 32];
         let keys = [
-            tx_key(&TxId(id)).to_vec(),
-            payload_key(&PayloadId(id), 0).to_vec(),
             milestone_key(7).to_vec(),
+            confirmation_key(7, 0).to_vec(),
             account_key(&Address(id)).to_vec(),
             channel_key(&ChannelId(id)).to_vec(),
             FORMAT_KEY.to_vec(),
         ];
         let firsts: std::collections::HashSet<u8> = keys.iter().map(|k| k[0]).collect();
         assert_eq!(firsts.len(), keys.len());
-        assert!(payload_key(&PayloadId(id), 255) < payload_key(&PayloadId(id), 256));
-        assert!(payload_key(&PayloadId(id), 3).starts_with(&payload_prefix(&PayloadId(id))));
+        assert!(confirmation_key(1, 300) < confirmation_key(2, 0));
+        assert!(confirmation_key(256, 0) > confirmation_key(255, 9));
+        assert_eq!(
+            decode_confirmation_key(&confirmation_key(9, 4)).unwrap(),
+            (9, 4)
+        );
     }
 }

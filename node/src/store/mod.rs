@@ -1,57 +1,71 @@
-//! Persistent storage: [`SledStore`], the sled 0.34 backend of [`dag_core::store::Store`].
+//! Persistent storage: [`SledStore`], the backend of [`dag_core::store::Store`] on sled 0.34
+//! and an append-only transaction log.
 //!
 //! It passes the same conformance suite as `MemStore` (`node/tests/store_sled.rs`).
-//! Everything lives in **one sled tree**, so every batch method is one sled `apply_batch`:
-//! all or nothing for concurrent readers (sled takes its write lock for a batch) and for a
-//! restart after a crash (sled recovers a batch whole or not at all). A milestone is applied
-//! in one such batch ([`dag_core::store::Store::apply_milestone`]). Writers are serialised by
-//! a mutex, because each reads what it is about to change before it writes.
 //!
-//! # On-disk layout (format 1)
-//! One sled tree, `tangle` ([`layout::TREE`]); the first byte of a key says what it is.
-//! Integers in keys are big-endian so that keys sort numerically:
+//! # On-disk layout (format 2)
+//! Two parts in the database directory, the way Bitcoin Core keeps blocks in flat files and
+//! its indexes and chain state in LevelDB:
+//!
+//! - **`transactions.log`** ([`layout::LOG_FILE`]): what never changes, the transactions.
+//!   An 8-byte magic, then frames: body length (u32 LE), CRC-32 of the body (u32 LE), body.
+//!   One `put_transactions` batch is one frame (kind 1: per transaction its id, arrival,
+//!   solid flag, payload id, length and canonical bytes: 77 bytes + the transaction); a
+//!   `mark_solid` call is one frame of ids (kind 2). Appended with `pwrite`, read with
+//!   `pread`.
+//! - **One sled tree**, `tangle` ([`layout::TREE`]): what a milestone changes. The first
+//!   byte of a key says what it is; integers in keys are big-endian so keys sort
+//!   numerically:
 //!
 //! | key                                | value                                              |
 //! |------------------------------------|----------------------------------------------------|
-//! | `t` + tx id (33 B)                 | transaction record: 59-byte header (storing sequence, arrival, flags, payload id, confirming milestone, white-flag position, outcome) + canonical bytes ([`layout::encode_tx_record`]) |
-//! | `p` + payload id + storing seq (41 B) | tx id: one entry per transaction carrying the payload |
+//! | `k` + milestone index (u32) + chunk (u32) | up to 1,024 confirmations in white-flag order: tx id, outcome, and the payload id if it was confirmed as carrying one it was not stored with |
 //! | `m` + milestone index (u32)        | `MilestoneRecord` (MessagePack)                    |
 //! | `a` + address (33 B)               | balance, next seq (u64 each, 16 B)                 |
 //! | `c` + channel id (33 B)            | `Channel` (MessagePack)                            |
 //! | `sformat`                          | format version (1 byte)                            |
 //! | `sledger`                          | network id, supply, confirmed index and digest (MessagePack) |
-//! | `stx_count`                        | transactions stored (u64), also the next storing sequence |
 //!
-//! Why this shape: sled 0.34 costs several microseconds per inserted key whatever its size
-//! (each insert copies a leaf node and appends a log fragment), so the layout minimises keys
-//! written per payment: **two when it is stored** (its record and one payload index entry)
-//! **and one when it is confirmed** (its record, rewritten with the confirmation), besides
-//! the ledger's own account values. In particular:
-//! - a transaction's metadata shares its record with its bytes;
-//! - there is no arrival index: the storing sequence is in the record, and
-//!   `for_each_transaction` sorts by it, so the node reloads its Tangle in the order it
-//!   first stored the transactions (parents before children, as they were live; a
-//!   sequence rather than the `arrival` timestamp, which may tie or step back);
-//! - a payload's status is not stored but derived when it is read: the rule of
-//!   `apply_milestone` replayed over the confirmations of its carrying transactions, in
-//!   (milestone, white-flag position) order. The record keeps that position for this.
-//!   `payload` reads several keys and retries if a milestone was applied meanwhile, so it
-//!   never sees half a milestone either.
+//! - **In memory**, rebuilt on open by one scan of the log and of the `k` chunks: an index
+//!   from tx id to its log entry and confirmation (56 bytes per transaction plus the hash
+//!   table's overhead), and from payload id to the transactions carrying it. `transaction`
+//!   and `metadata` are one index look-up and one `pread`; `payload` (with the status,
+//!   derived from its transactions' confirmations in (milestone, white-flag position)
+//!   order, the rule of `apply_milestone` replayed) is index only.
 //!
-//! - `for_each_transaction` therefore holds a reference to every record while it sorts
-//!   (about 60 bytes per transaction besides the records, which sled shares with its cache);
-//!   it runs once, on start.
+//! Why this shape: sled 0.34 costs several microseconds per key written (each insert copies
+//! a leaf node and appends a log fragment; perf puts 60% of a node cycle in sled's
+//! `insert`/`get`), and the earlier layout with a record per transaction in sled wrote four
+//! keys and read two per payment: about 53 us of CPU per payment, the node's bottleneck.
+//! Now storing a batch is one `pwrite`, and confirming costs per payment 34 bytes in a
+//! chunk plus the ledger's own account values (`store/node_cycle_report` in
+//! `benches/benches/store.rs` has the figures). The price is the in-memory index, which
+//! grows with the stored transactions (the store is not pruned yet).
 //!
-//! Measured and rejected: keying records by storing sequence (appends at the end of the
-//! tree, a streaming reload) with an id -> sequence index costs a third key per payment:
-//! about 10% more CPU and 45% more bytes on disk (`store/node_cycle_report`).
+//! Atomicity: a frame is all or nothing (its CRC covers the whole batch); a sled batch is
+//! all or nothing; the index takes a milestone's confirmations in one step under its lock.
+//! The log is synced before a milestone's sled batch is applied, so a confirmation never
+//! outlives the transaction it names. On open, a torn tail of the log (an incomplete frame
+//! or a CRC mismatch, as a crash during an append leaves) is cut off and logged; like
+//! RocksDB's point-in-time recovery, reading stops at the first damaged frame. Those bytes
+//! were never flushed, so never acknowledged, unless the device lost flushed data; a
+//! confirmation naming a transaction no longer in the log is then reported as `Corrupt`.
 //!
-//! A database of another format (including the earlier tree-per-record layout) is refused
-//! at open with `StoreError::Corrupt`.
+//! A database of another format (including format 1, which kept transactions in sled) is
+//! refused at open with `StoreError::Corrupt`.
 //!
 //! # Durability
 //! [`Store::flush`](dag_core::store::Store::flush) is the durability point: the node calls
-//! it before it acknowledges a submission. What sled 0.34 gives, and what we add:
+//! it before it acknowledges a submission. A physical flush syncs only what changed since
+//! the last one: the transaction log, sled, or both (a round of submissions touches only
+//! the log).
+//!
+//! - **The transaction log** is ours: appended with `pwrite`, which survives a crash of
+//!   the process; with [`Durability::PowerLoss`] the flush also `fdatasync`s it (data,
+//!   size and allocation, and a cache flush request to the device), and its creation is
+//!   made durable with an `fsync` of the directory.
+//!
+//! What sled 0.34 gives, and what we add:
 //!
 //! - sled keeps recent writes in in-memory I/O buffers. `Db::flush` writes them to its log
 //!   file (`<dir>/db`) with `pwrite` and then, on Linux, calls
@@ -69,8 +83,8 @@
 //!   background flusher, every 500 ms by default, and when it writes snapshots; blob files
 //!   (values over about 128 KiB; we store none that large) are never synced.
 //! - We close the gap: with [`Durability::PowerLoss`] (the default of [`SledStore::open`]),
-//!   a physical flush is sled's `flush` followed by `fdatasync` of the log file (data, file
-//!   size and allocation, and a cache flush request to the device), `fsync` of any new blob
+//!   a physical flush of sled is its `flush` followed by `fdatasync` of sled's log file,
+//!   `fsync` of any new blob
 //!   file, and `fsync` of the database directory when its entries changed (file
 //!   creations, snapshot renames; an unchanged directory is not synced, because on ext4
 //!   that still costs a journal commit). On this machine's ext4 (virtual disk) `fdatasync`
@@ -96,5 +110,6 @@
 mod group_commit;
 pub mod layout;
 mod sled;
+mod txlog;
 
 pub use self::sled::{Durability, SledStore};

@@ -1,12 +1,12 @@
-//! [`SledStore`]: the sled 0.34 implementation of [`Store`].
+//! [`SledStore`]: the [`Store`] on sled 0.34 plus an append-only transaction log.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use dag_core::store::{
     next_payload_status, MilestoneBatch, MilestoneRecord, PayloadRecord, PayloadStatus, Result,
@@ -16,21 +16,25 @@ use dag_core::{
     Account, Address, Channel, ChannelId, Digest, LedgerState, MilestoneIndex, NetworkId,
     PayloadId, PayloadOutcome, TxId,
 };
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::{Batch, IVec, Tree};
 
 use super::group_commit::GroupCommit;
-use super::layout::{self, TxHeader, TX_HEADER_LEN};
+use super::layout::{self, Confirmation, Frame, TxEntryHeader, TX_ENTRY_HEADER_LEN};
+use super::txlog::TxLog;
 
 /// What [`Store::flush`] makes the data survive (see the [module](super) docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
-    /// sled's own flush only (`pwrite` + `sync_file_range` on Linux): survives a crash of
-    /// the process, not reliably a power loss or kernel crash.
+    /// Writes reach the kernel (the log by `pwrite`, sled by its flush's `pwrite` +
+    /// `sync_file_range`): survives a crash of the process, not reliably a power loss or
+    /// kernel crash.
     ProcessCrash,
-    /// sled's flush, then `fdatasync` of the log file and `fsync` of new blob files and of
-    /// the database directory: survives a power loss too.
+    /// Also `fdatasync` of the transaction log and of sled's log, and `fsync` of new files
+    /// and of the database directory: survives a power loss too.
     #[default]
     PowerLoss,
 }
@@ -45,34 +49,163 @@ struct LedgerHeader {
 }
 
 /// State only writers touch, behind [`SledStore::writer`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Writer {
-    /// Number of stored transactions (= next storing sequence), read from the database by
-    /// the first `put_transactions`.
-    tx_count: Option<u64>,
+    /// Where the next log frame goes.
+    end: u64,
 }
 
-/// A [`Store`] on an embedded sled database.
+const SLOT_SOLID: u8 = 1;
+const SLOT_CONFIRMED: u8 = 2;
+const SLOT_OUTCOME: u8 = 4;
+
+/// What the index holds per transaction: where its entry is in the log, and what changed
+/// since it was written (24 bytes).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// Offset of the entry (its header) in the log.
+    offset: u64,
+    /// Length of the transaction's bytes.
+    len: u32,
+    /// Confirming milestone (with `SLOT_CONFIRMED`).
+    confirmed_by: MilestoneIndex,
+    /// Position in that milestone's white-flag order.
+    position: u32,
+    flags: u8,
+    /// Outcome code (with `SLOT_OUTCOME`).
+    outcome: u8,
+}
+
+impl Slot {
+    fn confirmation(&self) -> Option<(MilestoneIndex, u32, Option<PayloadOutcome>)> {
+        (self.flags & SLOT_CONFIRMED != 0).then(|| {
+            let outcome = (self.flags & SLOT_OUTCOME != 0)
+                .then(|| layout::decode_outcome(self.outcome))
+                .flatten();
+            (self.confirmed_by, self.position, outcome)
+        })
+    }
+
+    fn confirm(&mut self, index: MilestoneIndex, position: u32, outcome: Option<PayloadOutcome>) {
+        self.confirmed_by = index;
+        self.position = position;
+        self.flags |= SLOT_CONFIRMED;
+        match outcome {
+            Some(o) => {
+                self.flags |= SLOT_OUTCOME;
+                self.outcome = o.code();
+            }
+            None => {
+                self.flags &= !SLOT_OUTCOME;
+                self.outcome = 0;
+            }
+        }
+    }
+}
+
+/// The in-memory index over the log, rebuilt when the store opens.
+#[derive(Debug, Default)]
+struct Index {
+    txs: HashMap<TxId, Slot>,
+    /// Payload -> the first transaction stored carrying it.
+    payloads: HashMap<PayloadId, TxId>,
+    /// Payload -> further transactions carrying it (reattachments), in storing order.
+    more: HashMap<PayloadId, Vec<TxId>>,
+}
+
+impl Index {
+    fn add_payload_tx(&mut self, payload: PayloadId, tx: TxId) {
+        match self.payloads.entry(payload) {
+            Entry::Vacant(v) => {
+                v.insert(tx);
+            }
+            Entry::Occupied(_) => self.more.entry(payload).or_default().push(tx),
+        }
+    }
+
+    fn payload_has(&self, payload: &PayloadId, tx: &TxId) -> bool {
+        self.payloads.get(payload) == Some(tx)
+            || self.more.get(payload).is_some_and(|m| m.contains(tx))
+    }
+
+    /// Adds a transactions frame whose body starts at `body_at` in the log; entries already
+    /// indexed are skipped.
+    fn add_frame(&mut self, body_at: u64, entries: &[(TxEntryHeader, usize, &[u8])]) {
+        for (h, at, _) in entries {
+            if let Entry::Vacant(v) = self.txs.entry(h.id) {
+                v.insert(Slot {
+                    offset: body_at + *at as u64,
+                    len: h.len,
+                    confirmed_by: 0,
+                    position: 0,
+                    flags: if h.solid { SLOT_SOLID } else { 0 },
+                    outcome: 0,
+                });
+                if let Some(p) = h.payload {
+                    self.add_payload_tx(p, h.id);
+                }
+            }
+        }
+    }
+
+    fn mark_solid(&mut self, ids: &[TxId]) {
+        for id in ids {
+            if let Some(s) = self.txs.get_mut(id) {
+                s.flags |= SLOT_SOLID;
+            }
+        }
+    }
+
+    /// Applies milestone `index`'s confirmations, the first of which has white-flag
+    /// position `first`. Fails, changing nothing, if one names an unknown transaction.
+    fn confirm(
+        &mut self,
+        index: MilestoneIndex,
+        first: u32,
+        confirmations: &[Confirmation],
+    ) -> Result<()> {
+        if let Some(c) = confirmations.iter().find(|c| !self.txs.contains_key(&c.tx)) {
+            return Err(StoreError::UnknownTransaction(c.tx));
+        }
+        for (i, c) in confirmations.iter().enumerate() {
+            let position = first.saturating_add(i as u32);
+            if let Some(s) = self.txs.get_mut(&c.tx) {
+                s.confirm(index, position, c.outcome);
+            }
+            if let Some(p) = c.payload {
+                if !self.payload_has(&p, &c.tx) {
+                    self.add_payload_tx(p, c.tx);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A [`Store`] on an embedded sled database and an append-only transaction log.
 ///
-/// Everything lives in one sled tree ([`layout`]), so every batch method is one sled
-/// `apply_batch`: atomic for concurrent readers and for a restart after a crash. Writers
-/// are serialised by a mutex (they read before they write); readers never wait for it.
-/// [`Store::flush`] is the durability point, shared between concurrent callers (group
-/// commit); [`Store::for_each_transaction`] visits transactions **in the order they were
-/// first stored**, so a node reloading its Tangle sees parents before children as it did
-/// live. Cloning is not offered: share it in an `Arc`.
+/// Transactions' bytes go to the log, one checksummed frame per `put_transactions` batch,
+/// and an in-memory index maps ids and payload ids to them; everything else (ledger,
+/// milestones, confirmations) lives in one sled tree ([`layout`]), so every sled write is
+/// one `apply_batch`: atomic for concurrent readers and for a restart after a crash.
+/// Writers are serialised by a mutex; readers never wait for it. [`Store::flush`] is the
+/// durability point, shared between concurrent callers (group commit);
+/// [`Store::for_each_transaction`] visits transactions **in the order they were first
+/// stored**, so a node reloading its Tangle sees parents before children as it did live.
+/// Cloning is not offered: share it in an `Arc`.
 ///
 /// Dropping the store flushes it (best effort, errors ignored); call [`Store::flush`]
 /// first to see errors.
 pub struct SledStore {
     db: sled::Db,
     tree: Tree,
-    /// Serialises writers: each reads what it is about to change, then applies one batch.
+    log: TxLog,
+    index: RwLock<Index>,
+    /// Serialises writers.
     writer: Mutex<Writer>,
-    /// Odd while `apply_milestone` writes its batch: `payload` reads several keys and
-    /// retries if a milestone landed meanwhile (a sequence lock), so it never sees half of
-    /// one.
-    milestone_generation: AtomicU64,
+    /// Whether the log / sled have writes not yet made durable.
+    log_dirty: AtomicBool,
+    sled_dirty: AtomicBool,
     group: GroupCommit,
     sync: Option<DiskSync>,
 }
@@ -108,15 +241,12 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
 }
 
 /// sled's page cache, bounded below sled's 1 GiB default so a small device's node stays
-/// small; the hot reads are served by the in-memory Tangle and ledger. (Measured with
-/// node-bench: no change in throughput against the default.)
+/// small; the hot reads are served by the in-memory Tangle, ledger and index.
 pub(crate) const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The sled configuration: sled's defaults but a bounded page cache. Two tempting knobs are left alone on purpose:
-/// `flush_every_ms(None)` would save nothing measurable (we flush explicitly anyway) but
-/// would also stop sled's log cleaning, which runs only in that background flusher, so the
-/// log would grow without bound; `Mode::HighThroughput` measured no faster here
-/// (`store/node_cycle_report`) and, by sled's docs, trades disk space for less cleaning.
+/// The sled configuration: sled's defaults but a bounded page cache. `flush_every_ms(None)`
+/// is left alone on purpose: it would also stop sled's log cleaning, which runs only in
+/// that background flusher, so sled's log would grow without bound.
 fn config() -> sled::Config {
     sled::Config::new().cache_capacity(CACHE_BYTES)
 }
@@ -131,56 +261,82 @@ impl SledStore {
     /// Opens (or creates) the database in directory `path` with the given durability.
     ///
     /// Fails with [`StoreError::Corrupt`] on a database of another format (for instance
-    /// one written by the earlier tree-per-record layout).
+    /// one written by an earlier version, which kept transactions in sled), and with
+    /// [`StoreError::Backend`] if another process has it open.
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<SledStore> {
         let path = path.as_ref();
-        let db = config().path(path).open().map_err(backend)?;
-        let sync = match durability {
-            Durability::PowerLoss => Some(DiskSync::open(path)?),
-            Durability::ProcessCrash => None,
+        let db = open_db(path)?;
+        let tree = db.open_tree(layout::TREE).map_err(backend)?;
+        let new = check_format(&db, &tree)?;
+        let log_path = path.join(layout::LOG_FILE);
+        if new && log_path.exists() {
+            return Err(StoreError::Corrupt(format!(
+                "{} exists without its database",
+                log_path.display()
+            )));
+        }
+        let durable = durability == Durability::PowerLoss;
+        let mut index = Index::default();
+        let opened = TxLog::open(&log_path, new, durable, &mut |at, frame| {
+            match frame {
+                Frame::Transactions(entries) => index.add_frame(at, &entries),
+                Frame::Solid(ids) => index.mark_solid(&ids),
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            StoreError::Backend(m) if !new && !log_path.exists() => StoreError::Corrupt(format!(
+                "the transaction log {} is missing: {m}",
+                log_path.display()
+            )),
+            e => e,
+        })?;
+        if opened.dropped > 0 {
+            tracing::warn!(
+                bytes = opened.dropped,
+                "the transaction log ended in a torn write (a crash during an append); \
+                 it was cut back to its last complete batch"
+            );
+        }
+        // sled and the log exist now: make the files durable before anything relies on
+        // them (the empty name set differs from any listing, so the directory is synced).
+        let sync = if durable {
+            Some(DiskSync::open(path)?)
+        } else {
+            None
         };
-        Self::from_db(db, sync)
+        let store = SledStore {
+            db,
+            tree,
+            log: opened.log,
+            index: RwLock::new(index),
+            writer: Mutex::new(Writer { end: opened.end }),
+            log_dirty: AtomicBool::new(false),
+            sled_dirty: AtomicBool::new(false),
+            group: GroupCommit::default(),
+            sync,
+        };
+        store.load_confirmations()?;
+        Ok(store)
     }
 
     /// A database in a temporary location, deleted when the store is dropped (tests).
     /// Flushing it skips the `fsync` step: there is nothing to keep.
     pub fn open_temporary() -> Result<SledStore> {
         let db = config().temporary(true).open().map_err(backend)?;
-        Self::from_db(db, None)
-    }
-
-    fn from_db(db: sled::Db, sync: Option<DiskSync>) -> Result<SledStore> {
         let tree = db.open_tree(layout::TREE).map_err(backend)?;
-        match tree.get(layout::FORMAT_KEY).map_err(backend)? {
-            Some(v) if v.as_ref() == [layout::FORMAT] => {}
-            Some(v) => {
-                return Err(StoreError::Corrupt(format!(
-                    "database format {v:?}, this version reads format {}",
-                    layout::FORMAT
-                )))
-            }
-            None => {
-                // Only the default tree and ours may exist in a database we create.
-                let foreign = db
-                    .tree_names()
-                    .into_iter()
-                    .any(|n| n != b"__sled__default" && n != layout::TREE.as_bytes());
-                if foreign || !tree.is_empty() {
-                    return Err(StoreError::Corrupt(
-                        "not a database of this format (written by an earlier version?)".into(),
-                    ));
-                }
-                tree.insert(layout::FORMAT_KEY, &[layout::FORMAT][..])
-                    .map_err(backend)?;
-            }
-        }
+        check_format(&db, &tree)?;
+        let opened = TxLog::temporary()?;
         Ok(SledStore {
             db,
             tree,
-            writer: Mutex::new(Writer::default()),
-            milestone_generation: AtomicU64::new(0),
+            log: opened.log,
+            index: RwLock::new(Index::default()),
+            writer: Mutex::new(Writer { end: opened.end }),
+            log_dirty: AtomicBool::new(false),
+            sled_dirty: AtomicBool::new(false),
             group: GroupCommit::default(),
-            sync,
+            sync: None,
         })
     }
 
@@ -199,15 +355,24 @@ impl SledStore {
         self.group.physical_flushes()
     }
 
-    /// Bytes the database occupies on disk, as sled counts them (for metrics).
+    /// Bytes the database occupies on disk: sled's count plus the transaction log.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.db.size_on_disk().map_err(backend)
+        Ok(self.db.size_on_disk().map_err(backend)? + self.log.size()?)
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
-        // The writer state is only changed after a batch succeeded, in one assignment, so
+        // The writer state is only changed after a write succeeded, in one assignment, so
         // a poisoned lock still holds consistent data.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+        // Index changes cannot panic halfway.
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_index(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn raw(&self, key: &[u8]) -> Result<Option<IVec>> {
@@ -225,43 +390,124 @@ impl SledStore {
         self.get("ledger header", layout::LEDGER_KEY)
     }
 
-    fn stored_tx_count(&self) -> Result<u64> {
-        match self.raw(layout::TX_COUNT_KEY)? {
-            None => Ok(0),
-            Some(v) => layout::decode_u64("transaction count", &v),
-        }
-    }
-
     fn apply(&self, batch: Batch) -> Result<()> {
-        self.tree.apply_batch(batch).map_err(backend)
+        self.tree.apply_batch(batch).map_err(backend)?;
+        self.sled_dirty.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
-    /// The index entries of payload `id` and, from their transactions' records, its
-    /// status. Not atomic by itself: [`Store::payload`] retries it around milestones.
-    fn read_payload(&self, id: &PayloadId) -> Result<Option<PayloadRecord>> {
-        let mut txs = Vec::new();
-        let mut confirmations = Vec::new();
-        for item in self.tree.scan_prefix(layout::payload_prefix(id)) {
-            let (_, v) = item.map_err(backend)?;
-            let tx = TxId(v.as_ref().try_into().map_err(|_| {
-                StoreError::Corrupt(format!("payload index entry of {} bytes", v.len()))
-            })?);
-            let rec = self.raw(&layout::tx_key(&tx))?.ok_or_else(|| {
-                StoreError::Corrupt(format!("payload index names {tx}, which is not stored"))
-            })?;
-            let h = layout::decode_tx_header(&rec)?;
-            if let (Some(milestone), Some(outcome)) = (h.meta.confirmed_by, h.meta.outcome) {
-                confirmations.push((milestone, h.position, tx, outcome));
+    /// Appends one frame body to the log, as a frame.
+    fn append(&self, w: &mut Writer, mut buf: Vec<u8>) -> Result<u64> {
+        // `buf` starts with room for the frame header.
+        let mut header = Vec::with_capacity(layout::FRAME_HEADER_LEN);
+        layout::frame_header_into(&mut header, &buf[layout::FRAME_HEADER_LEN..]);
+        buf[..layout::FRAME_HEADER_LEN].copy_from_slice(&header);
+        let at = w.end;
+        self.log.append(at, &buf)?;
+        w.end = at + buf.len() as u64;
+        self.log_dirty.store(true, Ordering::SeqCst);
+        Ok(at + layout::FRAME_HEADER_LEN as u64)
+    }
+
+    /// Fills the index with the confirmations stored in sled, on open.
+    fn load_confirmations(&self) -> Result<()> {
+        let confirmed = self.ledger_header()?.map_or(0, |h| h.confirmed_index);
+        let mut index = self.write_index();
+        for item in self.tree.scan_prefix([layout::CONFIRMATION]) {
+            let (k, v) = item.map_err(backend)?;
+            let (milestone, chunk) = layout::decode_confirmation_key(&k)?;
+            if milestone > confirmed {
+                return Err(StoreError::Corrupt(format!(
+                    "confirmations of milestone {milestone} beyond the confirmed {confirmed}"
+                )));
             }
-            txs.push(tx);
+            let list = layout::decode_confirmations(&v)?;
+            let first = chunk.saturating_mul(layout::CONFIRMATIONS_PER_CHUNK as u32);
+            index
+                .confirm(milestone, first, &list)
+                .map_err(|e| match e {
+                    StoreError::UnknownTransaction(tx) => StoreError::Corrupt(format!(
+                        "milestone {milestone} confirms {tx}, which is not in the transaction log"
+                    )),
+                    e => e,
+                })?;
         }
-        if txs.is_empty() {
-            return Ok(None);
+        Ok(())
+    }
+
+    /// The log entry of a transaction: its fixed header, checked against the id.
+    fn entry_header(&self, id: &TxId, slot: &Slot) -> Result<TxEntryHeader> {
+        let mut buf = [0u8; TX_ENTRY_HEADER_LEN];
+        self.log.read_at(slot.offset, &mut buf)?;
+        let h = layout::decode_tx_entry_header(&buf)?;
+        if h.id != *id || h.len != slot.len {
+            return Err(StoreError::Corrupt(format!(
+                "the log entry of {id} holds another transaction"
+            )));
         }
-        Ok(Some(PayloadRecord {
-            txs,
-            status: derive_status(confirmations),
-        }))
+        Ok(h)
+    }
+
+    fn slot(&self, id: &TxId) -> Option<Slot> {
+        self.read_index().txs.get(id).copied()
+    }
+
+    /// The metadata of a transaction from its log entry and its slot.
+    fn meta(h: &TxEntryHeader, slot: &Slot) -> TxMeta {
+        let confirmation = slot.confirmation();
+        TxMeta {
+            arrival: h.arrival,
+            solid: slot.flags & SLOT_SOLID != 0,
+            payload: h.payload,
+            confirmed_by: confirmation.map(|c| c.0),
+            outcome: confirmation.and_then(|c| c.2),
+        }
+    }
+}
+
+/// Opens sled at `path`. sled releases its file lock when its last background write ends,
+/// which can be a moment after a store of this process was dropped, so a lock held
+/// elsewhere is retried for up to two seconds before it is reported.
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r.map_err(backend),
+        }
+    }
+}
+
+/// Checks the format key, writing it into a new database. Returns whether the database is
+/// new.
+fn check_format(db: &sled::Db, tree: &Tree) -> Result<bool> {
+    match tree.get(layout::FORMAT_KEY).map_err(backend)? {
+        Some(v) if v.as_ref() == [layout::FORMAT] => Ok(false),
+        Some(v) => Err(StoreError::Corrupt(format!(
+            "database format {v:?}, this version reads format {} (start from an empty data \
+             directory and sync from peers)",
+            layout::FORMAT
+        ))),
+        None => {
+            // Only the default tree and ours may exist in a database we create.
+            let foreign = db
+                .tree_names()
+                .into_iter()
+                .any(|n| n != b"__sled__default" && n != layout::TREE.as_bytes());
+            if foreign || !tree.is_empty() {
+                return Err(StoreError::Corrupt(
+                    "not a database of this format (written by an earlier version?)".into(),
+                ));
+            }
+            tree.insert(layout::FORMAT_KEY, &[layout::FORMAT][..])
+                .map_err(backend)?;
+            Ok(true)
+        }
     }
 }
 
@@ -286,140 +532,183 @@ impl Drop for SledStore {
 }
 
 impl SledStore {
-    /// One physical flush: sled's, then the `fsync` step if configured.
+    /// One physical flush of what is dirty: the log (`fdatasync` with power-loss
+    /// durability), then sled's flush and the `fsync` step if configured.
     fn physical_flush(&self) -> Result<()> {
-        self.db.flush().map_err(backend)?;
-        if let Some(sync) = &self.sync {
-            sync.sync()?;
+        if self.log_dirty.swap(false, Ordering::SeqCst) && self.sync.is_some() {
+            if let Err(e) = self.log.sync() {
+                self.log_dirty.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        if self.sled_dirty.swap(false, Ordering::SeqCst) {
+            let flushed = self
+                .db
+                .flush()
+                .map_err(backend)
+                .and_then(|_| self.sync.as_ref().map_or(Ok(()), DiskSync::sync));
+            if let Err(e) = flushed {
+                self.sled_dirty.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
         }
         Ok(())
     }
 }
 
 impl Store for SledStore {
-    /// One batch: per new transaction its record and, if it carries a payload, one payload
-    /// index entry; plus the transaction count. No read of the payload index is needed.
+    /// One log frame holding every new transaction; nothing in sled.
     fn put_transactions(&self, entries: &[TxEntry<'_>]) -> Result<usize> {
         if entries.is_empty() {
             return Ok(0);
         }
         let mut w = self.writer();
-        let count = match w.tx_count {
-            Some(n) => n,
-            None => self.stored_tx_count()?,
-        };
-        let mut next = count;
-        let mut batch = Batch::default();
-        let mut in_batch = HashSet::with_capacity(entries.len());
-        for e in entries {
-            // A duplicate inside the batch is stored once.
-            if !in_batch.insert(e.id) {
-                continue;
+        let mut buf = vec![0u8; layout::FRAME_HEADER_LEN];
+        buf.extend_from_slice(&layout::transactions_body_start(0));
+        let mut added = Vec::with_capacity(entries.len());
+        {
+            let index = self.read_index();
+            let mut in_batch = HashSet::with_capacity(entries.len());
+            for e in entries {
+                // Stored before, or a duplicate inside the batch: stored once.
+                if index.txs.contains_key(&e.id) || !in_batch.insert(e.id) {
+                    continue;
+                }
+                let len = u32::try_from(e.bytes.len())
+                    .map_err(|_| StoreError::Backend("transaction too large".into()))?;
+                let h = TxEntryHeader {
+                    id: e.id,
+                    arrival: e.meta.arrival,
+                    solid: e.meta.solid,
+                    payload: e.meta.payload,
+                    len,
+                };
+                added.push((h, buf.len() - layout::FRAME_HEADER_LEN));
+                layout::push_tx_entry(&mut buf, &h, e.bytes);
             }
-            let key = layout::tx_key(&e.id);
-            if self.tree.contains_key(key).map_err(backend)? {
-                continue;
-            }
-            let header = TxHeader {
-                seq: next,
-                meta: e.meta,
-                position: 0,
-            };
-            batch.insert(&key[..], layout::encode_tx_record(&header, e.bytes));
-            if let Some(p) = e.meta.payload {
-                batch.insert(&layout::payload_key(&p, next)[..], &e.id.0[..]);
-            }
-            next += 1;
         }
-        let new = next - count;
-        if new > 0 {
-            batch.insert(layout::TX_COUNT_KEY, &next.to_be_bytes()[..]);
-            self.apply(batch)?;
+        if added.is_empty() {
+            return Ok(0);
         }
-        w.tx_count = Some(next);
-        usize::try_from(new).map_err(|_| StoreError::Backend("batch too large".into()))
+        if buf.len() > layout::MAX_FRAME_LEN {
+            return Err(StoreError::Backend("batch too large for one frame".into()));
+        }
+        let count = added.len() as u32;
+        let at = layout::FRAME_HEADER_LEN + 1;
+        buf[at..at + 4].copy_from_slice(&count.to_be_bytes());
+        let body_at = self.append(&mut w, buf)?;
+        let mut index = self.write_index();
+        for (h, at) in &added {
+            index.txs.insert(
+                h.id,
+                Slot {
+                    offset: body_at + *at as u64,
+                    len: h.len,
+                    confirmed_by: 0,
+                    position: 0,
+                    flags: if h.solid { SLOT_SOLID } else { 0 },
+                    outcome: 0,
+                },
+            );
+            if let Some(p) = h.payload {
+                index.add_payload_tx(p, h.id);
+            }
+        }
+        Ok(added.len())
     }
 
     fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>> {
-        match self.raw(&layout::tx_key(id))? {
-            None => Ok(None),
-            Some(v) => {
-                layout::decode_tx_header(&v)?;
-                Ok(Some(v[TX_HEADER_LEN..].to_vec()))
-            }
-        }
+        let Some(slot) = self.slot(id) else {
+            return Ok(None);
+        };
+        self.entry_header(id, &slot)?;
+        let mut bytes = vec![0u8; slot.len as usize];
+        self.log
+            .read_at(slot.offset + TX_ENTRY_HEADER_LEN as u64, &mut bytes)?;
+        Ok(Some(bytes))
     }
 
     fn metadata(&self, id: &TxId) -> Result<Option<TxMeta>> {
-        match self.raw(&layout::tx_key(id))? {
-            None => Ok(None),
-            Some(v) => Ok(Some(layout::decode_tx_header(&v)?.meta)),
-        }
+        let Some(slot) = self.slot(id) else {
+            return Ok(None);
+        };
+        let h = self.entry_header(id, &slot)?;
+        Ok(Some(Self::meta(&h, &slot)))
     }
 
+    /// One log frame with the ids that changed.
     fn mark_solid(&self, ids: &[TxId]) -> Result<usize> {
         if ids.is_empty() {
             return Ok(0);
         }
-        let _w = self.writer();
-        let mut batch = Batch::default();
-        let mut changed = HashSet::new();
-        for id in ids {
-            let key = layout::tx_key(id);
-            let Some(v) = self.raw(&key)? else {
-                continue;
-            };
-            let mut h = layout::decode_tx_header(&v)?;
-            if !h.meta.solid && changed.insert(*id) {
-                h.meta.solid = true;
-                let mut rec = v.to_vec();
-                layout::write_header(&mut rec, &h);
-                batch.insert(&key[..], rec);
-            }
+        let mut w = self.writer();
+        let changed: Vec<TxId> = {
+            let index = self.read_index();
+            let mut seen = HashSet::new();
+            ids.iter()
+                .filter(|id| {
+                    index
+                        .txs
+                        .get(*id)
+                        .is_some_and(|s| s.flags & SLOT_SOLID == 0)
+                        && seen.insert(**id)
+                })
+                .copied()
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(0);
         }
-        if !changed.is_empty() {
-            self.apply(batch)?;
-        }
+        let mut buf = vec![0u8; layout::FRAME_HEADER_LEN];
+        buf.extend_from_slice(&layout::solid_body(&changed));
+        self.append(&mut w, buf)?;
+        self.write_index().mark_solid(&changed);
         Ok(changed.len())
     }
 
     fn transaction_count(&self) -> Result<usize> {
-        let n = self.stored_tx_count()?;
-        usize::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))
+        Ok(self.read_index().txs.len())
     }
 
-    /// Visits transactions in the order they were first stored (arrival order): one scan
-    /// of the records, sorted by their storing sequence before `f` sees them. The sort
-    /// holds a reference to every record at once (sled's shared buffers, about 60 bytes
-    /// per transaction besides the records themselves).
+    /// One sequential read of the log, in storing order, with each transaction's current
+    /// metadata from the index.
     fn for_each_transaction(&self, f: &mut dyn FnMut(&TxId, &[u8], &TxMeta)) -> Result<()> {
-        let mut all = Vec::new();
-        for item in self.tree.scan_prefix([layout::TX]) {
-            let (k, v) = item.map_err(backend)?;
-            let seq = layout::decode_tx_header(&v)?.seq;
-            all.push((seq, k, v));
-        }
-        all.sort_unstable_by_key(|r| r.0);
-        for (_, k, v) in all {
-            let id = TxId(layout::key_id("transaction", &k)?);
-            let meta = layout::decode_tx_header(&v)?.meta;
-            f(&id, &v[TX_HEADER_LEN..], &meta);
-        }
-        Ok(())
+        let end = self.writer().end;
+        let index = self.read_index();
+        self.log.for_each_frame(end, &mut |_, frame| {
+            if let Frame::Transactions(entries) = frame {
+                for (h, _, bytes) in entries {
+                    let slot = index.txs.get(&h.id).ok_or_else(|| {
+                        StoreError::Corrupt(format!("{} is in the log but not indexed", h.id))
+                    })?;
+                    f(&h.id, bytes, &Self::meta(&h, slot));
+                }
+            }
+            Ok(())
+        })
     }
 
+    /// From the index alone: the payload's transactions and, from their confirmations,
+    /// its status.
     fn payload(&self, id: &PayloadId) -> Result<Option<PayloadRecord>> {
-        loop {
-            let before = self.milestone_generation.load(Ordering::SeqCst);
-            if before % 2 == 1 {
-                std::thread::yield_now();
-                continue;
-            }
-            let record = self.read_payload(id)?;
-            if self.milestone_generation.load(Ordering::SeqCst) == before {
-                return Ok(record);
-            }
-        }
+        let index = self.read_index();
+        let Some(first) = index.payloads.get(id) else {
+            return Ok(None);
+        };
+        let txs: Vec<TxId> = std::iter::once(*first)
+            .chain(index.more.get(id).into_iter().flatten().copied())
+            .collect();
+        let confirmations = txs
+            .iter()
+            .filter_map(|tx| {
+                let (milestone, position, outcome) = index.txs.get(tx)?.confirmation()?;
+                Some((milestone, position, *tx, outcome?))
+            })
+            .collect();
+        Ok(Some(PayloadRecord {
+            txs,
+            status: derive_status(confirmations),
+        }))
     }
 
     fn milestone(&self, index: MilestoneIndex) -> Result<Option<MilestoneRecord>> {
@@ -427,6 +716,9 @@ impl Store for SledStore {
     }
 
     fn confirmed_index(&self) -> Result<Option<MilestoneIndex>> {
+        // Under the index lock: a milestone's sled batch and its confirmations in the index
+        // are seen together.
+        let _ix = self.read_index();
         Ok(self.ledger_header()?.map(|h| h.confirmed_index))
     }
 
@@ -498,9 +790,10 @@ impl Store for SledStore {
         }))
     }
 
-    /// One batch: per confirmed transaction its record with the confirmation filled in
-    /// (payload statuses are derived from these, so they need no write of their own), the
-    /// milestone record, the changed accounts and channels, and the ledger header.
+    /// One sled batch: the confirmations in chunks of
+    /// [`layout::CONFIRMATIONS_PER_CHUNK`], the milestone record, the changed accounts and
+    /// channels, and the ledger header. The index takes the confirmations in the same step,
+    /// under its lock.
     fn apply_milestone(&self, batch: &MilestoneBatch) -> Result<()> {
         let _w = self.writer();
         // Checks come first: a rejected batch writes nothing.
@@ -519,27 +812,47 @@ impl Store for SledStore {
                 got: index,
             });
         }
-        let mut out = Batch::default();
-        for (position, c) in batch.confirmed.iter().enumerate() {
-            let key = layout::tx_key(&c.tx);
-            let Some(v) = self.raw(&key)? else {
-                return Err(StoreError::UnknownTransaction(c.tx));
-            };
-            let mut h = layout::decode_tx_header(&v)?;
-            h.meta.confirmed_by = Some(index);
-            h.meta.outcome = c.payload.map(|(_, o)| o);
-            h.position = u32::try_from(position)
-                .map_err(|_| StoreError::Backend("milestone confirms too many".into()))?;
-            if let Some((pid, _)) = c.payload {
-                if h.meta.payload != Some(pid) {
-                    // Confirmed as carrying a payload it was not stored with: index it
-                    // under that payload too, so the payload's status sees it.
-                    out.insert(&layout::payload_key(&pid, h.seq)[..], &c.tx.0[..]);
+        if batch.confirmed.len() > u32::MAX as usize {
+            return Err(StoreError::Backend("milestone confirms too many".into()));
+        }
+        let confirmations: Vec<Confirmation> = {
+            let ix = self.read_index();
+            let mut out = Vec::with_capacity(batch.confirmed.len());
+            for c in &batch.confirmed {
+                if !ix.txs.contains_key(&c.tx) {
+                    return Err(StoreError::UnknownTransaction(c.tx));
                 }
+                out.push(Confirmation {
+                    tx: c.tx,
+                    outcome: c.payload.map(|(_, o)| o),
+                    // Confirmed as carrying a payload it is not indexed under: record it,
+                    // so the payload's status sees this transaction after a reopen too.
+                    payload: c
+                        .payload
+                        .map(|(p, _)| p)
+                        .filter(|p| !ix.payload_has(p, &c.tx)),
+                });
             }
-            let mut rec = v.to_vec();
-            layout::write_header(&mut rec, &h);
-            out.insert(&key[..], rec);
+            out
+        };
+        // The confirmed transactions are in the log; make sure they are durable before
+        // this batch can be (sled may write it out in the background at any time).
+        if self.sync.is_some() && self.log_dirty.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.log.sync() {
+                self.log_dirty.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        let mut out = Batch::default();
+        for (chunk, list) in confirmations
+            .chunks(layout::CONFIRMATIONS_PER_CHUNK)
+            .enumerate()
+        {
+            let mut v = Vec::with_capacity(list.len() * layout::CONFIRMATION_LEN);
+            for c in list {
+                layout::push_confirmation(&mut v, c);
+            }
+            out.insert(&layout::confirmation_key(index, chunk as u32)[..], v);
         }
         out.insert(&layout::milestone_key(index)[..], encode(&batch.record)?);
         for (a, acc) in &batch.diff.accounts {
@@ -554,10 +867,11 @@ impl Store for SledStore {
         header.confirmed_index = index;
         header.digest = batch.record.ledger_digest;
         out.insert(layout::LEDGER_KEY, encode(&header)?);
-        self.milestone_generation.fetch_add(1, Ordering::SeqCst);
-        let result = self.apply(out);
-        self.milestone_generation.fetch_add(1, Ordering::SeqCst);
-        result
+        // Readers of the index wait while sled takes the batch, so whoever sees the new
+        // confirmed index sees the confirmations too.
+        let mut ix = self.write_index();
+        self.apply(out)?;
+        ix.confirm(index, 0, &confirmations)
     }
 
     /// Makes every earlier write durable as the store's [`Durability`] says, sharing the
