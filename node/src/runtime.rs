@@ -12,8 +12,14 @@
 //!
 //! ## Write order
 //! Store writes come out of the protocol in order ([`Protocol::poll_store_write`]); the ingest
-//! task and the ticker both persist through [`Shared::persist`], which drains and writes them
-//! under one lock, so a milestone batch is never written before the transactions it confirms.
+//! task and the ticker both persist through [`Shared::persist`], which drains them under one
+//! lock and writes the transactions at once. Milestone batches go, in order, to the
+//! **milestone writer**, a thread of their own: applying one writes an account value per
+//! payer (tens of milliseconds for thousands of payments), and ingest rounds must not wait
+//! for that. The transactions a milestone confirms were written before its batch was queued,
+//! so a milestone batch is never written before them. The events a milestone produces
+//! (confirmations, the milestone itself) are published by the writer once its batch is
+//! durable, so a client that sees a confirmation can read it back from the store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +28,7 @@ use std::time::Duration;
 
 use dag_core::codec;
 use dag_core::ledger::{Ledger, PayloadOutcome};
-use dag_core::store::{PayloadStatus, Store, StoreError, TxEntry};
+use dag_core::store::{MilestoneBatch, PayloadStatus, Store, StoreError, TxEntry};
 use dag_core::tangle::InsertError;
 use dag_core::validate::{BatchValidator, ValidationError};
 use dag_core::{
@@ -123,6 +129,8 @@ pub struct Shared {
     validator: Arc<BatchValidator>,
     /// Serialises draining protocol writes and writing them (see module docs).
     write_order: Mutex<()>,
+    /// Queue of the milestone writer; taken out at shutdown to stop it.
+    milestone_jobs: Mutex<Option<std::sync::mpsc::Sender<MilestoneJob>>>,
     events: broadcast::Sender<NodeEvent>,
     metrics: Metrics,
     /// Views of the milestones applied since start (the store's records lack the counts).
@@ -137,6 +145,7 @@ pub struct Shared {
 /// A running node. Drop or [`Node::shutdown`] to stop it.
 pub struct Node {
     handle: NodeHandle,
+    milestone_writer: std::thread::JoinHandle<()>,
     ingest: tokio::task::JoinHandle<()>,
     ticker: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -167,6 +176,7 @@ impl Node {
             .await
             .expect("restore task panicked")?;
         let (events, _) = broadcast::channel(1 << 16);
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
             validator: core.validator(),
             network_name: genesis.network_name.clone(),
@@ -174,6 +184,7 @@ impl Node {
             core: Mutex::new(core),
             store,
             write_order: Mutex::new(()),
+            milestone_jobs: Mutex::new(Some(jobs_tx)),
             events,
             metrics: Metrics::new(),
             milestones: Mutex::new(HashMap::new()),
@@ -188,8 +199,16 @@ impl Node {
         let ingest = tokio::spawn(ingest_loop(shared.clone(), rx, max_batch.max(1)));
         let period = Duration::from_millis((interval / 4).clamp(20, 250));
         let ticker = tokio::spawn(tick_loop(shared.clone(), period, stop_rx));
+        let weak = Arc::downgrade(&shared);
+        let milestone_writer = std::thread::Builder::new()
+            .name("milestone-writer".into())
+            .spawn(move || milestone_writer(weak, jobs_rx))
+            .map_err(|e| {
+                NodeError::Store(StoreError::Backend(format!("spawning a thread: {e}")))
+            })?;
         Ok(Node {
             handle: NodeHandle { shared, ingest: tx },
+            milestone_writer,
             ingest,
             ticker,
             stop,
@@ -205,6 +224,7 @@ impl Node {
     pub async fn shutdown(self) {
         let Node {
             handle,
+            milestone_writer,
             ingest,
             ticker,
             stop,
@@ -218,9 +238,55 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(5), ingest).await;
         let _ = tokio::task::spawn_blocking(move || {
             let _ = shared.persist();
+            // Let the milestone writer finish what is queued, then stop it.
+            drop(
+                shared
+                    .milestone_jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(),
+            );
+            let _ = milestone_writer.join();
             let _ = shared.store.flush();
         })
         .await;
+    }
+}
+
+/// A milestone's store batches and the events that wait for them to be durable.
+struct MilestoneJob {
+    batches: Vec<MilestoneBatch>,
+    events: Vec<Event>,
+}
+
+/// The milestone writer thread: applies each job's batches in order, flushes, then
+/// publishes its events. Ends when the queue closes (shutdown, or the node is gone).
+fn milestone_writer(
+    shared: std::sync::Weak<Shared>,
+    jobs: std::sync::mpsc::Receiver<MilestoneJob>,
+) {
+    while let Ok(job) = jobs.recv() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let written = if shared.store_failed.load(Ordering::SeqCst) {
+            Err(StoreError::Backend("an earlier write failed".into()))
+        } else {
+            job.batches
+                .iter()
+                .try_for_each(|b| shared.store.apply_milestone(b))
+                .and_then(|()| shared.store.flush())
+        };
+        match written {
+            Ok(()) => {
+                shared.metrics.store_flushes.inc();
+                shared.publish(job.events);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "milestone write failed; the node stops accepting data");
+                shared.store_failed.store(true, Ordering::SeqCst);
+            }
+        }
     }
 }
 
@@ -277,7 +343,9 @@ impl Shared {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drains the protocol's writes and events, writes them in order and flushes once.
+    /// Drains the protocol's writes and events; writes the transactions and flushes once,
+    /// publishes the events that do not wait for a milestone, and queues milestone batches
+    /// with their events for the milestone writer (see the module docs).
     fn persist(&self) -> Result<(), StoreError> {
         let _order = self.write_order.lock().unwrap_or_else(|p| p.into_inner());
         let (writes, events) = {
@@ -292,15 +360,42 @@ impl Shared {
             }
             (w, e)
         };
-        let result = self.write_all(&writes);
+        let mut direct = Vec::with_capacity(writes.len());
+        let mut batches = Vec::new();
+        for w in writes {
+            match w {
+                StoreWrite::Milestone(b) => batches.push(b),
+                other => direct.push(other),
+            }
+        }
+        let (now, later): (Vec<Event>, Vec<Event>) = if batches.is_empty() {
+            (events, Vec::new())
+        } else {
+            events
+                .into_iter()
+                .partition(|e| !matches!(e, Event::Milestone(_) | Event::Payload { .. }))
+        };
+        let result = self.write_all(&direct);
         if result.is_ok() {
-            self.notify_stored(&writes);
+            self.notify_stored(&direct);
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "store write failed; the node stops accepting data");
             self.store_failed.store(true, Ordering::SeqCst);
         }
-        self.publish(events);
+        self.publish(now);
+        if result.is_ok() && !batches.is_empty() {
+            let jobs = self
+                .milestone_jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(jobs) = jobs.as_ref() {
+                let _ = jobs.send(MilestoneJob {
+                    batches,
+                    events: later,
+                });
+            }
+        }
         self.refresh_gauges();
         result
     }

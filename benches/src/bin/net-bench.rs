@@ -4,6 +4,9 @@
 //! the transaction becoming solid on each other node).
 //!
 //! `cargo run --release -p benches --bin net-bench -- --devices 2000 --rounds 5`
+//!
+//! Payments are signed before the clock starts; the network's PoW difficulty is 0 unless
+//! `--pow-difficulty` says otherwise (the submitting node then solves it for each payment).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +39,13 @@ struct Args {
     /// Milestone interval, ms.
     #[arg(long, default_value_t = 500)]
     milestone_interval_ms: u64,
+    /// Offered load, payments per second (0: as fast as the issuer acknowledges).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// PoW difficulty of the network (leading zero bits); the submitting node does the work
+    /// for every payment.
+    #[arg(long, default_value_t = 0)]
+    pow_difficulty: u8,
 }
 
 #[derive(Default)]
@@ -59,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let genesis = Genesis {
         network_name: "net-bench".into(),
         timestamp: node::runtime::now_ms(),
-        pow_difficulty: 8,
+        pow_difficulty: args.pow_difficulty,
         timestamp_window_ms: dag_core::genesis::DEFAULT_TIMESTAMP_WINDOW_MS,
         committee: vec![committee.address()],
         threshold: 1,
@@ -149,33 +159,51 @@ async fn main() -> anyhow::Result<()> {
     let total = args.devices * args.rounds as usize;
     let mut acks: Vec<(TxId, PayloadId, Instant)> = Vec::with_capacity(total);
     let issuer = nodes[0].handle();
+    // Pre-signed, as devices would send them: signing is the devices' work, not the network's.
+    let rounds: Vec<Vec<SignedPayload>> = (0..args.rounds)
+        .map(|round| {
+            devices
+                .iter()
+                .map(|d| {
+                    SignedPayload::sign(
+                        d,
+                        network_id,
+                        round,
+                        Body::Pay {
+                            to,
+                            amount: 1,
+                            memo: Vec::new(),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
     let start = Instant::now();
-    for round in 0..args.rounds {
-        let payloads: Vec<SignedPayload> = devices
-            .iter()
-            .map(|d| {
-                SignedPayload::sign(
-                    d,
-                    network_id,
-                    round,
-                    Body::Pay {
-                        to,
-                        amount: 1,
-                        memo: Vec::new(),
-                    },
-                )
-            })
-            .collect();
+    // A device's payments carry consecutive sequence numbers: round r + 1 goes out once
+    // round r is acknowledged.
+    let mut sent = 0usize;
+    for payloads in rounds {
         let mut calls = Vec::new();
         for chunk in payloads.chunks(args.chunk) {
+            if args.rate > 0 {
+                // Offered load: chunk k leaves at start + k * chunk / rate.
+                let at = start + Duration::from_secs_f64(sent as f64 / args.rate as f64);
+                tokio::time::sleep_until(at.into()).await;
+            }
+            sent += chunk.len();
             let h = issuer.clone();
             let chunk = chunk.to_vec();
-            calls.push(tokio::spawn(async move { h.submit_payloads(chunk).await }));
+            calls.push(tokio::spawn(async move {
+                let r = h.submit_payloads(chunk).await;
+                (r, Instant::now())
+            }));
         }
         for c in calls {
-            for r in c.await? {
+            let (results, acked) = c.await?;
+            for r in results {
                 let r = r.map_err(|e| anyhow::anyhow!("submit: {e}"))?;
-                acks.push((r.transaction_id, r.payload_id, Instant::now()));
+                acks.push((r.transaction_id, r.payload_id, acked));
             }
         }
     }
@@ -219,8 +247,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let elapsed = last.duration_since(start).as_secs_f64();
     println!(
-        "net-bench: 3 nodes on loopback (QUIC), store={}, {} payments ({} devices x {} rounds), milestone interval {} ms",
-        args.store, total, args.devices, args.rounds, args.milestone_interval_ms
+        "net-bench: 3 nodes on loopback (QUIC), store={}, {} payments ({} devices x {} rounds), milestone interval {} ms, pow difficulty {}, offered load {}",
+        args.store, total, args.devices, args.rounds, args.milestone_interval_ms, args.pow_difficulty,
+        if args.rate == 0 { "unpaced".to_string() } else { format!("{}/s", args.rate) }
     );
     println!(
         "submitted in {:.2} s; confirmed on all three: {confirmed_all}/{total} in {elapsed:.2} s = {:.0} payments/s",

@@ -48,7 +48,7 @@ struct LedgerHeader {
     digest: Digest,
 }
 
-/// State only writers touch, behind [`SledStore::writer`].
+/// State only log writers touch, behind [`SledStore::log_writer`].
 #[derive(Debug)]
 struct Writer {
     /// Where the next log frame goes.
@@ -106,6 +106,9 @@ impl Slot {
 /// The in-memory index over the log, rebuilt when the store opens.
 #[derive(Debug, Default)]
 struct Index {
+    /// The ledger's confirmed index (`None` before `init_ledger`), set in the same step as
+    /// the confirmations of the milestone that raised it.
+    confirmed: Option<MilestoneIndex>,
     txs: HashMap<TxId, Slot>,
     /// Payload -> the first transaction stored carrying it.
     payloads: HashMap<PayloadId, TxId>,
@@ -188,7 +191,8 @@ impl Index {
 /// and an in-memory index maps ids and payload ids to them; everything else (ledger,
 /// milestones, confirmations) lives in one sled tree ([`layout`]), so every sled write is
 /// one `apply_batch`: atomic for concurrent readers and for a restart after a crash.
-/// Writers are serialised by a mutex; readers never wait for it. [`Store::flush`] is the
+/// Log writers are serialised by one mutex and sled writers by another, so storing
+/// transactions never waits for a milestone being written; readers wait for neither. [`Store::flush`] is the
 /// durability point, shared between concurrent callers (group commit);
 /// [`Store::for_each_transaction`] visits transactions **in the order they were first
 /// stored**, so a node reloading its Tangle sees parents before children as it did live.
@@ -201,8 +205,10 @@ pub struct SledStore {
     tree: Tree,
     log: TxLog,
     index: RwLock<Index>,
-    /// Serialises writers.
-    writer: Mutex<Writer>,
+    /// Serialises log appends.
+    log_writer: Mutex<Writer>,
+    /// Serialises sled batches (each reads what it is about to change).
+    sled_writer: Mutex<()>,
     /// Whether the log / sled have writes not yet made durable.
     log_dirty: AtomicBool,
     sled_dirty: AtomicBool,
@@ -310,7 +316,8 @@ impl SledStore {
             tree,
             log: opened.log,
             index: RwLock::new(index),
-            writer: Mutex::new(Writer { end: opened.end }),
+            log_writer: Mutex::new(Writer { end: opened.end }),
+            sled_writer: Mutex::new(()),
             log_dirty: AtomicBool::new(false),
             sled_dirty: AtomicBool::new(false),
             group: GroupCommit::default(),
@@ -332,7 +339,8 @@ impl SledStore {
             tree,
             log: opened.log,
             index: RwLock::new(Index::default()),
-            writer: Mutex::new(Writer { end: opened.end }),
+            log_writer: Mutex::new(Writer { end: opened.end }),
+            sled_writer: Mutex::new(()),
             log_dirty: AtomicBool::new(false),
             sled_dirty: AtomicBool::new(false),
             group: GroupCommit::default(),
@@ -360,10 +368,14 @@ impl SledStore {
         Ok(self.db.size_on_disk().map_err(backend)? + self.log.size()?)
     }
 
-    fn writer(&self) -> MutexGuard<'_, Writer> {
+    fn log_writer(&self) -> MutexGuard<'_, Writer> {
         // The writer state is only changed after a write succeeded, in one assignment, so
         // a poisoned lock still holds consistent data.
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.log_writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sled_writer(&self) -> MutexGuard<'_, ()> {
+        self.sled_writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read_index(&self) -> RwLockReadGuard<'_, Index> {
@@ -411,8 +423,10 @@ impl SledStore {
 
     /// Fills the index with the confirmations stored in sled, on open.
     fn load_confirmations(&self) -> Result<()> {
-        let confirmed = self.ledger_header()?.map_or(0, |h| h.confirmed_index);
+        let header = self.ledger_header()?;
+        let confirmed = header.map_or(0, |h| h.confirmed_index);
         let mut index = self.write_index();
+        index.confirmed = header.map(|h| h.confirmed_index);
         for item in self.tree.scan_prefix([layout::CONFIRMATION]) {
             let (k, v) = item.map_err(backend)?;
             let (milestone, chunk) = layout::decode_confirmation_key(&k)?;
@@ -562,7 +576,7 @@ impl Store for SledStore {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut w = self.writer();
+        let mut w = self.log_writer();
         let mut buf = vec![0u8; layout::FRAME_HEADER_LEN];
         buf.extend_from_slice(&layout::transactions_body_start(0));
         let mut added = Vec::with_capacity(entries.len());
@@ -641,7 +655,7 @@ impl Store for SledStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut w = self.writer();
+        let mut w = self.log_writer();
         let changed: Vec<TxId> = {
             let index = self.read_index();
             let mut seen = HashSet::new();
@@ -673,7 +687,7 @@ impl Store for SledStore {
     /// One sequential read of the log, in storing order, with each transaction's current
     /// metadata from the index.
     fn for_each_transaction(&self, f: &mut dyn FnMut(&TxId, &[u8], &TxMeta)) -> Result<()> {
-        let end = self.writer().end;
+        let end = self.log_writer().end;
         let index = self.read_index();
         self.log.for_each_frame(end, &mut |_, frame| {
             if let Frame::Transactions(entries) = frame {
@@ -715,11 +729,10 @@ impl Store for SledStore {
         self.get("milestone record", &layout::milestone_key(index))
     }
 
+    /// From the index, which takes a milestone's confirmations and its index in one step
+    /// after its sled batch: whoever sees index `k` sees all of milestone `k`.
     fn confirmed_index(&self) -> Result<Option<MilestoneIndex>> {
-        // Under the index lock: a milestone's sled batch and its confirmations in the index
-        // are seen together.
-        let _ix = self.read_index();
-        Ok(self.ledger_header()?.map(|h| h.confirmed_index))
+        Ok(self.read_index().confirmed)
     }
 
     fn account(&self, address: &Address) -> Result<Option<Account>> {
@@ -733,7 +746,7 @@ impl Store for SledStore {
     }
 
     fn init_ledger(&self, ledger: &LedgerState) -> Result<()> {
-        let _w = self.writer();
+        let _w = self.sled_writer();
         if self.raw(layout::LEDGER_KEY)?.is_some() {
             return Err(StoreError::AlreadyInitialised);
         }
@@ -754,12 +767,14 @@ impl Store for SledStore {
             batch.insert(&layout::channel_key(id)[..], encode(ch)?);
         }
         batch.insert(layout::LEDGER_KEY, encode(&header)?);
-        self.apply(batch)
+        self.apply(batch)?;
+        self.write_index().confirmed = Some(ledger.confirmed_index);
+        Ok(())
     }
 
     fn load_ledger(&self) -> Result<Option<LedgerState>> {
-        // Holding the writer lock keeps milestones out while the scans run.
-        let _w = self.writer();
+        // Holding the sled writer lock keeps milestones out while the scans run.
+        let _w = self.sled_writer();
         let Some(header) = self.ledger_header()? else {
             return Ok(None);
         };
@@ -792,10 +807,10 @@ impl Store for SledStore {
 
     /// One sled batch: the confirmations in chunks of
     /// [`layout::CONFIRMATIONS_PER_CHUNK`], the milestone record, the changed accounts and
-    /// channels, and the ledger header. The index takes the confirmations in the same step,
-    /// under its lock.
+    /// channels, and the ledger header. Then the index takes the confirmations and the new
+    /// confirmed index in one step.
     fn apply_milestone(&self, batch: &MilestoneBatch) -> Result<()> {
-        let _w = self.writer();
+        let _w = self.sled_writer();
         // Checks come first: a rejected batch writes nothing.
         let Some(mut header) = self.ledger_header()? else {
             return Err(StoreError::NotInitialised);
@@ -867,11 +882,11 @@ impl Store for SledStore {
         header.confirmed_index = index;
         header.digest = batch.record.ledger_digest;
         out.insert(layout::LEDGER_KEY, encode(&header)?);
-        // Readers of the index wait while sled takes the batch, so whoever sees the new
-        // confirmed index sees the confirmations too.
-        let mut ix = self.write_index();
         self.apply(out)?;
-        ix.confirm(index, 0, &confirmations)
+        let mut ix = self.write_index();
+        ix.confirm(index, 0, &confirmations)?;
+        ix.confirmed = Some(index);
+        Ok(())
     }
 
     /// Makes every earlier write durable as the store's [`Durability`] says, sharing the
