@@ -96,8 +96,8 @@ enum Request {
     ),
 }
 
-/// Receives each batch of newly stored transactions (see [`NodeHandle::set_stored_hook`]).
-pub type StoredHook = Arc<dyn Fn(&[crate::protocol::StoredTx]) + Send + Sync>;
+/// Receives each batch of newly accepted transactions (see [`NodeHandle::set_accepted_hook`]).
+pub type AcceptedHook = Arc<dyn Fn(&[crate::protocol::StoredTx]) + Send + Sync>;
 
 /// What [`NodeHandle::ingest_from_peers`] made of one transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +129,10 @@ pub struct Shared {
     validator: Arc<BatchValidator>,
     /// Serialises draining protocol writes and writing them (see module docs).
     write_order: Mutex<()>,
+    /// The last milestone whose batch is durable and whose events are out, with its ledger
+    /// digest: what `info` reports as confirmed (the protocol's ledger may be a milestone
+    /// ahead while the milestone writer works).
+    durable_milestone: Mutex<(MilestoneIndex, dag_core::Digest)>,
     /// Queue of the milestone writer; taken out at shutdown to stop it.
     milestone_jobs: Mutex<Option<std::sync::mpsc::Sender<MilestoneJob>>>,
     events: broadcast::Sender<NodeEvent>,
@@ -136,8 +140,8 @@ pub struct Shared {
     /// Views of the milestones applied since start (the store's records lack the counts).
     milestones: Mutex<HashMap<MilestoneIndex, MilestoneView>>,
     store_failed: AtomicBool,
-    /// Called with every batch of newly stored transactions (peer gossip).
-    on_stored: std::sync::RwLock<Option<StoredHook>>,
+    /// Called with every batch of newly accepted transactions (peer gossip).
+    on_accepted: std::sync::RwLock<Option<AcceptedHook>>,
     network_name: String,
     pow_difficulty: u8,
 }
@@ -177,6 +181,7 @@ impl Node {
             .expect("restore task panicked")?;
         let (events, _) = broadcast::channel(1 << 16);
         let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
+        let durable = (core.ledger().confirmed_index(), core.ledger().digest());
         let shared = Arc::new(Shared {
             validator: core.validator(),
             network_name: genesis.network_name.clone(),
@@ -184,12 +189,13 @@ impl Node {
             core: Mutex::new(core),
             store,
             write_order: Mutex::new(()),
+            durable_milestone: Mutex::new(durable),
             milestone_jobs: Mutex::new(Some(jobs_tx)),
             events,
             metrics: Metrics::new(),
             milestones: Mutex::new(HashMap::new()),
             store_failed: AtomicBool::new(false),
-            on_stored: std::sync::RwLock::new(None),
+            on_accepted: std::sync::RwLock::new(None),
         });
         shared.refresh_gauges();
         let stored = shared.store.transaction_count()?;
@@ -281,6 +287,13 @@ fn milestone_writer(
             Ok(()) => {
                 shared.metrics.store_flushes.inc();
                 shared.publish(job.events);
+                if let Some(last) = job.batches.last() {
+                    *shared
+                        .durable_milestone
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        (last.record.index, last.record.ledger_digest);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "milestone write failed; the node stops accepting data");
@@ -375,10 +388,8 @@ impl Shared {
                 .into_iter()
                 .partition(|e| !matches!(e, Event::Milestone(_) | Event::Payload { .. }))
         };
+        self.notify_accepted(&direct);
         let result = self.write_all(&direct);
-        if result.is_ok() {
-            self.notify_stored(&direct);
-        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "store write failed; the node stops accepting data");
             self.store_failed.store(true, Ordering::SeqCst);
@@ -400,8 +411,8 @@ impl Shared {
         result
     }
 
-    fn notify_stored(&self, writes: &[StoreWrite]) {
-        let hook = self.on_stored.read().unwrap_or_else(|p| p.into_inner());
+    fn notify_accepted(&self, writes: &[StoreWrite]) {
+        let hook = self.on_accepted.read().unwrap_or_else(|p| p.into_inner());
         if let Some(hook) = hook.as_ref() {
             for w in writes {
                 if let StoreWrite::Transactions(txs) = w {
@@ -435,8 +446,11 @@ impl Shared {
                 StoreWrite::Milestone(batch) => self.store.apply_milestone(batch)?,
             }
         }
-        if !writes.is_empty() {
+        if writes.iter().any(|w| matches!(w, StoreWrite::Milestone(_))) {
             self.store.flush()?;
+            self.metrics.store_flushes.inc();
+        } else if !writes.is_empty() {
+            self.store.flush_transactions()?;
             self.metrics.store_flushes.inc();
         }
         Ok(())
@@ -805,12 +819,14 @@ impl NodeHandle {
     }
 
     /// Registers the function called (on a blocking thread, in write order) with every batch
-    /// of transactions once it is stored: the peering layer gossips them. Replaces any
-    /// earlier hook.
-    pub fn set_stored_hook(&self, hook: Option<StoredHook>) {
+    /// of newly accepted transactions, just before they are written and flushed: the
+    /// peering layer gossips them. Gossip does not wait for the local flush (a peer may
+    /// hold a transaction this node loses in a crash, which is harmless; the submitter got
+    /// no acknowledgement for it). Replaces any earlier hook.
+    pub fn set_accepted_hook(&self, hook: Option<AcceptedHook>) {
         *self
             .shared
-            .on_stored
+            .on_accepted
             .write()
             .unwrap_or_else(|p| p.into_inner()) = hook;
     }
@@ -886,6 +902,11 @@ impl NodeHandle {
 
 impl NodeService for NodeHandle {
     fn info(&self) -> NodeInfo {
+        let durable = *self
+            .shared
+            .durable_milestone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let core = self.shared.lock();
         NodeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -893,9 +914,9 @@ impl NodeService for NodeHandle {
             network_id: core.network_id(),
             pow_difficulty: self.shared.pow_difficulty,
             latest_milestone: core.latest_milestone(),
-            confirmed_milestone: core.ledger().confirmed_index(),
+            confirmed_milestone: durable.0,
             tips: core.tangle().tips().len(),
-            ledger_digest: core.ledger().digest(),
+            ledger_digest: durable.1,
             transactions: core.tangle().len(),
             milestone_issuer: core.is_milestone_issuer(),
             faucet: core.has_faucet(),
@@ -1043,7 +1064,13 @@ impl NodeService for NodeHandle {
     ) -> Result<Option<MilestoneView>, ServiceError> {
         let index = match index {
             Some(i) => i,
-            None => self.shared.lock().ledger().confirmed_index(),
+            None => {
+                self.shared
+                    .durable_milestone
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
         };
         if index == 0 {
             return Ok(None);

@@ -246,6 +246,14 @@ pub trait Store: Send + Sync {
     /// Makes every earlier write durable. A node calls it before acknowledging a
     /// submission.
     fn flush(&self) -> Result<()>;
+
+    /// Makes every earlier `put_transactions` and `mark_solid` durable; a node calls it
+    /// before acknowledging a submission. A backend that keeps transactions apart from the
+    /// ledger may do so without waiting for the flush of a milestone written concurrently.
+    /// The default is [`Store::flush`].
+    fn flush_transactions(&self) -> Result<()> {
+        self.flush()
+    }
 }
 
 /// The status a payload moves to when one of its carrying transactions is confirmed with

@@ -13,8 +13,9 @@
 //! - **ingest**: transactions from all peers are batched into
 //!   [`NodeHandle::ingest_from_peers`] (batch validation, one store flush per batch); the
 //!   verdicts go back to [`Peering`] (scores), the missing parents become requests.
-//! - **gossip**: the node's stored-transactions hook hands every newly stored transaction
-//!   (from the API, local payloads, milestones, peers) to [`Peering::gossip`].
+//! - **gossip**: the node's accepted-transactions hook hands every newly accepted
+//!   transaction (from the API, local payloads, milestones, peers) to [`Peering::gossip`]
+//!   as soon as the protocol took it, before the local store's flush.
 //! - **tick**: heartbeats, request retries and sync, every [`NetConfig::tick_ms`].
 //!
 //! [`Network::shutdown`] closes every connection with a reason, stops the tasks and waits
@@ -207,7 +208,7 @@ impl Network {
             stop: stop_rx,
         });
         let hook_inner = Arc::downgrade(&inner);
-        node.set_stored_hook(Some(Arc::new(move |txs| {
+        node.set_accepted_hook(Some(Arc::new(move |txs| {
             if let Some(inner) = hook_inner.upgrade() {
                 {
                     let mut p = inner.lock();
@@ -270,7 +271,7 @@ impl Network {
     /// finish closing.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        self.inner.node.set_stored_hook(None);
+        self.inner.node.set_accepted_hook(None);
         self.inner
             .endpoint
             .close(CLOSE_OK.into(), b"node shutting down");

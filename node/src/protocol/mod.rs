@@ -21,7 +21,11 @@
 pub mod peering;
 pub mod wire;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+// hashbrown's seeded hasher: these maps are hit per transaction, where SipHash showed in
+// profiles of milestone application.
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use dag_core::codec;
@@ -1020,8 +1024,17 @@ impl Protocol {
             return;
         }
         self.selector.on_confirmed(&self.tangle, index);
-        let mut by_tx: HashMap<TxId, PayloadOutcome> = outcome.outcomes.iter().copied().collect();
-        let pid_of: HashMap<TxId, PayloadId> = payloads.into_iter().collect();
+        // `payloads` and the outcomes both follow the cone's order (the ledger applied the
+        // cone's payloads in it), so one cursor pairs them with the cone's transactions.
+        debug_assert!(payloads
+            .iter()
+            .zip(&outcome.outcomes)
+            .all(|((a, _), (b, _))| a == b));
+        let mut carried = payloads
+            .iter()
+            .zip(&outcome.outcomes)
+            .map(|((tx, pid), (_, o))| (*tx, *pid, *o))
+            .peekable();
         let mut confirmed = Vec::with_capacity(cone.len());
         let delays_ms = cone
             .iter()
@@ -1030,10 +1043,9 @@ impl Protocol {
         let (mut applied, mut conflicting) = (0, 0);
         for r in &cone {
             let tx = self.tangle.id(*r);
-            let payload = match (pid_of.get(&tx), by_tx.remove(&tx)) {
-                (Some(pid), Some(o)) => Some((*pid, o)),
-                _ => None,
-            };
+            let payload = carried
+                .next_if(|(t, _, _)| *t == tx)
+                .map(|(_, pid, o)| (pid, o));
             if let Some((pid, o)) = payload {
                 if o.is_applied() {
                     applied += 1;

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use dag_core::store::{
@@ -209,8 +209,11 @@ pub struct SledStore {
     log_writer: Mutex<Writer>,
     /// Serialises sled batches (each reads what it is about to change).
     sled_writer: Mutex<()>,
-    /// Whether the log / sled have writes not yet made durable.
-    log_dirty: AtomicBool,
+    /// End of the last log append, and the end the last completed log sync covered (held
+    /// while syncing, so concurrent callers share one `fdatasync`).
+    log_written: AtomicU64,
+    log_synced: Mutex<u64>,
+    /// Whether sled has writes not yet made durable.
     sled_dirty: AtomicBool,
     group: GroupCommit,
     sync: Option<DiskSync>,
@@ -318,7 +321,8 @@ impl SledStore {
             index: RwLock::new(index),
             log_writer: Mutex::new(Writer { end: opened.end }),
             sled_writer: Mutex::new(()),
-            log_dirty: AtomicBool::new(false),
+            log_written: AtomicU64::new(opened.end),
+            log_synced: Mutex::new(opened.end),
             sled_dirty: AtomicBool::new(false),
             group: GroupCommit::default(),
             sync,
@@ -341,7 +345,8 @@ impl SledStore {
             index: RwLock::new(Index::default()),
             log_writer: Mutex::new(Writer { end: opened.end }),
             sled_writer: Mutex::new(()),
-            log_dirty: AtomicBool::new(false),
+            log_written: AtomicU64::new(opened.end),
+            log_synced: Mutex::new(opened.end),
             sled_dirty: AtomicBool::new(false),
             group: GroupCommit::default(),
             sync: None,
@@ -417,7 +422,7 @@ impl SledStore {
         let at = w.end;
         self.log.append(at, &buf)?;
         w.end = at + buf.len() as u64;
-        self.log_dirty.store(true, Ordering::SeqCst);
+        self.log_written.fetch_max(w.end, Ordering::SeqCst);
         Ok(at + layout::FRAME_HEADER_LEN as u64)
     }
 
@@ -546,15 +551,28 @@ impl Drop for SledStore {
 }
 
 impl SledStore {
+    /// Makes every log append made so far durable (with power-loss durability; appends
+    /// survive a process crash anyway). Callers that arrive while a sync runs wait for it
+    /// and return at once if it covered them, else run the next one.
+    fn sync_log(&self) -> Result<()> {
+        if self.sync.is_none() {
+            return Ok(());
+        }
+        let target = self.log_written.load(Ordering::SeqCst);
+        let mut synced = self.log_synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= target {
+            return Ok(());
+        }
+        let upto = self.log_written.load(Ordering::SeqCst);
+        self.log.sync()?;
+        *synced = upto;
+        Ok(())
+    }
+
     /// One physical flush of what is dirty: the log (`fdatasync` with power-loss
     /// durability), then sled's flush and the `fsync` step if configured.
     fn physical_flush(&self) -> Result<()> {
-        if self.log_dirty.swap(false, Ordering::SeqCst) && self.sync.is_some() {
-            if let Err(e) = self.log.sync() {
-                self.log_dirty.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
-        }
+        self.sync_log()?;
         if self.sled_dirty.swap(false, Ordering::SeqCst) {
             let flushed = self
                 .db
@@ -852,12 +870,7 @@ impl Store for SledStore {
         };
         // The confirmed transactions are in the log; make sure they are durable before
         // this batch can be (sled may write it out in the background at any time).
-        if self.sync.is_some() && self.log_dirty.swap(false, Ordering::SeqCst) {
-            if let Err(e) = self.log.sync() {
-                self.log_dirty.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
-        }
+        self.sync_log()?;
         let mut out = Batch::default();
         for (chunk, list) in confirmations
             .chunks(layout::CONFIRMATIONS_PER_CHUNK)
@@ -893,6 +906,12 @@ impl Store for SledStore {
     /// physical flush with concurrent callers (group commit).
     fn flush(&self) -> Result<()> {
         self.group.commit(|| self.physical_flush())
+    }
+
+    /// Syncs the log only, so storing transactions never waits for sled's flush of a
+    /// milestone.
+    fn flush_transactions(&self) -> Result<()> {
+        self.sync_log()
     }
 }
 
@@ -991,5 +1010,52 @@ impl DiskSync {
                 .map_err(|e| io_error("fsync of the blobs dir", e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(s: &SledStore, i: u8) {
+        let bytes = [i; 40];
+        s.put_transactions(&[TxEntry {
+            id: TxId([i; 32]),
+            bytes: &bytes,
+            meta: TxMeta::new(1, true, None),
+        }])
+        .unwrap();
+    }
+
+    fn synced(s: &SledStore) -> u64 {
+        *s.log_synced.lock().unwrap()
+    }
+
+    /// `flush_transactions` covers every append made before it, from any thread, and skips
+    /// the `fdatasync` when an earlier one already covered them; `flush` covers the log too.
+    #[test]
+    fn log_syncs_cover_every_earlier_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let start = synced(&s);
+        put(&s, 1);
+        let written = s.log_written.load(Ordering::SeqCst);
+        assert!(written > start && synced(&s) == start);
+        s.flush_transactions().unwrap();
+        assert_eq!(synced(&s), written);
+        s.flush_transactions().unwrap();
+        assert_eq!(synced(&s), written);
+        std::thread::scope(|scope| {
+            scope.spawn(|| put(&s, 2));
+        });
+        put(&s, 3);
+        s.flush().unwrap();
+        assert_eq!(synced(&s), s.log_written.load(Ordering::SeqCst));
+        assert!(synced(&s) > written);
+        // Without power-loss durability there is nothing to sync.
+        let t = SledStore::open_temporary().unwrap();
+        put(&t, 1);
+        t.flush_transactions().unwrap();
+        assert_eq!(synced(&t), layout::LOG_MAGIC.len() as u64);
     }
 }
