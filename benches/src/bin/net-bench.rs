@@ -33,7 +33,7 @@ struct Args {
     /// Payloads per submit call.
     #[arg(long, default_value_t = 500)]
     chunk: usize,
-    /// Store: "mem" or "sled" (temporary).
+    /// Store: "mem", or "sled" (in a temporary directory, with power-loss durability).
     #[arg(long, default_value = "sled")]
     store: String,
     /// Milestone interval, ms.
@@ -83,10 +83,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut nodes = Vec::new();
     let mut nets = Vec::new();
+    let mut dirs = Vec::new();
     for i in 0..3u8 {
         let store: Arc<dyn Store> = match args.store.as_str() {
             "mem" => Arc::new(MemStore::new()),
-            _ => Arc::new(node::store::SledStore::open_temporary().context("sled")?),
+            _ => {
+                // On disk with power-loss durability, as a node runs (fdatasync included).
+                let dir = tempfile::tempdir().context("temp dir")?;
+                let s = node::store::SledStore::open(dir.path()).context("sled")?;
+                dirs.push(dir);
+                Arc::new(s)
+            }
         };
         let node = Node::start(NodeSetup {
             genesis: genesis.clone(),
@@ -257,14 +264,19 @@ async fn main() -> anyhow::Result<()> {
         confirmed_all as f64 / elapsed
     );
     println!(
-        "propagation (ack on node 0 -> solid on node 1/2): n={} p50={:.2} ms p99={:.2} ms max={:.2} ms; events lagged: {}",
+        "propagation (ack on node 0 -> solid on node 1/2): n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms; events lagged: {}",
         lat.len(),
         pct(0.50),
+        pct(0.90),
         pct(0.99),
         lat.last().copied().unwrap_or(f64::NAN),
         seen.iter().map(|s| s.lock().unwrap().lagged).sum::<u64>()
     );
     let digests: Vec<_> = nodes.iter().map(|n| n.handle().info()).collect();
+    println!(
+        "transactions held on node 0: {} for {total} payments (the rest: milestones and the merge transactions of their tip sweeps)",
+        digests[0].transactions
+    );
     let at = digests
         .iter()
         .map(|i| i.confirmed_milestone)

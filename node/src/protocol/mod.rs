@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 // hashbrown's seeded hasher: these maps are hit per transaction, where SipHash showed in
 // profiles of milestone application.
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dag_core::codec;
@@ -691,6 +691,10 @@ impl Protocol {
         now: u64,
     ) -> Vec<Result<Prepared, RejectReason>> {
         let mut in_batch: HashMap<Address, u64> = HashMap::new();
+        // Tips already given to a payload of this batch: each payload should take tips of
+        // its own, or a batch of B payloads would pile up B new tips while consuming far
+        // fewer, and every milestone's sweep would have to merge them all.
+        let mut taken = HashSet::new();
         payloads
             .into_iter()
             .map(|p| {
@@ -701,12 +705,17 @@ impl Protocol {
                     }
                 }
                 in_batch.insert(p.issuer, p.seq);
-                self.prepare_one(p, now).map(Prepared::Ready)
+                self.prepare_one(p, now, &mut taken).map(Prepared::Ready)
             })
             .collect()
     }
 
-    fn prepare_one(&mut self, p: SignedPayload, now: u64) -> Result<Transaction, RejectReason> {
+    fn prepare_one(
+        &mut self,
+        p: SignedPayload,
+        now: u64,
+        taken: &mut HashSet<TxRef>,
+    ) -> Result<Transaction, RejectReason> {
         if let Some(h) = &self.halted {
             return Err(RejectReason::Halted(h.clone()));
         }
@@ -722,37 +731,80 @@ impl Protocol {
         if self.pending_payloads.contains_key(&pid) || self.own.contains_key(&pid) {
             return Err(RejectReason::DuplicatePayload(pid));
         }
-        let parents = self.parents_for(Some(&p), now)?;
+        let parents = self.parents_for(Some(&p), now, taken)?;
         Ok(self.build(parents, Payload::Signed(p), now))
+    }
+
+    /// Draws a pair of tips, up to a few times, for one with at least `fresh` tips not in
+    /// `taken`; returns it with the untaken tips first.
+    fn select_fresh(
+        &mut self,
+        now: u64,
+        fresh: usize,
+        taken: &HashSet<TxRef>,
+    ) -> Result<[TxRef; 2], RejectReason> {
+        const DRAWS: usize = 4;
+        let mut best: Option<([TxRef; 2], usize)> = None;
+        for _ in 0..DRAWS {
+            // When no tip is eligible (a quiet network whose tips all expired or went lazy,
+            // or the genesis root alone), approve any tips rather than stall: there is
+            // nothing better to approve.
+            let pair = match self.selector.select(&self.tangle, now, &mut self.rng) {
+                Ok(p) => p,
+                Err(_) => Urts::new()
+                    .select(&self.tangle, now, &mut self.rng)
+                    .map_err(|e| RejectReason::NoTips(e.to_string()))?,
+            };
+            let untaken = |r: &TxRef| !taken.contains(r);
+            let n = match pair {
+                [a, b] if a == b => usize::from(untaken(&a)),
+                [a, b] => usize::from(untaken(&a)) + usize::from(untaken(&b)),
+            };
+            if best.is_none_or(|(_, m)| n > m) {
+                best = Some((pair, n));
+            }
+            if n >= fresh {
+                break;
+            }
+        }
+        let Some(([a, b], _)) = best else {
+            return Err(RejectReason::NoTips("no selection".into()));
+        };
+        Ok(if taken.contains(&a) && !taken.contains(&b) {
+            [b, a]
+        } else {
+            [a, b]
+        })
     }
 
     fn parents_for(
         &mut self,
         p: Option<&SignedPayload>,
         now: u64,
+        taken: &mut HashSet<TxRef>,
     ) -> Result<[TxId; 2], RejectReason> {
-        // When no tip is eligible (a quiet network whose tips all expired or went lazy, or
-        // the genesis root alone), approve any tips rather than stall: there is nothing
-        // better to approve.
-        let [a, b] = match self.selector.select(&self.tangle, now, &mut self.rng) {
-            Ok(p) => p,
-            Err(_) => Urts::new()
-                .select(&self.tangle, now, &mut self.rng)
-                .map_err(|e| RejectReason::NoTips(e.to_string()))?,
-        };
+        // One issuer's payloads are chained: seq n + 1 approves seq n's transaction, and
+        // then needs one tip of its own instead of two.
+        let prev = p.and_then(|p| {
+            self.issuer_tail
+                .get(&p.issuer)
+                .filter(|(seq, _)| p.seq == seq + 1)
+                .map(|(_, r)| *r)
+        });
+        let [a, b] = self.select_fresh(now, if prev.is_some() { 1 } else { 2 }, taken)?;
         let mut parents = [self.tangle.id(a), self.tangle.id(b)];
-        if let Some(p) = p {
-            if let Some(&(seq, r)) = self.issuer_tail.get(&p.issuer) {
-                if p.seq == seq + 1 {
-                    let prev = self.tangle.id(r);
-                    if parents[1] != prev {
-                        parents[0] = prev;
-                    } else {
-                        parents.swap(0, 1);
-                    }
-                }
+        let mut used = [Some(a), Some(b)];
+        if let Some(r) = prev {
+            let prev = self.tangle.id(r);
+            if parents[0] != prev {
+                // Keep the freshest tip with the predecessor.
+                parents = [prev, parents[0]];
+                used = [None, Some(a)];
+            } else {
+                used = [None, Some(b)];
             }
         }
+        taken.extend(used.into_iter().flatten());
         if parents[0] == parents[1] && parents[0] != TxId::GENESIS {
             // Single-tip tangle: approve the tip and its trunk.
             let r = self
@@ -833,7 +885,7 @@ impl Protocol {
         }
         let parents = match self.sweep_tips(now) {
             Some(p) => p,
-            None => match self.parents_for(None, now) {
+            None => match self.parents_for(None, now, &mut HashSet::new()) {
                 Ok(p) => p,
                 Err(_) => return,
             },
@@ -1136,7 +1188,7 @@ impl Protocol {
                 self.own.remove(&pid);
                 continue;
             }
-            let Ok(parents) = self.parents_for(Some(&own.payload), now) else {
+            let Ok(parents) = self.parents_for(Some(&own.payload), now, &mut HashSet::new()) else {
                 continue;
             };
             let mut tx = self.build(parents, Payload::Signed(own.payload.clone()), now);
