@@ -735,16 +735,17 @@ impl Protocol {
         Ok(self.build(parents, Payload::Signed(p), now))
     }
 
-    /// Draws a pair of tips, up to a few times, for one with at least `fresh` tips not in
-    /// `taken`; returns it with the untaken tips first.
+    /// Two tips, at least `fresh` of them not in `taken` if a few draws of the selector
+    /// find them (the untaken ones come first).
     fn select_fresh(
         &mut self,
         now: u64,
         fresh: usize,
         taken: &HashSet<TxRef>,
     ) -> Result<[TxRef; 2], RejectReason> {
-        const DRAWS: usize = 4;
-        let mut best: Option<([TxRef; 2], usize)> = None;
+        const DRAWS: usize = 8;
+        let mut first = None;
+        let mut found: Vec<TxRef> = Vec::with_capacity(2);
         for _ in 0..DRAWS {
             // When no tip is eligible (a quiet network whose tips all expired or went lazy,
             // or the genesis root alone), approve any tips rather than stall: there is
@@ -755,25 +756,23 @@ impl Protocol {
                     .select(&self.tangle, now, &mut self.rng)
                     .map_err(|e| RejectReason::NoTips(e.to_string()))?,
             };
-            let untaken = |r: &TxRef| !taken.contains(r);
-            let n = match pair {
-                [a, b] if a == b => usize::from(untaken(&a)),
-                [a, b] => usize::from(untaken(&a)) + usize::from(untaken(&b)),
-            };
-            if best.is_none_or(|(_, m)| n > m) {
-                best = Some((pair, n));
+            first.get_or_insert(pair);
+            for r in pair {
+                if found.len() < 2 && !taken.contains(&r) && !found.contains(&r) {
+                    found.push(r);
+                }
             }
-            if n >= fresh {
+            if found.len() >= fresh {
                 break;
             }
         }
-        let Some(([a, b], _)) = best else {
+        let Some(first) = first else {
             return Err(RejectReason::NoTips("no selection".into()));
         };
-        Ok(if taken.contains(&a) && !taken.contains(&b) {
-            [b, a]
-        } else {
-            [a, b]
+        Ok(match found[..] {
+            [a, b] => [a, b],
+            [a] => [a, if first[0] == a { first[1] } else { first[0] }],
+            _ => first,
         })
     }
 

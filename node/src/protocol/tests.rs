@@ -452,3 +452,40 @@ fn a_peer_replay_enters_the_tangle_and_conflicts_instead_of_stalling_its_approve
         Event::Payload { status: PayloadStatus::Conflicting { tx, reason: ConflictReason::SeqAlreadyUsed, .. }, .. } if *tx == replay)));
     assert_eq!(issuer.ledger().balance(&Address([4; 32])), 10);
 }
+
+/// The payloads of one batch take distinct tips while there are untaken ones: a batch of
+/// B payloads then consumes about 2B tips instead of piling up new ones for the
+/// milestone sweep to merge.
+#[test]
+fn a_batch_of_payloads_takes_distinct_tips() {
+    let n = net();
+    let mut p = node(&n, false);
+    let nid = n.genesis.network_id();
+    let keys: Vec<Keypair> = (0..48u8)
+        .map(|i| Keypair::from_seed(&[100 + i; 32]))
+        .collect();
+    // 32 payloads approving the genesis: 32 tips.
+    let first: Vec<SignedPayload> = keys[..32]
+        .iter()
+        .map(|k| pay(k, nid, 0, Address([9; 32]), 1))
+        .collect();
+    assert!(submit(&mut p, first, T0).iter().all(Result::is_ok));
+    assert_eq!(p.tangle().tips().len(), 32);
+    // One batch of 16 more: 32 parents, all distinct.
+    let second: Vec<SignedPayload> = keys[32..]
+        .iter()
+        .map(|k| pay(k, nid, 0, Address([9; 32]), 1))
+        .collect();
+    let mut parents = HashSet::new();
+    for r in p.prepare_payloads(second, T0 + 10) {
+        let Ok(Prepared::Ready(tx)) = r else {
+            panic!("not ready: {r:?}");
+        };
+        parents.extend(tx.parents);
+    }
+    assert!(
+        parents.len() >= 30,
+        "16 payloads took only {} distinct tips out of 32",
+        parents.len()
+    );
+}
