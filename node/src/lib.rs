@@ -7,6 +7,7 @@
 //! - `protocol` (sans-I/O, always built): ingest, solidification, tip pool, milestone tracking
 //!   and application, reattachment of lazy payloads, events. Input through `handle_*`,
 //!   output through `poll_*`; time comes in as `now`.
+//! - `store::layout`: the on-disk format (always built, for the fuzz targets).
 //! - With the default `runtime` feature: `store` (sled backend of `dag_core::store::Store`),
 //!   `service` (the [`NodeService`] boundary), `api` (axum), `config`, `init`.
 
@@ -28,7 +29,6 @@ pub mod net;
 pub mod runtime;
 #[cfg(feature = "runtime")]
 pub mod service;
-#[cfg(feature = "runtime")]
 pub mod store;
 
 #[cfg(feature = "runtime")]

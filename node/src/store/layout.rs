@@ -204,6 +204,9 @@ pub fn decode_tx_entry_header(bytes: &[u8]) -> Result<TxEntryHeader> {
     id.copy_from_slice(&bytes[..32]);
     let mut pid = [0u8; 32];
     pid.copy_from_slice(&bytes[41..73]);
+    if flags & ENTRY_FLAG_PAYLOAD == 0 && pid != [0; 32] {
+        return corrupt("payload id without its flag");
+    }
     Ok(TxEntryHeader {
         id: TxId(id),
         arrival: be_u64(&bytes[32..40]),

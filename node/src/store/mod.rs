@@ -107,9 +107,15 @@
 //! itself, covering every caller that arrived meanwhile. N concurrent callers cost at most
 //! two physical flushes, not N. [`SledStore::physical_flushes`] counts them.
 
-mod group_commit;
+// The format (pure, no I/O) builds without the `runtime` feature, for the fuzz targets.
 pub mod layout;
+
+#[cfg(feature = "runtime")]
+mod group_commit;
+#[cfg(feature = "runtime")]
 mod sled;
+#[cfg(feature = "runtime")]
 mod txlog;
 
+#[cfg(feature = "runtime")]
 pub use self::sled::{Durability, SledStore};

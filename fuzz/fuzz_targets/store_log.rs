@@ -1,0 +1,35 @@
+//! Arbitrary bytes into the decoders of the store's on-disk format (transaction-log frame
+//! bodies, confirmation chunks, entry headers): they must never panic, and a transactions
+//! frame they accept must re-encode to the same bytes.
+//!
+//! `cargo +nightly fuzz run store_log`
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use node::store::layout::{self, Frame};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(frame) = layout::decode_body(data) {
+        match frame {
+            Frame::Transactions(entries) => {
+                let mut again = layout::transactions_body_start(entries.len() as u32);
+                for (h, at, bytes) in &entries {
+                    assert_eq!(*at, again.len());
+                    layout::push_tx_entry(&mut again, h, bytes);
+                }
+                assert_eq!(again, data);
+            }
+            Frame::Solid(ids) => assert_eq!(layout::solid_body(&ids), data),
+        }
+    }
+    if let Ok(list) = layout::decode_confirmations(data) {
+        let mut again = Vec::new();
+        for c in &list {
+            layout::push_confirmation(&mut again, c);
+        }
+        assert_eq!(again, data);
+    }
+    let _ = layout::decode_tx_entry_header(data);
+    let _ = layout::decode_confirmation_key(data);
+    let _ = layout::decode_account(data);
+});
