@@ -441,9 +441,9 @@ impl Protocol {
             Ok(InsertOutcome::Solid(refs)) => {
                 for (rid, r) in refs {
                     if rid == id {
-                        self.after_solid(r, &tx, meta.confirmed_by.is_none(), false);
+                        self.after_solid(r, &tx, meta.confirmed_by.is_none(), false, meta.payload);
                     } else if let Some(btx) = self.buffered.remove(&rid) {
-                        self.after_solid(r, &btx, true, false);
+                        self.after_solid(r, &btx, true, false, None);
                     }
                 }
                 true
@@ -584,10 +584,10 @@ impl Protocol {
                 let mut released = Vec::new();
                 for (rid, r) in refs {
                     if rid == id {
-                        self.after_solid(r, &tx, true, true);
+                        self.after_solid(r, &tx, true, true, payload_id);
                         if origin == Origin::Local {
-                            if let Payload::Signed(p) = &tx.payload {
-                                self.own.entry(p.id()).or_insert_with(|| OwnPayload {
+                            if let (Payload::Signed(p), Some(pid)) = (&tx.payload, payload_id) {
+                                self.own.entry(pid).or_insert_with(|| OwnPayload {
                                     payload: p.clone(),
                                     tx: id,
                                     attached_at_milestone: self.ledger.confirmed_index(),
@@ -597,7 +597,7 @@ impl Protocol {
                         }
                     } else if let Some(btx) = self.buffered.remove(&rid) {
                         // A buffered transaction became solid because of this one.
-                        self.after_solid(r, &btx, true, true);
+                        self.after_solid(r, &btx, true, true, None);
                         released.push(rid);
                     }
                 }
@@ -615,12 +615,20 @@ impl Protocol {
     }
 
     /// Bookkeeping for a newly solid transaction.
-    fn after_solid(&mut self, r: TxRef, tx: &Transaction, unconfirmed: bool, emit: bool) {
+    /// `pid` is the payload's id when the caller has it already (it is computed otherwise).
+    fn after_solid(
+        &mut self,
+        r: TxRef,
+        tx: &Transaction,
+        unconfirmed: bool,
+        emit: bool,
+        pid: Option<PayloadId>,
+    ) {
         self.selector.on_solid(&self.tangle, r);
         let mut payload_id = None;
         match &tx.payload {
             Payload::Signed(p) if unconfirmed => {
-                let pid = p.id();
+                let pid = pid.unwrap_or_else(|| p.id());
                 payload_id = Some(pid);
                 *self.pending_payloads.entry(pid).or_insert(0) += 1;
                 self.unconfirmed_payloads.insert(r, (pid, p.clone()));
