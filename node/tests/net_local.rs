@@ -275,3 +275,92 @@ async fn a_new_node_and_a_restarted_node_catch_up_to_the_same_digest() {
         m.stop().await;
     }
 }
+
+/// The admin peer routes over HTTP, as an operator uses them: a bearer token is required
+/// (none: 401, a wrong one: 403); `POST /peers` adds a peer to the allowlist and the nodes
+/// connect; `GET /peers` lists it; `DELETE /peers/{key}` removes it and drops the
+/// connection, which stays down; a malformed key is 400, an unknown one 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_peer_routes_over_http() {
+    let n = network();
+    let a = start(&n, true, key(61), mem()).await;
+    let b = start(&n, false, key(62), mem()).await;
+    // b allows a from the start; a learns about b through its admin API.
+    b.net.add_peer(a.entry());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = node::api::ApiOptions {
+        admin_token: Some("op-token".into()),
+        ..node::api::ApiOptions::default()
+    };
+    let server = tokio::spawn(node::api::serve_with_admin(
+        listener,
+        a.handle(),
+        options,
+        a.net.admin_router(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{addr}/api/v1/admin{p}");
+    let status = |r: reqwest::Response| r.status().as_u16();
+
+    assert_eq!(status(http.get(url("/peers")).send().await.unwrap()), 401);
+    let wrong = http.get(url("/peers")).bearer_auth("guess").send().await;
+    assert_eq!(status(wrong.unwrap()), 403);
+    let unauthorised_add = http.post(url("/peers")).json(&b.entry()).send().await;
+    assert_eq!(status(unauthorised_add.unwrap()), 401);
+    assert!(a.net.peers().is_empty(), "nothing was added without the token");
+
+    let added = http
+        .post(url("/peers"))
+        .bearer_auth("op-token")
+        .json(&b.entry())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(added), 201);
+    until("a and b connected", || a.net.connected().len() == 1).await;
+    let listed: serde_json::Value = http
+        .get(url("/peers"))
+        .bearer_auth("op-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b_key = b.entry().public_key.to_string();
+    assert_eq!(listed[0]["public_key"], b_key);
+    assert_eq!(listed[0]["address"], b.entry().address.to_string());
+
+    let bad = http
+        .delete(url("/peers/not-a-key"))
+        .bearer_auth("op-token")
+        .send()
+        .await;
+    assert_eq!(status(bad.unwrap()), 400);
+    let unknown = http
+        .delete(url(&format!("/peers/{}", "ab".repeat(32))))
+        .bearer_auth("op-token")
+        .send()
+        .await;
+    assert_eq!(status(unknown.unwrap()), 404);
+    let removed = http
+        .delete(url(&format!("/peers/{b_key}")))
+        .bearer_auth("op-token")
+        .send()
+        .await;
+    assert_eq!(status(removed.unwrap()), 204);
+    until("the connection dropped", || a.net.connected().is_empty()).await;
+    // b keeps dialling a, which no longer allows it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(a.net.connected().is_empty(), "a refused b after the removal");
+
+    let _ = stop.send(());
+    let _ = server.await;
+    a.stop().await;
+    b.stop().await;
+}

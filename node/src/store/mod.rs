@@ -58,7 +58,11 @@
 //! [`Store::flush`](dag_core::store::Store::flush) is the durability point: the node calls
 //! it before it acknowledges a submission. A physical flush syncs only what changed since
 //! the last one: the transaction log, sled, or both (a round of submissions touches only
-//! the log).
+//! the log). [`Store::flush_transactions`](dag_core::store::Store::flush_transactions),
+//! which the node's ingest uses, syncs the log alone, so a submission never waits for the
+//! flush of a milestone being written by the milestone writer. Log syncs are ordered by
+//! position (the end written against the end synced), so concurrent callers share one
+//! `fdatasync` and none returns before its bytes are covered.
 //!
 //! - **The transaction log** is ours: appended with `pwrite`, which survives a crash of
 //!   the process; with [`Durability::PowerLoss`] the flush also `fdatasync`s it (data,
