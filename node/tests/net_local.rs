@@ -312,7 +312,10 @@ async fn admin_peer_routes_over_http() {
     assert_eq!(status(wrong.unwrap()), 403);
     let unauthorised_add = http.post(url("/peers")).json(&b.entry()).send().await;
     assert_eq!(status(unauthorised_add.unwrap()), 401);
-    assert!(a.net.peers().is_empty(), "nothing was added without the token");
+    assert!(
+        a.net.peers().is_empty(),
+        "nothing was added without the token"
+    );
 
     let added = http
         .post(url("/peers"))
@@ -357,7 +360,10 @@ async fn admin_peer_routes_over_http() {
     until("the connection dropped", || a.net.connected().is_empty()).await;
     // b keeps dialling a, which no longer allows it.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(a.net.connected().is_empty(), "a refused b after the removal");
+    assert!(
+        a.net.connected().is_empty(),
+        "a refused b after the removal"
+    );
 
     let _ = stop.send(());
     let _ = server.await;
