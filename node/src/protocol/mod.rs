@@ -288,6 +288,9 @@ pub struct Protocol {
     latest_milestone: MilestoneIndex,
     last_issued_at: u64,
     own: HashMap<PayloadId, OwnPayload>,
+    /// While restoring: the latest carrier of each payload not applied when the node
+    /// stopped (unconfirmed, or conflicting for a sequence gap), to be kept alive again.
+    restored: HashMap<PayloadId, (SignedPayload, TxId, bool)>,
     /// Transactions waiting in the Tangle's solidification buffer (peer arrivals).
     buffered: HashMap<TxId, Transaction>,
     faucet_seq: u64,
@@ -350,6 +353,7 @@ impl Protocol {
             milestones: BTreeMap::new(),
             last_issued_at: 0,
             own: HashMap::new(),
+            restored: HashMap::new(),
             buffered: HashMap::new(),
             faucet_seq,
             halted: None,
@@ -436,6 +440,13 @@ impl Protocol {
         let Ok(tx) = codec::decode(bytes) else {
             return false;
         };
+        if let Payload::Signed(p) = &tx.payload {
+            let gap = meta.outcome == Some(PayloadOutcome::Conflicting(ConflictReason::SeqGap));
+            if meta.confirmed_by.is_none() || gap {
+                let pid = meta.payload.unwrap_or_else(|| p.id());
+                self.restored.insert(pid, (p.clone(), id, gap));
+            }
+        }
         let ms = tx.milestone().map(|m| m.index);
         match self.tangle.insert(id, tx.parents, ms, meta.arrival) {
             Ok(InsertOutcome::Solid(refs)) => {
@@ -481,6 +492,20 @@ impl Protocol {
             self.selector.on_confirmed(&self.tangle, index);
         }
         self.last_issued_at = now;
+        // Keep alive what was not applied when the node stopped: the set of payloads this
+        // node attached is not stored, so every unapplied payload it holds is taken on
+        // (reattaching a peer's payload is harmless: one copy applies, the others
+        // conflict). A sequence-gap conflict is reattached at the next tick.
+        for (pid, (payload, tx, gap)) in std::mem::take(&mut self.restored) {
+            if payload.seq >= self.ledger.next_seq(&payload.issuer) {
+                self.own.entry(pid).or_insert(OwnPayload {
+                    payload,
+                    tx,
+                    attached_at_milestone: if gap { 0 } else { confirmed },
+                    reattachments: 0,
+                });
+            }
+        }
         self.apply_ready_milestones();
         // Restoring wrote nothing new.
         self.writes.clear();
