@@ -1201,7 +1201,7 @@ impl Protocol {
     /// Reattaches local payloads whose transaction stayed unconfirmed too long.
     fn reattach_lazy(&mut self, now: u64) {
         let confirmed = self.ledger.confirmed_index();
-        let due: Vec<PayloadId> = self
+        let mut due: Vec<(Address, u64, PayloadId)> = self
             .own
             .iter()
             .filter(|(_, o)| {
@@ -1209,9 +1209,14 @@ impl Protocol {
                     >= self.config.reattach_after_milestones
                     && o.reattachments < self.config.max_reattachments
             })
-            .map(|(pid, _)| *pid)
+            .map(|(pid, o)| (o.payload.issuer, o.payload.seq, *pid))
             .collect();
-        for pid in due {
+        // In sequence order per issuer, so each reattachment approves its predecessor's
+        // (the issuer chain): in map order, seq n + 1 could go out before seq n, land
+        // ahead of it in white-flag order, conflict for the gap again and use up its
+        // reattachments.
+        due.sort_unstable();
+        for (_, _, pid) in due {
             let Some(own) = self.own.get(&pid).cloned() else {
                 continue;
             };
