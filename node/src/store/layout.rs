@@ -228,16 +228,18 @@ pub enum Frame<'a> {
 /// Wraps a body into a frame: length, CRC-32, body.
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
-    frame_header_into(&mut out, body);
+    out.extend_from_slice(&frame_header(body));
     out.extend_from_slice(body);
     out
 }
 
-/// The 8-byte header of a frame around `body`, pushed onto `out`.
-pub fn frame_header_into(out: &mut Vec<u8>, body: &[u8]) {
+/// The 8-byte header of a frame around `body`.
+pub fn frame_header(body: &[u8]) -> [u8; FRAME_HEADER_LEN] {
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[..4].copy_from_slice(&len.to_le_bytes());
+    h[4..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+    h
 }
 
 /// Reads a frame header: the body length and its expected CRC.

@@ -135,18 +135,23 @@ impl Index {
     /// indexed are skipped.
     fn add_frame(&mut self, body_at: u64, entries: &[(TxEntryHeader, usize, &[u8])]) {
         for (h, at, _) in entries {
-            if let Entry::Vacant(v) = self.txs.entry(h.id) {
-                v.insert(Slot {
-                    offset: body_at + *at as u64,
-                    len: h.len,
-                    confirmed_by: 0,
-                    position: 0,
-                    flags: if h.solid { SLOT_SOLID } else { 0 },
-                    outcome: 0,
-                });
-                if let Some(p) = h.payload {
-                    self.add_payload_tx(p, h.id);
-                }
+            self.add(h, body_at + *at as u64);
+        }
+    }
+
+    /// Indexes one log entry at `offset`, unless its id is indexed already.
+    fn add(&mut self, h: &TxEntryHeader, offset: u64) {
+        if let Entry::Vacant(v) = self.txs.entry(h.id) {
+            v.insert(Slot {
+                offset,
+                len: h.len,
+                confirmed_by: 0,
+                position: 0,
+                flags: if h.solid { SLOT_SOLID } else { 0 },
+                outcome: 0,
+            });
+            if let Some(p) = h.payload {
+                self.add_payload_tx(p, h.id);
             }
         }
     }
@@ -416,8 +421,7 @@ impl SledStore {
     /// Appends one frame body to the log, as a frame.
     fn append(&self, w: &mut Writer, mut buf: Vec<u8>) -> Result<u64> {
         // `buf` starts with room for the frame header.
-        let mut header = Vec::with_capacity(layout::FRAME_HEADER_LEN);
-        layout::frame_header_into(&mut header, &buf[layout::FRAME_HEADER_LEN..]);
+        let header = layout::frame_header(&buf[layout::FRAME_HEADER_LEN..]);
         buf[..layout::FRAME_HEADER_LEN].copy_from_slice(&header);
         let at = w.end;
         self.log.append(at, &buf)?;
@@ -631,20 +635,7 @@ impl Store for SledStore {
         let body_at = self.append(&mut w, buf)?;
         let mut index = self.write_index();
         for (h, at) in &added {
-            index.txs.insert(
-                h.id,
-                Slot {
-                    offset: body_at + *at as u64,
-                    len: h.len,
-                    confirmed_by: 0,
-                    position: 0,
-                    flags: if h.solid { SLOT_SOLID } else { 0 },
-                    outcome: 0,
-                },
-            );
-            if let Some(p) = h.payload {
-                index.add_payload_tx(p, h.id);
-            }
+            index.add(h, body_at + *at as u64);
         }
         Ok(added.len())
     }
