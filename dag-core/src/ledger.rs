@@ -4,7 +4,8 @@
 //! The Tangle computes the white-flag order of a milestone's cone (post-order DFS, trunk
 //! before branch) and hands the signed payloads, in that order, to
 //! [`Ledger::apply_milestone`]. Each payload is either applied or marked conflicting with a
-//! [`ConflictReason`]; a conflicting payload changes nothing at all. Payload signatures were
+//! [`ConflictReason`]. A conflicting payload moves no value; if it was the issuer's next
+//! in sequence it still **consumes its sequence number** (see the rules). Payload signatures were
 //! checked on arrival (stage 1); the ledger checks only what depends on state, including the
 //! channel vouchers of `Claim`s.
 //!
@@ -12,6 +13,13 @@
 //! - **Sequence**: a payload applies only if its `seq` equals the issuer's `next_seq`;
 //!   applying any payload (including an `Anchor`) increments `next_seq`. So each
 //!   `(issuer, seq)` is applied at most once, in order.
+//! - **Conflicts are final**: a payload whose `seq` equals the issuer's `next_seq` but which
+//!   conflicts for its content (balance, channel state, voucher, ...) increments `next_seq`
+//!   all the same and changes nothing else, as a failed Ethereum transaction uses its nonce.
+//!   So no copy of a conflicting payload can apply later (every copy's `seq` is used), the
+//!   issuer's next payload is not blocked behind it, and a status reported as conflicting
+//!   never changes. The one non-final outcome is [`ConflictReason::SeqGap`] (an earlier
+//!   payload is missing): a later copy may apply once the gap is filled.
 //! - **Pay**: moves `amount > 0` from the issuer to `to` (paying oneself only bumps `seq`).
 //! - **Open**: the issuer (payer) locks `deposit > 0` in a channel to another address, with
 //!   `expires_at` after the current milestone; its id is
@@ -31,7 +39,7 @@
 //! After each milestone the digest becomes, with integers little-endian:
 //!
 //! ```text
-//! BLAKE2b-256( "tangle/ledger/v1" || previous digest || index (u32)
+//! BLAKE2b-256( "tangle/ledger/v2" || previous digest || index (u32)
 //!            || for each payload, in order:   'P' || tx id || outcome code (u8)
 //!            || for each touched account, ascending address:
 //!                   'A' || address || balance (u64) || next_seq (u64)
@@ -53,7 +61,8 @@ use crate::genesis::{Genesis, GenesisError};
 use crate::ids::{Address, ChannelId, Digest, TxId};
 use crate::types::{Body, MilestoneIndex, NetworkId, SignedPayload};
 
-const DIGEST_TAG: &[u8] = b"tangle/ledger/v1";
+// v2: conflicting payloads consume their sequence number.
+const DIGEST_TAG: &[u8] = b"tangle/ledger/v2";
 
 /// An account's state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +174,12 @@ impl ConflictReason {
         ConflictReason::ChannelExists,
     ];
 
+    /// Whether a payload that conflicted for this reason can never apply: every reason but
+    /// [`ConflictReason::SeqGap`] (see the module's rules).
+    pub fn is_final(self) -> bool {
+        self != ConflictReason::SeqGap
+    }
+
     /// The reason with this code, if any.
     pub fn from_code(code: u8) -> Option<Self> {
         Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
@@ -192,6 +207,15 @@ impl PayloadOutcome {
     /// Whether the payload was applied.
     pub fn is_applied(self) -> bool {
         self == PayloadOutcome::Applied
+    }
+
+    /// Whether this outcome decides the payload for good: applied, or conflicting for a
+    /// final reason ([`ConflictReason::is_final`]).
+    pub fn is_final(self) -> bool {
+        match self {
+            PayloadOutcome::Applied => true,
+            PayloadOutcome::Conflicting(r) => r.is_final(),
+        }
     }
 }
 
@@ -481,7 +505,10 @@ impl Ledger {
         for (tx, payload) in payloads {
             let outcome = match self.apply_one(index, payload) {
                 Ok(()) => PayloadOutcome::Applied,
-                Err(reason) => PayloadOutcome::Conflicting(reason),
+                Err(reason) => {
+                    self.consume_seq(payload, reason);
+                    PayloadOutcome::Conflicting(reason)
+                }
             };
             entry[1..33].copy_from_slice(&tx.0);
             entry[33] = outcome.code();
@@ -696,6 +723,20 @@ impl Ledger {
         Ok(())
     }
 
+    /// A payload that conflicted for its content at its turn still uses its sequence number
+    /// (module rules): nothing else changes.
+    fn consume_seq(&mut self, p: &SignedPayload, reason: ConflictReason) {
+        if matches!(reason, ConflictReason::SeqAlreadyUsed | ConflictReason::SeqGap) {
+            return;
+        }
+        let acc = self.accounts.get(&p.issuer).copied().unwrap_or_default();
+        if acc.next_seq == p.seq {
+            if let Some(next) = acc.next_seq.checked_add(1) {
+                self.set_account(p.issuer, acc.balance, next);
+            }
+        }
+    }
+
     fn set_account(&mut self, address: Address, balance: u64, next_seq: u64) {
         self.accounts.insert(address, Account { balance, next_seq });
         self.touched_accounts.push(address);
@@ -782,6 +823,10 @@ mod tests {
                 .unwrap();
             self.ledger.check_invariants().unwrap();
             out
+        }
+        /// The issuer's next sequence number.
+        fn seq(&self, i: usize) -> u64 {
+            self.ledger.next_seq(&self.addr(i))
         }
         /// Applies one payload as the next milestone and returns its outcome.
         fn one(&mut self, p: SignedPayload) -> PayloadOutcome {
@@ -883,7 +928,7 @@ mod tests {
     }
 
     #[test]
-    fn insufficient_balance_and_zero_amount_change_nothing() {
+    fn content_conflicts_move_nothing_and_use_the_seq() {
         let mut n = net();
         let before = n.ledger.to_state();
         let out = n.apply(&[
@@ -910,14 +955,34 @@ mod tests {
                 conflict(ConflictReason::ZeroAmount),
             ]
         );
-        assert!(out.diff.is_empty());
-        assert!(n.ledger.account(&n.addr(3)).is_none(), "no account created");
+        // No value moved; each issuer's seq 0 is used (conflicts are final), and the
+        // payees gained nothing.
         let after = n.ledger.to_state();
-        assert_eq!(before.accounts, after.accounts);
-        assert_ne!(
-            before.digest, after.digest,
-            "outcomes still enter the digest"
+        for i in 0..4 {
+            assert_eq!(n.ledger.balance(&n.addr(i)), if i < 3 { 1000 } else { 0 });
+            assert_eq!(n.ledger.next_seq(&n.addr(i)), 1, "seq of issuer {i} used");
+        }
+        assert_eq!(out.diff.accounts.len(), 4);
+        assert!(out.diff.channels.is_empty());
+        assert_ne!(before.accounts, after.accounts);
+        assert_ne!(before.digest, after.digest);
+        // No copy of a conflicting payload applies later, even once it could.
+        assert_eq!(
+            n.one(n.pay(0, 0, 1, 1001)),
+            conflict(ConflictReason::SeqAlreadyUsed)
         );
+        // The issuer's next payload is not blocked.
+        assert_eq!(n.one(n.pay(0, 1, 1, 1000)), PayloadOutcome::Applied);
+    }
+
+    #[test]
+    fn seq_overflow_conflicts_without_consuming() {
+        let mut n = net();
+        let p = n.pay(0, u64::MAX, 1, 1);
+        n.ledger.accounts.get_mut(&n.addr(0)).unwrap().next_seq = u64::MAX;
+        assert_eq!(n.one(p), conflict(ConflictReason::Overflow));
+        assert_eq!(n.ledger.next_seq(&n.addr(0)), u64::MAX);
+        assert_eq!(n.ledger.balance(&n.addr(0)), 1000);
     }
 
     #[test]
@@ -1005,34 +1070,34 @@ mod tests {
         };
         let good = n.voucher(0, &ch, 100);
         assert_eq!(
-            n.one(claim(&n, 1, 0, ChannelId([7; 32]), 100, good)),
+            n.one(claim(&n, 1, n.seq(1), ChannelId([7; 32]), 100, good)),
             conflict(ConflictReason::UnknownChannel)
         );
         assert_eq!(
-            n.one(claim(&n, 2, 0, ch, 100, good)),
+            n.one(claim(&n, 2, n.seq(2), ch, 100, good)),
             conflict(ConflictReason::NotPayee)
         );
         assert_eq!(
-            n.one(claim(&n, 1, 0, ch, 401, n.voucher(0, &ch, 401))),
+            n.one(claim(&n, 1, n.seq(1), ch, 401, n.voucher(0, &ch, 401))),
             conflict(ConflictReason::ClaimExceedsDeposit)
         );
         // Voucher for another amount, signed by the payee, or for another network.
         assert_eq!(
-            n.one(claim(&n, 1, 0, ch, 200, good)),
+            n.one(claim(&n, 1, n.seq(1), ch, 200, good)),
             conflict(ConflictReason::BadVoucher)
         );
         assert_eq!(
-            n.one(claim(&n, 1, 0, ch, 100, n.voucher(1, &ch, 100))),
+            n.one(claim(&n, 1, n.seq(1), ch, 100, n.voucher(1, &ch, 100))),
             conflict(ConflictReason::BadVoucher)
         );
         let other_net = n.keys[0].sign(&crypto::voucher_signing_message(n.nid ^ 1, &ch, 100));
         assert_eq!(
-            n.one(claim(&n, 1, 0, ch, 100, other_net)),
+            n.one(claim(&n, 1, n.seq(1), ch, 100, other_net)),
             conflict(ConflictReason::BadVoucher)
         );
         n.advance_to(20);
         assert_eq!(
-            n.one(claim(&n, 1, 0, ch, 100, good)),
+            n.one(claim(&n, 1, n.seq(1), ch, 100, good)),
             conflict(ConflictReason::ChannelExpired)
         );
         assert_eq!(n.ledger.balance(&n.addr(0)), 600, "deposit still locked");
@@ -1069,25 +1134,25 @@ mod tests {
         let refund =
             |n: &Net, by: usize, seq: u64, channel| n.sign(by, seq, Body::Refund { channel });
         assert_eq!(
-            n.one(refund(&n, 0, 1, ChannelId([1; 32]))),
+            n.one(refund(&n, 0, n.seq(0), ChannelId([1; 32]))),
             conflict(ConflictReason::UnknownChannel)
         );
         assert_eq!(
-            n.one(refund(&n, 1, 0, ch)),
+            n.one(refund(&n, 1, n.seq(1), ch)),
             conflict(ConflictReason::NotPayer)
         );
         assert_eq!(
-            n.one(refund(&n, 0, 1, ch)),
+            n.one(refund(&n, 0, n.seq(0), ch)),
             conflict(ConflictReason::ChannelNotExpired),
             "index 4 is not past expires_at 4"
         );
-        assert_eq!(n.one(refund(&n, 0, 1, ch)), PayloadOutcome::Applied);
+        assert_eq!(n.one(refund(&n, 0, n.seq(0), ch)), PayloadOutcome::Applied);
         assert_eq!(n.ledger.balance(&n.addr(0)), 1000);
         let c = n.ledger.channel(&ch).unwrap();
         assert!(c.closed);
         assert_eq!(c.claimed, 0);
         assert_eq!(
-            n.one(refund(&n, 0, 2, ch)),
+            n.one(refund(&n, 0, n.seq(0), ch)),
             conflict(ConflictReason::ChannelClosed)
         );
     }
@@ -1098,7 +1163,7 @@ mod tests {
         let open = |n: &Net, payee: usize, deposit, expires_at| {
             n.sign(
                 0,
-                0,
+                n.seq(0),
                 Body::Open {
                     payee: n.addr(payee),
                     deposit,

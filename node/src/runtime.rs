@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dag_core::codec;
-use dag_core::ledger::{Ledger, PayloadOutcome};
+use dag_core::ledger::{ConflictReason, Ledger, PayloadOutcome};
 use dag_core::store::{MilestoneBatch, PayloadStatus, Store, StoreError, TxEntry};
 use dag_core::tangle::InsertError;
 use dag_core::validate::{BatchValidator, ValidationError};
@@ -483,10 +483,24 @@ impl Shared {
                         .insert(s.record.index, view.clone());
                     NodeEvent::Milestone(view)
                 }
-                Event::Payload { payload, status } => NodeEvent::Payload {
-                    payload_id: payload,
-                    state: payload_state(status),
-                },
+                Event::Payload { payload, status } => {
+                    // A copy of a payload that another copy already decided conflicts for
+                    // its used seq: announce the payload's own (stored) status, once.
+                    let status = match status {
+                        PayloadStatus::Conflicting {
+                            reason: ConflictReason::SeqAlreadyUsed,
+                            ..
+                        } => match self.store.payload(&payload) {
+                            Ok(Some(rec)) if rec.status != status => continue,
+                            _ => status,
+                        },
+                        other => other,
+                    };
+                    NodeEvent::Payload {
+                        payload_id: payload,
+                        state: payload_state(status),
+                    }
+                }
                 Event::Reattached { payload, tx } => NodeEvent::Reattached {
                     payload_id: payload,
                     transaction_id: tx,
@@ -712,6 +726,15 @@ fn payload_state(s: PayloadStatus) -> PayloadState {
         PayloadStatus::Confirmed { milestone, tx } => PayloadState::Confirmed {
             milestone,
             transaction_id: tx,
+        },
+        PayloadStatus::Reattaching {
+            milestone,
+            tx,
+            reason,
+        } => PayloadState::Reattaching {
+            milestone,
+            transaction_id: tx,
+            reason: reason.to_string(),
         },
         PayloadStatus::Conflicting {
             milestone,

@@ -102,7 +102,19 @@ pub enum PayloadState {
         #[schema(value_type = String)]
         transaction_id: TxId,
     },
-    /// Confirmed but not applied, with the reason.
+    /// A confirmed copy could not apply yet (an earlier payload of the issuer is missing);
+    /// the payload is reattached and applies once the gap is filled. Not final.
+    Reattaching {
+        /// Milestone that confirmed the copy.
+        #[schema(value_type = u32)]
+        milestone: MilestoneIndex,
+        /// The transaction that was confirmed.
+        #[schema(value_type = String)]
+        transaction_id: TxId,
+        /// Why it could not apply yet.
+        reason: String,
+    },
+    /// Confirmed but not applied, with the reason. Final: no copy can apply any more.
     Conflicting {
         /// Confirming milestone.
         #[schema(value_type = u32)]

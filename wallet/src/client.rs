@@ -206,7 +206,17 @@ pub enum PayloadStatus {
         /// The transaction applied.
         transaction_id: TxId,
     },
-    /// Confirmed but not applied.
+    /// A confirmed copy could not apply yet (an earlier payload of the issuer was missing);
+    /// the node reattaches it. Not final.
+    Reattaching {
+        /// Milestone that confirmed the copy.
+        milestone: MilestoneIndex,
+        /// The transaction confirmed.
+        transaction_id: TxId,
+        /// Why it could not apply yet.
+        reason: String,
+    },
+    /// Confirmed but not applied; final (no copy can apply any more).
     Conflicting {
         /// Confirming milestone.
         milestone: MilestoneIndex,
@@ -218,18 +228,22 @@ pub enum PayloadStatus {
 }
 
 impl PayloadStatus {
-    /// `pending`, `confirmed` or `conflicting`.
+    /// `pending`, `reattaching`, `confirmed` or `conflicting`.
     pub fn as_str(&self) -> &'static str {
         match self {
             PayloadStatus::Pending => "pending",
+            PayloadStatus::Reattaching { .. } => "reattaching",
             PayloadStatus::Confirmed { .. } => "confirmed",
             PayloadStatus::Conflicting { .. } => "conflicting",
         }
     }
 
-    /// Whether the status is final (confirmed or conflicting).
+    /// Whether the status is final (confirmed or conflicting): it never changes again.
     pub fn is_final(&self) -> bool {
-        !matches!(self, PayloadStatus::Pending)
+        matches!(
+            self,
+            PayloadStatus::Confirmed { .. } | PayloadStatus::Conflicting { .. }
+        )
     }
 }
 
@@ -654,7 +668,7 @@ impl NodeClient {
         if node < local {
             for (_, id) in issued.iter().filter(|(s, _)| *s >= node && *s < local) {
                 match self.payload(id) {
-                    Ok(p) if p.status == PayloadStatus::Pending => {
+                    Ok(p) if !p.status.is_final() => {
                         return Ok(SeqSync::InFlight { local, node });
                     }
                     Ok(_) | Err(ClientError::NotFound(_)) => {}

@@ -87,8 +87,19 @@ pub enum PayloadStatus {
         /// The transaction whose confirmation applied it.
         tx: TxId,
     },
-    /// Its latest confirmed copy conflicted. Not final: a later confirmed reattachment may
-    /// still apply (for instance after a sequence gap is filled).
+    /// A confirmed copy could not apply yet because an earlier payload of the issuer was
+    /// missing ([`ConflictReason::SeqGap`]). Not final: a reattachment applies once the gap
+    /// is filled, and then the status becomes `Confirmed`.
+    Reattaching {
+        /// The milestone that confirmed the copy.
+        milestone: MilestoneIndex,
+        /// The confirmed transaction that carried it.
+        tx: TxId,
+        /// Why it could not apply (always [`ConflictReason::SeqGap`] today).
+        reason: ConflictReason,
+    },
+    /// A confirmed copy conflicted for good ([`ConflictReason::is_final`]): no copy can
+    /// ever apply. Final.
     Conflicting {
         /// The milestone.
         milestone: MilestoneIndex,
@@ -265,9 +276,18 @@ pub fn next_payload_status(
     outcome: PayloadOutcome,
 ) -> PayloadStatus {
     match (current, outcome) {
-        (PayloadStatus::Confirmed { .. }, _) => current,
+        // Final statuses never change (the ledger guarantees that no copy of a payload that
+        // conflicted for good applies later).
+        (PayloadStatus::Confirmed { .. } | PayloadStatus::Conflicting { .. }, _) => current,
         (_, PayloadOutcome::Applied) => PayloadStatus::Confirmed { milestone, tx },
-        (_, PayloadOutcome::Conflicting(reason)) => PayloadStatus::Conflicting {
+        (_, PayloadOutcome::Conflicting(reason)) if reason.is_final() => {
+            PayloadStatus::Conflicting {
+                milestone,
+                tx,
+                reason,
+            }
+        }
+        (_, PayloadOutcome::Conflicting(reason)) => PayloadStatus::Reattaching {
             milestone,
             tx,
             reason,
@@ -303,7 +323,7 @@ mod tests {
             t,
             PayloadOutcome::Conflicting(ConflictReason::SeqGap),
         );
-        assert!(matches!(gap, PayloadStatus::Conflicting { .. }));
+        assert!(matches!(gap, PayloadStatus::Reattaching { .. }));
         assert_eq!(
             next_payload_status(gap, 2, t, PayloadOutcome::Applied),
             PayloadStatus::Confirmed {
@@ -311,5 +331,47 @@ mod tests {
                 tx: t
             }
         );
+    }
+
+    #[test]
+    fn conflicting_payload_status_is_final() {
+        let t = TxId([1; 32]);
+        let c = next_payload_status(
+            PayloadStatus::Pending,
+            3,
+            t,
+            PayloadOutcome::Conflicting(ConflictReason::InsufficientBalance),
+        );
+        assert_eq!(
+            c,
+            PayloadStatus::Conflicting {
+                milestone: 3,
+                tx: t,
+                reason: ConflictReason::InsufficientBalance
+            }
+        );
+        for later in [
+            PayloadOutcome::Applied,
+            PayloadOutcome::Conflicting(ConflictReason::SeqGap),
+            PayloadOutcome::Conflicting(ConflictReason::SeqAlreadyUsed),
+        ] {
+            assert_eq!(next_payload_status(c, 4, TxId([2; 32]), later), c);
+        }
+        // A gap first, then a final conflict: conflicting.
+        let gap = next_payload_status(
+            PayloadStatus::Pending,
+            1,
+            t,
+            PayloadOutcome::Conflicting(ConflictReason::SeqGap),
+        );
+        assert!(matches!(
+            next_payload_status(
+                gap,
+                2,
+                t,
+                PayloadOutcome::Conflicting(ConflictReason::SeqAlreadyUsed)
+            ),
+            PayloadStatus::Conflicting { milestone: 2, .. }
+        ));
     }
 }

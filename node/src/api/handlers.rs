@@ -335,7 +335,8 @@ pub(crate) async fn transaction_metadata<S: NodeService>(
     Ok(Reply::ok(Format::from_accept(&headers), view))
 }
 
-/// A payload's status: pending, confirmed, or conflicting with the reason.
+/// A payload's status: pending, reattaching (not final), confirmed, or conflicting with the
+/// reason (final).
 #[utoipa::path(get, path = "/api/v1/payloads/{id}", tag = "payloads",
     params(("id" = String, Path, description = "Payload id, 64 hex characters")),
     responses(

@@ -14,7 +14,7 @@
 //! | `POST /api/v1/payloads/batch` | an array of them; 200 with one [`BatchVerdict`] each, in order |
 //! | `GET /api/v1/transactions/{id}` | the decoded transaction; its canonical bytes with `Accept: application/octet-stream` |
 //! | `GET /api/v1/transactions/{id}/metadata` | [`TxMetadataView`](crate::service::TxMetadataView) |
-//! | `GET /api/v1/payloads/{id}` | [`PayloadView`](crate::service::PayloadView): pending / confirmed / conflicting + reason |
+//! | `GET /api/v1/payloads/{id}` | [`PayloadView`](crate::service::PayloadView): pending / reattaching / confirmed / conflicting + reason |
 //! | `GET /api/v1/accounts/{address}` | [`AccountView`](crate::service::AccountView); bech32 or `did:key` |
 //! | `GET /api/v1/channels/{id}` | [`ChannelView`](crate::service::ChannelView) |
 //! | `GET /api/v1/milestones/{index\|latest}` | [`MilestoneView`](crate::service::MilestoneView) |

@@ -29,8 +29,10 @@ use hashbrown::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dag_core::codec;
-use dag_core::ledger::{ConflictReason, Ledger, MilestoneOutcome, PayloadOutcome};
-use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta};
+use dag_core::ledger::{Ledger, MilestoneOutcome, PayloadOutcome};
+use dag_core::store::{
+    next_payload_status, ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta,
+};
 use dag_core::tangle::{InsertError, InsertOutcome, Tangle, TangleConfig};
 use dag_core::validate::{BatchValidator, ValidTransaction, ValidationParams};
 use dag_core::{
@@ -291,9 +293,17 @@ pub struct Protocol {
     /// While restoring: the latest carrier of each payload not applied when the node
     /// stopped (unconfirmed, or conflicting for a sequence gap), to be kept alive again.
     restored: HashMap<PayloadId, (SignedPayload, TxId, bool)>,
+    /// While restoring: payloads that one of their carriers applied or made conflicting for
+    /// good.
+    decided: HashSet<PayloadId>,
     /// Transactions waiting in the Tangle's solidification buffer (peer arrivals).
     buffered: HashMap<TxId, Transaction>,
+    /// Next sequence number the faucet signs with.
     faucet_seq: u64,
+    /// Faucet seqs at or above the ledger's next that a transaction in the Tangle carries.
+    faucet_taken: std::collections::BTreeSet<u64>,
+    /// Faucet seqs given back (refused before entering the Tangle), reused first.
+    faucet_free: std::collections::BTreeSet<u64>,
     halted: Option<String>,
     writes: VecDeque<StoreWrite>,
     events: VecDeque<Event>,
@@ -354,8 +364,11 @@ impl Protocol {
             last_issued_at: 0,
             own: HashMap::new(),
             restored: HashMap::new(),
+            decided: HashSet::new(),
             buffered: HashMap::new(),
             faucet_seq,
+            faucet_taken: Default::default(),
+            faucet_free: Default::default(),
             halted: None,
             writes: VecDeque::new(),
             events: VecDeque::new(),
@@ -441,11 +454,23 @@ impl Protocol {
             return false;
         };
         if let Payload::Signed(p) = &tx.payload {
-            let gap = meta.outcome == Some(PayloadOutcome::Conflicting(ConflictReason::SeqGap));
-            if meta.confirmed_by.is_none() || gap {
-                let pid = meta.payload.unwrap_or_else(|| p.id());
-                self.restored.insert(pid, (p.clone(), id, gap));
+            let pid = meta.payload.unwrap_or_else(|| p.id());
+            match meta.outcome {
+                // Decided for good by one carrier: nothing to keep alive.
+                Some(o) if o.is_final() => {
+                    self.decided.insert(pid);
+                }
+                Some(_) => {
+                    self.restored.insert(pid, (p.clone(), id, true));
+                }
+                None if meta.confirmed_by.is_none() => {
+                    self.restored.insert(pid, (p.clone(), id, false));
+                }
+                None => {}
             }
+            // A sequence number of the node's own key that a stored payload carries is
+            // taken, whatever became of that payload: never sign another payload with it.
+            self.note_faucet_seq(p);
         }
         let ms = tx.milestone().map(|m| m.index);
         match self.tangle.insert(id, tx.parents, ms, meta.arrival) {
@@ -496,16 +521,21 @@ impl Protocol {
         // node attached is not stored, so every unapplied payload it holds is taken on
         // (reattaching a peer's payload is harmless: one copy applies, the others
         // conflict). A sequence-gap conflict is reattached at the next tick.
+        // A payload whose seq was used meanwhile is taken on too: reattached, it becomes
+        // `conflicting` on every node (see `reattach_lazy`).
+        let decided = std::mem::take(&mut self.decided);
         for (pid, (payload, tx, gap)) in std::mem::take(&mut self.restored) {
-            if payload.seq >= self.ledger.next_seq(&payload.issuer) {
-                self.own.entry(pid).or_insert(OwnPayload {
-                    payload,
-                    tx,
-                    attached_at_milestone: if gap { 0 } else { confirmed },
-                    reattachments: 0,
-                });
+            if decided.contains(&pid) {
+                continue;
             }
+            self.own.entry(pid).or_insert(OwnPayload {
+                payload,
+                tx,
+                attached_at_milestone: if gap { 0 } else { confirmed },
+                reattachments: 0,
+            });
         }
+        self.fill_faucet_gaps();
         self.apply_ready_milestones();
         // Restoring wrote nothing new.
         self.writes.clear();
@@ -598,6 +628,9 @@ impl Protocol {
             .insert(id, tx.parents, ms, now)
             .map_err(RejectReason::Tangle)?;
         let (tx, id, bytes) = vt.into_parts();
+        if let Payload::Signed(p) = &tx.payload {
+            self.note_faucet_seq(p);
+        }
         let solid = matches!(outcome, InsertOutcome::Solid(_));
         batch.push(StoredTx {
             id,
@@ -864,13 +897,25 @@ impl Protocol {
     }
 
     /// Dev faucet: a signed payment of `amount` to `to` from the faucet account, with the next
-    /// faucet sequence number. Feed it to [`Protocol::prepare_payloads`].
+    /// free faucet sequence number (a seq given back by [`Protocol::release_faucet_seq`]
+    /// first, so a refused payment never leaves a gap that would block every later one).
+    /// Feed it to [`Protocol::prepare_payloads`].
     pub fn faucet_payload(&mut self, to: Address, amount: u64) -> Option<SignedPayload> {
-        let kp = self.config.faucet.as_ref()?;
-        let seq = self.faucet_seq.max(self.ledger.next_seq(&kp.address()));
-        self.faucet_seq = seq + 1;
+        let kp = self.config.faucet.clone()?;
+        let next = self.ledger.next_seq(&kp.address());
+        // Seqs below the ledger's next are used; forget them.
+        self.faucet_free = self.faucet_free.split_off(&next);
+        self.faucet_taken = self.faucet_taken.split_off(&next);
+        let seq = match self.faucet_free.pop_first() {
+            Some(s) => s,
+            None => {
+                let s = self.faucet_seq.max(next);
+                self.faucet_seq = s.saturating_add(1);
+                s
+            }
+        };
         Some(SignedPayload::sign(
-            kp,
+            &kp,
             self.network_id,
             seq,
             Body::Pay {
@@ -881,10 +926,38 @@ impl Protocol {
         ))
     }
 
-    /// Gives back a faucet sequence number that was not used (its payload was refused).
+    /// Gives back a faucet sequence number whose payload was refused before it entered the
+    /// Tangle; the next faucet payment takes it. A seq that a transaction in the Tangle
+    /// carries (even one whose write failed: it may have been gossiped) is never given back.
     pub fn release_faucet_seq(&mut self, seq: u64) {
-        if self.faucet_seq == seq + 1 {
-            self.faucet_seq = seq;
+        if !self.faucet_taken.contains(&seq) && seq < self.faucet_seq {
+            self.faucet_free.insert(seq);
+        }
+    }
+
+    /// Notes a payload of the faucet's key entering the Tangle: its seq is taken for good.
+    fn note_faucet_seq(&mut self, p: &SignedPayload) {
+        if self.config.faucet.as_ref().map(|k| k.address()) == Some(p.issuer) {
+            self.faucet_seq = self.faucet_seq.max(p.seq.saturating_add(1));
+            self.faucet_free.remove(&p.seq);
+            if p.seq >= self.ledger.next_seq(&p.issuer) {
+                self.faucet_taken.insert(p.seq);
+            }
+        }
+    }
+
+    /// After a restart: faucet seqs below the highest stored one that no stored payload
+    /// carries were signed but lost before they were written; the next payments reuse them
+    /// so that no gap blocks the faucet.
+    fn fill_faucet_gaps(&mut self) {
+        let Some(kp) = &self.config.faucet else {
+            return;
+        };
+        let next = self.ledger.next_seq(&kp.address());
+        for seq in next..self.faucet_seq {
+            if !self.faucet_taken.contains(&seq) {
+                self.faucet_free.insert(seq);
+            }
         }
     }
 
@@ -1136,36 +1209,29 @@ impl Protocol {
                 } else {
                     conflicting += 1;
                 }
-                let status = match o {
-                    PayloadOutcome::Applied => PayloadStatus::Confirmed {
-                        milestone: index,
-                        tx,
-                    },
-                    PayloadOutcome::Conflicting(reason) => PayloadStatus::Conflicting {
-                        milestone: index,
-                        tx,
-                        reason,
-                    },
-                };
+                // What this carrier's outcome makes of the payload (the store folds the
+                // outcomes of all carriers the same way).
+                let status = next_payload_status(PayloadStatus::Pending, index, tx, o);
                 self.events.push_back(Event::Payload {
                     payload: pid,
                     status,
                 });
                 let latest_carrier = self.own.get(&pid).is_some_and(|own| own.tx == tx);
                 match o {
-                    PayloadOutcome::Conflicting(ConflictReason::SeqGap) if latest_carrier => {
+                    PayloadOutcome::Conflicting(reason) if !reason.is_final() => {
                         // An earlier payload of the issuer was ordered after it (or is
-                        // still missing): reattach it at the next tick so it can apply
-                        // once the gap is filled.
-                        if let Some(own) = self.own.get_mut(&pid) {
-                            own.attached_at_milestone = 0;
+                        // still missing): reattach the latest carrier at the next tick so
+                        // it can apply once the gap is filled.
+                        if latest_carrier {
+                            if let Some(own) = self.own.get_mut(&pid) {
+                                own.attached_at_milestone = 0;
+                            }
                         }
                     }
-                    _ if o.is_applied() || latest_carrier => {
-                        // Applied, or its latest carrier conflicted for good.
+                    // Applied, or conflicting for good: no copy can apply any more.
+                    _ => {
                         self.own.remove(&pid);
                     }
-                    _ => {}
                 }
             }
             self.forget_unconfirmed(*r);
@@ -1220,11 +1286,9 @@ impl Protocol {
             let Some(own) = self.own.get(&pid).cloned() else {
                 continue;
             };
-            if own.payload.seq < self.ledger.next_seq(&own.payload.issuer) {
-                // Its seq was used by another payload: it can never apply.
-                self.own.remove(&pid);
-                continue;
-            }
+            // A payload whose seq another payload used (the losing side of a double spend)
+            // is reattached too: its carrier may be unknown to the milestone issuer, and only
+            // a confirmation makes it `conflicting` (final) on every node.
             let Ok(parents) = self.parents_for(Some(&own.payload), now, &mut HashSet::new()) else {
                 continue;
             };

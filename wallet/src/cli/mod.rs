@@ -304,6 +304,9 @@ fn with_status(text: String, status: &Option<PayloadStatus>) -> String {
 fn status_line(status: &PayloadStatus) -> String {
     match status {
         PayloadStatus::Pending => "status: pending".into(),
+        PayloadStatus::Reattaching {
+            milestone, reason, ..
+        } => format!("status: reattaching (milestone {milestone}: {reason})"),
         PayloadStatus::Confirmed { milestone, .. } => {
             format!("status: confirmed in milestone {milestone}")
         }
@@ -853,6 +856,7 @@ impl Ctx {
         };
         let milestone = match &status {
             PayloadStatus::Confirmed { milestone, .. }
+            | PayloadStatus::Reattaching { milestone, .. }
             | PayloadStatus::Conflicting { milestone, .. } => Some(*milestone),
             PayloadStatus::Pending => None,
         };
