@@ -489,3 +489,217 @@ fn a_batch_of_payloads_takes_distinct_tips() {
         parents.len()
     );
 }
+
+/// Ticks the node one milestone interval at a time until `done` holds (at most `max`
+/// milestones); returns every event seen.
+fn run_until(
+    p: &mut Protocol,
+    from: u64,
+    max: u64,
+    mut done: impl FnMut(&Protocol) -> bool,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for i in 1..=max {
+        p.handle_tick(from + i * 1000);
+        events.extend(drain(p).1);
+        if done(p) {
+            break;
+        }
+    }
+    events
+}
+
+fn statuses(events: &[Event], pid: PayloadId) -> Vec<PayloadStatus> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Payload { payload, status } if *payload == pid => Some(*status),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A payment that conflicts for its content uses its seq: it is `conflicting` for good
+/// (no copy applies later, even once the issuer could pay), and the issuer's next payment
+/// is not blocked behind it.
+#[test]
+fn a_content_conflict_is_final_and_does_not_block_the_issuer() {
+    let n = net();
+    let mut p = node(&n, true);
+    let id = p.network_id();
+    let dev = Keypair::from_seed(&[20; 32]);
+    let to = Address([21; 32]);
+    // Too much: dev has nothing yet.
+    let big = pay(&dev, id, 0, to, 500);
+    assert!(submit(&mut p, vec![big.clone()], T0 + 10)[0].is_ok());
+    let ev = run_until(&mut p, T0, 3, |p| p.ledger().next_seq(&dev.address()) == 1);
+    assert!(matches!(
+        statuses(&ev, big.id())[..],
+        [PayloadStatus::Conflicting {
+            reason: ConflictReason::InsufficientBalance,
+            ..
+        }]
+    ));
+    assert_eq!(p.own_pending(), 0, "a final conflict is not reattached");
+    // Fund dev; the same payload again is a replay, and seq 1 applies.
+    submit(&mut p, vec![pay(&n.faucet, id, 0, dev.address(), 1000)], T0 + 4000);
+    run_until(&mut p, T0 + 4000, 3, |p| p.ledger().balance(&dev.address()) == 1000);
+    assert!(submit(&mut p, vec![big], T0 + 8000)[0]
+        .as_ref()
+        .is_err_and(|e| e.contains("replay")));
+    let next = pay(&dev, id, 1, to, 500);
+    submit(&mut p, vec![next.clone()], T0 + 8000);
+    let ev = run_until(&mut p, T0 + 8000, 3, |p| p.ledger().balance(&to) == 500);
+    assert!(matches!(
+        statuses(&ev, next.id())[..],
+        [PayloadStatus::Confirmed { .. }]
+    ));
+}
+
+/// A payload confirmed before its predecessor is `reattaching` (not final), is reattached
+/// by the node, and applies once the gap is filled.
+#[test]
+fn a_sequence_gap_is_reattaching_then_confirmed() {
+    let n = net();
+    let mut p = node(&n, true);
+    let id = p.network_id();
+    let to = Address([22; 32]);
+    let second = pay(&n.faucet, id, 1, to, 2);
+    assert!(submit(&mut p, vec![second.clone()], T0 + 10)[0].is_ok());
+    let ev = run_until(&mut p, T0, 2, |p| p.ledger().confirmed_index() >= 1);
+    assert!(matches!(
+        statuses(&ev, second.id())[..],
+        [PayloadStatus::Reattaching {
+            reason: ConflictReason::SeqGap,
+            ..
+        }]
+    ));
+    assert_eq!(p.own_pending(), 1, "kept alive for a reattachment");
+    submit(&mut p, vec![pay(&n.faucet, id, 0, to, 1)], T0 + 3000);
+    let ev = run_until(&mut p, T0 + 3000, 20, |p| p.ledger().balance(&to) == 3);
+    assert_eq!(p.ledger().balance(&to), 3);
+    assert!(statuses(&ev, second.id())
+        .iter()
+        .any(|s| matches!(s, PayloadStatus::Confirmed { .. })));
+}
+
+/// The losing side of a double spend that the milestone issuer never saw is reattached by
+/// the node that took it, so it is confirmed `conflicting` (seq already used).
+#[test]
+fn the_losing_side_of_a_double_spend_is_decided() {
+    let n = net();
+    let mut issuer = node(&n, true);
+    let mut follower = node(&n, false);
+    let id = issuer.network_id();
+    let a = pay(&n.faucet, id, 0, Address([30; 32]), 5);
+    let b = pay(&n.faucet, id, 0, Address([31; 32]), 6);
+    // A goes to the issuer; B to the follower, and B's transaction is lost on its way to
+    // the issuer: the issuer only fetches it when something it receives approves it.
+    submit(&mut issuer, vec![a], T0 + 10);
+    submit(&mut follower, vec![b.clone()], T0 + 10);
+    let mut held: HashMap<TxId, Vec<u8>> = HashMap::new();
+    let keep = |w: &[StoreWrite], held: &mut HashMap<TxId, Vec<u8>>| {
+        for w in w {
+            if let StoreWrite::Transactions(txs) = w {
+                for t in txs {
+                    held.insert(t.id, t.bytes.clone());
+                }
+            }
+        }
+    };
+    keep(&drain(&mut follower).0, &mut held);
+    let mut b_status = Vec::new();
+    for i in 1..=20u64 {
+        let now = T0 + i * 1000;
+        issuer.handle_tick(now);
+        let (w, _) = drain(&mut issuer);
+        // (Some of it came from the follower: duplicates there.)
+        for w in &w {
+            if let StoreWrite::Transactions(txs) = w {
+                let vts: Vec<_> = txs
+                    .iter()
+                    .map(|t| follower.validator().validate_one(&t.bytes, now).unwrap())
+                    .collect();
+                for r in follower.handle_transactions(vts, Origin::Peer, now) {
+                    assert!(matches!(r, Ok(_) | Err(RejectReason::DuplicateTransaction(_))));
+                }
+            }
+        }
+        follower.handle_tick(now);
+        let (fw, fe) = drain(&mut follower);
+        b_status.extend(statuses(&fe, b.id()));
+        keep(&fw, &mut held);
+        // What the follower attaches now (reattachments) reaches the issuer, and the
+        // issuer fetches the parents it lacks.
+        let mut deliver: Vec<Vec<u8>> = fw
+            .iter()
+            .flat_map(|w| match w {
+                StoreWrite::Transactions(txs) => txs.iter().map(|t| t.bytes.clone()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        while !deliver.is_empty() {
+            let vts: Vec<_> = deliver
+                .drain(..)
+                .filter_map(|b| issuer.validator().validate_one(&b, now).ok())
+                .collect();
+            issuer.handle_transactions(vts, Origin::Peer, now);
+            deliver = issuer
+                .poll_missing()
+                .iter()
+                .filter_map(|id| held.get(id).cloned())
+                .collect();
+        }
+        if !b_status.is_empty() {
+            break;
+        }
+    }
+    // Each carrier (the original and the reattachment) is confirmed conflicting.
+    assert!(!b_status.is_empty());
+    assert!(
+        b_status.iter().all(|s| matches!(
+            s,
+            PayloadStatus::Conflicting {
+                reason: ConflictReason::SeqAlreadyUsed,
+                ..
+            }
+        )),
+        "{b_status:?}"
+    );
+    assert_eq!(follower.own_pending(), 0);
+}
+
+/// The faucet never signs two payloads with one seq: a seq whose payload entered the
+/// Tangle is not given back, a refused one is reused, and after a restart the stored
+/// payloads' seqs are skipped.
+#[test]
+fn faucet_seqs_are_never_reused() {
+    let n = net();
+    let mut p = node(&n, true);
+    let to = Address([40; 32]);
+    let a = p.faucet_payload(to, 1).unwrap();
+    assert_eq!(a.seq, 0);
+    assert!(submit(&mut p, vec![a], T0 + 10)[0].is_ok());
+    p.release_faucet_seq(0);
+    let b = p.faucet_payload(to, 2).unwrap();
+    assert_eq!(b.seq, 1, "seq 0 is in the Tangle: not reused");
+    p.release_faucet_seq(1);
+    let c = p.faucet_payload(to, 3).unwrap();
+    assert_eq!(c.seq, 1, "seq 1 was refused before the Tangle: reused");
+    let d = p.faucet_payload(to, 4).unwrap();
+    assert_eq!(d.seq, 2);
+    assert!(submit(&mut p, vec![d.clone()], T0 + 20)[0].is_ok());
+    // Restart from the "store" (what was written): seqs 0 and 2 are stored, 1 is not.
+    let (writes, _) = drain(&mut p);
+    let mut r = node(&n, true);
+    for w in &writes {
+        if let StoreWrite::Transactions(txs) = w {
+            for t in txs {
+                assert!(r.restore_transaction(t.id, &t.bytes, &t.meta));
+            }
+        }
+    }
+    r.finish_restore(T0 + 30).unwrap();
+    assert_eq!(r.faucet_payload(to, 5).unwrap().seq, 1, "the lost seq 1 fills the gap");
+    assert_eq!(r.faucet_payload(to, 6).unwrap().seq, 3);
+}
