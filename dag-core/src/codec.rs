@@ -44,10 +44,10 @@ pub fn encode(tx: &Transaction) -> Vec<u8> {
 
 /// The essence hash of an encoding: BLAKE2b-256 of everything but the nonce trailer.
 ///
-/// `encoded` must be a canonical encoding (as produced by [`encode`]).
+/// `encoded` should be a canonical encoding (as produced by [`encode`]); for anything else
+/// the result is meaningless but this never panics (bytes from peers reach it).
 pub fn essence_hash(encoded: &[u8]) -> [u8; 32] {
-    debug_assert!(encoded.len() > NONCE_TRAILER_LEN);
-    blake2b256(&encoded[..encoded.len() - NONCE_TRAILER_LEN])
+    blake2b256(&encoded[..encoded.len().saturating_sub(NONCE_TRAILER_LEN)])
 }
 
 /// The id of a transaction with essence hash `essence` and nonce `nonce`.
@@ -55,11 +55,13 @@ pub fn id_from_essence(essence: &[u8; 32], nonce: u64) -> TxId {
     TxId(blake2b256_parts(&[essence, &nonce.to_be_bytes()]))
 }
 
-/// The id of a canonical encoding.
+/// The id of a canonical encoding. Never panics: input shorter than the nonce trailer (not
+/// a transaction) gets a meaningless id.
 pub fn id_of_encoding(encoded: &[u8]) -> TxId {
-    let n = encoded.len();
-    let nonce = u64::from_be_bytes(encoded[n - 8..].try_into().expect("8 bytes"));
-    id_from_essence(&essence_hash(encoded), nonce)
+    let tail = &encoded[encoded.len().saturating_sub(8)..];
+    let mut nonce = [0u8; 8];
+    nonce[8 - tail.len()..].copy_from_slice(tail);
+    id_from_essence(&essence_hash(encoded), u64::from_be_bytes(nonce))
 }
 
 thread_local! {

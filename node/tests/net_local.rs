@@ -227,6 +227,73 @@ async fn a_peer_with_a_key_not_on_the_allowlist_is_refused_at_the_handshake() {
     a.stop().await;
 }
 
+/// A listed peer that sends transactions too short to hash (8-10 bytes) is penalised, not
+/// a panic of its connection task, and the same key can connect again afterwards (nothing
+/// is left registered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_truncated_transactions_is_penalised_and_can_reconnect() {
+    use node::protocol::wire::{FrameDecoder, Message, PROTOCOL_VERSION};
+    let n = network();
+    let a = start(&n, true, key(23), mem()).await;
+    let peer = key(24);
+    let peer_key = PeerKey(peer.address().0);
+    a.net.add_peer(PeerEntry {
+        address: "127.0.0.1:9".parse().unwrap(),
+        public_key: peer_key,
+    });
+    let a_addr: SocketAddr = a.net.local_addr().unwrap();
+    let allow: tls::Allowlist = Arc::default();
+    allow
+        .write()
+        .unwrap()
+        .insert(PeerKey(key(23).address().0), a_addr);
+    let (_, client) = tls::quic_configs(&peer, allow).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(client);
+    for round in 0..3 {
+        let conn = ep.connect(a_addr, "tangle-node").unwrap().await.unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut out = Vec::new();
+        Message::Handshake {
+            version: PROTOCOL_VERSION,
+            network_id: n.genesis.network_id(),
+        }
+        .encode_into(&mut out);
+        for len in [8usize, 9, 10] {
+            Message::Transaction(vec![0xc4; len]).encode_into(&mut out);
+        }
+        send.write_all(&out).await.unwrap();
+        // The node answers with its handshake (and a heartbeat): it is serving us.
+        let mut dec = FrameDecoder::new();
+        let mut buf = vec![0u8; 4096];
+        let first = loop {
+            if let Some(m) = dec.next_message().unwrap() {
+                break m;
+            }
+            let k = recv.read(&mut buf).await.unwrap().expect("stream open");
+            dec.push(&buf[..k]);
+        };
+        assert!(matches!(first, Message::Handshake { .. }), "round {round}");
+        until("the node registered the peer", || {
+            a.net.connected().contains(&peer_key)
+        })
+        .await;
+        until("the short transactions were counted as invalid", || {
+            a.net
+                .peers()
+                .iter()
+                .any(|p| p.public_key == peer_key && p.metrics.invalid >= 3 * (round + 1))
+        })
+        .await;
+        conn.close(0u32.into(), b"bye");
+        until("the node unregistered the peer", || {
+            !a.net.connected().contains(&peer_key)
+        })
+        .await;
+    }
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_and_a_restarted_node_catch_up_to_the_same_digest() {
     let n = network();

@@ -220,7 +220,7 @@ impl Network {
             }
         })));
         let tasks = vec![
-            tokio::spawn(accept_loop(inner.clone())),
+            tokio::spawn(accept_loop(inner.clone(), max_incoming(&config.peering))),
             tokio::spawn(dial_loop(inner.clone())),
             tokio::spawn(ingest_loop(inner.clone(), irx, config.ingest_batch.max(1))),
             tokio::spawn(tick_loop(inner.clone(), config.tick_ms.max(10))),
@@ -368,10 +368,24 @@ impl Inner {
     }
 }
 
-async fn accept_loop(inner: Arc<Inner>) {
+/// Most incoming connections (handshaking or established) handled at once; more are
+/// refused at once, before any TLS work. Allowlisted peers need at most `max_peers` of them;
+/// the rest is room for handshakes of strangers, which the allowlist then refuses.
+fn max_incoming(config: &PeeringConfig) -> usize {
+    config.max_peers.min(63) + 64
+}
+
+async fn accept_loop(inner: Arc<Inner>, limit: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit));
     while let Some(incoming) = inner.endpoint.accept().await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(remote = %incoming.remote_address(), "incoming connection refused: limit reached");
+            incoming.refuse();
+            continue;
+        };
         let inner = inner.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match incoming.await {
                 Ok(conn) => run_connection(inner, conn, false).await,
                 Err(e) => tracing::debug!(error = %e, "incoming peer refused"),
@@ -526,20 +540,49 @@ async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, dialer: bool
     }
     tracing::info!(%peer, remote = %conn.remote_address(), "peer connected");
     notify.notify_one();
-    let writer = tokio::spawn(write_loop(inner.clone(), peer, send, notify));
+    // From here on the peer is registered: the guard unregisters it however this task ends,
+    // a panic included, so a failed connection never leaves it "already connected".
+    let mut guard = Registered {
+        inner: inner.clone(),
+        peer,
+        conn: conn.clone(),
+        writer: None,
+    };
+    guard.writer = Some(tokio::spawn(write_loop(inner.clone(), peer, send, notify)));
     read_loop(&inner, peer, &mut recv, decoder, &mut buf, &conn).await;
-    writer.abort();
-    {
-        let mut conns = inner.conns();
-        if conns
-            .get(&peer)
-            .is_some_and(|c| c.conn.stable_id() == conn.stable_id())
-        {
-            conns.remove(&peer);
-        }
-    }
-    inner.lock().handle_disconnected(&peer);
+    drop(guard);
     tracing::info!(%peer, reason = ?conn.close_reason(), "peer disconnected");
+}
+
+/// A registered connection; dropping it (normal end or unwinding) closes the connection,
+/// stops its writer and removes the peer from the connection table and the peering state.
+struct Registered {
+    inner: Arc<Inner>,
+    peer: PeerKey,
+    conn: quinn::Connection,
+    writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.abort();
+        }
+        if std::thread::panicking() {
+            tracing::error!(peer = %self.peer, "peer connection task panicked; connection closed");
+            self.conn.close(CLOSE_PROTOCOL.into(), b"internal error");
+        }
+        {
+            let mut conns = self.inner.conns();
+            if conns
+                .get(&self.peer)
+                .is_some_and(|c| c.conn.stable_id() == self.conn.stable_id())
+            {
+                conns.remove(&self.peer);
+            }
+        }
+        self.inner.lock().handle_disconnected(&self.peer);
+    }
 }
 
 async fn write_loop(

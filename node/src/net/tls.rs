@@ -282,6 +282,10 @@ pub fn quic_configs(
     let mut transport = quinn::TransportConfig::default();
     transport
         .keep_alive_interval(Some(std::time::Duration::from_secs(2)))
+        // One long-lived bidirectional stream per connection; nothing else may be opened,
+        // so a peer cannot make us buffer streams we never read.
+        .max_concurrent_bidi_streams(1u32.into())
+        .max_concurrent_uni_streams(0u32.into())
         .max_idle_timeout(Some(
             std::time::Duration::from_secs(10)
                 .try_into()

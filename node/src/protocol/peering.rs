@@ -471,7 +471,9 @@ impl Peering {
         match msg {
             Message::Handshake { .. } => Inbound::Disconnect("second handshake".into()),
             Message::Transaction(bytes) => {
-                if bytes.len() < 8 || bytes.len() > codec::MAX_TX_SIZE {
+                // The id hashes the encoding around its nonce trailer: anything shorter is
+                // not a transaction (and must not reach `id_of_encoding`).
+                if bytes.len() <= codec::NONCE_TRAILER_LEN || bytes.len() > codec::MAX_TX_SIZE {
                     m.invalid += 1;
                     let penalty = self.config.invalid_penalty;
                     self.penalise(peer, penalty, now, "malformed transaction");
@@ -877,6 +879,20 @@ mod tests {
             Err(ConnectError::Banned(10 + 60_000))
         );
         assert!(p.handle_connected(key(1), 70_000).is_ok());
+    }
+
+    #[test]
+    fn transactions_too_short_to_carry_a_nonce_are_penalised_not_hashed() {
+        let mut p = Peering::new(PeeringConfig::default());
+        p.handle_connected(key(1), 0).unwrap();
+        for len in 0..=codec::NONCE_TRAILER_LEN {
+            let r = p.handle_message(&key(1), Message::Transaction(vec![0xc4; len]), 1);
+            assert_eq!(r, Inbound::Nothing, "{len} bytes");
+        }
+        assert_eq!(
+            p.metrics()[0].1.invalid,
+            codec::NONCE_TRAILER_LEN as u64 + 1
+        );
     }
 
     #[test]
