@@ -716,15 +716,16 @@ impl Tangle {
     }
 
     /// Removes waiting transactions received before `older_than` (their parents never came)
-    /// and returns how many were removed. Transactions waiting on them stay (they age out on
+    /// and returns their ids, sorted. Transactions waiting on them stay (they age out on
     /// their own). O(pending).
-    pub fn evict_pending(&mut self, older_than: u64) -> usize {
-        let old: Vec<(TxId, [TxId; 2])> = self
+    pub fn evict_pending(&mut self, older_than: u64) -> Vec<TxId> {
+        let mut old: Vec<(TxId, [TxId; 2])> = self
             .pending
             .iter()
             .filter(|(_, p)| p.received < older_than)
             .map(|(id, p)| (*id, p.parents))
             .collect();
+        old.sort_unstable_by_key(|(id, _)| *id);
         for (id, parents) in &old {
             self.pending.remove(id);
             for p in parents {
@@ -736,7 +737,7 @@ impl Tangle {
                 }
             }
         }
-        old.len()
+        old.into_iter().map(|(id, _)| id).collect()
     }
 
     /// Reserves room for `additional` more solid transactions, so that inserting them does
@@ -1061,7 +1062,7 @@ mod tests {
         let mut t = Tangle::default();
         let _ = t.insert(tid(10), [tid(1), G], None, 5);
         let _ = t.insert(tid(11), [tid(1), G], None, 50);
-        assert_eq!(t.evict_pending(10), 1);
+        assert_eq!(t.evict_pending(10), vec![tid(10)]);
         assert!(!t.is_known(&tid(10)));
         assert_eq!(t.pending_len(), 1);
         let out = solid(t.insert(tid(1), [G, G], None, 60));

@@ -39,6 +39,7 @@ use rayon::prelude::*;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::protocol::peering::PeerKey;
 use crate::protocol::{
     Event, MilestoneSummary, Origin, Prepared, Protocol, ProtocolConfig, ProtocolError,
     RejectReason, StoreWrite,
@@ -713,7 +714,7 @@ fn reject_error(e: RejectReason) -> SubmitError {
         RejectReason::NoTips(_) | RejectReason::Halted(_) => {
             SubmitError::Unavailable(e.to_string())
         }
-        RejectReason::Tangle(InsertError::BufferFull { .. }) => {
+        RejectReason::Tangle(InsertError::BufferFull { .. }) | RejectReason::PendingQuota => {
             SubmitError::Unavailable(e.to_string())
         }
         other => SubmitError::Invalid(other.to_string()),
@@ -855,10 +856,11 @@ impl NodeHandle {
     }
 
     /// Validates, ingests ([`Origin::Peer`]) and stores transactions received from peers, as
-    /// one group-committed batch. Blocking: call it from a blocking thread. A transaction
+    /// one group-committed batch; each comes with its sender (quotas of the solidification
+    /// buffer are per sender). Blocking: call it from a blocking thread. A transaction
     /// marked `solicited` (we asked for it) is not refused for its age, only for the rest.
     /// Returns one verdict per input and the parents now missing.
-    pub fn ingest_from_peers(&self, txs: &[(Vec<u8>, bool)]) -> PeerIngest {
+    pub fn ingest_from_peers(&self, txs: &[(Vec<u8>, bool, PeerKey)]) -> PeerIngest {
         let now = now_ms();
         let mut out = PeerIngest {
             verdicts: vec![PeerVerdict::Refused; txs.len()],
@@ -867,7 +869,7 @@ impl NodeHandle {
         if txs.is_empty() || self.shared.unavailable().is_some() {
             return out;
         }
-        let bytes: Vec<&[u8]> = txs.iter().map(|(b, _)| b.as_slice()).collect();
+        let bytes: Vec<&[u8]> = txs.iter().map(|(b, _, _)| b.as_slice()).collect();
         let mut valid = Vec::new();
         let mut slots = Vec::new();
         for (i, v) in self
@@ -885,7 +887,7 @@ impl NodeHandle {
             };
             match v {
                 Ok(vt) => {
-                    valid.push(vt);
+                    valid.push((vt, txs[i].2));
                     slots.push(i);
                 }
                 Err(ValidationError::TimestampOutOfWindow { .. }) => {}
@@ -894,7 +896,7 @@ impl NodeHandle {
         }
         {
             let mut core = self.shared.lock();
-            let results = core.handle_transactions(valid, Origin::Peer, now);
+            let results = core.handle_peer_transactions(valid, now);
             for (slot, r) in slots.into_iter().zip(results) {
                 out.verdicts[slot] = match r {
                     Ok(_) => PeerVerdict::New,
@@ -906,6 +908,12 @@ impl NodeHandle {
         }
         let _ = self.shared.persist();
         out
+    }
+
+    /// Peers whose transactions expired waiting for parents, with how many (see
+    /// [`Protocol::poll_expired`]): the peering layer penalises them.
+    pub fn take_expired_senders(&self) -> Vec<(PeerKey, u64)> {
+        self.shared.lock().poll_expired()
     }
 
     /// Parents still missing (see [`Protocol::poll_missing`]), e.g. right after a restart.

@@ -726,9 +726,9 @@ async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTx>, max: 
             }
         }
         let node = inner.node.clone();
-        let items: Vec<(Vec<u8>, bool)> = batch
+        let items: Vec<(Vec<u8>, bool, PeerKey)> = batch
             .iter_mut()
-            .map(|t| (std::mem::take(&mut t.bytes), t.solicited))
+            .map(|t| (std::mem::take(&mut t.bytes), t.solicited, t.peer))
             .collect();
         let Ok(result) = tokio::task::spawn_blocking(move || node.ingest_from_peers(&items)).await
         else {
@@ -767,9 +767,14 @@ async fn tick_loop(inner: Arc<Inner>, period_ms: u64) {
             _ = stop.changed() => return,
         }
         let status = inner.local_status();
+        let expired = inner.node.take_expired_senders();
         let peer_metrics = {
             let mut p = inner.lock();
-            p.handle_tick(now_ms(), status);
+            let now = now_ms();
+            for (peer, n) in expired {
+                p.handle_expired(&peer, n, now);
+            }
+            p.handle_tick(now, status);
             p.metrics()
         };
         inner.node.metrics_registry().observe_peers(&peer_metrics);

@@ -21,6 +21,8 @@
 pub mod peering;
 pub mod wire;
 
+use peering::PeerKey;
+
 use std::collections::{BTreeMap, VecDeque};
 
 // hashbrown's seeded hasher: these maps are hit per transaction, where SipHash showed in
@@ -82,6 +84,12 @@ pub struct ProtocolConfig {
     /// tree of empty "merge" transactions, so the milestone confirms everything attached
     /// so far instead of only the cones of two tips (0 disables it).
     pub max_sweep_tips: usize,
+    /// Most transactions from one peer waiting for parents at once; more are refused until
+    /// some become solid or expire (one peer cannot fill the solidification buffer).
+    pub max_pending_per_peer: usize,
+    /// A transaction still waiting for parents after this long is dropped, ms, and its
+    /// sender is told through [`Protocol::poll_expired`] (the driver penalises it).
+    pub pending_ttl_ms: u64,
 }
 
 impl Default for ProtocolConfig {
@@ -96,6 +104,8 @@ impl Default for ProtocolConfig {
             seed: 0x0074_616e_676c_6573,
             tangle: TangleConfig::default(),
             max_sweep_tips: 16_384,
+            max_pending_per_peer: 50_000,
+            pending_ttl_ms: 300_000,
         }
     }
 }
@@ -151,6 +161,10 @@ pub enum RejectReason {
     /// The node stopped confirming (ledger digest mismatch).
     #[error("node halted: {0}")]
     Halted(String),
+    /// The sending peer already has [`ProtocolConfig::max_pending_per_peer`] transactions
+    /// waiting for parents.
+    #[error("too many transactions from this peer are waiting for parents")]
+    PendingQuota,
 }
 
 impl RejectReason {
@@ -244,6 +258,18 @@ pub enum Event {
     Halted(String),
 }
 
+/// A transaction waiting for its parents.
+struct Buffered {
+    tx: Transaction,
+    /// Its bytes until it is stored (a peer's transaction is stored once solid); `None` for
+    /// one restored from the store.
+    bytes: Option<Vec<u8>>,
+    payload: Option<PayloadId>,
+    arrival: u64,
+    /// The peer that sent it.
+    from: Option<PeerKey>,
+}
+
 /// A payload this node attached and keeps alive until it is confirmed.
 #[derive(Clone, Debug)]
 struct OwnPayload {
@@ -296,8 +322,15 @@ pub struct Protocol {
     /// While restoring: payloads that one of their carriers applied or made conflicting for
     /// good.
     decided: HashSet<PayloadId>,
-    /// Transactions waiting in the Tangle's solidification buffer (peer arrivals).
-    buffered: HashMap<TxId, Transaction>,
+    /// Transactions waiting in the Tangle's solidification buffer (peer arrivals). They are
+    /// neither stored nor gossiped before they are solid.
+    buffered: HashMap<TxId, Buffered>,
+    /// How many buffered transactions each peer sent.
+    pending_by_peer: HashMap<PeerKey, usize>,
+    /// Buffered transactions that expired, per sender, since the last poll.
+    expired: BTreeMap<PeerKey, u64>,
+    /// When the buffer was last swept for expired transactions.
+    expired_at: u64,
     /// Next sequence number the faucet signs with.
     faucet_seq: u64,
     /// Faucet seqs at or above the ledger's next that a transaction in the Tangle carries.
@@ -366,6 +399,9 @@ impl Protocol {
             restored: HashMap::new(),
             decided: HashSet::new(),
             buffered: HashMap::new(),
+            pending_by_peer: HashMap::new(),
+            expired: BTreeMap::new(),
+            expired_at: 0,
             faucet_seq,
             faucet_taken: Default::default(),
             faucet_free: Default::default(),
@@ -478,14 +514,23 @@ impl Protocol {
                 for (rid, r) in refs {
                     if rid == id {
                         self.after_solid(r, &tx, meta.confirmed_by.is_none(), false, meta.payload);
-                    } else if let Some(btx) = self.buffered.remove(&rid) {
-                        self.after_solid(r, &btx, true, false, None);
+                    } else if let Some(b) = self.buffered.remove(&rid) {
+                        self.after_solid(r, &b.tx, true, false, b.payload);
                     }
                 }
                 true
             }
             Ok(InsertOutcome::Pending { .. }) => {
-                self.buffered.insert(id, tx);
+                self.buffered.insert(
+                    id,
+                    Buffered {
+                        tx,
+                        bytes: None,
+                        payload: meta.payload,
+                        arrival: meta.arrival,
+                        from: None,
+                    },
+                );
                 true
             }
             Ok(InsertOutcome::Duplicate) => true,
@@ -557,10 +602,36 @@ impl Protocol {
         origin: Origin,
         now: u64,
     ) -> Vec<Result<TxId, RejectReason>> {
+        self.ingest_all(txs.into_iter().map(|vt| (vt, None)), origin, now)
+    }
+
+    /// [`Protocol::handle_transactions`] for transactions received from peers
+    /// ([`Origin::Peer`]), each with its sender: a transaction whose parents are missing
+    /// waits in the solidification buffer within its sender's quota
+    /// ([`ProtocolConfig::max_pending_per_peer`]), and is stored and announced only once
+    /// it is solid.
+    pub fn handle_peer_transactions(
+        &mut self,
+        txs: Vec<(ValidTransaction, PeerKey)>,
+        now: u64,
+    ) -> Vec<Result<TxId, RejectReason>> {
+        self.ingest_all(
+            txs.into_iter().map(|(vt, peer)| (vt, Some(peer))),
+            Origin::Peer,
+            now,
+        )
+    }
+
+    fn ingest_all(
+        &mut self,
+        txs: impl ExactSizeIterator<Item = (ValidTransaction, Option<PeerKey>)>,
+        origin: Origin,
+        now: u64,
+    ) -> Vec<Result<TxId, RejectReason>> {
         let mut batch = Vec::new();
         let mut out = Vec::with_capacity(txs.len());
-        for vt in txs {
-            let r = self.ingest_one(vt, origin, now, &mut batch);
+        for (vt, from) in txs {
+            let r = self.ingest_one(vt, origin, from, now, &mut batch);
             out.push(r);
         }
         if !batch.is_empty() {
@@ -574,6 +645,7 @@ impl Protocol {
         &mut self,
         vt: ValidTransaction,
         origin: Origin,
+        from: Option<PeerKey>,
         now: u64,
         batch: &mut Vec<StoredTx>,
     ) -> Result<TxId, RejectReason> {
@@ -622,6 +694,15 @@ impl Protocol {
             }
             Payload::Empty => None,
         };
+        if let Some(peer) = from {
+            let waits = !tx.parents.iter().all(|p| self.tangle.is_solid(p));
+            if waits
+                && self.pending_by_peer.get(&peer).copied().unwrap_or(0)
+                    >= self.config.max_pending_per_peer
+            {
+                return Err(RejectReason::PendingQuota);
+            }
+        }
         let ms = tx.milestone().map(|m| m.index);
         let outcome = self
             .tangle
@@ -631,12 +712,17 @@ impl Protocol {
         if let Payload::Signed(p) = &tx.payload {
             self.note_faucet_seq(p);
         }
-        let solid = matches!(outcome, InsertOutcome::Solid(_));
-        batch.push(StoredTx {
-            id,
-            bytes,
-            meta: TxMeta::new(now, solid, payload_id),
-        });
+        // Stored now if solid; a waiting transaction is stored when it becomes solid.
+        let bytes = if matches!(outcome, InsertOutcome::Solid(_)) {
+            batch.push(StoredTx {
+                id,
+                bytes,
+                meta: TxMeta::new(now, true, payload_id),
+            });
+            None
+        } else {
+            Some(bytes)
+        };
         match outcome {
             InsertOutcome::Solid(refs) => {
                 let mut released = Vec::new();
@@ -653,10 +739,19 @@ impl Protocol {
                                 });
                             }
                         }
-                    } else if let Some(btx) = self.buffered.remove(&rid) {
-                        // A buffered transaction became solid because of this one.
-                        self.after_solid(r, &btx, true, true, None);
-                        released.push(rid);
+                    } else if let Some(b) = self.buffered.remove(&rid) {
+                        // A buffered transaction became solid because of this one: store it
+                        // now (or mark it solid, if it came from the store).
+                        self.after_solid(r, &b.tx, true, true, b.payload);
+                        self.release_quota(b.from);
+                        match b.bytes {
+                            Some(bytes) => batch.push(StoredTx {
+                                id: rid,
+                                bytes,
+                                meta: TxMeta::new(b.arrival, true, b.payload),
+                            }),
+                            None => released.push(rid),
+                        }
                     }
                 }
                 if !released.is_empty() {
@@ -665,11 +760,64 @@ impl Protocol {
             }
             InsertOutcome::Pending { missing } => {
                 self.missing.extend(missing);
-                self.buffered.insert(id, tx);
+                if let Some(peer) = from {
+                    *self.pending_by_peer.entry(peer).or_insert(0) += 1;
+                }
+                self.buffered.insert(
+                    id,
+                    Buffered {
+                        tx,
+                        bytes,
+                        payload: payload_id,
+                        arrival: now,
+                        from,
+                    },
+                );
             }
             InsertOutcome::Duplicate => {}
         }
         Ok(id)
+    }
+
+    fn release_quota(&mut self, from: Option<PeerKey>) {
+        if let Some(peer) = from {
+            if let Some(n) = self.pending_by_peer.get_mut(&peer) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending_by_peer.remove(&peer);
+                }
+            }
+        }
+    }
+
+    /// Drops transactions that waited for parents longer than
+    /// [`ProtocolConfig::pending_ttl_ms`] (at most once a second); their senders are reported
+    /// by [`Protocol::poll_expired`].
+    fn expire_pending(&mut self, now: u64) {
+        if now.saturating_sub(self.expired_at) < 1000 || self.buffered.is_empty() {
+            return;
+        }
+        self.expired_at = now;
+        let cutoff = now.saturating_sub(self.config.pending_ttl_ms);
+        for id in self.tangle.evict_pending(cutoff) {
+            if let Some(b) = self.buffered.remove(&id) {
+                self.release_quota(b.from);
+                if let Some(peer) = b.from {
+                    *self.expired.entry(peer).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+
+    /// Peers whose transactions expired in the solidification buffer since the last call,
+    /// with how many (ordered by peer): they sent transactions whose parents never came.
+    pub fn poll_expired(&mut self) -> Vec<(PeerKey, u64)> {
+        std::mem::take(&mut self.expired).into_iter().collect()
+    }
+
+    /// Transactions waiting for parents.
+    pub fn pending_len(&self) -> usize {
+        self.buffered.len()
     }
 
     /// Bookkeeping for a newly solid transaction.
@@ -730,7 +878,7 @@ impl Protocol {
         let mut v: Vec<TxId> = self
             .buffered
             .values()
-            .flat_map(|tx| tx.parents)
+            .flat_map(|b| b.tx.parents)
             .filter(|p| !self.tangle.is_known(p))
             .collect();
         v.sort_unstable();
@@ -967,6 +1115,7 @@ impl Protocol {
     /// payloads. Reattachment transactions need no separate PoW step: they are solved here
     /// (they are rare).
     pub fn handle_tick(&mut self, now: u64) {
+        self.expire_pending(now);
         if self.halted.is_some() {
             return;
         }
@@ -1299,7 +1448,7 @@ impl Protocol {
                 continue;
             };
             let mut batch = Vec::new();
-            match self.ingest_one(vt, Origin::Peer, now, &mut batch) {
+            match self.ingest_one(vt, Origin::Peer, None, now, &mut batch) {
                 Ok(id) => {
                     if let Some(o) = self.own.get_mut(&pid) {
                         o.tx = id;

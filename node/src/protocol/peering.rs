@@ -116,6 +116,9 @@ pub struct PeeringConfig {
     pub invalid_penalty: i32,
     /// Score lost per message dropped for exceeding the rate.
     pub rate_penalty: i32,
+    /// Score lost per transaction of the peer that expired waiting for its parents (an
+    /// honest node gossips only solid transactions, whose parents it can send).
+    pub unsolid_penalty: i32,
     /// At or below this score the peer is disconnected and banned.
     pub disconnect_below: i32,
     /// Ban after an abuse disconnect, ms.
@@ -138,6 +141,7 @@ impl Default for PeeringConfig {
             sync_timeout_ms: 2_000,
             invalid_penalty: 50,
             rate_penalty: 1,
+            unsolid_penalty: 1,
             disconnect_below: -500,
             ban_ms: 60_000,
         }
@@ -167,6 +171,8 @@ pub struct PeerMetrics {
     pub new_transactions: u64,
     /// Inbound messages dropped by the rate limit.
     pub dropped_in: u64,
+    /// Its transactions that expired waiting for parents that never came.
+    pub unsolid_expired: u64,
     /// Outbound messages dropped because the queue was full.
     pub dropped_out: u64,
     /// Last heartbeat round-trip time, ms.
@@ -539,18 +545,34 @@ impl Peering {
         }
     }
 
+    /// `count` transactions `peer` sent expired waiting for parents (see
+    /// [`crate::protocol::Protocol::poll_expired`]): it is penalised for each.
+    pub fn handle_expired(&mut self, peer: &PeerKey, count: u64, now: u64) {
+        let Some(m) = self.metrics.get_mut(peer) else {
+            return;
+        };
+        m.unsolid_expired += count;
+        let by = i32::try_from(count)
+            .unwrap_or(i32::MAX)
+            .saturating_mul(self.config.unsolid_penalty);
+        self.penalise(peer, by, now, "transactions whose parents never came");
+    }
+
     fn penalise(&mut self, peer: &PeerKey, by: i32, now: u64, why: &str) {
         let Some(m) = self.metrics.get_mut(peer) else {
             return;
         };
         m.score = m.score.saturating_sub(by);
-        if m.score <= self.config.disconnect_below && self.peers.contains_key(peer) {
+        if m.score <= self.config.disconnect_below {
+            // Banned even if it already left (a penalty can arrive after it disconnected).
             self.banned.insert(*peer, now + self.config.ban_ms);
-            self.events.push_back(PeerEvent::Disconnect {
-                peer: *peer,
-                reason: format!("score {}: {why}", m.score),
-            });
-            self.handle_disconnected(peer);
+            if self.peers.contains_key(peer) {
+                self.events.push_back(PeerEvent::Disconnect {
+                    peer: *peer,
+                    reason: format!("score {}: {why}", m.score),
+                });
+                self.handle_disconnected(peer);
+            }
         }
     }
 
@@ -883,7 +905,10 @@ mod tests {
 
     #[test]
     fn transactions_too_short_to_carry_a_nonce_are_penalised_not_hashed() {
-        let mut p = Peering::new(PeeringConfig::default());
+        let mut p = Peering::new(PeeringConfig {
+            invalid_penalty: 1,
+            ..PeeringConfig::default()
+        });
         p.handle_connected(key(1), 0).unwrap();
         for len in 0..=codec::NONCE_TRAILER_LEN {
             let r = p.handle_message(&key(1), Message::Transaction(vec![0xc4; len]), 1);
@@ -892,6 +917,21 @@ mod tests {
         assert_eq!(
             p.metrics()[0].1.invalid,
             codec::NONCE_TRAILER_LEN as u64 + 1
+        );
+    }
+
+    #[test]
+    fn expired_unsolid_transactions_cost_score_until_a_ban() {
+        let mut p = Peering::new(PeeringConfig::default());
+        p.handle_connected(key(1), 0).unwrap();
+        p.handle_expired(&key(1), 100, 10);
+        assert!(p.is_connected(&key(1)));
+        assert_eq!(p.metrics()[0].1.unsolid_expired, 100);
+        p.handle_expired(&key(1), 1_000, 20);
+        assert!(!p.is_connected(&key(1)));
+        assert_eq!(
+            p.handle_connected(key(1), 30),
+            Err(ConnectError::Banned(20 + 60_000))
         );
     }
 

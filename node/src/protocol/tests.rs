@@ -703,3 +703,85 @@ fn faucet_seqs_are_never_reused() {
     assert_eq!(r.faucet_payload(to, 5).unwrap().seq, 1, "the lost seq 1 fills the gap");
     assert_eq!(r.faucet_payload(to, 6).unwrap().seq, 3);
 }
+
+/// A valid transaction (PoW and all) approving `parents`, from a throwaway key.
+fn orphan(nid: u64, parents: [TxId; 2], seed: u8, now: u64) -> (Transaction, Vec<u8>) {
+    let k = Keypair::from_seed(&[seed; 32]);
+    let mut tx = Transaction {
+        version: TX_VERSION,
+        network_id: nid,
+        parents,
+        timestamp: now,
+        payload: Payload::Signed(pay(&k, nid, 0, Address([1; 32]), 1)),
+        nonce: 0,
+    };
+    pow::solve(&mut tx, 2);
+    let bytes = codec::encode(&tx);
+    (tx, bytes)
+}
+
+fn stored_ids(writes: &[StoreWrite]) -> Vec<TxId> {
+    writes
+        .iter()
+        .flat_map(|w| match w {
+            StoreWrite::Transactions(t) => t.iter().map(|t| t.id).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Transactions with unknown parents wait unstored and unannounced, within their sender's
+/// quota; they are stored once solid, and dropped (with their sender reported) when they
+/// wait too long.
+#[test]
+fn unsolid_peer_transactions_are_bounded_per_peer_stored_once_solid_and_expire() {
+    let n = net();
+    let mut p = Protocol::new(
+        n.genesis.clone(),
+        ProtocolConfig {
+            max_pending_per_peer: 3,
+            pending_ttl_ms: 10_000,
+            ..ProtocolConfig::default()
+        },
+        Ledger::from_genesis(&n.genesis).unwrap(),
+    )
+    .unwrap();
+    let nid = p.network_id();
+    let (mallory, alice) = (PeerKey([1; 32]), PeerKey([2; 32]));
+    let now = T0 + 100;
+    let vt = |p: &Protocol, b: &[u8]| p.validator().validate_one(b, now).unwrap();
+    // Mallory: five orphans with made-up parents; three fit her quota.
+    let junk: Vec<_> = (0..5u8)
+        .map(|i| orphan(nid, [TxId([200 + i; 32]), TxId::GENESIS], 50 + i, now).1)
+        .collect();
+    let r = p.handle_peer_transactions(junk.iter().map(|b| (vt(&p, b), mallory)).collect(), now);
+    assert_eq!(r.iter().filter(|r| r.is_ok()).count(), 3);
+    assert!(r[3..].iter().all(|r| *r == Err(RejectReason::PendingQuota)));
+    // Alice's own quota is untouched: a child arrives before its parent.
+    let (_, parent_bytes) = orphan(nid, [TxId::GENESIS; 2], 60, now);
+    let pid = codec::id_of_encoding(&parent_bytes);
+    let (_, child_bytes) = orphan(nid, [pid, TxId::GENESIS], 61, now);
+    assert!(p.handle_peer_transactions(vec![(vt(&p, &child_bytes), alice)], now)[0].is_ok());
+    let (w, e) = drain(&mut p);
+    assert!(stored_ids(&w).is_empty(), "nothing unsolid is stored");
+    assert!(e.is_empty(), "nor announced");
+    assert_eq!(p.pending_len(), 4);
+    assert!(p.poll_missing().contains(&pid));
+    // The parent arrives: both are stored, child included, and announced.
+    p.handle_peer_transactions(vec![(vt(&p, &parent_bytes), alice)], now);
+    let (w, e) = drain(&mut p);
+    let ids = stored_ids(&w);
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&pid) && ids.contains(&codec::id_of_encoding(&child_bytes)));
+    assert_eq!(e.iter().filter(|e| matches!(e, Event::Solid { .. })).count(), 2);
+    assert_eq!(p.pending_len(), 3);
+    // Mallory's orphans expire; she is reported, Alice is not.
+    p.handle_tick(now + 5_000);
+    assert!(p.poll_expired().is_empty(), "not yet");
+    p.handle_tick(now + 10_001);
+    assert_eq!(p.poll_expired(), vec![(mallory, 3)]);
+    assert_eq!(p.pending_len(), 0);
+    // Her quota is free again.
+    let r = p.handle_peer_transactions(vec![(vt(&p, &junk[4]), mallory)], now + 10_002);
+    assert!(r[0].is_ok());
+}
