@@ -726,7 +726,10 @@ impl Ledger {
     /// A payload that conflicted for its content at its turn still uses its sequence number
     /// (module rules): nothing else changes.
     fn consume_seq(&mut self, p: &SignedPayload, reason: ConflictReason) {
-        if matches!(reason, ConflictReason::SeqAlreadyUsed | ConflictReason::SeqGap) {
+        if matches!(
+            reason,
+            ConflictReason::SeqAlreadyUsed | ConflictReason::SeqGap
+        ) {
             return;
         }
         let acc = self.accounts.get(&p.issuer).copied().unwrap_or_default();

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub confirmation_latency: Histogram,
     /// Store flushes (group commits).
     pub store_flushes: Counter,
+    /// Store writes or flushes that failed (each is retried).
+    pub store_errors: Counter,
     /// Per-peer counters (label `peer`: its key in hex), filled by [`Metrics::observe_peers`].
     pub peers: PeerFamilies,
 }
@@ -87,6 +89,7 @@ impl Metrics {
             store_transactions: Gauge::default(),
             confirmation_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             store_flushes: Counter::default(),
+            store_errors: Counter::default(),
             peers: PeerFamilies::default(),
             registry: Registry::default(),
         };
@@ -145,6 +148,11 @@ impl Metrics {
             "store_flushes",
             "Durable store flushes (group commits)",
             m.store_flushes.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store writes or flushes that failed (each is retried)",
+            m.store_errors.clone(),
         );
         let p = &m.peers;
         let peer_counters = [

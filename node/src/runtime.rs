@@ -140,7 +140,17 @@ pub struct Shared {
     metrics: Metrics,
     /// Views of the milestones applied since start (the store's records lack the counts).
     milestones: Mutex<HashMap<MilestoneIndex, MilestoneView>>,
-    store_failed: AtomicBool,
+    /// Set while writes fail; they are retried (see [`Shared::persist`]) and the node
+    /// accepts no data until they succeed.
+    store_failing: AtomicBool,
+    /// Set while the milestone writer retries a failed batch.
+    milestone_failing: AtomicBool,
+    /// The last storage error, for `/health`.
+    store_error: Mutex<Option<String>>,
+    /// Writes not yet durable because storage failed: retried in order, first of all.
+    backlog: Mutex<Backlog>,
+    /// Set by shutdown: the milestone writer stops retrying.
+    stopping: AtomicBool,
     /// Called with every batch of newly accepted transactions (peer gossip).
     on_accepted: std::sync::RwLock<Option<AcceptedHook>>,
     network_name: String,
@@ -195,7 +205,11 @@ impl Node {
             events,
             metrics: Metrics::new(),
             milestones: Mutex::new(HashMap::new()),
-            store_failed: AtomicBool::new(false),
+            store_failing: AtomicBool::new(false),
+            milestone_failing: AtomicBool::new(false),
+            store_error: Mutex::new(None),
+            backlog: Mutex::new(Backlog::default()),
+            stopping: AtomicBool::new(false),
             on_accepted: std::sync::RwLock::new(None),
         });
         shared.refresh_gauges();
@@ -237,6 +251,7 @@ impl Node {
             stop,
         } = self;
         let _ = stop.send(true);
+        handle.shared.stopping.store(true, Ordering::SeqCst);
         let _ = ticker.await;
         let shared = handle.shared.clone();
         drop(handle);
@@ -260,6 +275,15 @@ impl Node {
     }
 }
 
+/// Writes that failed, kept to be retried in order (see [`Shared::persist`]).
+#[derive(Default)]
+struct Backlog {
+    /// Transaction writes, retried as a whole (they are idempotent: stored ids are skipped).
+    direct: Vec<StoreWrite>,
+    /// Milestone jobs that wait for `direct` (a batch never goes before its transactions).
+    jobs: Vec<MilestoneJob>,
+}
+
 /// A milestone's store batches and the events that wait for them to be durable.
 struct MilestoneJob {
     batches: Vec<MilestoneBatch>,
@@ -276,30 +300,41 @@ fn milestone_writer(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let written = if shared.store_failed.load(Ordering::SeqCst) {
-            Err(StoreError::Backend("an earlier write failed".into()))
-        } else {
-            job.batches
+        // A failed write is retried (with backoff) until it succeeds: a transient failure
+        // (a full disk freed, file descriptors released) must not stop the node for good.
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let written = job
+                .batches
                 .iter()
                 .try_for_each(|b| shared.store.apply_milestone(b))
-                .and_then(|()| shared.store.flush())
-        };
-        match written {
-            Ok(()) => {
-                shared.metrics.store_flushes.inc();
-                shared.publish(job.events);
-                if let Some(last) = job.batches.last() {
-                    *shared
-                        .durable_milestone
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) =
-                        (last.record.index, last.record.ledger_digest);
+                .and_then(|()| shared.store.flush());
+            match written {
+                Ok(()) => {
+                    if shared.milestone_failing.swap(false, Ordering::SeqCst) {
+                        tracing::info!("milestone write succeeded again; storage recovered");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    shared.storage_failed(&e, &shared.milestone_failing);
+                    if shared.stopping.load(Ordering::SeqCst) {
+                        tracing::error!(error = %e, "shutting down with a milestone batch unwritten; it is applied again from its transactions on restart");
+                        return;
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(2));
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "milestone write failed; the node stops accepting data");
-                shared.store_failed.store(true, Ordering::SeqCst);
-            }
+        }
+        shared.metrics.store_flushes.inc();
+        shared.publish(job.events);
+        if let Some(last) = job.batches.last() {
+            *shared
+                .durable_milestone
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                (last.record.index, last.record.ledger_digest);
         }
     }
 }
@@ -390,26 +425,53 @@ impl Shared {
                 .partition(|e| !matches!(e, Event::Milestone(_) | Event::Payload { .. }))
         };
         self.notify_accepted(&direct);
-        let result = self.write_all(&direct);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "store write failed; the node stops accepting data");
-            self.store_failed.store(true, Ordering::SeqCst);
+        // Earlier writes that failed go first; the whole backlog is written again (stored
+        // transactions are skipped), so nothing is lost or reordered by a failure.
+        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        backlog.direct.extend(direct);
+        if !batches.is_empty() {
+            backlog.jobs.push(MilestoneJob {
+                batches,
+                events: later,
+            });
         }
+        let result = self.write_all(&backlog.direct);
         self.publish(now);
-        if result.is_ok() && !batches.is_empty() {
-            let jobs = self
-                .milestone_jobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(jobs) = jobs.as_ref() {
-                let _ = jobs.send(MilestoneJob {
-                    batches,
-                    events: later,
-                });
+        match &result {
+            Ok(()) => {
+                backlog.direct.clear();
+                if self.store_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("store writes succeed again; the node accepts data");
+                }
+                let jobs = self
+                    .milestone_jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for job in backlog.jobs.drain(..) {
+                    if let Some(jobs) = jobs.as_ref() {
+                        let _ = jobs.send(job);
+                    }
+                }
             }
+            Err(e) => self.storage_failed(e, &self.store_failing),
         }
+        drop(backlog);
         self.refresh_gauges();
         result
+    }
+
+    /// Records a failed write: the node refuses data while `flag` is set, and says why.
+    fn storage_failed(&self, e: &StoreError, flag: &AtomicBool) {
+        if !flag.swap(true, Ordering::SeqCst) {
+            tracing::error!(error = %e, "store write failed; the node accepts no data and retries");
+        }
+        self.metrics.store_errors.inc();
+        *self.store_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    /// Whether a storage failure is being retried.
+    fn storage_failing(&self) -> bool {
+        self.store_failing.load(Ordering::SeqCst) || self.milestone_failing.load(Ordering::SeqCst)
     }
 
     fn notify_accepted(&self, writes: &[StoreWrite]) {
@@ -424,9 +486,6 @@ impl Shared {
     }
 
     fn write_all(&self, writes: &[StoreWrite]) -> Result<(), StoreError> {
-        if self.store_failed.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend("an earlier write failed".into()));
-        }
         for w in writes {
             match w {
                 StoreWrite::Transactions(txs) => {
@@ -527,9 +586,9 @@ impl Shared {
     }
 
     fn unavailable(&self) -> Option<SubmitError> {
-        if self.store_failed.load(Ordering::SeqCst) {
+        if self.storage_failing() {
             return Some(SubmitError::Unavailable(
-                "storage failed; the node accepts no data".into(),
+                "storage is failing; the node retries and accepts no data until it recovers".into(),
             ));
         }
         None
@@ -809,7 +868,9 @@ async fn tick_loop(
         }
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            if s.store_failed.load(Ordering::SeqCst) {
+            if s.storage_failing() {
+                // Retry what failed (the backlog); no new work until it is written.
+                let _ = s.persist();
                 return;
             }
             s.lock().handle_tick(now_ms());
@@ -960,8 +1021,15 @@ impl NodeService for NodeHandle {
         if let Some(h) = self.shared.lock().halted() {
             reasons.push(format!("confirmation halted: {h}"));
         }
-        if self.shared.store_failed.load(Ordering::SeqCst) {
-            reasons.push("storage failed".into());
+        if self.shared.storage_failing() {
+            let last = self
+                .shared
+                .store_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            reasons.push(format!("storage failing, retrying: {last}"));
         }
         Health {
             healthy: reasons.is_empty(),

@@ -542,8 +542,14 @@ fn a_content_conflict_is_final_and_does_not_block_the_issuer() {
     ));
     assert_eq!(p.own_pending(), 0, "a final conflict is not reattached");
     // Fund dev; the same payload again is a replay, and seq 1 applies.
-    submit(&mut p, vec![pay(&n.faucet, id, 0, dev.address(), 1000)], T0 + 4000);
-    run_until(&mut p, T0 + 4000, 3, |p| p.ledger().balance(&dev.address()) == 1000);
+    submit(
+        &mut p,
+        vec![pay(&n.faucet, id, 0, dev.address(), 1000)],
+        T0 + 4000,
+    );
+    run_until(&mut p, T0 + 4000, 3, |p| {
+        p.ledger().balance(&dev.address()) == 1000
+    });
     assert!(submit(&mut p, vec![big], T0 + 8000)[0]
         .as_ref()
         .is_err_and(|e| e.contains("replay")));
@@ -621,7 +627,10 @@ fn the_losing_side_of_a_double_spend_is_decided() {
                     .map(|t| follower.validator().validate_one(&t.bytes, now).unwrap())
                     .collect();
                 for r in follower.handle_transactions(vts, Origin::Peer, now) {
-                    assert!(matches!(r, Ok(_) | Err(RejectReason::DuplicateTransaction(_))));
+                    assert!(matches!(
+                        r,
+                        Ok(_) | Err(RejectReason::DuplicateTransaction(_))
+                    ));
                 }
             }
         }
@@ -700,7 +709,11 @@ fn faucet_seqs_are_never_reused() {
         }
     }
     r.finish_restore(T0 + 30).unwrap();
-    assert_eq!(r.faucet_payload(to, 5).unwrap().seq, 1, "the lost seq 1 fills the gap");
+    assert_eq!(
+        r.faucet_payload(to, 5).unwrap().seq,
+        1,
+        "the lost seq 1 fills the gap"
+    );
     assert_eq!(r.faucet_payload(to, 6).unwrap().seq, 3);
 }
 
@@ -773,7 +786,12 @@ fn unsolid_peer_transactions_are_bounded_per_peer_stored_once_solid_and_expire()
     let ids = stored_ids(&w);
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&pid) && ids.contains(&codec::id_of_encoding(&child_bytes)));
-    assert_eq!(e.iter().filter(|e| matches!(e, Event::Solid { .. })).count(), 2);
+    assert_eq!(
+        e.iter()
+            .filter(|e| matches!(e, Event::Solid { .. }))
+            .count(),
+        2
+    );
     assert_eq!(p.pending_len(), 3);
     // Mallory's orphans expire; she is reported, Alice is not.
     p.handle_tick(now + 5_000);
