@@ -424,7 +424,9 @@ impl Shared {
                 .into_iter()
                 .partition(|e| !matches!(e, Event::Milestone(_) | Event::Payload { .. }))
         };
-        self.notify_accepted(&direct);
+        // Gossip on acceptance, before the flush, except what this node signed itself (see
+        // `StoredTx::node_signed`), which goes out once durable.
+        self.notify_accepted(&direct, false);
         // Earlier writes that failed go first; the whole backlog is written again (stored
         // transactions are skipped), so nothing is lost or reordered by a failure.
         let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
@@ -439,6 +441,7 @@ impl Shared {
         self.publish(now);
         match &result {
             Ok(()) => {
+                self.notify_accepted(&backlog.direct, true);
                 backlog.direct.clear();
                 if self.store_failing.swap(false, Ordering::SeqCst) {
                     tracing::info!("store writes succeed again; the node accepts data");
@@ -474,12 +477,25 @@ impl Shared {
         self.store_failing.load(Ordering::SeqCst) || self.milestone_failing.load(Ordering::SeqCst)
     }
 
-    fn notify_accepted(&self, writes: &[StoreWrite]) {
+    /// Hands new transactions to the accepted hook: those signed by others (`node_signed`
+    /// false) or by this node (true).
+    fn notify_accepted(&self, writes: &[StoreWrite], node_signed: bool) {
         let hook = self.on_accepted.read().unwrap_or_else(|p| p.into_inner());
         if let Some(hook) = hook.as_ref() {
             for w in writes {
                 if let StoreWrite::Transactions(txs) = w {
-                    hook(txs);
+                    if txs.iter().all(|t| t.node_signed == node_signed) {
+                        hook(txs);
+                    } else {
+                        let some: Vec<_> = txs
+                            .iter()
+                            .filter(|t| t.node_signed == node_signed)
+                            .cloned()
+                            .collect();
+                        if !some.is_empty() {
+                            hook(&some);
+                        }
+                    }
                 }
             }
         }

@@ -287,7 +287,7 @@ fn a_database_of_another_format_is_refused() {
 /// A payload's status is derived from its transactions' confirmations in white-flag
 /// order (not storing order), also within one milestone and after reopening: conflicting
 /// then applied in the same milestone is confirmed by the second; applied then conflicting
-/// stays confirmed by the first; of two conflicts the later in white-flag order counts.
+/// stays confirmed by the first; of two conflicts the first final one in white-flag order counts.
 #[test]
 fn payload_status_follows_white_flag_order_within_a_milestone() {
     use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus};
@@ -322,10 +322,11 @@ fn payload_status_follows_white_flag_order_within_a_milestone() {
             milestone: 1,
             tx: txs[2].0,
         },
+        // The first final outcome in white-flag order stays: a later gap does not reopen it.
         PayloadStatus::Conflicting {
             milestone: 1,
-            tx: txs[4].0,
-            reason: ConflictReason::SeqGap,
+            tx: txs[5].0,
+            reason: ConflictReason::SeqAlreadyUsed,
         },
     ];
     {

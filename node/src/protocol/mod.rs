@@ -199,6 +199,10 @@ pub struct StoredTx {
     pub bytes: Vec<u8>,
     /// Initial metadata.
     pub meta: TxMeta,
+    /// It carries a payload this node signed (the faucet's): announce it to peers only once
+    /// it is durable here, or a crash could let the node sign another payload with the same
+    /// sequence number while a peer holds the first.
+    pub node_signed: bool,
 }
 
 /// Something the driver must write to the store, in the order polled.
@@ -506,7 +510,7 @@ impl Protocol {
             }
             // A sequence number of the node's own key that a stored payload carries is
             // taken, whatever became of that payload: never sign another payload with it.
-            self.note_faucet_seq(p);
+            let _ = self.note_faucet_seq(p);
         }
         let ms = tx.milestone().map(|m| m.index);
         match self.tangle.insert(id, tx.parents, ms, meta.arrival) {
@@ -709,15 +713,17 @@ impl Protocol {
             .insert(id, tx.parents, ms, now)
             .map_err(RejectReason::Tangle)?;
         let (tx, id, bytes) = vt.into_parts();
-        if let Payload::Signed(p) = &tx.payload {
-            self.note_faucet_seq(p);
-        }
+        let node_signed = match &tx.payload {
+            Payload::Signed(p) => self.note_faucet_seq(p),
+            _ => false,
+        };
         // Stored now if solid; a waiting transaction is stored when it becomes solid.
         let bytes = if matches!(outcome, InsertOutcome::Solid(_)) {
             batch.push(StoredTx {
                 id,
                 bytes,
                 meta: TxMeta::new(now, true, payload_id),
+                node_signed,
             });
             None
         } else {
@@ -749,6 +755,7 @@ impl Protocol {
                                 id: rid,
                                 bytes,
                                 meta: TxMeta::new(b.arrival, true, b.payload),
+                                node_signed: false,
                             }),
                             None => released.push(rid),
                         }
@@ -1084,14 +1091,17 @@ impl Protocol {
     }
 
     /// Notes a payload of the faucet's key entering the Tangle: its seq is taken for good.
-    fn note_faucet_seq(&mut self, p: &SignedPayload) {
-        if self.config.faucet.as_ref().map(|k| k.address()) == Some(p.issuer) {
-            self.faucet_seq = self.faucet_seq.max(p.seq.saturating_add(1));
-            self.faucet_free.remove(&p.seq);
-            if p.seq >= self.ledger.next_seq(&p.issuer) {
-                self.faucet_taken.insert(p.seq);
-            }
+    /// Returns whether it is the faucet's.
+    fn note_faucet_seq(&mut self, p: &SignedPayload) -> bool {
+        if self.config.faucet.as_ref().map(|k| k.address()) != Some(p.issuer) {
+            return false;
         }
+        self.faucet_seq = self.faucet_seq.max(p.seq.saturating_add(1));
+        self.faucet_free.remove(&p.seq);
+        if p.seq >= self.ledger.next_seq(&p.issuer) {
+            self.faucet_taken.insert(p.seq);
+        }
+        true
     }
 
     /// After a restart: faucet seqs below the highest stored one that no stored payload
@@ -1197,6 +1207,7 @@ impl Protocol {
                 id,
                 bytes,
                 meta: TxMeta::new(now, true, None),
+                node_signed: false,
             }]));
         self.events.push_back(Event::Solid {
             tx: id,
@@ -1256,6 +1267,7 @@ impl Protocol {
                             id,
                             bytes: codec::encode(&tx),
                             meta: TxMeta::new(now, true, None),
+                            node_signed: false,
                         });
                     }
                     _ => return None,
