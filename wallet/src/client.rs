@@ -650,9 +650,11 @@ impl NodeClient {
     /// Reconciles the keystore's next sequence number of device `index` with the node before
     /// signing. If the node is ahead (payloads signed elsewhere, a restored backup), adopt its
     /// value. If the keystore is ahead, the payloads it `issued` (sequence number and id) with
-    /// a sequence number at or past the node's decide: if any is still pending, keep the local
-    /// value (the next payload in order is right); if none is (all unknown to the node or
-    /// conflicting), those sequence numbers are void and the keystore rewinds.
+    /// a sequence number at or past the node's decide: if any is still pending (or
+    /// reattaching), keep the local value (the next payload in order is right); if none is
+    /// (all unknown to the node: lost before they reached it), those sequence numbers are
+    /// void and the keystore rewinds. (A conflicting payload used its sequence number, so
+    /// the node is not behind because of it.)
     pub fn sync_seq(
         &self,
         keystore: &mut Keystore,

@@ -43,7 +43,7 @@ pub enum SeqResync {
         /// The node's value, now local.
         to: u64,
     },
-    /// Payloads signed locally never reached the ledger (lost or conflicting): the counter
+    /// Payloads signed locally never reached the ledger (lost before a node took them): the counter
     /// went back so the next payload fills the gap. Those payloads are void: re-sign what
     /// still needs doing.
     Rewound {

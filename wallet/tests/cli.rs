@@ -171,14 +171,14 @@ fn init_address_balance_pay_contract() {
     assert_eq!(o.code, 3, "{} {}", o.stdout, o.stderr);
     assert_eq!(keys(&o.json()), ["payload_id"]);
     assert!(o.stderr.contains("conflicting"), "{}", o.stderr);
-    // The void sequence number is reused: the next payment applies.
+    // The conflicting payment used its sequence number: the next payment applies.
     let o = wallet(&ev_ks, url, &["pay", &charger_did, "100", "--wait"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains("confirmed"), "{}", o.stdout);
     let o = wallet(&ev_ks, url, &["--json", "balance"]);
     assert_eq!(
         o.json(),
-        serde_json::json!({"balance": 9_650, "next_seq": 2})
+        serde_json::json!({"balance": 9_650, "next_seq": 3})
     );
 
     // history: the three payloads, in order, with their status.
@@ -201,7 +201,7 @@ fn init_address_balance_pay_contract() {
         [
             (0, "pay", "confirmed"),
             (1, "pay", "conflicting"),
-            (1, "pay", "confirmed")
+            (2, "pay", "confirmed")
         ]
     );
     assert_eq!(h[0]["payload_id"], pay["payload_id"]);

@@ -234,6 +234,8 @@ fn unclaimed_channel_is_refunded_after_expiry() {
             ConflictReason::ChannelNotExpired
         )]
     ));
+    // A conflicting payload uses its sequence number: the device follows the ledger.
+    ev.resync(world.ledger.next_seq(&ev.address()));
 
     // The charger slept through expiry: its wallet refuses to build a late claim.
     world.skip_to(EXPIRES_AT);
