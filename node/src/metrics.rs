@@ -315,7 +315,10 @@ mod tests {
         assert!(om.contains("# TYPE tangle_transactions_accepted counter"));
 
         let text = openmetrics_to_prometheus(&om);
-        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE tangle_transactions_accepted_total counter\n"));
         assert!(text.contains("\ntangle_transactions_accepted_total 3\n"));
         assert!(text.contains("tangle_peer_messages_received_total{peer=\"ab\"} 1\n"));
@@ -337,8 +340,12 @@ mod tests {
                 let sample = line.split(['{', ' ']).next().unwrap();
                 let ok = sample == name
                     || (kind == "histogram"
-                        && [format!("{name}_bucket"), format!("{name}_sum"), format!("{name}_count")]
-                            .contains(&sample.to_owned()));
+                        && [
+                            format!("{name}_bucket"),
+                            format!("{name}_sum"),
+                            format!("{name}_count"),
+                        ]
+                        .contains(&sample.to_owned()));
                 assert!(ok, "sample {sample} under family {name} ({kind})");
             }
         }

@@ -13,8 +13,8 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::negotiate::{Decoded, Format, RawBody, Reply};
 use super::{ApiConfigView, AppState};
 use crate::service::{
-    AccountView, ChannelView, Health, MilestoneView, NodeInfo, NodeService,
-    PayloadReceipt, PayloadView, TxMetadataView,
+    AccountView, ChannelView, Health, MilestoneView, NodeInfo, NodeService, PayloadReceipt,
+    PayloadView, TxMetadataView,
 };
 
 /// `GET /api/v1/tips`.

@@ -189,8 +189,8 @@ fn address_or_did() -> Value {
 /// The string format of a property called `name` (in any schema), if it has one.
 fn string_format(name: &str) -> Option<Value> {
     Some(match name {
-        "transaction_id" | "payload_id" | "channel_id" | "ledger_digest" | "channel"
-        | "digest" | "parents" | "tips" | "transactions" => hex32(),
+        "transaction_id" | "payload_id" | "channel_id" | "ledger_digest" | "channel" | "digest"
+        | "parents" | "tips" | "transactions" => hex32(),
         "signature" | "voucher" => hex64(),
         "issuer" | "payer" | "payee" | "to" => bech32(),
         "address" => address_or_did(),
@@ -212,7 +212,10 @@ fn apply_formats(v: &mut Value, name: Option<&str>) {
         Value::Object(map) => {
             let types: Vec<String> = match map.get("type") {
                 Some(Value::String(t)) => vec![t.clone()],
-                Some(Value::Array(ts)) => ts.iter().filter_map(|t| t.as_str().map(String::from)).collect(),
+                Some(Value::Array(ts)) => ts
+                    .iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect(),
                 _ => Vec::new(),
             };
             if types.iter().any(|t| t == "string") {
@@ -268,9 +271,13 @@ fn apply_formats(v: &mut Value, name: Option<&str>) {
 /// Path parameters by route.
 fn path_param_format(path: &str, param: &str) -> Option<Value> {
     Some(match (path, param) {
-        (p, "id") if p.starts_with("/api/v1/transactions/")
-            || p.starts_with("/api/v1/payloads/")
-            || p.starts_with("/api/v1/channels/") => hex32(),
+        (p, "id")
+            if p.starts_with("/api/v1/transactions/")
+                || p.starts_with("/api/v1/payloads/")
+                || p.starts_with("/api/v1/channels/") =>
+        {
+            hex32()
+        }
         ("/api/v1/accounts/{address}", "address") => address_or_did(),
         ("/api/v1/milestones/{index}", "index") => {
             json!({"type": "string", "pattern": "^([0-9]{1,10}|latest)$", "minLength": 1, "maxLength": 10})

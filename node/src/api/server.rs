@@ -161,4 +161,3 @@ async fn serve_connection(
     stats.connections_open.dec();
     drop(permit);
 }
-
