@@ -18,8 +18,8 @@
 //! | `GET /api/v1/accounts/{address}` | [`AccountView`](crate::service::AccountView); bech32 or `did:key` |
 //! | `GET /api/v1/channels/{id}` | [`ChannelView`](crate::service::ChannelView) |
 //! | `GET /api/v1/milestones/{index\|latest}` | [`MilestoneView`](crate::service::MilestoneView) |
-//! | `GET /api/v1/events` | Server-Sent Events, one JSON [`NodeEvent`](crate::service::NodeEvent) each, keep-alive |
-//! | `GET /metrics` | Prometheus text: the node's metrics, then `tangle_api_*` |
+//! | `GET /api/v1/events` | Server-Sent Events, one JSON [`NodeEvent`](crate::service::NodeEvent) each with an `id:`; `Last-Event-ID` resumes, `lagged` events name lost ids (see `events`) |
+//! | `GET /metrics` | the node's metrics, then `tangle_api_*`: Prometheus text 0.0.4, or OpenMetrics 1.0 with `Accept: application/openmetrics-text` |
 //! | `POST /api/v1/faucet` | dev mode only (404 otherwise): `{"address", "amount"}`; 202 receipt |
 //! | `GET /api/v1/admin/config` | bearer token; [`ApiConfigView`] |
 //! | `GET /api/v1/openapi.json`, `/swagger-ui` | the [`ApiDoc`] document and Swagger UI (assets compiled in) |
@@ -37,15 +37,27 @@
 //! Every error is JSON [`ErrorBody`] `{"code", "message"}`, whatever `Accept` says:
 //! 400 `malformed` (bad JSON/MessagePack/hex, bad id or address in the path, undecodable
 //! transaction), 401 `unauthorized` / 403 `forbidden` (admin token), 404 `not_found` (or
-//! `not_enabled` for a feature off on this node), 405 `method_not_allowed`, 409 `conflict`,
-//! 413 `too_large` (body over [`ApiOptions::max_body_bytes`], batch over
-//! [`ApiOptions::max_batch_len`]), 415 `unsupported_media_type`, 422 `invalid`,
-//! 429 `rate_limited` (with `Retry-After`), 500 `storage`/`internal`, 503 `unavailable`.
+//! `not_enabled` for a feature off on this node), 405 `method_not_allowed`, 408 `timeout`
+//! (the body stopped arriving), 409 `conflict`, 413 `too_large` (body over
+//! [`ApiOptions::max_body_bytes`], batch over [`ApiOptions::max_batch_len`]), 414
+//! `uri_too_long`, 415 `unsupported_media_type`, 422 `invalid`, 429 `rate_limited` (with
+//! `Retry-After`), 431 `headers_too_large`, 500 `storage`/`internal`, 503 `unavailable`
+//! (node busy, request timeout, too many event streams).
 //! [`SubmitError`](crate::service::SubmitError) and
 //! [`ServiceError`](crate::service::ServiceError) map as their docs say. Plain-text errors
-//! from axum or tower (405, body limit) are rewritten to JSON by a response mapper.
+//! from axum or tower (405, body limit) are rewritten to JSON by a response mapper. Only
+//! what hyper answers before a request exists has no body: a request head over hyper's
+//! read buffer (about 400 KiB: 431) or a request target of 64 KiB or more (414), and a
+//! request line or header hyper cannot parse (400); the API's own 414/431 limits (8 KiB
+//! target, 100 header lines, 32 KiB of headers) sit below those, so they answer in JSON.
 //!
 //! ## Limits
+//! [`serve`] accepts at most [`ApiOptions::max_connections`] connections at once (more wait
+//! in the listen backlog) and closes a connection that sends no complete request head within
+//! [`ApiOptions::header_timeout`] of opening or of its previous response; a body that stops
+//! arriving for [`ApiOptions::body_timeout`] is 408, a request unanswered after
+//! [`ApiOptions::request_timeout`] is 503; at most [`ApiOptions::max_event_streams`] event
+//! streams (503 beyond), with [`ApiOptions::event_replay`] events kept for resumption.
 //! Per-client-IP rate limit (GCRA, [`ApiOptions::rate_limit_per_sec`], keyed by the TCP peer
 //! address, so it needs [`serve`] or `into_make_service_with_connect_info`), request body
 //! limit, and admin routes under `/api/v1/admin/` that exist only when a token is configured

@@ -437,6 +437,96 @@ mod tests {
         }
     }
 
+    /// Ids, addresses and signatures have their formats; unsigned integers their real
+    /// range; every other string is on a short list of free-text fields (so a new id-like
+    /// field without a format fails here).
+    #[test]
+    fn strings_and_integers_are_typed_precisely() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let at = |p: &str| {
+            doc.pointer(p)
+                .unwrap_or_else(|| panic!("{p} missing"))
+                .clone()
+        };
+        let id = at("/components/schemas/PayloadReceipt/properties/payload_id");
+        assert_eq!(id["pattern"], "^[0-9a-f]{64}$");
+        assert_eq!(id["maxLength"], 64);
+        let nid = at("/components/schemas/NodeInfo/properties/network_id");
+        assert_eq!(nid["type"], "integer");
+        assert_eq!(nid["format"], "uint64");
+        assert_eq!(nid["maximum"], json!(u64::MAX));
+        let sig = at("/components/schemas/SignedPayload/properties/signature");
+        assert_eq!(sig["pattern"], "^[0-9a-f]{128}$");
+        let issuer = at("/components/schemas/SignedPayload/properties/issuer");
+        assert!(issuer["pattern"].as_str().unwrap().starts_with("^tng1"));
+        assert_eq!(
+            at("/components/schemas/Transaction/properties/version")["maximum"],
+            json!(255)
+        );
+        let params = at("/paths/~1api~1v1~1accounts~1{address}/get/parameters/0/schema");
+        assert!(params["pattern"].as_str().unwrap().contains("did:key:z6Mk"));
+
+        // The patterns accept what the node writes.
+        let key = dag_core::Keypair::from_seed(&[3; 32]);
+        let bech = key.address().to_string();
+        let did = key.address().to_did_key();
+        assert_eq!(bech.len(), 62, "{bech}");
+        assert_eq!(did.len(), 56, "{did}");
+        assert!(bech.starts_with("tng1") && did.starts_with("did:key:z6Mk"));
+        let charset = |s: &str, set: &str| s.chars().all(|c| set.contains(c));
+        assert!(charset(&bech[4..], "qpzry9x8gf2tvdw0s3jn54khce6mua7l"));
+        assert!(charset(
+            &did[12..],
+            "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+        ));
+
+        let free_text = [
+            "code",
+            "message",
+            "version",
+            "network_name",
+            "halted",
+            "reasons",
+            "outcome",
+            "kind",
+            "reason",
+            "type",
+            "status",
+        ];
+        fn strings(v: &Value, name: &str, out: &mut Vec<(String, Value)>) {
+            match v {
+                Value::Object(m) => {
+                    let is_string = match &m.get("type") {
+                        Some(Value::String(t)) => t == "string",
+                        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                        _ => false,
+                    };
+                    if is_string && !m.contains_key("enum") && m.get("format").is_none() {
+                        out.push((name.to_owned(), v.clone()));
+                    }
+                    for (k, child) in m {
+                        let child_name = if k == "properties" || k == "items" {
+                            name
+                        } else {
+                            k
+                        };
+                        strings(child, child_name, out);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|i| strings(i, name, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        strings(&doc["components"]["schemas"], "", &mut found);
+        for (name, schema) in found {
+            assert!(
+                schema.get("pattern").is_some() || free_text.contains(&name.as_str()),
+                "string {name} has no format: {schema}"
+            );
+        }
+    }
+
     #[test]
     fn document_lists_every_route() {
         let doc = ApiDoc::openapi();
