@@ -245,6 +245,8 @@ pub(crate) struct ApiStats {
     pub(crate) connections_accepted: Counter,
     /// Times the accept loop found every connection slot taken.
     pub(crate) connection_waits: Counter,
+    /// The connection limit in force.
+    pub(crate) connections_max: Gauge,
 }
 
 impl ApiStats {
@@ -259,6 +261,7 @@ impl ApiStats {
             connections_open: Gauge::default(),
             connections_accepted: Counter::default(),
             connection_waits: Counter::default(),
+            connections_max: Gauge::default(),
         };
         registry.register(
             "sse_clients",
@@ -285,12 +288,13 @@ impl ApiStats {
             "Open API connections",
             stats.connections_open.clone(),
         );
-        let limit = Gauge::<i64>::default();
-        limit.set(i64::try_from(options.max_connections).unwrap_or(i64::MAX));
+        stats
+            .connections_max
+            .set(i64::try_from(options.max_connections).unwrap_or(i64::MAX));
         registry.register(
             "connections_max",
             "Most API connections served at once",
-            limit,
+            stats.connections_max.clone(),
         );
         registry.register(
             "connections_accepted",

@@ -289,6 +289,40 @@ fn path_param_format(path: &str, param: &str) -> Option<Value> {
     })
 }
 
+/// Errors any route can answer (from the guards in front of every handler), added to each
+/// operation that does not document the code itself; operations with a body also get the
+/// body errors.
+fn add_common_errors(op: &mut Value) {
+    let has_body = op.get("requestBody").is_some();
+    let Some(Value::Object(responses)) = op.get_mut("responses") else {
+        return;
+    };
+    let mut common = vec![
+        ("414", "Request target over 8 KiB"),
+        ("429", "Rate limited; see Retry-After"),
+        ("431", "More than 100 header lines or 32 KiB of headers"),
+        (
+            "503",
+            "No answer within the request timeout, or the node is stopping",
+        ),
+    ];
+    if has_body {
+        common.extend([
+            ("408", "The request body stopped arriving"),
+            ("413", "Body over the size limit"),
+            ("415", "Unsupported Content-Type"),
+        ]);
+    }
+    for (code, description) in common {
+        responses.entry(code).or_insert_with(|| {
+            json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            })
+        });
+    }
+}
+
 impl Modify for Formats {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let mut doc = serde_json::to_value(&*openapi).expect("the document serialises");
@@ -301,6 +335,7 @@ impl Modify for Formats {
             for (path, item) in paths.iter_mut() {
                 let Value::Object(ops) = item else { continue };
                 for op in ops.values_mut() {
+                    add_common_errors(op);
                     let Some(Value::Array(params)) = op.get_mut("parameters") else {
                         continue;
                     };

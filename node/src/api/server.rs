@@ -5,7 +5,9 @@
 //!   [`ApiOptions::max_connections`](super::ApiOptions::max_connections) slots in hand; while
 //!   all are taken the loop stops calling `accept`, so further connections wait in the
 //!   kernel's listen backlog (and beyond it the kernel refuses them) without taking a file
-//!   descriptor of the node. Event streams hold their connection's slot.
+//!   descriptor of the node. Event streams hold their connection's slot. The limit is
+//!   lowered to half the process's open-file limit when that is smaller, so that connections
+//!   alone can never take the descriptors the store and peering need.
 //! - **Header and idle timeout.** A connection that has not delivered a complete request
 //!   head within [`ApiOptions::header_timeout`](super::ApiOptions::header_timeout) of
 //!   opening, or of finishing its previous response (an idle keep-alive connection), is
@@ -56,7 +58,8 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_stop: impl FnOnce(),
 ) -> std::io::Result<()> {
-    let slots = limits.max_connections.clamp(1, MAX_SLOTS);
+    let slots = effective_limit(limits.max_connections, open_file_limit());
+    stats.connections_max.set(slots as i64);
     let permits = Arc::new(Semaphore::new(slots));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -112,6 +115,35 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// `configured`, lowered to half of `open_files` (the soft `RLIMIT_NOFILE`) when known.
+fn effective_limit(configured: usize, open_files: Option<u64>) -> usize {
+    let mut slots = configured.clamp(1, MAX_SLOTS);
+    if let Some(files) = open_files {
+        let half = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
+        if half < slots {
+            tracing::warn!(
+                configured,
+                open_file_limit = files,
+                using = half,
+                "api_max_connections lowered to half the open-file limit (raise `ulimit -n` \
+                 to serve more)"
+            );
+            slots = half;
+        }
+    }
+    slots
+}
+
+#[cfg(unix)]
+fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> Option<u64> {
+    None
+}
+
 /// Errors of one incoming connection (the peer gave up before we accepted it).
 fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
@@ -160,4 +192,19 @@ async fn serve_connection(
     }
     stats.connections_open.dec();
     drop(permit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_stays_below_half_the_open_file_limit() {
+        assert_eq!(effective_limit(1024, Some(1024)), 512);
+        assert_eq!(effective_limit(1024, Some(20_000)), 1024);
+        assert_eq!(effective_limit(1024, None), 1024);
+        assert_eq!(effective_limit(0, None), 1);
+        assert_eq!(effective_limit(usize::MAX, None), MAX_SLOTS);
+        assert_eq!(effective_limit(10, Some(1)), 1);
+    }
 }
