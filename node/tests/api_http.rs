@@ -763,6 +763,7 @@ async fn unknown_things_are_404_and_wrong_methods_405() {
         format!("/api/v1/payloads/{zero}"),
         format!("/api/v1/channels/{zero}"),
         "/api/v1/milestones/9".to_owned(),
+        "/api/v1/milestones/8575802650".to_owned(),
         "/api/v1/nothing".to_owned(),
     ] {
         expect_error(s.get(&path).await, StatusCode::NOT_FOUND, "not_found").await;

@@ -405,11 +405,17 @@ pub(crate) async fn milestone<S: NodeService>(
     let index: Option<MilestoneIndex> = if raw == "latest" {
         None
     } else {
-        Some(raw.parse().map_err(|e| {
+        let n: u64 = raw.parse().map_err(|e| {
             ApiError::malformed(format!(
                 "bad milestone index {raw:?} (want a number or `latest`): {e}"
             ))
-        })?)
+        })?;
+        // A well-formed index beyond the index type cannot exist yet: 404 like any other
+        // milestone not applied.
+        Some(
+            MilestoneIndex::try_from(n)
+                .map_err(|_| ApiError::not_found(format!("milestone {n} not found")))?,
+        )
     };
     let view = state.service.milestone(index)?.ok_or_else(|| {
         ApiError::not_found(match index {
