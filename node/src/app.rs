@@ -97,6 +97,7 @@ pub fn api_options(cfg: &NodeConfig) -> ApiOptions {
         admin_token: cfg.admin_token.clone(),
         max_body_bytes: cfg.max_body_bytes,
         rate_limit_per_sec: cfg.rate_limit_per_sec,
+        max_connections: cfg.api_max_connections,
         dev: cfg.faucet_key.is_some(),
         ..ApiOptions::default()
     }

@@ -46,6 +46,9 @@ pub struct NodeConfig {
     /// Requests per second allowed per client IP (burst of the same size).
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_sec: u32,
+    /// Most HTTP API connections served at once; more wait in the listen backlog.
+    #[serde(default = "default_api_max_connections")]
+    pub api_max_connections: usize,
     /// Tip selector for locally built transactions.
     #[serde(default)]
     pub tip_selector: TipSelectorKind,
@@ -78,6 +81,9 @@ fn default_body_limit() -> usize {
 }
 fn default_rate_limit() -> u32 {
     100_000
+}
+fn default_api_max_connections() -> usize {
+    1024
 }
 
 /// A configuration that cannot be loaded.
@@ -113,6 +119,7 @@ impl NodeConfig {
             admin_token: None,
             max_body_bytes: default_body_limit(),
             rate_limit_per_sec: default_rate_limit(),
+            api_max_connections: default_api_max_connections(),
             tip_selector: TipSelectorKind::default(),
             faucet_key: None,
             peering_addr: None,
@@ -174,6 +181,8 @@ impl NodeConfig {
              max_body_bytes = {}\n\
              # Requests per second per client IP.\n\
              rate_limit_per_sec = {}\n\
+             # Most HTTP API connections served at once (more wait in the listen backlog).\n\
+             api_max_connections = {}\n\
              # Tip selector: \"rurts\" (default), \"urts\" or \"walk\".\n\
              tip_selector = \"{}\"\n\
              # Dev networks only: faucet key (hex seed file) enabling POST /api/v1/faucet.\n\
@@ -198,6 +207,7 @@ impl NodeConfig {
             },
             self.max_body_bytes,
             self.rate_limit_per_sec,
+            self.api_max_connections,
             match self.tip_selector {
                 TipSelectorKind::Urts => "urts",
                 TipSelectorKind::Rurts => "rurts",

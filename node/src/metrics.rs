@@ -241,10 +241,132 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition (ends with `# EOF`); [`openmetrics_to_prometheus`] turns
+    /// it into the Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Rewrites an OpenMetrics text exposition, as prometheus-client writes it, into the
+/// Prometheus text format 0.0.4 (what `promtool check metrics` and `text/plain` scrapers
+/// read). The two differ where prometheus-client's output uses them: a counter family is
+/// named without `_total` in OpenMetrics (`# TYPE x counter`, sample `x_total`) but after its
+/// samples in 0.0.4 (`# TYPE x_total counter`); `# UNIT` and `# EOF` do not exist in 0.0.4;
+/// `unknown` is `untyped`; `_created` samples of counters are dropped. Exemplars and the
+/// `info`/`stateset` types, which the node does not use, are passed through unchanged.
+pub fn openmetrics_to_prometheus(openmetrics: &str) -> String {
+    use std::collections::HashSet;
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .filter(|(_, kind)| kind.trim() == "counter")
+        .map(|(name, _)| name)
+        .collect();
+    let counter_name = |name: &str| -> String {
+        if counters.contains(name) && !name.ends_with("_total") {
+            format!("{name}_total")
+        } else {
+            name.to_owned()
+        }
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.push_str(&format!("# HELP {} {help}\n", counter_name(name)));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let kind = if kind == "unknown" { "untyped" } else { kind };
+            out.push_str(&format!("# TYPE {} {kind}\n", counter_name(name)));
+        } else if !line.starts_with('#') && is_counter_created(line, &counters) {
+            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Whether a sample line is the `_created` series of a counter family.
+fn is_counter_created(line: &str, counters: &std::collections::HashSet<&str>) -> bool {
+    let name = line.split(['{', ' ']).next().unwrap_or("");
+    name.strip_suffix("_created")
+        .is_some_and(|family| counters.contains(family))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every family of the converted text has one HELP and one TYPE line naming exactly
+    /// the samples that follow, counters end in `_total`, and nothing OpenMetrics-only
+    /// remains.
+    #[test]
+    fn prometheus_text_names_samples_like_their_family() {
+        let m = Metrics::new();
+        m.transactions_accepted.inc_by(3);
+        m.confirmation_latency.observe(0.5);
+        m.peers
+            .messages_in
+            .get_or_create(&vec![("peer".to_owned(), "ab".to_owned())])
+            .inc();
+        let om = m.render();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# TYPE tangle_transactions_accepted counter"));
+
+        let text = openmetrics_to_prometheus(&om);
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE tangle_transactions_accepted_total counter\n"));
+        assert!(text.contains("\ntangle_transactions_accepted_total 3\n"));
+        assert!(text.contains("tangle_peer_messages_received_total{peer=\"ab\"} 1\n"));
+        let mut family: Option<(String, String)> = None;
+        let mut helps = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_owned();
+                assert!(helps.insert(name.clone()), "second HELP for {name}");
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(helps.contains(name), "TYPE without HELP: {line}");
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{line}");
+                }
+                family = Some((name.to_owned(), kind.to_owned()));
+            } else {
+                let (name, kind) = family.as_ref().expect("sample before any TYPE");
+                let sample = line.split(['{', ' ']).next().unwrap();
+                let ok = sample == name
+                    || (kind == "histogram"
+                        && [
+                            format!("{name}_bucket"),
+                            format!("{name}_sum"),
+                            format!("{name}_count"),
+                        ]
+                        .contains(&sample.to_owned()));
+                assert!(ok, "sample {sample} under family {name} ({kind})");
+            }
+        }
+    }
+
+    #[test]
+    fn counter_created_series_and_unknown_type_are_converted() {
+        let om = "# HELP a_b Things.\n# TYPE a_b counter\n# UNIT a_b bytes\na_b_total 1\n\
+                  a_b_created 17.5\n# HELP u Whatever.\n# TYPE u unknown\nu 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus(om),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total 1\n\
+             # HELP u Whatever.\n# TYPE u untyped\nu 2\n"
+        );
     }
 }

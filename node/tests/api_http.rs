@@ -763,6 +763,7 @@ async fn unknown_things_are_404_and_wrong_methods_405() {
         format!("/api/v1/payloads/{zero}"),
         format!("/api/v1/channels/{zero}"),
         "/api/v1/milestones/9".to_owned(),
+        "/api/v1/milestones/8575802650".to_owned(),
         "/api/v1/nothing".to_owned(),
     ] {
         expect_error(s.get(&path).await, StatusCode::NOT_FOUND, "not_found").await;
@@ -1179,5 +1180,436 @@ async fn openapi_document_covers_every_route() {
     assert!(r.text().await.unwrap().contains("swagger"));
     let r = s.get("/swagger-ui/swagger-ui.css").await;
     assert_eq!(r.status(), StatusCode::OK);
+    s.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Formats and limits: SSE ids and resumption, metrics formats, 408/414/431 as JSON,
+// connection limit and header timeout.
+
+/// Hang guard for reads that wait for something the server is bound to do; never a timing
+/// assertion.
+const GUARD: Duration = Duration::from_secs(30);
+
+/// One SSE frame.
+#[derive(Debug, Default)]
+struct Frame {
+    id: Option<u64>,
+    event: Option<String>,
+    data: String,
+}
+
+/// Reads the next frame that has data (skipping keep-alive comments).
+async fn next_frame(response: &mut reqwest::Response, buf: &mut String) -> Frame {
+    let read = async {
+        loop {
+            while let Some(end) = buf.find("\n\n") {
+                let raw: String = buf.drain(..end + 2).collect();
+                let mut frame = Frame::default();
+                for line in raw.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        frame.id = Some(v.trim().parse().expect("numeric id"));
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        frame.event = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        frame.data.push_str(v.trim());
+                    }
+                }
+                if !frame.data.is_empty() {
+                    return frame;
+                }
+            }
+            let chunk = response.chunk().await.unwrap().expect("event stream ended");
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(GUARD, read).await.expect("hang guard")
+}
+
+/// A transaction event with a recognisable id.
+fn tx_event(n: u8) -> NodeEvent {
+    NodeEvent::Transaction {
+        transaction_id: TxId([n; 32]),
+        payload_id: None,
+    }
+}
+
+fn event_of(frame: &Frame) -> NodeEvent {
+    assert_eq!(frame.event, None, "{frame:?}");
+    serde_json::from_str(&frame.data).unwrap()
+}
+
+async fn events_from(s: &Server, last_event_id: Option<u64>) -> reqwest::Response {
+    let mut request = s.http.get(s.url("/api/v1/events"));
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r
+}
+
+#[tokio::test]
+async fn events_carry_increasing_ids_and_resume_from_last_event_id() {
+    let s = Server::default().await;
+    let mut stream = events_from(&s, None).await;
+    let mut buf = String::new();
+    for n in 0..3 {
+        s.node.events.send(tx_event(n)).unwrap();
+    }
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let f = next_frame(&mut stream, &mut buf).await;
+        assert_eq!(event_of(&f), tx_event(n));
+        ids.push(f.id.expect("every event has an id"));
+    }
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    drop(stream);
+
+    // Two more while nobody listens; resuming after the second event replays 2, 3 and 4.
+    s.node.events.send(tx_event(3)).unwrap();
+    s.node.events.send(tx_event(4)).unwrap();
+    let mut stream = events_from(&s, Some(ids[1])).await;
+    let mut buf = String::new();
+    for n in 2..5u8 {
+        let f = next_frame(&mut stream, &mut buf).await;
+        assert_eq!(event_of(&f), tx_event(n));
+        assert_eq!(f.id, Some(ids[0] + u64::from(n)));
+    }
+    drop(stream);
+
+    // A Last-Event-ID that is not a number is refused; an empty one means "from now".
+    let r = s
+        .http
+        .get(s.url("/api/v1/events"))
+        .header("Last-Event-ID", "abc")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "malformed").await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn resuming_after_the_ring_moved_on_gets_a_lagged_event_first() {
+    let s = Server::start(ApiOptions {
+        event_replay: 4,
+        ..ApiOptions::default()
+    })
+    .await;
+    let mut stream = events_from(&s, None).await;
+    let mut buf = String::new();
+    s.node.events.send(tx_event(0)).unwrap();
+    let first = next_frame(&mut stream, &mut buf).await.id.unwrap();
+    drop(stream);
+
+    // An observer reads until the tenth event, so all ten are in the ring (which keeps 4).
+    let mut observer = events_from(&s, None).await;
+    let mut obuf = String::new();
+    for n in 1..=10 {
+        s.node.events.send(tx_event(n)).unwrap();
+    }
+    loop {
+        let f = next_frame(&mut observer, &mut obuf).await;
+        if f.event.is_none() && event_of(&f) == tx_event(10) {
+            assert_eq!(f.id, Some(first + 10));
+            break;
+        }
+    }
+
+    let mut stream = events_from(&s, Some(first)).await;
+    let mut buf = String::new();
+    let f = next_frame(&mut stream, &mut buf).await;
+    assert_eq!(f.event.as_deref(), Some("lagged"));
+    let lagged: api::LaggedEvent = serde_json::from_str(&f.data).unwrap();
+    assert_eq!(
+        lagged,
+        api::LaggedEvent {
+            missed: Some(6),
+            first_id: Some(first + 1),
+            last_id: Some(first + 6),
+            reason: "evicted".into(),
+        }
+    );
+    assert_eq!(
+        f.id,
+        Some(first + 6),
+        "resuming after the notice skips the lost ids"
+    );
+    for n in 7..=10u8 {
+        let f = next_frame(&mut stream, &mut buf).await;
+        assert_eq!(event_of(&f), tx_event(n));
+        assert_eq!(f.id, Some(first + u64::from(n)));
+    }
+    s.shutdown().await;
+}
+
+/// The test double's broadcast channel holds 64 events; 100 sent without yielding (this test
+/// runs on one thread) overflow the API's subscription by 36, which every client learns.
+#[tokio::test]
+async fn events_the_api_missed_are_announced_as_dropped() {
+    let s = Server::default().await;
+    let mut stream = events_from(&s, None).await;
+    let mut buf = String::new();
+    for n in 0..100 {
+        s.node.events.send(tx_event(n)).unwrap();
+    }
+    let f = next_frame(&mut stream, &mut buf).await;
+    assert_eq!(f.event.as_deref(), Some("lagged"), "{f:?}");
+    let lagged: api::LaggedEvent = serde_json::from_str(&f.data).unwrap();
+    assert_eq!(lagged.missed, Some(36));
+    assert_eq!(lagged.reason, "dropped");
+    let first = lagged.first_id.unwrap();
+    assert_eq!(lagged.last_id, Some(first + 35));
+    for n in 36..100u8 {
+        let f = next_frame(&mut stream, &mut buf).await;
+        assert_eq!(event_of(&f), tx_event(n));
+        assert_eq!(f.id, Some(first + u64::from(n)));
+    }
+    let text = s.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("\ntangle_api_events_dropped_total 36\n"),
+        "{text}"
+    );
+    assert!(text.contains("\ntangle_api_sse_clients 1\n"), "{text}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn event_streams_beyond_the_cap_are_503_json() {
+    let s = Server::start(ApiOptions {
+        max_event_streams: 1,
+        ..ApiOptions::default()
+    })
+    .await;
+    let open = events_from(&s, None).await;
+    let r = s.get("/api/v1/events").await;
+    assert_eq!(r.headers()["retry-after"], "5");
+    expect_error(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    drop(open);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_or_openmetrics_on_request() {
+    let s = Server::default().await;
+    let r = s.get("/metrics").await;
+    assert_eq!(
+        r.headers()[CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(text.contains(
+        "# TYPE tangle_api_rate_limited_total counter\ntangle_api_rate_limited_total 0\n"
+    ));
+    assert!(text.contains("# TYPE tangle_api_sse_clients gauge\n"));
+
+    let r = s
+        .http
+        .get(s.url("/metrics"))
+        .header(
+            ACCEPT,
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    let om = r.text().await.unwrap();
+    assert_eq!(om.matches("# EOF").count(), 1, "{om}");
+    assert!(om.ends_with("\n# EOF\n"));
+    assert!(om.contains("# TYPE tangle_api_rate_limited counter\n"));
+    assert!(
+        om.contains("tangle_tips 0\n"),
+        "the node's families come first: {om}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn long_uris_and_large_headers_are_414_and_431_json() {
+    let s = Server::default().await;
+    let long = format!("/api/v1/info?pad={}", "a".repeat(9000));
+    expect_error(s.get(&long).await, StatusCode::URI_TOO_LONG, "uri_too_long").await;
+
+    let mut request = s.http.get(s.url("/api/v1/info"));
+    for i in 0..101 {
+        request = request.header(format!("x-pad-{i}"), "1");
+    }
+    let r = request.send().await.unwrap();
+    expect_error(
+        r,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    )
+    .await;
+    let r = s
+        .http
+        .get(s.url("/api/v1/info"))
+        .header("x-pad", "b".repeat(40 * 1024))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        r,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    )
+    .await;
+    // A request just under the limits is served.
+    let ok = format!("/api/v1/info?pad={}", "a".repeat(4000));
+    assert_eq!(s.get(&ok).await.status(), StatusCode::OK);
+    s.shutdown().await;
+}
+
+// Raw HTTP/1.1 over TCP, for what reqwest hides (keep-alive, partial requests).
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads one response (head and a `Content-Length` body) from `conn`: status and body.
+async fn read_response(conn: &mut TcpStream) -> (u16, HashMap<String, String>, String) {
+    let read = async {
+        let mut data = Vec::new();
+        let mut byte = [0u8; 1];
+        while !data.ends_with(b"\r\n\r\n") {
+            let n = conn.read(&mut byte).await.unwrap();
+            assert_eq!(n, 1, "connection closed inside a response head: {data:?}");
+            data.push(byte[0]);
+        }
+        let head = String::from_utf8(data).unwrap();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let len: usize = headers["content-length"].parse().unwrap();
+        let mut body = vec![0; len];
+        conn.read_exact(&mut body).await.unwrap();
+        (status, headers, String::from_utf8(body).unwrap())
+    };
+    tokio::time::timeout(GUARD, read).await.expect("hang guard")
+}
+
+async fn get_on(conn: &mut TcpStream, path: &str) -> (u16, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let (status, _, body) = read_response(conn).await;
+    (status, body)
+}
+
+/// Waits until the server closes `conn` (EOF), and returns what it sent before.
+async fn read_until_closed(conn: &mut TcpStream) -> Vec<u8> {
+    let mut data = Vec::new();
+    tokio::time::timeout(GUARD, conn.read_to_end(&mut data))
+        .await
+        .expect("hang guard")
+        .unwrap();
+    data
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from {text}"))
+}
+
+/// With two slots, two open keep-alive connections take both: a third connection is not
+/// accepted (it waits in the listen backlog) until one of them closes, and then is served.
+/// This test runs on one thread, so the accept loop has recorded that it found every slot
+/// taken before the second connection's first request is answered.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let s = Server::start(ApiOptions {
+        max_connections: 2,
+        header_timeout: Duration::from_secs(600),
+        ..ApiOptions::default()
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut a = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(get_on(&mut a, "/health").await.0, 200);
+    let mut b = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(get_on(&mut b, "/health").await.0, 200);
+    let mut c = TcpStream::connect(&addr).await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+
+    let (status, text) = get_on(&mut a, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "tangle_api_connections"), 2);
+    assert_eq!(metric(&text, "tangle_api_connections_max"), 2);
+    assert_eq!(metric(&text, "tangle_api_connections_accepted_total"), 2);
+    assert!(metric(&text, "tangle_api_connection_limit_waits_total") >= 1);
+
+    drop(a);
+    let (status, _, text) = read_response(&mut c).await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "tangle_api_connections_accepted_total"), 3);
+    assert_eq!(get_on(&mut b, "/health").await.0, 200);
+    drop((b, c));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_and_half_sent_connections_are_closed_by_the_header_timeout() {
+    let s = Server::start(ApiOptions {
+        header_timeout: Duration::from_millis(200),
+        ..ApiOptions::default()
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    // Never sends anything.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    // Sends half a request head.
+    let mut half = TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    // Keep-alive after one request, then idle.
+    let mut kept = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(get_on(&mut kept, "/health").await.0, 200);
+
+    assert!(read_until_closed(&mut idle).await.is_empty());
+    assert!(read_until_closed(&mut half).await.is_empty());
+    assert!(read_until_closed(&mut kept).await.is_empty());
+    // The server is fine.
+    assert_eq!(s.get("/health").await.status(), StatusCode::OK);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_408_json() {
+    let s = Server::start(ApiOptions {
+        body_timeout: Duration::from_millis(200),
+        ..ApiOptions::default()
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(
+        b"POST /api/v1/payloads HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"issuer\":",
+    )
+    .await
+    .unwrap();
+    let (status, headers, body) = read_response(&mut conn).await;
+    assert_eq!(status, 408);
+    assert!(headers["content-type"].starts_with("application/json"));
+    let body: ErrorBody = serde_json::from_str(&body).unwrap();
+    assert_eq!(body.code, "timeout", "{body:?}");
     s.shutdown().await;
 }

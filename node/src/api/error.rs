@@ -11,8 +11,10 @@ use crate::service::{ServiceError, SubmitError};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code: `malformed`, `unauthorized`, `forbidden`, `not_found`,
-    /// `not_enabled`, `method_not_allowed`, `conflict`, `too_large`, `unsupported_media_type`,
-    /// `invalid`, `rate_limited`, `storage`, `internal`, `unavailable`.
+    /// `not_enabled`, `method_not_allowed`, `not_acceptable`, `timeout`, `conflict`,
+    /// `too_large`, `uri_too_long`, `unsupported_media_type`, `invalid`, `rate_limited`,
+    /// `headers_too_large`, `bad_request` (another 4xx), `storage`, `internal`,
+    /// `unavailable`.
     pub code: String,
     /// Human-readable detail.
     pub message: String,
@@ -64,11 +66,15 @@ impl ApiError {
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
             StatusCode::CONFLICT => "conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::URI_TOO_LONG => "uri_too_long",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "invalid",
             StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             s if s.is_client_error() => "bad_request",
             _ => "internal",
@@ -119,12 +125,32 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// A body that could not be read: 413 when over the limit, 400 otherwise.
+/// A body that could not be read: 413 when over the limit, 408 when it stopped arriving
+/// (the body timeout), 400 otherwise.
 impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
+        if caused_by::<tower_http::timeout::TimeoutError>(&e) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body stopped arriving (body timeout)",
+            );
+        }
         let status = e.status();
         ApiError::new(status, Self::code_for_status(status), e.body_text())
     }
+}
+
+/// Whether `e` or any error in its `source` chain is an `E`.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.is::<E>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// axum's JSON extractor rejection, kept with its status (400, 413, 415, 422).

@@ -1,10 +1,12 @@
-//! Request guards: the per-client rate limit, the admin bearer token, and the safety net that
-//! turns any plain-text error response (axum's 405, a body-limit 413...) into JSON.
+//! Request guards: the per-client rate limit, the admin bearer token, the request-line and
+//! header limits (414, 431), the request timeout, and the safety net that turns any
+//! plain-text error response (axum's 405, a body-limit 413...) into JSON.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -13,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::counter::Counter;
 
 use super::error::ApiError;
 
@@ -23,7 +26,7 @@ pub(crate) struct ClientLimiter {
     /// Requests seen, to prune idle clients now and then.
     seen: AtomicU64,
     /// Requests refused, for `/metrics`.
-    pub(crate) refused: AtomicU64,
+    pub(crate) refused: Counter,
 }
 
 /// Prune the per-client table every this many requests, so that it stays bounded by the
@@ -31,14 +34,14 @@ pub(crate) struct ClientLimiter {
 const PRUNE_EVERY: u64 = 4096;
 
 impl ClientLimiter {
-    /// `None` when `per_sec` is 0 (no limit).
-    pub(crate) fn new(per_sec: u32, burst: u32) -> Option<Self> {
+    /// `None` when `per_sec` is 0 (no limit). Refusals are counted in `refused`.
+    pub(crate) fn new(per_sec: u32, burst: u32, refused: Counter) -> Option<Self> {
         let per_sec = NonZeroU32::new(per_sec)?;
         let burst = NonZeroU32::new(burst).unwrap_or(per_sec);
         Some(ClientLimiter {
             limiter: RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst)),
             seen: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            refused,
         })
     }
 
@@ -49,7 +52,7 @@ impl ClientLimiter {
             self.limiter.shrink_to_fit();
         }
         self.limiter.check_key(&ip).map_err(|not_until| {
-            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.refused.inc();
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
         })
@@ -138,6 +141,76 @@ pub(crate) async fn require_admin(
     }
 }
 
+/// Longest request target (path and query, or the absolute URI) answered; 414 beyond. Below
+/// hyper's own limit (64 KiB, answered 414 without a body), so the JSON answer is what
+/// clients get up to there.
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most header lines in a request; 431 beyond (hyper itself parses up to
+/// [`super::server::HYPER_MAX_HEADERS`]).
+pub(crate) const MAX_HEADERS: usize = 100;
+/// Most bytes of header names and values (each line counted with its `: ` and CRLF); 431
+/// beyond. Below hyper's read buffer (about 400 KiB, a head beyond it is answered 431 without
+/// a body).
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Middleware: 414 `uri_too_long` for a request target over [`MAX_URI_BYTES`], 431
+/// `headers_too_large` for more than [`MAX_HEADERS`] header lines or [`MAX_HEADER_BYTES`].
+pub(crate) async fn head_limits(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3);
+    if target > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {target} bytes, at most {MAX_URI_BYTES}"),
+        )
+        .into_response();
+    }
+    let headers = request.headers();
+    let lines = headers.len();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if lines > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "{lines} header lines, {bytes} bytes; at most {MAX_HEADERS} lines and \
+                 {MAX_HEADER_BYTES} bytes"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Middleware: 503 `unavailable` when the inner service has not answered within the
+/// timeout (the request is abandoned; a submission may still take effect, so clients look
+/// it up before retrying).
+pub(crate) async fn request_timeout(
+    State(timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "no answer within {} ms; a submission may still be applied, look it up \
+                 before retrying",
+                timeout.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
 /// Largest plain-text error body carried over into the JSON message.
 const MAX_ERROR_TEXT: usize = 1024;
 
@@ -202,7 +275,7 @@ mod tests {
 
     #[test]
     fn limiter_refuses_after_burst() {
-        let l = ClientLimiter::new(1, 2).unwrap();
+        let l = ClientLimiter::new(1, 2, Counter::default()).unwrap();
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         assert!(l.check(ip).is_ok());
@@ -212,7 +285,7 @@ mod tests {
         let wait = l.check(ip).unwrap_err();
         assert!(wait >= 1);
         assert!(l.check(other).is_ok(), "buckets are per client");
-        assert_eq!(l.refused.load(Ordering::Relaxed), 1);
-        assert!(ClientLimiter::new(0, 5).is_none());
+        assert_eq!(l.refused.get(), 1);
+        assert!(ClientLimiter::new(0, 5, Counter::default()).is_none());
     }
 }

@@ -1,26 +1,20 @@
 //! Route handlers. Each one is a thin translation between HTTP and one [`NodeService`] call;
 //! the `#[utoipa::path]` attribute on it is its entry in the OpenAPI document.
 
-use std::convert::Infallible;
-use std::sync::atomic::Ordering;
-
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use dag_core::{Address, ChannelId, MilestoneIndex, PayloadId, SignedPayload, TxId};
 use serde::{Deserialize, Serialize};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::{BroadcastStream, WatchStream};
-use tokio_stream::{Stream, StreamExt};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::negotiate::{Decoded, Format, RawBody, Reply};
 use super::{ApiConfigView, AppState};
 use crate::service::{
-    AccountView, ChannelView, Health, MilestoneView, NodeEvent, NodeInfo, NodeService,
-    PayloadReceipt, PayloadView, TxMetadataView,
+    AccountView, ChannelView, Health, MilestoneView, NodeInfo, NodeService, PayloadReceipt,
+    PayloadView, TxMetadataView,
 };
 
 /// `GET /api/v1/tips`.
@@ -412,11 +406,17 @@ pub(crate) async fn milestone<S: NodeService>(
     let index: Option<MilestoneIndex> = if raw == "latest" {
         None
     } else {
-        Some(raw.parse().map_err(|e| {
+        let n: u64 = raw.parse().map_err(|e| {
             ApiError::malformed(format!(
                 "bad milestone index {raw:?} (want a number or `latest`): {e}"
             ))
-        })?)
+        })?;
+        // A well-formed index beyond the index type cannot exist yet: 404 like any other
+        // milestone not applied.
+        Some(
+            MilestoneIndex::try_from(n)
+                .map_err(|_| ApiError::not_found(format!("milestone {n} not found")))?,
+        )
     };
     let view = state.service.milestone(index)?.ok_or_else(|| {
         ApiError::not_found(match index {
@@ -427,37 +427,78 @@ pub(crate) async fn milestone<S: NodeService>(
     Ok(Reply::ok(Format::from_accept(&headers), view))
 }
 
-/// Live node events as Server-Sent Events: one `message` event per [`NodeEvent`] (JSON with
-/// a `type` field), a `lagged` event `{"missed": n}` when this client fell behind and events
-/// were dropped for it, and keep-alive comments. The stream ends when the server shuts down.
+/// Live node events as Server-Sent Events. Every event has an `id:` (integers that only
+/// grow); reconnecting with `Last-Event-ID` replays what was missed from a ring of the
+/// newest `event_replay` events (4096 by default). Each [`NodeEvent`](crate::service::NodeEvent) is a `message` event
+/// (JSON with a `type` field); a `lagged` event ([`LaggedEvent`](super::LaggedEvent)) says
+/// which ids a client can no longer get (it fell behind the ring, or was away too long) and
+/// comes before the events after the gap. Keep-alive comments every 15 s. The stream ends
+/// when the server shuts down. See the `events` module for the id scheme.
 #[utoipa::path(get, path = "/api/v1/events", tag = "node",
-    responses((status = 200, description = "text/event-stream of NodeEvent JSON objects",
-        content((NodeEvent = "text/event-stream")))))]
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "Resume after this event id (an integer from an earlier `id:` line)",
+        pattern = "^[0-9]{1,20}$")),
+    responses(
+        (status = 200, description = "text/event-stream: `message` events with NodeEvent JSON, \
+            `lagged` events with LaggedEvent JSON, each with an `id:`",
+            content((String = "text/event-stream"))),
+        (status = 400, description = "`Last-Event-ID` is not an event id", body = ErrorBody),
+        (status = 503, description = "Too many open event streams; retry later", body = ErrorBody),
+    ))]
 pub(crate) async fn events<S: NodeService>(
     State(state): State<AppState<S>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| ApiError::malformed("Last-Event-ID is not text"))?
+                .trim();
+            if text.is_empty() {
+                None
+            } else {
+                Some(text.parse::<u64>().map_err(|e| {
+                    ApiError::malformed(format!("Last-Event-ID {text:?} is not an event id: {e}"))
+                })?)
+            }
+        }
+    };
     let stats = state.stats.clone();
-    stats.sse_clients.fetch_add(1, Ordering::Relaxed);
-    let guard = SseClientGuard(stats);
-    let events = BroadcastStream::new(state.service.subscribe()).map(move |item| {
-        let _keep = &guard;
-        Some(match item {
-            Ok(event) => match serde_json::to_string(&event) {
-                Ok(json) => Event::default().data(json),
-                Err(e) => Event::default().event("error").data(e.to_string()),
-            },
-            Err(BroadcastStreamRecvError::Lagged(missed)) => Event::default()
-                .event("lagged")
-                .data(format!("{{\"missed\":{missed}}}")),
-        })
-    });
-    // Graceful shutdown waits for open connections; an SSE stream never ends by itself, so
-    // it ends when the server's shutdown signal fires (a `None` merged in stops `map_while`).
-    let stop = WatchStream::new(state.shutdown.clone())
-        .filter(|stopping| *stopping)
-        .map(|_| None);
-    let stream = events.merge(stop).map_while(|e| e.map(Ok));
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let open = stats.sse_clients.inc() + 1;
+    let guard = SseClientGuard(stats.clone());
+    let max = state.options.max_event_streams;
+    if usize::try_from(open).map_or(true, |open| open > max) {
+        drop(guard);
+        stats.sse_refused.inc();
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{max} event streams are open already; retry later"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(5));
+        return Ok(response);
+    }
+    let dropped = stats.events_dropped.clone();
+    state.events.ensure_pump(
+        || state.service.subscribe(),
+        state.shutdown.clone(),
+        move |n| {
+            dropped.inc_by(n);
+        },
+    );
+    let (next, first) = state.events.start(last_event_id);
+    let stream = state
+        .events
+        .clone()
+        .stream(next, first, state.shutdown.clone(), guard);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Counts open SSE streams for `/metrics`.
@@ -465,26 +506,64 @@ struct SseClientGuard(std::sync::Arc<super::ApiStats>);
 
 impl Drop for SseClientGuard {
     fn drop(&mut self) {
-        self.0.sse_clients.fetch_sub(1, Ordering::Relaxed);
+        self.0.sse_clients.dec();
     }
 }
 
-/// Prometheus text exposition: the node's metrics, then the API's own.
+/// Metrics of the node and of its API: the Prometheus text format 0.0.4 by default, or
+/// OpenMetrics 1.0 when `Accept` asks for `application/openmetrics-text`.
 #[utoipa::path(get, path = "/metrics", tag = "node",
-    responses((status = 200, description = "Prometheus text format 0.0.4",
-        content((String = "text/plain")))))]
-pub(crate) async fn metrics<S: NodeService>(State(state): State<AppState<S>>) -> Response {
-    let mut text = state.service.metrics();
-    if !text.is_empty() && !text.ends_with('\n') {
+    responses((status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics \
+        1.0.0 text (ending with `# EOF`) when asked for",
+        content((String = "text/plain"), (String = "application/openmetrics-text")))))]
+pub(crate) async fn metrics<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let node = state.service.metrics();
+    let mut text = String::with_capacity(node.len() + 2048);
+    for line in node.lines().filter(|l| *l != "# EOF") {
+        text.push_str(line);
         text.push('\n');
     }
-    state.stats.render(&mut text, state.limiter.as_deref());
+    state.stats.render(&mut text);
+    text.push_str("# EOF\n");
+    let (text, content_type) = if wants_openmetrics(&headers) {
+        (
+            text,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            crate::metrics::openmetrics_to_prometheus(&text),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
     let mut response = text.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
     response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Whether `Accept` lists `application/openmetrics-text` with a non-zero quality (Prometheus
+/// sends it first).
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            media.eq_ignore_ascii_case("application/openmetrics-text")
+                && !parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                })
+        })
 }
 
 /// Dev mode only (404 otherwise): pays `amount` from the faucet account to `address`.

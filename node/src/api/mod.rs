@@ -18,8 +18,8 @@
 //! | `GET /api/v1/accounts/{address}` | [`AccountView`](crate::service::AccountView); bech32 or `did:key` |
 //! | `GET /api/v1/channels/{id}` | [`ChannelView`](crate::service::ChannelView) |
 //! | `GET /api/v1/milestones/{index\|latest}` | [`MilestoneView`](crate::service::MilestoneView) |
-//! | `GET /api/v1/events` | Server-Sent Events, one JSON [`NodeEvent`](crate::service::NodeEvent) each, keep-alive |
-//! | `GET /metrics` | Prometheus text: the node's metrics, then `tangle_api_*` |
+//! | `GET /api/v1/events` | Server-Sent Events, one JSON [`NodeEvent`](crate::service::NodeEvent) each with an `id:`; `Last-Event-ID` resumes, `lagged` events name lost ids (see `events`) |
+//! | `GET /metrics` | the node's metrics, then `tangle_api_*`: Prometheus text 0.0.4, or OpenMetrics 1.0 with `Accept: application/openmetrics-text` |
 //! | `POST /api/v1/faucet` | dev mode only (404 otherwise): `{"address", "amount"}`; 202 receipt |
 //! | `GET /api/v1/admin/config` | bearer token; [`ApiConfigView`] |
 //! | `GET /api/v1/openapi.json`, `/swagger-ui` | the [`ApiDoc`] document and Swagger UI (assets compiled in) |
@@ -37,15 +37,27 @@
 //! Every error is JSON [`ErrorBody`] `{"code", "message"}`, whatever `Accept` says:
 //! 400 `malformed` (bad JSON/MessagePack/hex, bad id or address in the path, undecodable
 //! transaction), 401 `unauthorized` / 403 `forbidden` (admin token), 404 `not_found` (or
-//! `not_enabled` for a feature off on this node), 405 `method_not_allowed`, 409 `conflict`,
-//! 413 `too_large` (body over [`ApiOptions::max_body_bytes`], batch over
-//! [`ApiOptions::max_batch_len`]), 415 `unsupported_media_type`, 422 `invalid`,
-//! 429 `rate_limited` (with `Retry-After`), 500 `storage`/`internal`, 503 `unavailable`.
+//! `not_enabled` for a feature off on this node), 405 `method_not_allowed`, 408 `timeout`
+//! (the body stopped arriving), 409 `conflict`, 413 `too_large` (body over
+//! [`ApiOptions::max_body_bytes`], batch over [`ApiOptions::max_batch_len`]), 414
+//! `uri_too_long`, 415 `unsupported_media_type`, 422 `invalid`, 429 `rate_limited` (with
+//! `Retry-After`), 431 `headers_too_large`, 500 `storage`/`internal`, 503 `unavailable`
+//! (node busy, request timeout, too many event streams).
 //! [`SubmitError`](crate::service::SubmitError) and
 //! [`ServiceError`](crate::service::ServiceError) map as their docs say. Plain-text errors
-//! from axum or tower (405, body limit) are rewritten to JSON by a response mapper.
+//! from axum or tower (405, body limit) are rewritten to JSON by a response mapper. Only
+//! what hyper answers before a request exists has no body: a request head over hyper's
+//! read buffer (about 400 KiB: 431) or a request target of 64 KiB or more (414), and a
+//! request line or header hyper cannot parse (400); the API's own 414/431 limits (8 KiB
+//! target, 100 header lines, 32 KiB of headers) sit below those, so they answer in JSON.
 //!
 //! ## Limits
+//! [`serve`] accepts at most [`ApiOptions::max_connections`] connections at once (more wait
+//! in the listen backlog) and closes a connection that sends no complete request head within
+//! [`ApiOptions::header_timeout`] of opening or of its previous response; a body that stops
+//! arriving for [`ApiOptions::body_timeout`] is 408, a request unanswered after
+//! [`ApiOptions::request_timeout`] is 503; at most [`ApiOptions::max_event_streams`] event
+//! streams (503 beyond), with [`ApiOptions::event_replay`] events kept for resumption.
 //! Per-client-IP rate limit (GCRA, [`ApiOptions::rate_limit_per_sec`], keyed by the TCP peer
 //! address, so it needs [`serve`] or `into_make_service_with_connect_info`), request body
 //! limit, and admin routes under `/api/v1/admin/` that exist only when a token is configured
@@ -53,31 +65,38 @@
 //! [`router_with_admin`].
 
 mod error;
+mod events;
 mod guard;
 mod handlers;
 mod negotiate;
 mod openapi;
+mod server;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ApiResult, ErrorBody};
+pub use events::LaggedEvent;
 pub use handlers::{BatchVerdict, FaucetRequest, RawTransaction, TipsView, TransactionSubmitted};
 pub use openapi::ApiDoc;
 
 use crate::service::NodeService;
+use events::EventHub;
 use guard::{AdminToken, ClientLimiter};
 
 /// Settings of the HTTP API.
@@ -95,11 +114,27 @@ pub struct ApiOptions {
     pub rate_limit_burst: u32,
     /// Dev mode: enables `POST /api/v1/faucet`.
     pub dev: bool,
+    /// Most connections served at once (by [`serve`]); further connections wait in the
+    /// kernel's listen backlog until one closes. Event streams count.
+    pub max_connections: usize,
+    /// A connection is closed when it has not sent a complete request head this long after
+    /// opening or after its previous response (header-read and idle keep-alive timeout).
+    pub header_timeout: Duration,
+    /// A request body that delivers no data for this long is refused with 408 `timeout`.
+    pub body_timeout: Duration,
+    /// A request not answered within this long gets 503 `unavailable` (event streams are
+    /// answered at once and then run until they or the server close).
+    pub request_timeout: Duration,
+    /// Most open `/api/v1/events` streams; 503 `unavailable` beyond.
+    pub max_event_streams: usize,
+    /// Events kept for clients resuming with `Last-Event-ID`.
+    pub event_replay: usize,
 }
 
 impl Default for ApiOptions {
     /// No admin routes, 4 MiB bodies, batches of up to 10 000, 100 000 requests/s per
-    /// client, no faucet.
+    /// client, no faucet; 1024 connections, 10 s header/idle timeout, 10 s body timeout,
+    /// 60 s request timeout, 256 event streams, 4096 events kept for resumption.
     fn default() -> Self {
         ApiOptions {
             admin_token: None,
@@ -108,6 +143,12 @@ impl Default for ApiOptions {
             rate_limit_per_sec: 100_000,
             rate_limit_burst: 0,
             dev: false,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_event_streams: 256,
+            event_replay: 4096,
         }
     }
 }
@@ -125,6 +166,12 @@ impl std::fmt::Debug for ApiOptions {
             .field("rate_limit_per_sec", &self.rate_limit_per_sec)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("dev", &self.dev)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_event_streams", &self.max_event_streams)
+            .field("event_replay", &self.event_replay)
             .finish()
     }
 }
@@ -144,6 +191,18 @@ pub struct ApiConfigView {
     pub rate_limit_burst: u32,
     /// Dev mode (faucet on).
     pub dev: bool,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Header-read and idle keep-alive timeout, ms.
+    pub header_timeout_ms: u64,
+    /// Request body inactivity timeout, ms.
+    pub body_timeout_ms: u64,
+    /// Request timeout, ms.
+    pub request_timeout_ms: u64,
+    /// Most open event streams.
+    pub max_event_streams: usize,
+    /// Events kept for `Last-Event-ID` resumption.
+    pub event_replay: usize,
 }
 
 impl From<&ApiOptions> for ApiConfigView {
@@ -159,34 +218,101 @@ impl From<&ApiOptions> for ApiConfigView {
                 o.rate_limit_burst
             },
             dev: o.dev,
+            max_connections: o.max_connections,
+            header_timeout_ms: o.header_timeout.as_millis() as u64,
+            body_timeout_ms: o.body_timeout.as_millis() as u64,
+            request_timeout_ms: o.request_timeout.as_millis() as u64,
+            max_event_streams: o.max_event_streams,
+            event_replay: o.event_replay,
         }
     }
 }
 
-/// Counters the API keeps about itself, appended to `/metrics`.
-#[derive(Default)]
+/// Metrics the API keeps about itself, rendered after the node's on `/metrics`.
 pub(crate) struct ApiStats {
+    registry: Registry,
     /// Open SSE streams.
-    pub(crate) sse_clients: AtomicU64,
+    pub(crate) sse_clients: Gauge,
+    /// Event streams refused at [`ApiOptions::max_event_streams`].
+    pub(crate) sse_refused: Counter,
+    /// Node events the API's subscription missed (announced as `dropped`).
+    pub(crate) events_dropped: Counter,
+    /// Requests refused with 429.
+    pub(crate) rate_limited: Counter,
+    /// Open connections.
+    pub(crate) connections_open: Gauge,
+    /// Connections accepted.
+    pub(crate) connections_accepted: Counter,
+    /// Times the accept loop found every connection slot taken.
+    pub(crate) connection_waits: Counter,
+    /// The connection limit in force.
+    pub(crate) connections_max: Gauge,
 }
 
 impl ApiStats {
-    fn render(&self, out: &mut String, limiter: Option<&ClientLimiter>) {
-        use std::fmt::Write;
-        let _ = writeln!(
-            out,
-            "# HELP tangle_api_sse_clients Open /api/v1/events streams.\n\
-             # TYPE tangle_api_sse_clients gauge\n\
-             tangle_api_sse_clients {}",
-            self.sse_clients.load(Ordering::Relaxed)
+    fn new(options: &ApiOptions) -> Self {
+        let mut registry = Registry::with_prefix("tangle_api");
+        let stats = ApiStats {
+            registry: Registry::default(),
+            sse_clients: Gauge::default(),
+            sse_refused: Counter::default(),
+            events_dropped: Counter::default(),
+            rate_limited: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_accepted: Counter::default(),
+            connection_waits: Counter::default(),
+            connections_max: Gauge::default(),
+        };
+        registry.register(
+            "sse_clients",
+            "Open /api/v1/events streams",
+            stats.sse_clients.clone(),
         );
-        let refused = limiter.map_or(0, |l| l.refused.load(Ordering::Relaxed));
-        let _ = writeln!(
-            out,
-            "# HELP tangle_api_rate_limited_total Requests refused with 429.\n\
-             # TYPE tangle_api_rate_limited_total counter\n\
-             tangle_api_rate_limited_total {refused}"
+        registry.register(
+            "sse_refused",
+            "Event streams refused because max_event_streams were open",
+            stats.sse_refused.clone(),
         );
+        registry.register(
+            "events_dropped",
+            "Node events the API missed and announced to clients as dropped",
+            stats.events_dropped.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429",
+            stats.rate_limited.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open API connections",
+            stats.connections_open.clone(),
+        );
+        stats
+            .connections_max
+            .set(i64::try_from(options.max_connections).unwrap_or(i64::MAX));
+        registry.register(
+            "connections_max",
+            "Most API connections served at once",
+            stats.connections_max.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "API connections accepted",
+            stats.connections_accepted.clone(),
+        );
+        registry.register(
+            "connection_limit_waits",
+            "Times every API connection slot was taken and new connections had to wait",
+            stats.connection_waits.clone(),
+        );
+        ApiStats { registry, ..stats }
+    }
+
+    /// Appends the API's families (OpenMetrics, without `# EOF`).
+    fn render(&self, out: &mut String) {
+        prometheus_client::encoding::text::encode_registry(out, &self.registry)
+            .expect("writing to a String cannot fail");
     }
 }
 
@@ -200,6 +326,7 @@ pub(crate) struct AppState<S> {
     _shutdown_tx: Arc<watch::Sender<bool>>,
     pub(crate) stats: Arc<ApiStats>,
     pub(crate) limiter: Option<Arc<ClientLimiter>>,
+    pub(crate) events: Arc<EventHub>,
 }
 
 impl<S: Clone> Clone for AppState<S> {
@@ -211,6 +338,7 @@ impl<S: Clone> Clone for AppState<S> {
             _shutdown_tx: self._shutdown_tx.clone(),
             stats: self.stats.clone(),
             limiter: self.limiter.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -224,7 +352,7 @@ pub fn router<S: NodeService>(service: S, options: ApiOptions) -> Router {
 /// under `/api/v1/admin` behind the bearer token, next to the built-in `/config`.
 pub fn router_with_admin<S: NodeService>(service: S, options: ApiOptions, admin: Router) -> Router {
     let (tx, _) = watch::channel(false);
-    build(service, options, admin, Arc::new(tx))
+    build(service, options, admin, Arc::new(tx)).0
 }
 
 fn build<S: NodeService>(
@@ -232,17 +360,26 @@ fn build<S: NodeService>(
     options: ApiOptions,
     admin: Router,
     shutdown: Arc<watch::Sender<bool>>,
-) -> Router {
-    let limiter =
-        ClientLimiter::new(options.rate_limit_per_sec, options.rate_limit_burst).map(Arc::new);
+) -> (Router, Arc<ApiStats>) {
+    let stats = Arc::new(ApiStats::new(&options));
+    let limiter = ClientLimiter::new(
+        options.rate_limit_per_sec,
+        options.rate_limit_burst,
+        stats.rate_limited.clone(),
+    )
+    .map(Arc::new);
     let max_body = options.max_body_bytes;
+    let body_timeout = options.body_timeout;
+    let request_timeout = options.request_timeout;
+    let events = Arc::new(EventHub::new(options.event_replay, EventHub::base_now()));
     let state = AppState {
         service,
         options: Arc::new(options),
         shutdown: shutdown.subscribe(),
         _shutdown_tx: shutdown,
-        stats: Arc::new(ApiStats::default()),
+        stats: stats.clone(),
         limiter: limiter.clone(),
+        events,
     };
 
     let mut api = Router::new()
@@ -291,19 +428,28 @@ fn build<S: NodeService>(
         // `DefaultBodyLimit` caps what the extractors buffer (also for chunked bodies);
         // `RequestBodyLimitLayer` refuses an oversized `Content-Length` before any handler.
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(RequestBodyLimitLayer::new(max_body));
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            guard::request_timeout,
+        ));
     if let Some(limiter) = limiter {
         app = app.layer(axum::middleware::from_fn_with_state(
             limiter,
             guard::rate_limit,
         ));
     }
-    app.layer(TraceLayer::new_for_http())
-        .layer(axum::middleware::map_response(guard::json_errors))
+    let app = app
+        .layer(axum::middleware::from_fn(guard::head_limits))
+        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::map_response(guard::json_errors));
+    (app, stats)
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then stops accepting, ends open
-/// event streams and waits for in-flight requests (graceful shutdown).
+/// event streams and waits for in-flight requests (graceful shutdown). Connections are
+/// limited and timed out as [`ApiOptions`] says (see the `server` module).
 pub async fn serve<S, F>(
     listener: tokio::net::TcpListener,
     service: S,
@@ -331,13 +477,12 @@ where
 {
     let (tx, _) = watch::channel(false);
     let tx = Arc::new(tx);
-    let app = build(service, options, admin, tx.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
+    let limits = server::ConnLimits {
+        max_connections: options.max_connections,
+        header_timeout: options.header_timeout,
+    };
+    let (app, stats) = build(service, options, admin, tx.clone());
+    server::run(listener, app, limits, stats, shutdown, move || {
         tx.send_replace(true);
     })
     .await

@@ -10,10 +10,12 @@
 #![allow(dead_code)] // The mirrors' fields exist for the schema (and the drift test) only.
 
 use serde::Deserialize;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
+use super::events::LaggedEvent;
 use super::handlers::{
     self, BatchVerdict, FaucetRequest, RawTransaction, TipsView, TransactionSubmitted,
 };
@@ -147,6 +149,219 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Formats of the strings and integers the API carries, applied to the generated document
+/// by field name (the types come from `dag-core` and `service`, which know nothing of
+/// OpenAPI): ids and digests are 64 lowercase hex characters, signatures 128, addresses
+/// bech32 `tng1` + 58 characters, DIDs `did:key:z6Mk` + 44 base58 characters, and every
+/// unsigned integer says its real range (`uint64` up to 2^64 - 1, not `int64`).
+///
+/// `network_id` is a JSON number as serde writes a `u64`, and real network ids (a hash of
+/// the genesis) exceed 2^63 about half the time, so the document says `integer`, `format:
+/// uint64`, `minimum: 0`, `maximum: 18446744073709551615` rather than changing the JSON to
+/// a string: the JSON is what clients already parse, and the schema now matches it.
+/// JavaScript clients need a big-integer JSON parser for it (and for amounts over 2^53).
+struct Formats;
+
+/// 64 lowercase hex characters (32 bytes).
+fn hex32() -> Value {
+    json!({"type": "string", "pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64})
+}
+/// 128 lowercase hex characters (64 bytes: an Ed25519 signature).
+fn hex64() -> Value {
+    json!({"type": "string", "pattern": "^[0-9a-f]{128}$", "minLength": 128, "maxLength": 128})
+}
+/// Hex of at most `n` bytes.
+fn hex_upto(n: usize) -> Value {
+    json!({"type": "string", "pattern": format!("^([0-9a-f]{{2}}){{0,{n}}}$"), "maxLength": 2 * n})
+}
+const BECH32: &str = "tng1[02-9ac-hj-np-z]{58}";
+const DID_KEY: &str = "did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}";
+fn bech32() -> Value {
+    json!({"type": "string", "pattern": format!("^{BECH32}$"), "minLength": 62, "maxLength": 62})
+}
+fn did_key() -> Value {
+    json!({"type": "string", "pattern": format!("^{DID_KEY}$"), "minLength": 56, "maxLength": 56})
+}
+fn address_or_did() -> Value {
+    json!({"type": "string", "pattern": format!("^({BECH32}|{DID_KEY})$"), "minLength": 56, "maxLength": 62})
+}
+
+/// The string format of a property called `name` (in any schema), if it has one.
+fn string_format(name: &str) -> Option<Value> {
+    Some(match name {
+        "transaction_id" | "payload_id" | "channel_id" | "ledger_digest" | "channel" | "digest"
+        | "parents" | "tips" | "transactions" => hex32(),
+        "signature" | "voucher" => hex64(),
+        "issuer" | "payer" | "payee" | "to" => bech32(),
+        "address" => address_or_did(),
+        "did" => did_key(),
+        "memo" => hex_upto(64),
+        "tag" => hex_upto(32),
+        "bytes" => json!({"type": "string", "pattern": "^([0-9a-fA-F]{2})+$", "minLength": 2}),
+        _ => return None,
+    })
+}
+
+/// Properties that are `u8` (utoipa writes them like `u32`).
+const U8_FIELDS: [&str; 2] = ["version", "pow_difficulty"];
+
+/// Applies [`string_format`] to string schemas (and string items of arrays) under a
+/// property name, and the unsigned ranges to integer schemas, everywhere below `v`.
+fn apply_formats(v: &mut Value, name: Option<&str>) {
+    match v {
+        Value::Object(map) => {
+            let types: Vec<String> = match map.get("type") {
+                Some(Value::String(t)) => vec![t.clone()],
+                Some(Value::Array(ts)) => ts
+                    .iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if types.iter().any(|t| t == "string") {
+                if let Some(Value::Object(f)) = name.and_then(string_format) {
+                    for (k, val) in f {
+                        if k != "type" {
+                            map.insert(k, val);
+                        }
+                    }
+                }
+            }
+            if types.iter().any(|t| t == "integer") && map.get("minimum") == Some(&json!(0)) {
+                let (format, max) = match map.get("format").and_then(Value::as_str) {
+                    _ if name.is_some_and(|n| U8_FIELDS.contains(&n)) => ("uint8", json!(u8::MAX)),
+                    Some("int32") => ("uint32", json!(u32::MAX)),
+                    _ => ("uint64", json!(u64::MAX)),
+                };
+                map.insert("format".into(), json!(format));
+                map.insert("maximum".into(), max);
+            }
+            if let Some(Value::Object(props)) = map.get_mut("properties") {
+                for (prop, schema) in props.iter_mut() {
+                    apply_formats(schema, Some(prop));
+                }
+            }
+            if let Some(items) = map.get_mut("items") {
+                apply_formats(items, name);
+            }
+            if let Some(Value::Array(prefix)) = map.get_mut("prefixItems") {
+                // Milestone signatures: `[signer index (u8), signature]`.
+                if let [index, signature] = prefix.as_mut_slice() {
+                    apply_formats(index, Some("version"));
+                    apply_formats(signature, Some("signature"));
+                }
+            }
+            for key in ["oneOf", "allOf", "anyOf"] {
+                if let Some(Value::Array(variants)) = map.get_mut(key) {
+                    for variant in variants {
+                        apply_formats(variant, name);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                apply_formats(item, name);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Path parameters by route.
+fn path_param_format(path: &str, param: &str) -> Option<Value> {
+    Some(match (path, param) {
+        (p, "id")
+            if p.starts_with("/api/v1/transactions/")
+                || p.starts_with("/api/v1/payloads/")
+                || p.starts_with("/api/v1/channels/") =>
+        {
+            hex32()
+        }
+        ("/api/v1/accounts/{address}", "address") => address_or_did(),
+        ("/api/v1/milestones/{index}", "index") => {
+            json!({"type": "string", "pattern": "^([0-9]{1,10}|latest)$", "minLength": 1, "maxLength": 10})
+        }
+        ("/api/v1/events", "Last-Event-ID") => {
+            json!({"type": "string", "pattern": "^[0-9]{1,20}$", "minLength": 1, "maxLength": 20})
+        }
+        _ => return None,
+    })
+}
+
+/// Errors any route can answer (from the guards in front of every handler), added to each
+/// operation that does not document the code itself; operations with a body also get the
+/// body errors.
+fn add_common_errors(op: &mut Value) {
+    let has_body = op.get("requestBody").is_some();
+    let Some(Value::Object(responses)) = op.get_mut("responses") else {
+        return;
+    };
+    let mut common = vec![
+        ("414", "Request target over 8 KiB"),
+        ("429", "Rate limited; see Retry-After"),
+        ("431", "More than 100 header lines or 32 KiB of headers"),
+        (
+            "503",
+            "No answer within the request timeout, or the node is stopping",
+        ),
+    ];
+    if has_body {
+        common.extend([
+            ("408", "The request body stopped arriving"),
+            ("413", "Body over the size limit"),
+            ("415", "Unsupported Content-Type"),
+        ]);
+    }
+    for (code, description) in common {
+        responses.entry(code).or_insert_with(|| {
+            json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            })
+        });
+    }
+}
+
+impl Modify for Formats {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut doc = serde_json::to_value(&*openapi).expect("the document serialises");
+        if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+            for schema in schemas.values_mut() {
+                apply_formats(schema, None);
+            }
+        }
+        if let Some(Value::Object(paths)) = doc.pointer_mut("/paths") {
+            for (path, item) in paths.iter_mut() {
+                let Value::Object(ops) = item else { continue };
+                for op in ops.values_mut() {
+                    add_common_errors(op);
+                    let Some(Value::Array(params)) = op.get_mut("parameters") else {
+                        continue;
+                    };
+                    for param in params {
+                        let name = param["name"].as_str().unwrap_or("").to_owned();
+                        if let Some(schema) = path_param_format(path, &name) {
+                            param["schema"] = schema;
+                        }
+                    }
+                }
+            }
+        }
+        let described = "Network id: a hash of the genesis, any value of a u64 (half of them \
+            above 2^63). A JSON number; JavaScript clients need a big-integer parser.";
+        for pointer in [
+            "/components/schemas/NodeInfo/properties/network_id",
+            "/components/schemas/Transaction/properties/network_id",
+        ] {
+            if let Some(Value::Object(schema)) = doc.pointer_mut(pointer) {
+                schema.insert("description".into(), json!(described));
+            }
+        }
+        *openapi = serde_json::from_value(doc).expect("the patched document deserialises");
+    }
+}
+
 /// The OpenAPI document of every route.
 #[derive(OpenApi)]
 #[openapi(
@@ -177,9 +392,9 @@ impl Modify for BearerAuth {
         ErrorBody, NodeInfo, Health, TipsView, RawTransaction, TransactionSubmitted,
         PayloadReceipt, PayloadState, PayloadView, BatchVerdict, TxMetadataView, AccountView,
         ChannelView, MilestoneView, NodeEvent, FaucetRequest, ApiConfigView, TransactionDoc,
-        PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc,
+        PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Formats),
     tags(
         (name = "node", description = "Node status, events, metrics, dashboard"),
         (name = "transactions", description = "Complete transactions"),
@@ -254,6 +469,96 @@ mod tests {
         for payload in [Payload::Empty, Payload::Milestone(ms)] {
             let json = serde_json::to_string(&tx(payload)).unwrap();
             serde_json::from_str::<TransactionDoc>(&json).expect(&json);
+        }
+    }
+
+    /// Ids, addresses and signatures have their formats; unsigned integers their real
+    /// range; every other string is on a short list of free-text fields (so a new id-like
+    /// field without a format fails here).
+    #[test]
+    fn strings_and_integers_are_typed_precisely() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let at = |p: &str| {
+            doc.pointer(p)
+                .unwrap_or_else(|| panic!("{p} missing"))
+                .clone()
+        };
+        let id = at("/components/schemas/PayloadReceipt/properties/payload_id");
+        assert_eq!(id["pattern"], "^[0-9a-f]{64}$");
+        assert_eq!(id["maxLength"], 64);
+        let nid = at("/components/schemas/NodeInfo/properties/network_id");
+        assert_eq!(nid["type"], "integer");
+        assert_eq!(nid["format"], "uint64");
+        assert_eq!(nid["maximum"], json!(u64::MAX));
+        let sig = at("/components/schemas/SignedPayload/properties/signature");
+        assert_eq!(sig["pattern"], "^[0-9a-f]{128}$");
+        let issuer = at("/components/schemas/SignedPayload/properties/issuer");
+        assert!(issuer["pattern"].as_str().unwrap().starts_with("^tng1"));
+        assert_eq!(
+            at("/components/schemas/Transaction/properties/version")["maximum"],
+            json!(255)
+        );
+        let params = at("/paths/~1api~1v1~1accounts~1{address}/get/parameters/0/schema");
+        assert!(params["pattern"].as_str().unwrap().contains("did:key:z6Mk"));
+
+        // The patterns accept what the node writes.
+        let key = dag_core::Keypair::from_seed(&[3; 32]);
+        let bech = key.address().to_string();
+        let did = key.address().to_did_key();
+        assert_eq!(bech.len(), 62, "{bech}");
+        assert_eq!(did.len(), 56, "{did}");
+        assert!(bech.starts_with("tng1") && did.starts_with("did:key:z6Mk"));
+        let charset = |s: &str, set: &str| s.chars().all(|c| set.contains(c));
+        assert!(charset(&bech[4..], "qpzry9x8gf2tvdw0s3jn54khce6mua7l"));
+        assert!(charset(
+            &did[12..],
+            "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+        ));
+
+        let free_text = [
+            "code",
+            "message",
+            "version",
+            "network_name",
+            "halted",
+            "reasons",
+            "outcome",
+            "kind",
+            "reason",
+            "type",
+            "status",
+        ];
+        fn strings(v: &Value, name: &str, out: &mut Vec<(String, Value)>) {
+            match v {
+                Value::Object(m) => {
+                    let is_string = match &m.get("type") {
+                        Some(Value::String(t)) => t == "string",
+                        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                        _ => false,
+                    };
+                    if is_string && !m.contains_key("enum") && m.get("format").is_none() {
+                        out.push((name.to_owned(), v.clone()));
+                    }
+                    for (k, child) in m {
+                        let child_name = if k == "properties" || k == "items" {
+                            name
+                        } else {
+                            k
+                        };
+                        strings(child, child_name, out);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|i| strings(i, name, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        strings(&doc["components"]["schemas"], "", &mut found);
+        for (name, schema) in found {
+            assert!(
+                schema.get("pattern").is_some() || free_text.contains(&name.as_str()),
+                "string {name} has no format: {schema}"
+            );
         }
     }
 

@@ -53,6 +53,9 @@ struct Overrides {
     /// Requests per second per client IP.
     #[arg(long, env = "TANGLE_RATE_LIMIT")]
     rate_limit_per_sec: Option<u32>,
+    /// Most HTTP API connections served at once.
+    #[arg(long, env = "TANGLE_API_MAX_CONNECTIONS")]
+    api_max_connections: Option<usize>,
     /// Tip selector.
     #[arg(long, env = "TANGLE_TIP_SELECTOR", value_parser = parse_selector)]
     tip_selector: Option<TipSelectorKind>,
@@ -84,6 +87,9 @@ impl Overrides {
         if let Some(v) = self.rate_limit_per_sec {
             cfg.rate_limit_per_sec = v;
         }
+        if let Some(v) = self.api_max_connections {
+            cfg.api_max_connections = v;
+        }
         if let Some(v) = self.tip_selector {
             cfg.tip_selector = v;
         }
@@ -111,6 +117,12 @@ enum Command {
         /// Requests per second per client IP.
         #[arg(long, default_value_t = 100_000)]
         rate_limit_per_sec: u32,
+        /// Most HTTP API connections served at once.
+        #[arg(long, default_value_t = 1024, env = "TANGLE_API_MAX_CONNECTIONS")]
+        api_max_connections: usize,
+        /// Admin bearer token (admin routes are off without one).
+        #[arg(long, env = "TANGLE_ADMIN_TOKEN")]
+        admin_token: Option<String>,
         /// Also start this many follower nodes in this process, peered with the dev node
         /// over QUIC on 127.0.0.1; follower i lives in `<data-dir>/peer-<i>` and serves its
         /// API on the API port + i.
@@ -161,10 +173,17 @@ async fn ctrl_c() {
     tracing::info!("shutting down");
 }
 
-async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.api_addr)
+/// Binds the API address (port 0 picks a free port; the bound address is logged).
+async fn bind_api(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding {}", cfg.api_addr))?;
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    Ok(listener)
+}
+
+async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
+    let listener = bind_api(cfg.api_addr).await?;
     node::app::run(cfg, listener, ctrl_c()).await
 }
 
@@ -213,6 +232,8 @@ async fn main() -> anyhow::Result<()> {
             pow_difficulty,
             milestone_interval_ms,
             rate_limit_per_sec,
+            api_max_connections,
+            admin_token,
             peers,
         } => {
             let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("tangle-dev"));
@@ -225,8 +246,19 @@ async fn main() -> anyhow::Result<()> {
             let mut configs = local_configs(&opts)?;
             for cfg in &mut configs {
                 cfg.rate_limit_per_sec = rate_limit_per_sec;
+                cfg.api_max_connections = api_max_connections;
+                cfg.admin_token.clone_from(&admin_token);
             }
-            let cfg = configs[0].clone();
+            let mut cfg = configs[0].clone();
+            // A single node binds before printing, so `--api-addr 127.0.0.1:0` prints the
+            // port it got.
+            let listener = if peers == 0 {
+                let listener = bind_api(cfg.api_addr).await?;
+                cfg.api_addr = listener.local_addr()?;
+                Some(listener)
+            } else {
+                None
+            };
             let genesis = node::init::read_genesis(&cfg.genesis)?;
             let faucet = node::init::read_key(
                 cfg.faucet_key
@@ -249,9 +281,9 @@ async fn main() -> anyhow::Result<()> {
                 "  OpenAPI        : http://{}/api/v1/openapi.json",
                 cfg.api_addr
             );
-            if peers == 0 {
+            if let Some(listener) = listener {
                 println!("  Ctrl-C stops the node cleanly; run the same command to continue.");
-                return serve(cfg).await;
+                return node::app::run(cfg, listener, ctrl_c()).await;
             }
             let net = LocalNetwork::start(configs).await?;
             for (i, n) in net.nodes().iter().enumerate() {
