@@ -28,6 +28,8 @@ pub struct Metrics {
     pub confirmed_milestone: Gauge,
     /// Solid transactions held in memory.
     pub tangle_size: Gauge,
+    /// Peer transactions waiting for parents (the solidification buffer).
+    pub pending_transactions: Gauge,
     /// Transactions stored.
     pub store_transactions: Gauge,
     /// Seconds from arrival to confirmation.
@@ -60,6 +62,8 @@ pub struct PeerFamilies {
     pub dropped_out: Family<PeerLabels, Counter>,
     /// Invalid transactions received.
     pub invalid: Family<PeerLabels, Counter>,
+    /// Its transactions that expired waiting for parents that never came.
+    pub unsolid_expired: Family<PeerLabels, Counter>,
     /// Last heartbeat round-trip time, seconds.
     pub rtt_seconds: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// 1 while connected.
@@ -86,6 +90,7 @@ impl Metrics {
             latest_milestone: Gauge::default(),
             confirmed_milestone: Gauge::default(),
             tangle_size: Gauge::default(),
+            pending_transactions: Gauge::default(),
             store_transactions: Gauge::default(),
             confirmation_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             store_flushes: Counter::default(),
@@ -133,6 +138,11 @@ impl Metrics {
             "tangle_transactions",
             "Solid transactions held in memory",
             m.tangle_size.clone(),
+        );
+        registry.register(
+            "pending_transactions",
+            "Peer transactions waiting for their parents (solidification buffer)",
+            m.pending_transactions.clone(),
         );
         registry.register(
             "store_transactions",
@@ -187,6 +197,11 @@ impl Metrics {
                 "Invalid transactions received from a peer",
                 &p.invalid,
             ),
+            (
+                "peer_unsolid_expired_transactions",
+                "Transactions from a peer that expired waiting for parents that never came",
+                &p.unsolid_expired,
+            ),
         ];
         for (name, help, family) in peer_counters {
             registry.register(name, help, family.clone());
@@ -230,6 +245,7 @@ impl Metrics {
             bump(&p.dropped_in, m.dropped_in);
             bump(&p.dropped_out, m.dropped_out);
             bump(&p.invalid, m.invalid);
+            bump(&p.unsolid_expired, m.unsolid_expired);
             if let Some(rtt) = m.rtt_ms {
                 p.rtt_seconds
                     .get_or_create(&labels)

@@ -594,6 +594,9 @@ impl Shared {
         self.metrics.tips.set(t.tips().len() as i64);
         self.metrics.tangle_size.set(t.len() as i64);
         self.metrics
+            .pending_transactions
+            .set(core.pending_len() as i64);
+        self.metrics
             .confirmed_milestone
             .set(i64::from(core.ledger().confirmed_index()));
         self.metrics
