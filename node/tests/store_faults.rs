@@ -2,92 +2,16 @@
 //! node for good: it refuses data with 503 while writes fail, retries what failed in order,
 //! and carries on once storage works again, with nothing acknowledged lost.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
-use dag_core::ledger::LedgerState;
-use dag_core::store::{
-    MemStore, MilestoneBatch, MilestoneRecord, PayloadRecord, Result, Store, StoreError, TxEntry,
-    TxMeta,
-};
-use dag_core::{
-    Account, Address, Body, Channel, ChannelId, MilestoneIndex, PayloadId, SignedPayload, TxId,
-};
+use dag_core::store::FaultyStore;
+use dag_core::{Address, Body, SignedPayload};
 use node::protocol::ProtocolConfig;
 use node::service::{PayloadState, SubmitError};
 use node::{Node, NodeService, NodeSetup};
-
-/// A [`MemStore`] whose writes and flushes fail while `failing` is set.
-struct FlakyStore {
-    inner: MemStore,
-    failing: AtomicBool,
-}
-
-impl FlakyStore {
-    fn check(&self) -> Result<()> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend(
-                "Too many open files (os error 24)".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Store for FlakyStore {
-    fn put_transactions(&self, txs: &[TxEntry<'_>]) -> Result<usize> {
-        self.check()?;
-        self.inner.put_transactions(txs)
-    }
-    fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>> {
-        self.inner.transaction(id)
-    }
-    fn metadata(&self, id: &TxId) -> Result<Option<TxMeta>> {
-        self.inner.metadata(id)
-    }
-    fn mark_solid(&self, ids: &[TxId]) -> Result<usize> {
-        self.check()?;
-        self.inner.mark_solid(ids)
-    }
-    fn transaction_count(&self) -> Result<usize> {
-        self.inner.transaction_count()
-    }
-    fn for_each_transaction(&self, f: &mut dyn FnMut(&TxId, &[u8], &TxMeta)) -> Result<()> {
-        self.inner.for_each_transaction(f)
-    }
-    fn payload(&self, id: &PayloadId) -> Result<Option<PayloadRecord>> {
-        self.inner.payload(id)
-    }
-    fn milestone(&self, index: MilestoneIndex) -> Result<Option<MilestoneRecord>> {
-        self.inner.milestone(index)
-    }
-    fn confirmed_index(&self) -> Result<Option<MilestoneIndex>> {
-        self.inner.confirmed_index()
-    }
-    fn account(&self, address: &Address) -> Result<Option<Account>> {
-        self.inner.account(address)
-    }
-    fn channel(&self, id: &ChannelId) -> Result<Option<Channel>> {
-        self.inner.channel(id)
-    }
-    fn init_ledger(&self, state: &LedgerState) -> Result<()> {
-        self.inner.init_ledger(state)
-    }
-    fn load_ledger(&self) -> Result<Option<LedgerState>> {
-        self.inner.load_ledger()
-    }
-    fn apply_milestone(&self, batch: &MilestoneBatch) -> Result<()> {
-        self.check()?;
-        self.inner.apply_milestone(batch)
-    }
-    fn flush(&self) -> Result<()> {
-        self.check()?;
-        self.inner.flush()
-    }
-}
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     // Bounded only so that a bug fails instead of hanging; success never waits for it.
@@ -103,10 +27,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_is_retried_and_the_node_recovers() {
     let n = common::network("store-faults", 2, 60_000);
-    let store = Arc::new(FlakyStore {
-        inner: MemStore::new(),
-        failing: AtomicBool::new(false),
-    });
+    let store = Arc::new(FaultyStore::new());
     let node = Node::start(NodeSetup {
         genesis: n.genesis.clone(),
         store: store.clone(),
@@ -137,7 +58,7 @@ async fn a_storage_failure_is_retried_and_the_node_recovers() {
     let first = h.submit_payloads(vec![pay(0, 1)]).await.remove(0).unwrap();
 
     // Storage fails: the next submission is not acknowledged, and the node says why.
-    store.failing.store(true, Ordering::SeqCst);
+    store.set_failing(true);
     let r = h.submit_payloads(vec![pay(1, 2)]).await.remove(0);
     assert!(matches!(r, Err(SubmitError::Unavailable(_))), "{r:?}");
     let health = h.health();
@@ -150,7 +71,7 @@ async fn a_storage_failure_is_retried_and_the_node_recovers() {
     assert!(matches!(r, Err(SubmitError::Unavailable(_))), "{r:?}");
 
     // Storage works again: the node recovers by itself, and goes on confirming.
-    store.failing.store(false, Ordering::SeqCst);
+    store.set_failing(false);
     until("the node is healthy again", || h.health().healthy).await;
     // The client sends again what got a 503. Seq 1 may have entered the node before its
     // write failed (then it is a duplicate: the node kept it); seq 2 was refused at once.

@@ -33,6 +33,10 @@ mod mem;
 
 #[cfg(feature = "test-utils")]
 pub mod conformance;
+#[cfg(feature = "test-utils")]
+mod faulty;
+#[cfg(feature = "test-utils")]
+pub use faulty::FaultyStore;
 
 pub use mem::MemStore;
 
