@@ -175,6 +175,8 @@ impl NodeService for TestNode {
             milestone_issuer: false,
             faucet: true,
             halted: None,
+            total_supply: 1_000,
+            open_deposits: 0,
         }
     }
 
@@ -445,6 +447,8 @@ async fn status_routes_answer_with_their_shapes() {
         "confirmed_milestone",
         "tips",
         "ledger_digest",
+        "total_supply",
+        "open_deposits",
     ] {
         assert!(raw.get(key).is_some(), "info lacks {key}: {raw}");
     }
