@@ -165,6 +165,9 @@ async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.api_addr)
         .await
         .with_context(|| format!("binding {}", cfg.api_addr))?;
+    // The bound address (the port chosen by the OS with `--api-addr 127.0.0.1:0`), for
+    // people and for tests and tools that spawn the node: one line, `API listening on URL`.
+    println!("API listening on http://{}", listener.local_addr()?);
     node::app::run(cfg, listener, ctrl_c()).await
 }
 
