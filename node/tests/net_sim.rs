@@ -323,8 +323,8 @@ impl Pace {
 
     fn step(&self, sim: &mut turmoil::Sim<'_>) {
         sim.step().expect("simulation step");
-        let ahead = (sim.elapsed() - self.sim_start)
-            .saturating_sub(self.real_start.elapsed() * PACE);
+        let ahead =
+            (sim.elapsed() - self.sim_start).saturating_sub(self.real_start.elapsed() * PACE);
         if !ahead.is_zero() {
             std::thread::sleep(ahead / PACE);
         }

@@ -384,7 +384,10 @@ fn channel_session_and_anchor_through_the_cli() {
     let start = std::time::Instant::now();
     while u64::from(c.info().unwrap().confirmed_milestone) <= expires_at {
         // A hang guard (milestones come every 100 ms), not a timing assertion.
-        assert!(start.elapsed() < HANG_GUARD, "no milestone past {expires_at}");
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "no milestone past {expires_at}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let o = wallet(

@@ -271,7 +271,13 @@ impl Api {
     }
 
     async fn info(&self) -> anyhow::Result<Value> {
-        Ok(self.http.get(self.url("/info")).send().await?.json().await?)
+        Ok(self
+            .http
+            .get(self.url("/info"))
+            .send()
+            .await?
+            .json()
+            .await?)
     }
 
     async fn confirmed(&self) -> anyhow::Result<u64> {
@@ -282,7 +288,11 @@ impl Api {
 
     /// `Ok(None)`: 404.
     async fn payload(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let r = self.http.get(self.url(&format!("/payloads/{id}"))).send().await?;
+        let r = self
+            .http
+            .get(self.url(&format!("/payloads/{id}")))
+            .send()
+            .await?;
         if r.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -330,7 +340,13 @@ async fn post(api: &Api, shared: &Shared, path: &str, body: &Value) -> Sent {
         Sent::Refused(c) => *c,
         Sent::NoAnswer => 0,
     };
-    *shared.lock().unwrap().stats.responses.entry(code).or_default() += 1;
+    *shared
+        .lock()
+        .unwrap()
+        .stats
+        .responses
+        .entry(code)
+        .or_default() += 1;
     sent
 }
 
@@ -751,7 +767,9 @@ async fn check(api: &Api, shared: &Shared, args: &Args, supply: u64, cycle: u32)
                     t.lost = true;
                     let kind = t.kind;
                     l.violations.lost += 1;
-                    l.example(format!("cycle {cycle}: acknowledged {kind} payload {id} lost (404)"));
+                    l.example(format!(
+                        "cycle {cycle}: acknowledged {kind} payload {id} lost (404)"
+                    ));
                 }
             }
             Err(_) => open.push(id),
@@ -783,7 +801,9 @@ async fn check(api: &Api, shared: &Shared, args: &Args, supply: u64, cycle: u32)
                     if !t.lost && t.acked {
                         t.lost = true;
                         l.violations.lost += 1;
-                        l.example(format!("cycle {cycle}: acknowledged payload {id} lost (404)"));
+                        l.example(format!(
+                            "cycle {cycle}: acknowledged payload {id} lost (404)"
+                        ));
                     }
                 }
                 Err(_) => still.push(id),
@@ -827,9 +847,15 @@ fn count_panics(log: &Path) -> u64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.wallets >= 3, "--wallets must be at least 3");
-    anyhow::ensure!(args.min_load_ms <= args.max_load_ms, "--min-load-ms > --max-load-ms");
+    anyhow::ensure!(
+        args.min_load_ms <= args.max_load_ms,
+        "--min-load-ms > --max-load-ms"
+    );
     let seed = args.seed.unwrap_or_else(rand::random);
-    println!("crash campaign: seed {seed} (replay with --seed {seed}), {} cycles", args.cycles);
+    println!(
+        "crash campaign: seed {seed} (replay with --seed {seed}), {} cycles",
+        args.cycles
+    );
     let bin = match &args.node_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?
@@ -837,7 +863,11 @@ async fn main() -> anyhow::Result<()> {
             .context("no parent dir")?
             .join("tangle-node"),
     };
-    anyhow::ensure!(bin.exists(), "no node binary at {} (--node-bin)", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "no node binary at {} (--node-bin)",
+        bin.display()
+    );
     let dir = args
         .dir
         .clone()
@@ -925,7 +955,9 @@ async fn main() -> anyhow::Result<()> {
             l.violations.panics += panics;
             if after.is_none() {
                 l.violations.stalls += 1;
-                l.example(format!("cycle {cycle}: no milestone past {before} after the restart"));
+                l.example(format!(
+                    "cycle {cycle}: no milestone past {before} after the restart"
+                ));
             }
         }
         let ctx = Ctx {
@@ -984,9 +1016,14 @@ async fn main() -> anyhow::Result<()> {
     let v = &l.violations;
     println!("\n== crash campaign summary (seed {seed})");
     println!("cycles                      {}", args.cycles);
-    println!("wall time                   {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "wall time                   {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     println!("payloads tracked            {}", l.tracked.len());
-    println!("acknowledged (2xx)          {acked} (all re-checked in the last cycle: {checked_total})");
+    println!(
+        "acknowledged (2xx)          {acked} (all re-checked in the last cycle: {checked_total})"
+    );
     println!("final: confirmed            {confirmed}");
     println!("final: conflicting          {conflicting}");
     println!("conflict reasons            {reasons:?}");
