@@ -174,18 +174,18 @@ impl Ledger {
             return;
         };
         match &t.fin {
-            Some((s, m, _)) => {
-                if *s != status || *m != milestone {
-                    let msg = format!(
-                        "status change: {} payload {id} was {s} at {m:?}, now {status} at {milestone:?} {reason:?}",
-                        t.kind
-                    );
-                    self.violations.status_changes += 1;
-                    // Report each payload's change once: remember the new status.
-                    t.fin = Some((status, milestone, reason));
-                    self.example(msg);
-                }
+            Some((s, m, _)) if *s != status || *m != milestone => {
+                let msg = format!(
+                    "status change: {} payload {id} was {s} at {m:?}, now {status} at {milestone:?} {reason:?}",
+                    t.kind
+                );
+                self.violations.status_changes += 1;
+                // Count each change once: remember the new status (a non-final one too, so
+                // the payload is not reported as undecided on top).
+                t.fin = Some((status, milestone, reason));
+                self.example(msg);
             }
+            Some(_) => {}
             None if is_final(&status) => t.fin = Some((status, milestone, reason)),
             None => {}
         }
