@@ -401,13 +401,7 @@ impl Ledger {
 
     /// Checks that balances plus open channel deposits equal the supply (O(state size)).
     pub fn check_invariants(&self) -> Result<(), LedgerStateError> {
-        let mut total: u128 = 0;
-        for a in self.accounts.values() {
-            total += u128::from(a.balance);
-        }
-        for c in self.channels.values().filter(|c| !c.closed) {
-            total += u128::from(c.deposit);
-        }
+        let total = self.total_balances() + self.open_deposits();
         if total != u128::from(self.supply) {
             return Err(LedgerStateError::SupplyMismatch {
                 supply: self.supply,
@@ -450,6 +444,21 @@ impl Ledger {
     /// Total supply.
     pub fn supply(&self) -> u64 {
         self.supply
+    }
+
+    /// Sum of all account balances (O(accounts)). With [`open_deposits`](Self::open_deposits)
+    /// it adds up to [`supply`](Self::supply); a `u128` so the sum itself cannot overflow.
+    pub fn total_balances(&self) -> u128 {
+        self.accounts.values().map(|a| u128::from(a.balance)).sum()
+    }
+
+    /// Sum of the deposits locked in open channels (O(channels)).
+    pub fn open_deposits(&self) -> u128 {
+        self.channels
+            .values()
+            .filter(|c| !c.closed)
+            .map(|c| u128::from(c.deposit))
+            .sum()
     }
 
     /// The network this ledger belongs to.

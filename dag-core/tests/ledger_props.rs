@@ -457,6 +457,10 @@ proptest! {
             let total: u64 = state.accounts.iter().map(|(_, a)| a.balance).sum::<u64>()
                 + state.channels.iter().filter(|(_, c)| !c.closed).map(|(_, c)| c.deposit).sum::<u64>();
             prop_assert_eq!(total, supply);
+            // The read-only accessors (what `/api/v1/info` reports) agree with that sum.
+            let open: u64 = state.channels.iter().filter(|(_, c)| !c.closed).map(|(_, c)| c.deposit).sum();
+            prop_assert_eq!(ledger.open_deposits(), u128::from(open));
+            prop_assert_eq!(ledger.total_balances() + ledger.open_deposits(), u128::from(supply));
 
             // Outcomes agree with the reference model; no (issuer, seq) applied twice.
             prop_assert_eq!(out.outcomes.len(), payloads.len());

@@ -1019,6 +1019,7 @@ impl NodeService for NodeHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let core = self.shared.lock();
+        let (total_supply, open_deposits) = NodeInfo::supply_of(core.ledger());
         NodeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             network_name: self.shared.network_name.clone(),
@@ -1032,6 +1033,8 @@ impl NodeService for NodeHandle {
             milestone_issuer: core.is_milestone_issuer(),
             faucet: core.has_faucet(),
             halted: core.halted().map(str::to_owned),
+            total_supply,
+            open_deposits,
         }
     }
 

@@ -74,6 +74,24 @@ pub struct NodeInfo {
     pub faucet: bool,
     /// Set when confirmation stopped because of a ledger digest mismatch.
     pub halted: Option<String>,
+    /// Sum of all balances plus the deposits locked in open channels, in base units. It
+    /// always equals the total of the genesis allocations: a live check of the ledger's
+    /// supply invariant (crash campaigns compare it after every restart).
+    pub total_supply: u64,
+    /// Sum of the deposits locked in open channels, in base units.
+    pub open_deposits: u64,
+}
+
+impl NodeInfo {
+    /// `(total_supply, open_deposits)` of `ledger`, as reported by `GET /api/v1/info`:
+    /// balances plus open deposits, and open deposits (each saturating at `u64::MAX`, which
+    /// only a broken ledger could reach). O(accounts + channels).
+    pub fn supply_of(ledger: &dag_core::ledger::Ledger) -> (u64, u64) {
+        let open = ledger.open_deposits();
+        let total = ledger.total_balances() + open;
+        let sat = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        (sat(total), sat(open))
+    }
 }
 
 /// Result of accepting a payload: it is durable and gossiped; confirmation comes later.

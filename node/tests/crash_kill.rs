@@ -4,53 +4,78 @@
 //! gets confirmed, including those the node has to reattach. (What a power loss leaves
 //! cannot be produced here; `node::store` documents that guarantee.)
 
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A hang guard, not a timing assertion: what is waited for takes a few milestones (1 s
+/// each); the bound only turns a hang into a failure.
+const HANG_GUARD: Duration = Duration::from_secs(180);
 
-fn spawn(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tangle-node"))
+/// Starts `tangle-node dev` on `dir` with the API on a port the OS picks (bound by the node
+/// itself, so no other process can take it between choosing and binding); returns the child
+/// and the API base URL the node reports on stdout.
+fn spawn(dir: &std::path::Path) -> (Node, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tangle-node"))
         .arg("dev")
         .arg("--data-dir")
         .arg(dir)
         .arg("--api-addr")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg("127.0.0.1:0")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("starting tangle-node")
-}
-
-async fn wait_up(http: &reqwest::Client, base: &str) {
-    for _ in 0..600 {
-        if http.get(format!("{base}/health")).send().await.is_ok() {
-            return;
+        .expect("starting tangle-node");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads until the address line, then keeps draining stdout so the node never blocks
+    // on (or fails writing to) a full or closed pipe.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("API listening on ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("tangle-node did not come up at {base}");
+    });
+    let base = rx
+        .recv_timeout(HANG_GUARD)
+        .expect("tangle-node reported no API address");
+    (Node(child), base)
 }
 
+/// The node process, SIGKILLed when dropped (also when an assertion fails, so no node
+/// outlives the test).
+struct Node(Child);
+
+impl Node {
+    /// SIGKILL: no shutdown, no final flush.
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_payloads_survive_sigkill() {
     const N: usize = 40;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let api = format!("{base}/api/v1");
     let http = reqwest::Client::new();
-    let mut child = spawn(dir.path(), port);
-    wait_up(&http, &base).await;
+    // The listener is bound before the address is reported: requests queue until served.
+    let (child, base) = spawn(dir.path());
+    let api = format!("{base}/api/v1");
 
     // A burst of concurrent faucet payments; keep the ids of those acknowledged (2xx).
     let calls: Vec<_> = (0..N)
@@ -77,11 +102,10 @@ async fn acknowledged_payloads_survive_sigkill() {
         acked.push(c.await.unwrap());
     }
     // No graceful shutdown: the process dies at once.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 
-    let mut child = spawn(dir.path(), port);
-    wait_up(&http, &base).await;
+    let (child, base) = spawn(dir.path());
+    let api = format!("{base}/api/v1");
     // Every acknowledged payload is still known, with a carrying transaction.
     for id in &acked {
         let r = http
@@ -94,9 +118,8 @@ async fn acknowledged_payloads_survive_sigkill() {
         assert!(!v["transactions"].as_array().unwrap().is_empty(), "{v}");
     }
     // And every one of them gets confirmed: payloads that conflicted for a sequence gap
-    // are reattached after the restart, in sequence order. The deadline is generous for a
-    // loaded CI machine.
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    // are reattached after the restart, in sequence order.
+    let deadline = std::time::Instant::now() + HANG_GUARD;
     for id in &acked {
         loop {
             let v: Value = http
@@ -117,8 +140,7 @@ async fn acknowledged_payloads_survive_sigkill() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }
 
 /// A payee (an Ed25519 did:key).

@@ -748,14 +748,10 @@ mod tests {
 
     #[test]
     fn unreachable_node_is_an_error_after_retries() {
-        // Bind then drop a listener: nothing listens on that port any more.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Port 1 (tcpmux, privileged): nothing listens there, and unlike a port bound and
+        // then released, no concurrently running test can take it meanwhile.
         let c = NodeClient::with_options(
-            &format!("http://127.0.0.1:{port}"),
+            "http://127.0.0.1:1",
             ClientOptions {
                 retries: 2,
                 initial_backoff: Duration::from_millis(1),

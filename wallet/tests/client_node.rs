@@ -14,7 +14,8 @@ use wallet::{
     FileVoucherStore, KdfParams, Keystore, KeystoreOptions, Mnemonic, PayeeChannel, PayerChannel,
 };
 
-const WAIT: Duration = Duration::from_secs(30);
+/// A hang guard for waits on confirmation (100 ms milestones), not a timing assertion.
+const WAIT: Duration = Duration::from_secs(180);
 
 fn keystore(dir: &std::path::Path, name: &str, network_id: u64) -> Keystore {
     Keystore::create(

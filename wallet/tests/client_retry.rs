@@ -57,7 +57,10 @@ fn client(url: &str, retries: u32) -> NodeClient {
             retries,
             initial_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(50),
-            timeout: Duration::from_secs(5),
+            // Per-request timeout: a hang guard. A timeout would be retried and consume the
+            // next scripted answer, so it must never fire while the script thread merely
+            // waits for a CPU on a loaded machine.
+            timeout: Duration::from_secs(120),
             poll_interval: Duration::from_millis(5),
         },
     )

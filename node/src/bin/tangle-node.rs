@@ -178,7 +178,11 @@ async fn bind_api(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    // The bound address (the port chosen by the OS with `--api-addr 127.0.0.1:0`), for
+    // people and for tests and tools that spawn the node: one line, `API listening on URL`.
+    let bound = listener.local_addr()?;
+    println!("API listening on http://{bound}");
+    tracing::info!(addr = %bound, "API listening");
     Ok(listener)
 }
 
