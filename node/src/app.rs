@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::api::{self, ApiOptions};
-use crate::config::{NodeConfig, TipSelectorKind};
+use crate::config::NodeConfig;
 use crate::init::{read_genesis, read_key};
-use crate::protocol::{ProtocolConfig, SelectorKind};
+use crate::protocol::ProtocolConfig;
 use crate::runtime::{Node, NodeSetup};
 use crate::store::SledStore;
 
@@ -41,11 +41,7 @@ pub fn protocol_config(
     Ok(ProtocolConfig {
         milestone_signer,
         milestone_interval_ms: cfg.milestone_interval_ms.max(1),
-        selector: match cfg.tip_selector {
-            TipSelectorKind::Urts => SelectorKind::Urts,
-            TipSelectorKind::Rurts => SelectorKind::Rurts,
-            TipSelectorKind::Walk => SelectorKind::Walk,
-        },
+        selector: cfg.tip_selector,
         faucet,
         seed: rand::random(),
         ..ProtocolConfig::default()

@@ -6,18 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Which tip selector the node uses for the transactions it builds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TipSelectorKind {
-    /// Uniform random tip selection.
-    Urts,
-    /// Uniform over non-lazy tips (default).
-    #[default]
-    Rurts,
-    /// Weighted random walk (MCMC).
-    Walk,
-}
+/// Which tip selector the node uses for the transactions it builds (the workspace's one
+/// selector name: `urts`, `rurts`, `walk`).
+pub use tip_selection::SelectorKind as TipSelectorKind;
 
 /// Everything a node needs to run. Paths are relative to the config file's directory when
 /// loaded from a file.

@@ -42,38 +42,9 @@ pub enum ScenarioError {
     Invalid(String),
 }
 
-/// Tip-selection algorithm of a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TipsKind {
-    /// Uniform random tip selection ([`tip_selection::Urts`]).
-    Urts,
-    /// Restricted URTS ([`tip_selection::RestrictedUrts`]).
-    Rurts,
-    /// Weighted random walk ([`tip_selection::WeightedWalk`]).
-    Walk,
-}
-
-impl TipsKind {
-    /// The CLI / summary name.
-    pub fn name(self) -> &'static str {
-        match self {
-            TipsKind::Urts => "urts",
-            TipsKind::Rurts => "rurts",
-            TipsKind::Walk => "walk",
-        }
-    }
-
-    /// Parses a CLI name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "urts" => Some(TipsKind::Urts),
-            "rurts" => Some(TipsKind::Rurts),
-            "walk" => Some(TipsKind::Walk),
-            _ => None,
-        }
-    }
-}
+/// Tip-selection algorithm of a run: the workspace's one selector name, shared with the
+/// node's configuration.
+pub use tip_selection::SelectorKind as TipsKind;
 
 /// Tip-selection settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -42,7 +42,7 @@ pub fn apply_override(sc: &mut Scenario, key: &str, value: &str) -> Result<(), S
         "delay" => sc.delay = f()?,
         "parents" => sc.parents = u()? as usize,
         "tips" => {
-            sc.tips.kind = crate::scenario::TipsKind::parse(value).ok_or_else(bad)?;
+            sc.tips.kind = value.parse().map_err(|_| bad())?;
         }
         "alpha" => sc.tips.alpha = f()?,
         "depth" => sc.tips.depth = f()?,

@@ -41,6 +41,6 @@ mod walk;
 pub use confidence::ConfirmationConfidence;
 pub use error::{ConfidenceError, SelectError};
 pub use restricted::{RestrictedUrts, RestrictedUrtsConfig, ScoreRules, TipScore};
-pub use selector::{AnySelector, TipSelector};
+pub use selector::{AnySelector, SelectorKind, TipSelector};
 pub use urts::Urts;
 pub use walk::{EntryPoint, WalkConfig, WeightedWalk};

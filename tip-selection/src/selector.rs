@@ -65,6 +65,54 @@ pub(crate) fn lone_tip_parents<V: TangleView + ?Sized>(view: &V, tip: TxRef) -> 
     }
 }
 
+/// Which selector: the one name the node's configuration, its protocol core and the
+/// simulator's scenarios share (`urts`, `rurts`, `walk` in files and on command lines).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectorKind {
+    /// Uniform random tip selection ([`Urts`]).
+    Urts,
+    /// Uniform over non-lazy tips ([`RestrictedUrts`]); the node's default.
+    #[default]
+    Rurts,
+    /// Weighted random walk ([`WeightedWalk`]).
+    Walk,
+}
+
+impl SelectorKind {
+    /// Every kind.
+    pub const ALL: [SelectorKind; 3] =
+        [SelectorKind::Urts, SelectorKind::Rurts, SelectorKind::Walk];
+
+    /// The name used in files, on command lines and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectorKind::Urts => "urts",
+            SelectorKind::Rurts => "rurts",
+            SelectorKind::Walk => "walk",
+        }
+    }
+}
+
+impl std::fmt::Display for SelectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SelectorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        SelectorKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown tip selector {s:?} (urts, rurts or walk)"))
+    }
+}
+
 /// One of the crate's selectors, chosen at run time (e.g. per simulator run).
 #[derive(Debug, Clone)]
 pub enum AnySelector {

@@ -57,17 +57,8 @@ struct Overrides {
     #[arg(long, env = "TANGLE_API_MAX_CONNECTIONS")]
     api_max_connections: Option<usize>,
     /// Tip selector.
-    #[arg(long, env = "TANGLE_TIP_SELECTOR", value_parser = parse_selector)]
+    #[arg(long, env = "TANGLE_TIP_SELECTOR", value_parser = |s: &str| s.parse::<TipSelectorKind>())]
     tip_selector: Option<TipSelectorKind>,
-}
-
-fn parse_selector(s: &str) -> Result<TipSelectorKind, String> {
-    match s {
-        "urts" => Ok(TipSelectorKind::Urts),
-        "rurts" => Ok(TipSelectorKind::Rurts),
-        "walk" => Ok(TipSelectorKind::Walk),
-        _ => Err("expected urts, rurts or walk".into()),
-    }
 }
 
 impl Overrides {

@@ -43,21 +43,10 @@ use dag_core::{
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+pub use tip_selection::SelectorKind;
 use tip_selection::{
     AnySelector, RestrictedUrts, RestrictedUrtsConfig, TipSelector, Urts, WalkConfig, WeightedWalk,
 };
-
-/// Which tip selector builds local transactions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SelectorKind {
-    /// Uniform over all tips.
-    Urts,
-    /// Uniform over non-lazy tips.
-    #[default]
-    Rurts,
-    /// Weighted random walk.
-    Walk,
-}
 
 /// Settings of a [`Protocol`].
 #[derive(Clone, Debug)]
