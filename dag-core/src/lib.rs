@@ -33,6 +33,7 @@ pub mod store;
 pub mod tangle;
 pub mod validate;
 pub mod view;
+pub mod whiteflag;
 
 pub use crypto::Keypair;
 pub use error::{DecodeError, ParseError, SignatureError};

@@ -379,6 +379,38 @@ fn restore(
         tracing::warn!(bad, "stored transactions could not be re-attached");
     }
     core.finish_restore(now_ms())?;
+    // Milestones applied again (their batches were lost in a crash): store them before the
+    // node starts, so the stored ledger never lags the one in memory.
+    let mut milestones = 0;
+    while let Some(w) = core.poll_store_write() {
+        match w {
+            StoreWrite::Milestone(b) => {
+                store.apply_milestone(&b)?;
+                milestones += 1;
+            }
+            StoreWrite::Transactions(txs) => {
+                let entries: Vec<TxEntry<'_>> = txs
+                    .iter()
+                    .map(|t| TxEntry {
+                        id: t.id,
+                        bytes: &t.bytes,
+                        meta: t.meta,
+                    })
+                    .collect();
+                store.put_transactions(&entries)?;
+            }
+            StoreWrite::MarkSolid(ids) => {
+                store.mark_solid(&ids)?;
+            }
+        }
+    }
+    if milestones > 0 {
+        store.flush()?;
+        tracing::info!(
+            milestones,
+            "milestones whose batches were lost in a crash applied again"
+        );
+    }
     tracing::info!(
         transactions = txs.len(),
         confirmed_milestone = core.ledger().confirmed_index(),

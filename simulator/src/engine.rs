@@ -20,6 +20,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Instant;
 
+use dag_core::whiteflag::{apply_cone, ConeOutcome};
 use dag_core::{
     Body, InsertOutcome, Ledger, MilestoneIndex, PayloadOutcome, SignedPayload, Tangle,
     TangleConfig, TangleView, TxId, TxRef,
@@ -629,21 +630,28 @@ impl Simulation {
             let Some(ms_ref) = st.tangle.solid_milestone(index) else {
                 return;
             };
-            let order = st.tangle.unconfirmed_cone(&[ms_ref]);
             let mut late = 0;
-            let mut payloads: Vec<(TxId, &SignedPayload)> = Vec::new();
-            for &r in &order {
-                let id = st.tangle.id(r);
-                match self.records.get(tx_num(&id)) {
-                    Some(rec) => {
-                        if let Some(p) = &rec.payload {
-                            payloads.push((id, p));
+            let records = &self.records;
+            // The milestone transaction carries no payload: its cone is the cone of itself.
+            let applied =
+                apply_cone(
+                    &st.tangle,
+                    &mut st.ledger,
+                    index,
+                    &[ms_ref],
+                    |_, id| match records.get(tx_num(id)) {
+                        Some(rec) => rec.payload.as_deref(),
+                        None => {
+                            late += 1;
+                            None
                         }
-                    }
-                    None => late += 1,
-                }
-            }
-            let outcome = match st.ledger.apply_milestone(index, payloads) {
+                    },
+                );
+            let ConeOutcome {
+                cone: order,
+                outcome,
+                ..
+            } = match applied {
                 Ok(o) => o,
                 Err(_) => return, // ledger and Tangle out of step: cannot happen here
             };

@@ -31,12 +31,13 @@ use hashbrown::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dag_core::codec;
-use dag_core::ledger::{Ledger, MilestoneOutcome, PayloadOutcome};
+use dag_core::ledger::{Ledger, PayloadOutcome};
 use dag_core::store::{
     next_payload_status, ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta,
 };
 use dag_core::tangle::{InsertError, InsertOutcome, Tangle, TangleConfig};
 use dag_core::validate::{BatchValidator, ValidTransaction, ValidationParams};
+use dag_core::whiteflag::{apply_cone, ConeOutcome};
 use dag_core::{
     pow, Address, Body, Genesis, Keypair, Milestone, MilestoneIndex, Payload, PayloadId,
     SignedPayload, TangleView, Transaction, TxId, TxRef, TX_VERSION,
@@ -533,7 +534,8 @@ impl Protocol {
 
     /// Replays confirmation marks of the milestones already applied to the stored ledger, so
     /// the Tangle knows what is confirmed. The ledger itself is not touched (it was
-    /// restored). Then applies any milestone that is solid and not yet applied.
+    /// restored). Then applies any milestone that is solid and not yet applied: drain
+    /// [`Protocol::poll_store_write`] afterwards and write those batches first.
     pub fn finish_restore(&mut self, now: u64) -> Result<(), ProtocolError> {
         let confirmed = self.ledger.confirmed_index();
         for index in 1..=confirmed {
@@ -574,9 +576,12 @@ impl Protocol {
             });
         }
         self.fill_faucet_gaps();
+        // Milestones whose transactions were stored but whose batch was not (the node
+        // stopped in between) are applied now: their batches wait in the write queue, and
+        // the driver must write them before anything else. (Dropping them left the stored
+        // ledger behind the protocol's for good: found by the crash campaign.)
         self.apply_ready_milestones();
-        // Restoring wrote nothing new.
-        self.writes.clear();
+        // Restoring announces nothing: nobody is subscribed yet.
         self.events.clear();
         // Parents still missing after a restart: request them (e.g. the node stopped
         // while solidifying).
@@ -1144,20 +1149,14 @@ impl Protocol {
             },
         };
         let roots = self.parent_refs(&parents);
-        let cone = self.tangle.unconfirmed_cone(&roots);
-        // The ledger reads the payloads in place (no copies); only their ids outlive this.
-        let (applied, payloads) = {
-            let cone_payloads = cone_payloads(&self.tangle, &self.unconfirmed_payloads, &cone);
-            let ids = cone_payloads
-                .iter()
-                .map(|(t, p, _)| (*t, *p))
-                .collect::<Vec<_>>();
-            let applied = self
-                .ledger
-                .apply_milestone(index, cone_payloads.iter().map(|(id, _, p)| (*id, *p)));
-            (applied, ids)
-        };
-        let outcome = match applied {
+        let applied = apply_cone(
+            &self.tangle,
+            &mut self.ledger,
+            index,
+            &roots,
+            payload_of(&self.unconfirmed_payloads),
+        );
+        let applied = match applied {
             Ok(o) => o,
             Err(e) => {
                 self.halt(format!("cannot apply own milestone {index}: {e}"));
@@ -1169,12 +1168,12 @@ impl Protocol {
             &parents,
             index,
             now,
-            &outcome.ledger_digest,
+            &applied.outcome.ledger_digest,
         );
         let milestone = Milestone {
             index,
             timestamp: now,
-            ledger_digest: outcome.ledger_digest,
+            ledger_digest: applied.outcome.ledger_digest,
             signatures: vec![(signer, key.sign(&msg))],
         };
         let mut tx = self.build(parents, Payload::Milestone(milestone.clone()), now);
@@ -1202,7 +1201,7 @@ impl Protocol {
             tx: id,
             payload: None,
         });
-        self.finish_milestone(index, ms_ref, id, &milestone, cone, payloads, outcome);
+        self.finish_milestone(index, ms_ref, id, &milestone, applied);
     }
 
     /// Approves the unconfirmed tips (newest first, at most `max_sweep_tips`) through a
@@ -1280,51 +1279,58 @@ impl Protocol {
                 break;
             };
             let roots = self.parent_refs(&parents);
-            let cone = self.tangle.unconfirmed_cone(&roots);
             // Apply to a copy: on a digest mismatch the ledger must stay as it was.
             let mut next = self.ledger.clone();
-            let (applied, payloads) = {
-                let cone_payloads = cone_payloads(&self.tangle, &self.unconfirmed_payloads, &cone);
-                let ids = cone_payloads
-                    .iter()
-                    .map(|(t, p, _)| (*t, *p))
-                    .collect::<Vec<_>>();
-                let applied =
-                    next.apply_milestone(index, cone_payloads.iter().map(|(id, _, p)| (*id, *p)));
-                (applied, ids)
-            };
-            let outcome = match applied {
+            let applied = apply_cone(
+                &self.tangle,
+                &mut next,
+                index,
+                &roots,
+                payload_of(&self.unconfirmed_payloads),
+            );
+            let applied = match applied {
                 Ok(o) => o,
                 Err(e) => {
                     self.halt(format!("milestone {index}: {e}"));
                     break;
                 }
             };
-            if outcome.ledger_digest != milestone.ledger_digest {
+            if applied.outcome.ledger_digest != milestone.ledger_digest {
                 self.halt(format!(
                     "ledger digest mismatch at milestone {index}: computed {}, milestone says {}",
-                    outcome.ledger_digest, milestone.ledger_digest
+                    applied.outcome.ledger_digest, milestone.ledger_digest
                 ));
                 break;
             }
             self.ledger = next;
             let id = self.tangle.id(ms_ref);
-            self.finish_milestone(index, ms_ref, id, &milestone, cone, payloads, outcome);
+            self.finish_milestone(index, ms_ref, id, &milestone, applied);
         }
     }
 
     /// Marks the cone confirmed, queues the atomic store batch and events.
-    #[allow(clippy::too_many_arguments)]
     fn finish_milestone(
         &mut self,
         index: MilestoneIndex,
         ms_ref: TxRef,
         ms_id: TxId,
         milestone: &Milestone,
-        mut cone: Vec<TxRef>,
-        payloads: Vec<(TxId, PayloadId)>,
-        outcome: MilestoneOutcome,
+        applied: ConeOutcome,
     ) {
+        let ConeOutcome {
+            mut cone,
+            carriers,
+            outcome,
+        } = applied;
+        // The payload ids of the carriers (before they are forgotten below).
+        let payloads: Vec<(TxId, PayloadId)> = carriers
+            .iter()
+            .filter_map(|r| {
+                let (pid, _) = self.unconfirmed_payloads.get(r)?;
+                Some((self.tangle.id(*r), *pid))
+            })
+            .collect();
+        debug_assert_eq!(payloads.len(), carriers.len());
         cone.push(ms_ref);
         if let Err(e) = self.tangle.confirm(&cone, index, ms_ref) {
             self.halt(format!("confirming milestone {index}: {e}"));
@@ -1470,15 +1476,12 @@ impl Protocol {
     }
 }
 
-/// The signed payloads of the transactions of `cone`, in order, borrowed.
-fn cone_payloads<'a>(
-    tangle: &Tangle,
+/// The payload lookup [`apply_cone`] needs: the signed payload of an unconfirmed
+/// transaction, borrowed in place (milestone application copies no payload).
+fn payload_of<'a>(
     unconfirmed: &'a HashMap<TxRef, (PayloadId, SignedPayload)>,
-    cone: &[TxRef],
-) -> Vec<(TxId, PayloadId, &'a SignedPayload)> {
-    cone.iter()
-        .filter_map(|r| unconfirmed.get(r).map(|(pid, p)| (tangle.id(*r), *pid, p)))
-        .collect()
+) -> impl FnMut(TxRef, &TxId) -> Option<&'a SignedPayload> {
+    move |r, _| unconfirmed.get(&r).map(|(_, p)| p)
 }
 
 #[cfg(test)]

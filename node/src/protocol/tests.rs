@@ -355,6 +355,51 @@ fn restore_rebuilds_confirmation_state_and_carries_on() {
     assert_eq!(q.ledger().balance(&Address([3; 32])), 15);
 }
 
+/// The node stopped after storing a milestone's transactions but before its ledger batch was
+/// written: on restore the milestone is applied again and its batch is handed to the driver,
+/// so the stored ledger catches up (found by the crash campaign: it stayed behind for good).
+#[test]
+fn restore_hands_back_the_batches_of_milestones_applied_again() {
+    let n = net();
+    let mut p = node(&n, true);
+    let id = p.network_id();
+    let mut stored: Vec<StoredTx> = Vec::new();
+    submit(
+        &mut p,
+        vec![pay(&n.faucet, id, 0, Address([3; 32]), 5)],
+        T0 + 1,
+    );
+    p.handle_tick(T0 + 1000);
+    let mut batches = 0;
+    for w in drain(&mut p).0 {
+        match w {
+            StoreWrite::Transactions(t) => stored.extend(t),
+            // The batch of milestone 1 is lost.
+            StoreWrite::Milestone(_) => batches += 1,
+            StoreWrite::MarkSolid(_) => {}
+        }
+    }
+    assert_eq!(batches, 1);
+    // The stored ledger is the genesis one.
+    let mut q = node(&n, true);
+    for t in &stored {
+        assert!(q.restore_transaction(t.id, &t.bytes, &t.meta));
+    }
+    q.finish_restore(T0 + 1100).unwrap();
+    assert_eq!(q.ledger().confirmed_index(), 1);
+    let (writes, events) = drain(&mut q);
+    assert!(events.is_empty());
+    let batch = writes
+        .iter()
+        .find_map(|w| match w {
+            StoreWrite::Milestone(b) => Some(b),
+            _ => None,
+        })
+        .expect("the batch of milestone 1 is handed back");
+    assert_eq!(batch.record.index, 1);
+    assert_eq!(batch.record.ledger_digest, p.ledger().digest());
+}
+
 #[test]
 fn lazy_payload_is_reattached_and_confirmed() {
     let n = net();
