@@ -357,6 +357,26 @@ impl Peering {
         self.given_up
     }
 
+    /// Sizes of the internal collections, for the invariants of the `peering_session` fuzz
+    /// target (not an API): seen-set entries, seen-order entries, requests waiting to be
+    /// sent, banned keys, undelivered events, and each connected peer's outbound queue.
+    #[doc(hidden)]
+    pub fn internal_sizes(&self) -> [usize; 5] {
+        [
+            self.seen.len(),
+            self.seen_order.len(),
+            self.unsent.len(),
+            self.banned.len(),
+            self.events.len(),
+        ]
+    }
+
+    /// Outbound queue length of `peer` (0 if not connected); see [`Self::internal_sizes`].
+    #[doc(hidden)]
+    pub fn queue_len(&self, peer: &PeerKey) -> usize {
+        self.peers.get(peer).map_or(0, |p| p.queue.len())
+    }
+
     /// The peer a sync request is outstanding with: what it sends meanwhile is treated as
     /// solicited (old milestones and their cones are not refused for their age).
     pub fn syncing_from(&self) -> Option<PeerKey> {
