@@ -13,6 +13,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # the targets cannot rot. Shares the root target directory, so only its own units are new.
 echo "== fuzz targets (fmt, clippy; stable build of every target)"
 cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
-cargo clippy --manifest-path fuzz/Cargo.toml --bins --locked --target-dir target -- -D warnings
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
+    cargo clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
 echo "== cargo test (unit, integration, doctests)"
 cargo test --workspace --locked

@@ -12,8 +12,8 @@
 //!   disconnects, violations and abuse events), within `max_peers`, and `connect` gives
 //!   exactly the expected answer (already connected / banned / no slot / ok);
 //! - every outbound queue within `queue_capacity`, the seen set within `seen_capacity`
-//!   (its map and its order queue the same size), requests within `max_requests` and
-//!   requests waiting to be sent never more than the requests;
+//!   (its map and its order queue the same size), requests and the queue of requests waiting
+//!   to be sent within `max_requests`;
 //! - an abuse event names a peer that is no longer connected and is banned;
 //! - a disconnect leaves nothing that blocks a reconnect: right after
 //!   `handle_disconnected`, `handle_connected` of the same key succeeds unless it is banned;
@@ -211,21 +211,24 @@ impl Session {
 
     /// The driver closes the connection and its reader reports the end.
     fn close(&mut self, k: PeerKey, reconnect: bool) {
+        let was = self.connected.contains(&k);
         self.p.handle_disconnected(&k);
         self.disconnected(k);
         assert!(!self.p.is_connected(&k));
         if reconnect {
-            match self.p.handle_connected(k, self.now) {
-                Ok(()) => {
-                    self.connected.insert(k);
-                }
-                Err(ConnectError::Banned(until)) => assert!(until > self.now),
-                Err(e) => panic!("reconnect right after a disconnect refused: {e}"),
+            let r = self.connect(k);
+            if was {
+                // Its slot was just freed: only a ban may keep it out.
+                assert!(
+                    matches!(r, Ok(()) | Err(ConnectError::Banned(_))),
+                    "reconnect right after a disconnect refused: {r:?}"
+                );
             }
         }
     }
 
-    fn connect(&mut self, k: PeerKey) {
+    /// Connects `k`; the answer must be exactly the expected one.
+    fn connect(&mut self, k: PeerKey) -> Result<(), ConnectError> {
         let banned = self.p.is_banned(&k, self.now);
         let full = self.connected.len() >= self.cfg.max_peers.min(63);
         let r = self.p.handle_connected(k, self.now);
@@ -240,6 +243,7 @@ impl Session {
                 self.connected.insert(k);
             }
         }
+        r
     }
 
     fn inbound(&mut self, k: PeerKey, msg: Message) {
@@ -402,9 +406,9 @@ impl Session {
         assert!(seen <= cfg.seen_capacity.max(1), "seen set over its cap");
         assert!(self.p.pending_requests() <= cfg.max_requests);
         assert!(
-            unsent <= self.p.pending_requests(),
-            "{unsent} unsent request entries for {} requests",
-            self.p.pending_requests()
+            unsent <= cfg.max_requests,
+            "{unsent} unsent request entries for at most {} requests",
+            cfg.max_requests
         );
         assert!(banned <= usize::from(KEYS));
         assert_eq!(events, 0, "events are drained after every step");
@@ -421,7 +425,9 @@ impl Session {
 
     fn step(&mut self, op: Op) {
         match op {
-            Op::Connect(i) => self.connect(key(i)),
+            Op::Connect(i) => {
+                let _ = self.connect(key(i));
+            }
             Op::Disconnect { peer, reconnect } => self.close(key(peer), reconnect),
             Op::Forget(i) => {
                 let k = key(i);

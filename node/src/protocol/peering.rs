@@ -491,7 +491,8 @@ impl Peering {
         match msg {
             Message::Handshake { .. } => Inbound::Disconnect("second handshake".into()),
             Message::Transaction(bytes) => {
-                if bytes.len() < 8 || bytes.len() > codec::MAX_TX_SIZE {
+                // `id_of_encoding` needs more than the nonce trailer (shorter input panicked).
+                if bytes.len() <= codec::NONCE_TRAILER_LEN || bytes.len() > codec::MAX_TX_SIZE {
                     m.invalid += 1;
                     let penalty = self.config.invalid_penalty;
                     self.penalise(peer, penalty, now, "malformed transaction");
@@ -675,7 +676,19 @@ impl Peering {
     /// Sends queued requests, in batches, to peers in turn (a retry avoids the peer that
     /// timed out).
     fn dispatch_requests(&mut self, now: u64) {
-        if self.peers.is_empty() || self.unsent.is_empty() {
+        if self.peers.is_empty() {
+            // Nobody to send to: entries of requests answered or dropped meanwhile (and
+            // their duplicates once re-requested) would pile up; keep one per waiting request.
+            if self.unsent.len() > self.requests.len() {
+                let requests = &self.requests;
+                let mut kept = std::collections::HashSet::new();
+                self.unsent.retain(|id| {
+                    requests.get(id).is_some_and(|r| r.sent_at.is_none()) && kept.insert(*id)
+                });
+            }
+            return;
+        }
+        if self.unsent.is_empty() {
             return;
         }
         let keys = self.connected();
@@ -897,6 +910,55 @@ mod tests {
             Err(ConnectError::Banned(10 + 60_000))
         );
         assert!(p.handle_connected(key(1), 70_000).is_ok());
+    }
+
+    #[test]
+    fn transactions_no_longer_than_the_nonce_trailer_are_malformed() {
+        // Found by the peering_session fuzz target: 8..=10 bytes panicked in id_of_encoding.
+        let mut p = Peering::new(PeeringConfig {
+            invalid_penalty: 1,
+            ..PeeringConfig::default()
+        });
+        p.handle_connected(key(1), 0).unwrap();
+        for len in 0..=codec::NONCE_TRAILER_LEN {
+            let got = p.handle_message(&key(1), Message::Transaction(vec![7; len]), 1);
+            assert_eq!(got, Inbound::Nothing, "{len} bytes");
+        }
+        assert_eq!(
+            p.metrics()[0].1.invalid,
+            codec::NONCE_TRAILER_LEN as u64 + 1
+        );
+        let ok = vec![7; codec::NONCE_TRAILER_LEN + 1];
+        assert!(matches!(
+            p.handle_message(&key(1), Message::Transaction(ok), 1),
+            Inbound::Transaction { .. }
+        ));
+    }
+
+    #[test]
+    fn requests_answered_while_no_peer_is_connected_leave_nothing_behind() {
+        // Found by the peering_session fuzz target: each answered-then-re-requested id left
+        // one more entry in the unsent queue while no peer could take it.
+        let mut p = Peering::new(PeeringConfig::default());
+        let id = TxId([9; 32]);
+        for _ in 0..100 {
+            p.handle_missing([id], 0);
+            p.handle_verdict(&key(1), id, Verdict::Duplicate, 0);
+        }
+        p.handle_missing([id], 0);
+        assert!(p.internal_sizes()[2] <= 1, "unsent queue grew");
+        p.handle_connected(key(1), 0).unwrap();
+        p.handle_tick(1, LocalStatus::default());
+        let asked: usize = drain(&mut p, &key(1))
+            .iter()
+            .map(|o| match o {
+                Outbound::Message(Message::TransactionRequest(ids)) => {
+                    ids.iter().filter(|i| **i == id).count()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(asked, 1, "asked once");
     }
 
     #[test]
