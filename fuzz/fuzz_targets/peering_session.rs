@@ -25,7 +25,7 @@
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use dag_core::{codec, TxId};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -183,10 +183,23 @@ fn verdict(v: u8) -> Verdict {
     }
 }
 
-/// Transaction bytes of the pool: Peering only hashes them, their lengths vary.
+/// The pool of transactions: Peering only hashes them, their lengths vary. Built once.
+static POOL_TXS: LazyLock<Vec<(Arc<[u8]>, TxId)>> = LazyLock::new(|| {
+    (0..POOL)
+        .map(|i| {
+            let b = vec![i; 11 + usize::from(i) * 37];
+            let id = codec::id_of_encoding(&b);
+            (b.into(), id)
+        })
+        .collect()
+});
+
 fn pool_tx(i: u8) -> Vec<u8> {
-    let i = i % POOL;
-    vec![i; 11 + usize::from(i) * 37]
+    POOL_TXS[usize::from(i % POOL)].0.to_vec()
+}
+
+fn pool_id(i: u8) -> TxId {
+    POOL_TXS[usize::from(i % POOL)].1
 }
 
 struct Session {
@@ -314,7 +327,7 @@ impl Session {
             Msg::Request { ids, pad } => {
                 let mut v: Vec<TxId> = ids
                     .iter()
-                    .map(|i| codec::id_of_encoding(&pool_tx(*i)))
+                    .map(|i| pool_id(*i))
                     .collect();
                 v.extend((0..pad % 300).map(|i| TxId([(i % 256) as u8; 32])));
                 Message::TransactionRequest(v)
@@ -473,20 +486,19 @@ impl Session {
                 tx,
                 verdict: v,
             } => {
-                let id = codec::id_of_encoding(&pool_tx(tx));
+                let id = pool_id(tx);
                 self.p.handle_verdict(&key(peer), id, verdict(v), self.now);
             }
             Op::Gossip(i) => {
-                let b = pool_tx(i);
-                let id = codec::id_of_encoding(&b);
-                self.p.gossip(id, b.into());
+                let (b, id) = POOL_TXS[usize::from(i % POOL)].clone();
+                self.p.gossip(id, b);
             }
             Op::Missing(ids) => {
                 let ids: Vec<TxId> = ids
                     .iter()
                     .map(|i| {
                         if i & 0x80 == 0 {
-                            codec::id_of_encoding(&pool_tx(*i))
+                            pool_id(*i)
                         } else {
                             TxId([*i; 32])
                         }
