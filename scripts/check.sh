@@ -9,5 +9,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz crate is its own workspace (cargo-fuzz, nightly to run); build it here on stable so
+# the targets cannot rot. Shares the root target directory, so only its own units are new.
+echo "== fuzz targets (fmt, clippy; stable build of every target)"
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
+    cargo clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
 echo "== cargo test (unit, integration, doctests)"
 cargo test --workspace --locked

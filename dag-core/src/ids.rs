@@ -204,9 +204,16 @@ impl Address {
         bech32::encode::<bech32::Bech32>(hrp, &self.0).expect("32 bytes always encode")
     }
 
-    /// Parses the bech32 form.
+    /// Parses the bech32 form. Only the string [`Address::to_bech32`] prints (up to letter
+    /// case) is accepted: a bech32m checksum or non-zero padding bits would give the same
+    /// address a second spelling.
     pub fn from_bech32(s: &str) -> Result<Self, ParseError> {
-        let (hrp, data) = bech32::decode(s).map_err(|e| ParseError::Bech32(e.to_string()))?;
+        let checked = bech32::primitives::decode::CheckedHrpstring::new::<bech32::Bech32>(s)
+            .map_err(|e| ParseError::Bech32(e.to_string()))?;
+        checked
+            .validate_segwit_padding()
+            .map_err(|e| ParseError::Bech32(e.to_string()))?;
+        let (hrp, data) = (checked.hrp(), checked.byte_iter().collect::<Vec<u8>>());
         if hrp.as_str() != ADDRESS_HRP {
             return Err(ParseError::Bech32(format!(
                 "wrong prefix {:?}, expected {ADDRESS_HRP:?}",
@@ -377,6 +384,26 @@ mod tests {
         let short = bech32::encode::<bech32::Bech32>(hrp, &[1u8; 31]).unwrap();
         assert!(short.parse::<Address>().is_err());
         assert!("did:key:zabc".parse::<Address>().is_err());
+        // One address, one string: a bech32m checksum or non-zero padding bits are refused
+        // (found by the `address` fuzz target).
+        let a = Address([0x5a; 32]);
+        let hrp = bech32::Hrp::parse(ADDRESS_HRP).unwrap();
+        let m = bech32::encode::<bech32::Bech32m>(hrp, &a.0).unwrap();
+        assert!(Address::from_bech32(&m).is_err(), "bech32m accepted");
+        use bech32::{ByteIterExt, Fe32IterExt};
+        let mut fes: Vec<bech32::Fe32> = a.0.iter().copied().bytes_to_fes().collect();
+        let last = fes.last_mut().unwrap();
+        *last = bech32::Fe32::try_from(last.to_u8() | 1).unwrap();
+        let padded: String = fes
+            .into_iter()
+            .with_checksum::<bech32::Bech32>(&hrp)
+            .chars()
+            .collect();
+        assert!(
+            Address::from_bech32(&padded).is_err(),
+            "non-zero padding accepted"
+        );
+        assert_eq!(Address::from_bech32(&a.to_bech32()), Ok(a));
         assert!("did:web:example".parse::<Address>().is_err());
     }
 

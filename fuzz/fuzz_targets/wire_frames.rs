@@ -9,7 +9,10 @@ use libfuzzer_sys::fuzz_target;
 use node::protocol::wire::{decode_body, FrameDecoder, MAX_FRAME_LEN};
 
 fuzz_target!(|data: &[u8]| {
-    let split = data.first().map(|b| *b as usize % (data.len() + 1)).unwrap_or(0);
+    let split = data
+        .first()
+        .map(|b| *b as usize % (data.len() + 1))
+        .unwrap_or(0);
     let mut dec = FrameDecoder::new();
     dec.push(&data[..split]);
     dec.push(&data[split..]);

@@ -363,6 +363,26 @@ impl Peering {
         self.given_up
     }
 
+    /// Sizes of the internal collections, for the invariants of the `peering_session` fuzz
+    /// target (not an API): seen-set entries, seen-order entries, requests waiting to be
+    /// sent, banned keys, undelivered events, and each connected peer's outbound queue.
+    #[doc(hidden)]
+    pub fn internal_sizes(&self) -> [usize; 5] {
+        [
+            self.seen.len(),
+            self.seen_order.len(),
+            self.unsent.len(),
+            self.banned.len(),
+            self.events.len(),
+        ]
+    }
+
+    /// Outbound queue length of `peer` (0 if not connected); see [`Self::internal_sizes`].
+    #[doc(hidden)]
+    pub fn queue_len(&self, peer: &PeerKey) -> usize {
+        self.peers.get(peer).map_or(0, |p| p.queue.len())
+    }
+
     /// The peer a sync request is outstanding with: what it sends meanwhile is treated as
     /// solicited (old milestones and their cones are not refused for their age).
     pub fn syncing_from(&self) -> Option<PeerKey> {
@@ -477,8 +497,7 @@ impl Peering {
         match msg {
             Message::Handshake { .. } => Inbound::Disconnect("second handshake".into()),
             Message::Transaction(bytes) => {
-                // The id hashes the encoding around its nonce trailer: anything shorter is
-                // not a transaction (and must not reach `id_of_encoding`).
+                // `id_of_encoding` needs more than the nonce trailer (shorter input panicked).
                 if bytes.len() <= codec::NONCE_TRAILER_LEN || bytes.len() > codec::MAX_TX_SIZE {
                     m.invalid += 1;
                     let penalty = self.config.invalid_penalty;
@@ -679,7 +698,19 @@ impl Peering {
     /// Sends queued requests, in batches, to peers in turn (a retry avoids the peer that
     /// timed out).
     fn dispatch_requests(&mut self, now: u64) {
-        if self.peers.is_empty() || self.unsent.is_empty() {
+        if self.peers.is_empty() {
+            // Nobody to send to: entries of requests answered or dropped meanwhile (and
+            // their duplicates once re-requested) would pile up; keep one per waiting request.
+            if self.unsent.len() > self.requests.len() {
+                let requests = &self.requests;
+                let mut kept = std::collections::HashSet::new();
+                self.unsent.retain(|id| {
+                    requests.get(id).is_some_and(|r| r.sent_at.is_none()) && kept.insert(*id)
+                });
+            }
+            return;
+        }
+        if self.unsent.is_empty() {
             return;
         }
         let keys = self.connected();
@@ -904,20 +935,52 @@ mod tests {
     }
 
     #[test]
-    fn transactions_too_short_to_carry_a_nonce_are_penalised_not_hashed() {
+    fn transactions_no_longer_than_the_nonce_trailer_are_malformed() {
+        // Found by the peering_session fuzz target: 8..=10 bytes panicked in id_of_encoding.
         let mut p = Peering::new(PeeringConfig {
             invalid_penalty: 1,
             ..PeeringConfig::default()
         });
         p.handle_connected(key(1), 0).unwrap();
         for len in 0..=codec::NONCE_TRAILER_LEN {
-            let r = p.handle_message(&key(1), Message::Transaction(vec![0xc4; len]), 1);
-            assert_eq!(r, Inbound::Nothing, "{len} bytes");
+            let got = p.handle_message(&key(1), Message::Transaction(vec![7; len]), 1);
+            assert_eq!(got, Inbound::Nothing, "{len} bytes");
         }
         assert_eq!(
             p.metrics()[0].1.invalid,
             codec::NONCE_TRAILER_LEN as u64 + 1
         );
+        let ok = vec![7; codec::NONCE_TRAILER_LEN + 1];
+        assert!(matches!(
+            p.handle_message(&key(1), Message::Transaction(ok), 1),
+            Inbound::Transaction { .. }
+        ));
+    }
+
+    #[test]
+    fn requests_answered_while_no_peer_is_connected_leave_nothing_behind() {
+        // Found by the peering_session fuzz target: each answered-then-re-requested id left
+        // one more entry in the unsent queue while no peer could take it.
+        let mut p = Peering::new(PeeringConfig::default());
+        let id = TxId([9; 32]);
+        for _ in 0..100 {
+            p.handle_missing([id], 0);
+            p.handle_verdict(&key(1), id, Verdict::Duplicate, 0);
+        }
+        p.handle_missing([id], 0);
+        assert!(p.internal_sizes()[2] <= 1, "unsent queue grew");
+        p.handle_connected(key(1), 0).unwrap();
+        p.handle_tick(1, LocalStatus::default());
+        let asked: usize = drain(&mut p, &key(1))
+            .iter()
+            .map(|o| match o {
+                Outbound::Message(Message::TransactionRequest(ids)) => {
+                    ids.iter().filter(|i| **i == id).count()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(asked, 1, "asked once");
     }
 
     #[test]
