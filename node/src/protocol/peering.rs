@@ -34,7 +34,7 @@
 //! 5. After each call: [`Peering::poll_outbound`] for every connected peer, then
 //!    [`Peering::poll_event`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -298,9 +298,11 @@ struct SyncRequest {
 /// The peering and gossip state machine. See the module documentation.
 pub struct Peering {
     config: PeeringConfig,
-    peers: HashMap<PeerKey, Peer>,
-    metrics: HashMap<PeerKey, PeerMetrics>,
-    banned: HashMap<PeerKey, u64>,
+    // Keyed by peer in order, so that every output is a function of the inputs (a std
+    // HashMap iterates in a per-process random order).
+    peers: BTreeMap<PeerKey, Peer>,
+    metrics: BTreeMap<PeerKey, PeerMetrics>,
+    banned: BTreeMap<PeerKey, u64>,
     seen: HashMap<TxId, u64>,
     seen_order: VecDeque<TxId>,
     requests: HashMap<TxId, Request>,
@@ -317,9 +319,9 @@ impl Peering {
     pub fn new(config: PeeringConfig) -> Self {
         Peering {
             config,
-            peers: HashMap::new(),
-            metrics: HashMap::new(),
-            banned: HashMap::new(),
+            peers: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            banned: BTreeMap::new(),
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
             requests: HashMap::new(),
@@ -445,12 +447,16 @@ impl Peering {
         if let Some(m) = self.metrics.get_mut(peer) {
             m.connected = false;
         }
+        // In id order (the map's order is random per process).
+        let mut resend: Vec<TxId> = Vec::new();
         for (id, r) in self.requests.iter_mut() {
             if r.peer == Some(*peer) && r.sent_at.is_some() {
                 r.sent_at = None;
-                self.unsent.push_back(*id);
+                resend.push(*id);
             }
         }
+        resend.sort_unstable();
+        self.unsent.extend(resend);
         if self.sync.as_ref().is_some_and(|s| s.peer == *peer) {
             self.sync = None;
         }
@@ -714,7 +720,7 @@ impl Peering {
             return;
         }
         let keys = self.connected();
-        let mut batches: HashMap<PeerKey, Vec<TxId>> = HashMap::new();
+        let mut batches: BTreeMap<PeerKey, Vec<TxId>> = BTreeMap::new();
         while let Some(id) = self.unsent.pop_front() {
             let Some(r) = self.requests.get_mut(&id) else {
                 continue;
@@ -779,6 +785,9 @@ impl Peering {
                 }
             }
         }
+        // In id order (the map's order is random per process).
+        drop.sort_unstable();
+        retry.sort_unstable();
         for id in drop {
             self.requests.remove(&id);
             self.given_up += 1;
@@ -996,6 +1005,39 @@ mod tests {
             p.handle_connected(key(1), 30),
             Err(ConnectError::Banned(20 + 60_000))
         );
+    }
+
+    /// Two instances fed the same inputs give the same outputs: which peer is asked for
+    /// which transaction does not depend on a hash map's per-process random order.
+    #[test]
+    fn outputs_are_a_function_of_the_inputs() {
+        let run = || {
+            let mut p = Peering::new(PeeringConfig {
+                request_timeout_ms: 10,
+                ..PeeringConfig::default()
+            });
+            for k in 1..=3 {
+                p.handle_connected(key(k), 0).unwrap();
+            }
+            let mut out = Vec::new();
+            p.handle_missing(
+                (0..300u16).map(|i| {
+                    let mut b = [0u8; 32];
+                    b[..2].copy_from_slice(&i.to_be_bytes());
+                    TxId(b)
+                }),
+                1,
+            );
+            p.handle_tick(2, LocalStatus::default());
+            p.handle_disconnected(&key(2));
+            p.handle_tick(20, LocalStatus::default());
+            p.handle_tick(40, LocalStatus::default());
+            for k in 1..=3 {
+                out.push(format!("{:?}", drain(&mut p, &key(k))));
+            }
+            out
+        };
+        assert_eq!(run(), run());
     }
 
     #[test]
