@@ -25,7 +25,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
         crate_dir = os.path.dirname(m["manifest_path"])
         name = m["target"]["name"] + ("" if m["target"]["kind"] != ["lib"] else "-lib")
-        print(f"{name}\t{crate_dir}\t{m[\"executable\"]}")
+        print("\t".join([name, crate_dir, m["executable"]]))
 ' | sort -u >"$list"
 failed=0
 printf '%-28s %7s %9s\n' binary passed seconds

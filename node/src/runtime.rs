@@ -992,7 +992,12 @@ impl NodeHandle {
             .enumerate()
         {
             let v = match v {
-                Err(ValidationError::TimestampOutOfWindow { timestamp, .. }) if txs[i].1 => {
+                // A transaction we asked for may be old (sync, a missing parent): it is
+                // checked as of its own timestamp. Never as of a time after ours: a future
+                // timestamp stays out of the window, solicited or not.
+                Err(ValidationError::TimestampOutOfWindow { timestamp, .. })
+                    if txs[i].1 && timestamp < now =>
+                {
                     self.shared.validator.validate_one(bytes[i], timestamp)
                 }
                 v => v,
