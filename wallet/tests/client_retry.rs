@@ -38,13 +38,15 @@ fn script(
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             }
+            // Counted before the answer goes out: once the client has its answer, the count
+            // includes it (counting after the write raced the client's assertion).
+            count.fetch_add(1, Ordering::SeqCst);
             let reply = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
                  Connection: close\r\n{headers}\r\n{body}",
                 body.len()
             );
             let _ = conn.write_all(reply.as_bytes());
-            count.fetch_add(1, Ordering::SeqCst);
         }
     });
     (url, served)
