@@ -1,4 +1,6 @@
 //! Fixtures shared by the network integration tests.
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
 
 use dag_core::{Allocation, Genesis, Keypair};
 
