@@ -41,11 +41,21 @@ use node::service::{NodeInfo, NodeService, PayloadReceipt};
 use tower::ServiceExt;
 
 const KEYS: u8 = 4;
+
+static STATS: Mutex<std::collections::BTreeMap<(&str, u16), u64>> =
+    Mutex::new(std::collections::BTreeMap::new());
 const MAX_BATCH: usize = 8;
 const RESET_AFTER: u32 = 2_000;
 
-fn key(i: u8) -> Keypair {
-    Keypair::from_seed(&[0x10 + i % KEYS; 32])
+/// The funded issuers, derived once (deriving a public key costs more than a request).
+static KEYPAIRS: LazyLock<Vec<Keypair>> = LazyLock::new(|| {
+    (0..KEYS)
+        .map(|i| Keypair::from_seed(&[0x10 + i; 32]))
+        .collect()
+});
+
+fn key(i: u8) -> &'static Keypair {
+    &KEYPAIRS[usize::from(i % KEYS)]
 }
 
 fn faucet_key() -> Keypair {
@@ -79,7 +89,7 @@ async fn start(genesis: &Genesis) -> (Node, NodeHandle, Router) {
     let app = api::router(
         handle.clone(),
         ApiOptions {
-            max_body_bytes: 16 * 1024,
+            max_body_bytes: 2048,
             max_batch_len: MAX_BATCH,
             rate_limit_per_sec: 0,
             dev: true,
@@ -191,7 +201,7 @@ fn payload_of(b: &mut Bytes<'_>, network_id: u64) -> SignedPayload {
     let network = if b.u8() == 0xff { b.u64() } else { network_id };
     let seq = u64::from(b.u8() % 8);
     let body = body_of(b);
-    let mut p = SignedPayload::sign(&signer, network, seq, body);
+    let mut p = SignedPayload::sign(signer, network, seq, body);
     if b.u8() == 0xee {
         p.issuer = Address(b.array());
     }
@@ -387,6 +397,13 @@ fuzz_target!(|data: &[u8]| {
         Response::from_parts(parts, bytes)
     });
     let status = res.status();
+    if std::env::var_os("API_BODIES_STATS").is_some() {
+        // Which routes answered what (to see that the success paths are reached), e.g.
+        // `API_BODIES_STATS=1 cargo +nightly fuzz run api_bodies -- -runs=0`.
+        let mut stats = STATS.lock().unwrap_or_else(|p| p.into_inner());
+        *stats.entry((path, status.as_u16())).or_default() += 1;
+        eprintln!("api_bodies stats: {stats:?}");
+    }
     assert!(
         !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
         "{status} for {path}: {:?}",

@@ -325,10 +325,7 @@ impl Session {
             Msg::Transaction(b) => Message::Transaction(b),
             Msg::Pooled(i) => Message::Transaction(pool_tx(i)),
             Msg::Request { ids, pad } => {
-                let mut v: Vec<TxId> = ids
-                    .iter()
-                    .map(|i| pool_id(*i))
-                    .collect();
+                let mut v: Vec<TxId> = ids.iter().map(|i| pool_id(*i)).collect();
                 v.extend((0..pad % 300).map(|i| TxId([(i % 256) as u8; 32])));
                 Message::TransactionRequest(v)
             }
