@@ -339,6 +339,25 @@ fn milestone_writer(
     }
 }
 
+/// Carries out one protocol write (no flush); returns how many transactions were new.
+fn write_one(store: &dyn Store, w: &StoreWrite) -> Result<usize, StoreError> {
+    match w {
+        StoreWrite::Transactions(txs) => {
+            let entries: Vec<TxEntry<'_>> = txs
+                .iter()
+                .map(|t| TxEntry {
+                    id: t.id,
+                    bytes: &t.bytes,
+                    meta: t.meta,
+                })
+                .collect();
+            store.put_transactions(&entries)
+        }
+        StoreWrite::MarkSolid(ids) => store.mark_solid(ids).map(|_| 0),
+        StoreWrite::Milestone(batch) => store.apply_milestone(batch).map(|()| 0),
+    }
+}
+
 /// Builds the protocol from the store: ledger (or genesis), then transactions in arrival
 /// order, then confirmation marks.
 fn restore(
@@ -383,26 +402,8 @@ fn restore(
     // node starts, so the stored ledger never lags the one in memory.
     let mut milestones = 0;
     while let Some(w) = core.poll_store_write() {
-        match w {
-            StoreWrite::Milestone(b) => {
-                store.apply_milestone(&b)?;
-                milestones += 1;
-            }
-            StoreWrite::Transactions(txs) => {
-                let entries: Vec<TxEntry<'_>> = txs
-                    .iter()
-                    .map(|t| TxEntry {
-                        id: t.id,
-                        bytes: &t.bytes,
-                        meta: t.meta,
-                    })
-                    .collect();
-                store.put_transactions(&entries)?;
-            }
-            StoreWrite::MarkSolid(ids) => {
-                store.mark_solid(&ids)?;
-            }
-        }
+        milestones += usize::from(matches!(w, StoreWrite::Milestone(_)));
+        write_one(store, &w)?;
     }
     if milestones > 0 {
         store.flush()?;
@@ -535,24 +536,8 @@ impl Shared {
 
     fn write_all(&self, writes: &[StoreWrite]) -> Result<(), StoreError> {
         for w in writes {
-            match w {
-                StoreWrite::Transactions(txs) => {
-                    let entries: Vec<TxEntry<'_>> = txs
-                        .iter()
-                        .map(|t| TxEntry {
-                            id: t.id,
-                            bytes: &t.bytes,
-                            meta: t.meta,
-                        })
-                        .collect();
-                    let new = self.store.put_transactions(&entries)?;
-                    self.metrics.store_transactions.inc_by(new as i64);
-                }
-                StoreWrite::MarkSolid(ids) => {
-                    self.store.mark_solid(ids)?;
-                }
-                StoreWrite::Milestone(batch) => self.store.apply_milestone(batch)?,
-            }
+            let new = write_one(&*self.store, w)?;
+            self.metrics.store_transactions.inc_by(new as i64);
         }
         if writes.iter().any(|w| matches!(w, StoreWrite::Milestone(_))) {
             self.store.flush()?;
