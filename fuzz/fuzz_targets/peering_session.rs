@@ -58,6 +58,7 @@ struct Setup {
     sync_timeout_ms: u16,
     invalid_penalty: u8,
     rate_penalty: u8,
+    unsolid_penalty: u8,
     disconnect_below: u16,
     ban_ms: u32,
 }
@@ -78,6 +79,7 @@ impl Setup {
             sync_timeout_ms: u64::from(self.sync_timeout_ms % 5000),
             invalid_penalty: i32::from(self.invalid_penalty),
             rate_penalty: i32::from(self.rate_penalty % 64),
+            unsolid_penalty: i32::from(self.unsolid_penalty % 64),
             disconnect_below: -i32::from(self.disconnect_below % 1001),
             ban_ms: u64::from(self.ban_ms % 200_000),
         }
@@ -137,6 +139,11 @@ enum Op {
         pick: u8,
         verdict: u8,
         gossip: bool,
+    },
+    /// `count` transactions of `peer` expired waiting for parents (the node reports them).
+    Expired {
+        peer: u8,
+        count: u32,
     },
     /// A verdict for a transaction that `peer` never sent (a late or confused driver).
     StrayVerdict {
@@ -477,6 +484,10 @@ impl Session {
                         self.p.gossip(id, b);
                     }
                 }
+            }
+            Op::Expired { peer, count } => {
+                self.p
+                    .handle_expired(&key(peer), u64::from(count), self.now);
             }
             Op::StrayVerdict {
                 peer,
