@@ -47,6 +47,7 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::VerifyingKey;
+#[cfg(feature = "parallel")]
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -504,12 +505,14 @@ impl KeyCache {
 }
 
 /// Smallest and largest chunk handed to one `verify_batch` call.
+#[cfg(feature = "parallel")]
 const MIN_CHUNK: usize = 64;
 const MAX_CHUNK: usize = 1024;
 
 /// Parallel stage 1 validator: rayon over chunks, Ed25519 batch verification per chunk,
 /// strict single verification to find the culprits of a failed batch, and a cache of issuer
-/// keys. It runs on the current rayon pool; use `ThreadPool::install` to choose one.
+/// keys. With the `parallel` feature it runs on the current rayon pool (use
+/// `ThreadPool::install` to choose one); without it, on the calling thread.
 pub struct BatchValidator {
     params: ValidationParams,
     keys: KeyCache,
@@ -576,7 +579,8 @@ impl BatchValidator {
         })
     }
 
-    /// Validates `items` in parallel on the current rayon pool; returns one verdict per item,
+    /// Validates `items` (in parallel on the current rayon pool with the `parallel` feature,
+    /// on the calling thread without it); returns one verdict per item,
     /// in input order, the same verdict [`validate`] gives for that item alone (see the module
     /// documentation for the one residual case).
     pub fn validate_batch<B: AsRef<[u8]> + Sync>(
@@ -584,12 +588,22 @@ impl BatchValidator {
         items: &[B],
         now_ms: u64,
     ) -> Vec<Result<ValidTransaction, ValidationError>> {
-        let threads = rayon::current_num_threads().max(1);
-        let chunk = items.len().div_ceil(threads).clamp(MIN_CHUNK, MAX_CHUNK);
-        items
-            .par_chunks(chunk)
-            .flat_map_iter(|c| self.validate_chunk(c, now_ms))
-            .collect()
+        #[cfg(feature = "parallel")]
+        {
+            let threads = rayon::current_num_threads().max(1);
+            let chunk = items.len().div_ceil(threads).clamp(MIN_CHUNK, MAX_CHUNK);
+            items
+                .par_chunks(chunk)
+                .flat_map_iter(|c| self.validate_chunk(c, now_ms))
+                .collect()
+        }
+        #[cfg(not(feature = "parallel"))]
+        {
+            items
+                .chunks(MAX_CHUNK)
+                .flat_map(|c| self.validate_chunk(c, now_ms))
+                .collect()
+        }
     }
 
     /// One chunk on one worker: checks, then one batch verification of its payload
@@ -1142,6 +1156,7 @@ mod tests {
         (items, bad)
     }
 
+    #[cfg(feature = "parallel")]
     #[test]
     fn batch_matches_single_on_mixes_at_many_sizes() {
         let p = params();

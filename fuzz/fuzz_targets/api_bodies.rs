@@ -35,9 +35,9 @@ use dag_core::{
 };
 use libfuzzer_sys::fuzz_target;
 use node::api::{self, ApiOptions, BatchVerdict, ErrorBody, TransactionSubmitted};
-use node::protocol::ProtocolConfig;
 use node::runtime::{Node, NodeHandle, NodeSetup};
 use node::service::{NodeInfo, NodeService, PayloadReceipt};
+use node_proto::ProtocolConfig;
 use tower::ServiceExt;
 
 const KEYS: u8 = 4;

@@ -30,11 +30,11 @@ use std::sync::{Arc, LazyLock};
 use dag_core::{codec, TxId};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use node::protocol::peering::{
+use node_proto::peering::{
     ConnectError, Inbound, LocalStatus, Outbound, PeerEvent, PeerKey, Peering, PeeringConfig,
     Verdict,
 };
-use node::protocol::wire::{
+use node_proto::wire::{
     decode_body, encode_transaction, FrameDecoder, Heartbeat, Message, MAX_MILESTONE_RANGE,
     MAX_REQUEST_IDS,
 };

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use node::store::layout::{self, Frame};
+use node_proto::layout::{self, Frame};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(frame) = layout::decode_body(data) {

@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 use dag_core::Keypair;
 use libfuzzer_sys::fuzz_target;
 use node::net::tls::{cert_public_key, self_signed};
-use node::protocol::peering::PeerKey;
+use node_proto::peering::PeerKey;
 use rustls_pki_types::CertificateDer;
 
 /// SubjectPublicKeyInfo of an Ed25519 key, up to the key bytes.

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use node::protocol::wire::{decode_body, FrameDecoder, MAX_FRAME_LEN};
+use node_proto::wire::{decode_body, FrameDecoder, MAX_FRAME_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let split = data

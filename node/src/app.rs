@@ -10,9 +10,9 @@ use anyhow::Context;
 use crate::api::{self, ApiOptions};
 use crate::config::NodeConfig;
 use crate::init::{read_genesis, read_key};
-use crate::protocol::ProtocolConfig;
 use crate::runtime::{Node, NodeSetup};
 use crate::store::SledStore;
+use node_proto::ProtocolConfig;
 
 /// Builds the protocol settings of a config (reads the key files it names).
 pub fn protocol_config(

@@ -1,37 +1,31 @@
 //! # node
 //!
-//! A standalone tangle node: sled storage, white-flag confirmation by milestones, an HTTP API
-//! and a dashboard. The binary `tangle-node` is a thin wrapper around this library.
+//! The tangle node: the driver of the [`node_proto`] core. It owns every kind of I/O the
+//! core leaves out: storage (the transaction log and sled), the clock, threads (ingest
+//! batches and proof of work on the rayon pool, never under the core's lock), QUIC peering,
+//! the HTTP API and dashboard, configuration and the `tangle-node` binary. No protocol rule
+//! lives here: what is valid, what a peer is blamed for, what a milestone confirms is
+//! decided in `node-proto`.
 //!
 //! ## Layout
-//! - `protocol` (sans-I/O, always built): ingest, solidification, tip pool, milestone tracking
-//!   and application, reattachment of lazy payloads, events. Input through `handle_*`,
-//!   output through `poll_*`; time comes in as `now`.
-//! - `store::layout`: the on-disk format (always built, for the fuzz targets).
-//! - With the default `runtime` feature: `store` (sled backend of `dag_core::store::Store`),
-//!   `service` (the [`NodeService`] boundary), `api` (axum), `config`, `init`.
+//! - [`runtime`]: the [`Node`] (ingest batches, the work loop, the timer, persistence with
+//!   retries, the milestone writer) and its [`NodeHandle`].
+//! - [`store`]: the sled + transaction-log backend of `dag_core::store::Store` (its on-disk
+//!   format is [`node_proto::layout`]).
+//! - [`net`]: QUIC transport of the [`node_proto::peering`] state machine.
+//! - [`service`]: the [`NodeService`] boundary; [`api`]: axum handlers, SSE, OpenAPI,
+//!   dashboard; [`metrics`]: Prometheus families.
+//! - [`config`], [`init`], [`app`]: settings, network creation, the binary's commands.
 
-pub mod protocol;
-
-#[cfg(feature = "runtime")]
 pub mod api;
-#[cfg(feature = "runtime")]
 pub mod app;
-#[cfg(feature = "runtime")]
 pub mod config;
-#[cfg(feature = "runtime")]
 pub mod init;
-#[cfg(feature = "runtime")]
 pub mod metrics;
-#[cfg(feature = "runtime")]
 pub mod net;
-#[cfg(feature = "runtime")]
 pub mod runtime;
-#[cfg(feature = "runtime")]
 pub mod service;
 pub mod store;
 
-#[cfg(feature = "runtime")]
 pub use runtime::{Node, NodeHandle, NodeSetup};
-#[cfg(feature = "runtime")]
 pub use service::NodeService;

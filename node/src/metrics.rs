@@ -224,8 +224,8 @@ impl Metrics {
     pub fn observe_peers(
         &self,
         peers: &[(
-            crate::protocol::peering::PeerKey,
-            crate::protocol::peering::PeerMetrics,
+            node_proto::peering::PeerKey,
+            node_proto::peering::PeerMetrics,
         )],
     ) {
         let p = &self.peers;

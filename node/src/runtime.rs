@@ -32,21 +32,21 @@ use dag_core::store::{MilestoneBatch, PayloadStatus, Store, StoreError, TxEntry}
 use dag_core::tangle::InsertError;
 use dag_core::validate::{BatchValidator, ValidationError};
 use dag_core::{
-    pow, Address, ChannelId, DecodeError, Genesis, MilestoneIndex, PayloadId, SignedPayload,
-    TangleView, TxId,
+    Address, ChannelId, DecodeError, Genesis, MilestoneIndex, PayloadId, SignedPayload, TangleView,
+    TxId,
 };
 use rayon::prelude::*;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::protocol::peering::PeerKey;
-use crate::protocol::{
-    Event, MilestoneSummary, Origin, Prepared, Protocol, ProtocolConfig, ProtocolError,
-    RejectReason, StoreWrite,
-};
 use crate::service::{
     AccountView, ChannelView, Health, MilestoneView, NodeEvent, NodeInfo, NodeService,
     PayloadReceipt, PayloadState, PayloadView, ServiceError, SubmitError, TxMetadataView,
+};
+use node_proto::peering::{PeerKey, Verdict};
+use node_proto::{
+    validate_from_peers, Event, MilestoneSummary, Origin, Protocol, ProtocolConfig, ProtocolError,
+    Refusal, RejectReason, Step, StoreWrite, Submitted, Work,
 };
 
 /// Milliseconds since the Unix epoch.
@@ -98,27 +98,13 @@ enum Request {
 }
 
 /// Receives each batch of newly accepted transactions (see [`NodeHandle::set_accepted_hook`]).
-pub type AcceptedHook = Arc<dyn Fn(&[crate::protocol::StoredTx]) + Send + Sync>;
-
-/// What [`NodeHandle::ingest_from_peers`] made of one transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerVerdict {
-    /// Valid and new: stored (solid or waiting for parents).
-    New,
-    /// Already known.
-    Duplicate,
-    /// Failed validation: the sender sent bad data.
-    Invalid,
-    /// Not taken, through no clear fault of the sender (replay, clock skew, full buffer,
-    /// storage failure).
-    Refused,
-}
+pub type AcceptedHook = Arc<dyn Fn(&[node_proto::StoredTx]) + Send + Sync>;
 
 /// Result of [`NodeHandle::ingest_from_peers`].
 #[derive(Clone, Debug)]
 pub struct PeerIngest {
     /// One verdict per input, in order.
-    pub verdicts: Vec<PeerVerdict>,
+    pub verdicts: Vec<Verdict>,
     /// Parents that waiting transactions lack: request them.
     pub missing: Vec<TxId>,
 }
@@ -714,59 +700,60 @@ impl Shared {
         if let Some(e) = self.unavailable() {
             return payloads.iter().map(|_| Err(e.clone())).collect();
         }
-        let mut out: Vec<Option<Result<PayloadReceipt, SubmitError>>> = vec![None; payloads.len()];
-        let mut todo: Vec<(usize, SignedPayload)> = payloads.into_iter().enumerate().collect();
-        while !todo.is_empty() {
-            let (slots, batch): (Vec<usize>, Vec<SignedPayload>) = todo.drain(..).unzip();
-            let pids: Vec<PayloadId> = batch.iter().map(|p| p.id()).collect();
-            let prepared = self.lock().prepare_payloads(batch, now);
-            let mut ready = Vec::new();
-            for ((slot, pid), r) in slots.into_iter().zip(pids).zip(prepared) {
-                match r {
-                    Ok(Prepared::Ready(tx)) => ready.push((slot, pid, tx)),
-                    Ok(Prepared::Deferred(p)) => todo.push((slot, p)),
-                    Err(e) => out[slot] = Some(Err(reject_error(e))),
-                }
-            }
-            // Proof of work and encoding in parallel, outside the lock.
-            let difficulty = self.pow_difficulty;
-            let encoded: Vec<Vec<u8>> = ready
-                .par_iter_mut()
-                .map(|(_, _, tx)| {
-                    pow::solve(tx, difficulty);
-                    codec::encode(tx)
-                })
-                .collect();
-            let verdicts = self.validator.validate_batch(&encoded, now);
-            let mut valid = Vec::new();
-            let mut valid_slots = Vec::new();
-            for ((slot, pid, _), v) in ready.into_iter().zip(verdicts) {
-                match v {
-                    Ok(vt) => {
-                        valid.push(vt);
-                        valid_slots.push((slot, pid));
-                    }
-                    Err(e) => out[slot] = Some(Err(validation_error(e))),
-                }
-            }
-            let results = self.lock().handle_transactions(valid, Origin::Local, now);
-            for ((slot, pid), r) in valid_slots.into_iter().zip(results) {
-                out[slot] = Some(r.map_err(reject_error).map(|tx| PayloadReceipt {
-                    payload_id: pid,
-                    transaction_id: tx,
-                }));
-            }
-        }
-        out.into_iter()
+        let step = self.lock().submit_payloads(payloads, now);
+        let results = self.drive(step).unwrap_or_default();
+        results
+            .into_iter()
             .map(|r| {
-                let r = r.expect("every payload answered");
+                let r = r
+                    .map(|s| PayloadReceipt {
+                        payload_id: s.payload,
+                        transaction_id: s.tx,
+                    })
+                    .map_err(|e| match e {
+                        Refusal::Invalid(e) => validation_error(e),
+                        Refusal::Rejected(e) => reject_error(e),
+                    });
                 self.count(r.is_ok());
                 r
             })
             .collect()
     }
-}
 
+    /// Runs the core's work and every step it leads to: proof of work on the rayon pool,
+    /// validation (batch, parallel), the core locked only to hand each result back.
+    /// Returns a submission's results when the job was one.
+    fn drive(&self, mut step: Step) -> Option<Vec<Result<Submitted, Refusal>>> {
+        loop {
+            match step {
+                Step::Work(mut work) => {
+                    let difficulty = work.difficulty;
+                    let encoded: Vec<Vec<u8>> = work
+                        .txs
+                        .par_iter_mut()
+                        .map(|tx| Work::solve(tx, difficulty))
+                        .collect();
+                    let done = work.done(encoded, &self.validator);
+                    step = self.lock().handle_work_done(done);
+                }
+                Step::Submitted(r) => return Some(r),
+                Step::Idle => return None,
+            }
+        }
+    }
+
+    /// The timer: ticks the core, then does the work the tick started (milestone issuing,
+    /// reattachment) outside the lock.
+    fn tick(&self, now: u64) {
+        self.lock().handle_tick(now);
+        loop {
+            // (Not `while let`: its scrutinee's guard would be held through the body.)
+            let work = self.lock().poll_work();
+            let Some(work) = work else { break };
+            let _ = self.drive(Step::Work(work));
+        }
+    }
+}
 /// A request's reply channel: one verdict per item it carried.
 type Reply<T> = oneshot::Sender<Vec<Result<T, SubmitError>>>;
 
@@ -909,7 +896,7 @@ async fn tick_loop(
                 let _ = s.persist();
                 return;
             }
-            s.lock().handle_tick(now_ms());
+            s.tick(now_ms());
             let _ = s.persist();
         })
         .await;
@@ -960,52 +947,22 @@ impl NodeHandle {
     pub fn ingest_from_peers(&self, txs: &[(Vec<u8>, bool, PeerKey)]) -> PeerIngest {
         let now = now_ms();
         let mut out = PeerIngest {
-            verdicts: vec![PeerVerdict::Refused; txs.len()],
+            verdicts: vec![Verdict::Refused; txs.len()],
             missing: Vec::new(),
         };
         if txs.is_empty() || self.shared.unavailable().is_some() {
             return out;
         }
-        let bytes: Vec<&[u8]> = txs.iter().map(|(b, _, _)| b.as_slice()).collect();
-        let mut valid = Vec::new();
-        let mut slots = Vec::new();
-        for (i, v) in self
-            .shared
-            .validator
-            .validate_batch(&bytes, now)
+        let items: Vec<(&[u8], bool)> = txs.iter().map(|(b, s, _)| (b.as_slice(), *s)).collect();
+        let checked = validate_from_peers(&self.shared.validator, &items, now);
+        let checked = checked
             .into_iter()
-            .enumerate()
-        {
-            let v = match v {
-                // A transaction we asked for may be old (sync, a missing parent): it is
-                // checked as of its own timestamp. Never as of a time after ours: a future
-                // timestamp stays out of the window, solicited or not.
-                Err(ValidationError::TimestampOutOfWindow { timestamp, .. })
-                    if txs[i].1 && timestamp < now =>
-                {
-                    self.shared.validator.validate_one(bytes[i], timestamp)
-                }
-                v => v,
-            };
-            match v {
-                Ok(vt) => {
-                    valid.push((vt, txs[i].2));
-                    slots.push(i);
-                }
-                Err(ValidationError::TimestampOutOfWindow { .. }) => {}
-                Err(_) => out.verdicts[i] = PeerVerdict::Invalid,
-            }
-        }
+            .zip(txs)
+            .map(|(v, t)| (v, t.2))
+            .collect();
         {
             let mut core = self.shared.lock();
-            let results = core.handle_peer_transactions(valid, now);
-            for (slot, r) in slots.into_iter().zip(results) {
-                out.verdicts[slot] = match r {
-                    Ok(_) => PeerVerdict::New,
-                    Err(RejectReason::DuplicateTransaction(_)) => PeerVerdict::Duplicate,
-                    Err(_) => PeerVerdict::Refused,
-                };
-            }
+            out.verdicts = core.handle_peer_transactions(checked, now);
             out.missing = core.poll_missing();
         }
         let _ = self.shared.persist();

@@ -11,10 +11,10 @@ use common::Net;
 use dag_core::store::{MemStore, Store};
 use dag_core::{Address, Body, Keypair, MilestoneIndex, SignedPayload};
 use node::net::{tls, NetConfig, Network, PeerEntry};
-use node::protocol::peering::PeerKey;
-use node::protocol::ProtocolConfig;
 use node::service::PayloadState;
 use node::{Node, NodeHandle, NodeService, NodeSetup};
+use node_proto::peering::PeerKey;
+use node_proto::ProtocolConfig;
 
 fn network() -> Net {
     common::network("net-test", 2, 60000)
@@ -249,7 +249,7 @@ async fn a_peer_with_a_key_not_on_the_allowlist_is_refused_at_the_handshake() {
 /// is left registered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_truncated_transactions_is_penalised_and_can_reconnect() {
-    use node::protocol::wire::{FrameDecoder, Message, PROTOCOL_VERSION};
+    use node_proto::wire::{FrameDecoder, Message, PROTOCOL_VERSION};
     let n = network();
     let a = start(&n, true, key(23), mem()).await;
     let peer = key(24);

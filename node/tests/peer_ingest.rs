@@ -7,10 +7,11 @@ mod common;
 
 use dag_core::store::MemStore;
 use dag_core::{codec, pow, Address, Body, Keypair, Payload, SignedPayload, Transaction, TxId};
-use node::protocol::peering::PeerKey;
-use node::protocol::ProtocolConfig;
-use node::runtime::{now_ms, PeerVerdict};
+use node::runtime::now_ms;
 use node::{Node, NodeSetup};
+use node_proto::peering::PeerKey;
+use node_proto::peering::Verdict;
+use node_proto::ProtocolConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_solicited_transaction_may_be_old_but_not_from_the_future() {
@@ -66,10 +67,10 @@ async fn a_solicited_transaction_may_be_old_but_not_from_the_future() {
     assert_eq!(
         verdicts,
         vec![
-            PeerVerdict::Refused, // old and not asked for
-            PeerVerdict::Refused, // from the future
-            PeerVerdict::Refused, // from the future, even when asked for
-            PeerVerdict::New,     // old, asked for
+            Verdict::Refused, // old and not asked for
+            Verdict::Refused, // from the future
+            Verdict::Refused, // from the future, even when asked for
+            Verdict::New,     // old, asked for
         ]
     );
     drop(h);

@@ -9,9 +9,9 @@ mod common;
 
 use dag_core::store::FaultyStore;
 use dag_core::{Address, Body, SignedPayload};
-use node::protocol::ProtocolConfig;
 use node::service::{PayloadState, SubmitError};
 use node::{Node, NodeService, NodeSetup};
+use node_proto::ProtocolConfig;
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     // Bounded only so that a bug fails instead of hanging; success never waits for it.

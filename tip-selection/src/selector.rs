@@ -5,9 +5,9 @@ use dag_core::{MilestoneIndex, TangleView, TxRef};
 use rand::Rng;
 
 use crate::error::SelectError;
-use crate::restricted::RestrictedUrts;
+use crate::restricted::{RestrictedUrts, RestrictedUrtsConfig};
 use crate::urts::Urts;
-use crate::walk::WeightedWalk;
+use crate::walk::{WalkConfig, WeightedWalk};
 
 /// A tip-selection algorithm: picks the two parents of a new transaction.
 ///
@@ -122,6 +122,19 @@ pub enum AnySelector {
     Restricted(RestrictedUrts),
     /// Weighted random walk.
     Walk(WeightedWalk),
+}
+
+impl AnySelector {
+    /// The selector of `kind`, with `restricted` used by [`SelectorKind::Rurts`] and `walk`
+    /// by [`SelectorKind::Walk`] (the node passes the defaults, the simulator its
+    /// scenario's settings).
+    pub fn new(kind: SelectorKind, restricted: RestrictedUrtsConfig, walk: WalkConfig) -> Self {
+        match kind {
+            SelectorKind::Urts => AnySelector::Urts(Urts::new()),
+            SelectorKind::Rurts => AnySelector::Restricted(RestrictedUrts::new(restricted)),
+            SelectorKind::Walk => AnySelector::Walk(WeightedWalk::new(walk)),
+        }
+    }
 }
 
 impl TipSelector for AnySelector {

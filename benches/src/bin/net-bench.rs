@@ -17,10 +17,10 @@ use clap::Parser;
 use dag_core::store::{MemStore, Store};
 use dag_core::{Address, Allocation, Body, Genesis, Keypair, PayloadId, SignedPayload, TxId};
 use node::net::{NetConfig, Network, PeerEntry};
-use node::protocol::peering::PeerKey;
-use node::protocol::ProtocolConfig;
 use node::service::{NodeEvent, PayloadState};
 use node::{Node, NodeService, NodeSetup};
+use node_proto::peering::PeerKey;
+use node_proto::ProtocolConfig;
 
 #[derive(Parser)]
 struct Args {

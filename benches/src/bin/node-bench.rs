@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use dag_core::{Allocation, Body, Genesis, Keypair, PayloadId, SignedPayload};
-use node::protocol::ProtocolConfig;
 use node::service::{NodeEvent, NodeService, PayloadState};
 use node::store::SledStore;
 use node::{Node, NodeSetup};
+use node_proto::ProtocolConfig;
 use rayon::prelude::*;
 use tokio::sync::Mutex;
 

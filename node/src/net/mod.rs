@@ -37,13 +37,12 @@ use dag_core::{Keypair, TxId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::protocol::peering::{
-    Inbound, LocalStatus, Outbound, PeerEvent, PeerKey, PeerMetrics, Peering, PeeringConfig,
-    Verdict,
-};
-use crate::protocol::wire::{encode_transaction, FrameDecoder, Message, PROTOCOL_VERSION};
-use crate::runtime::{now_ms, PeerVerdict};
+use crate::runtime::now_ms;
 use crate::NodeHandle;
+use node_proto::peering::{
+    Inbound, LocalStatus, Outbound, PeerEvent, PeerKey, PeerMetrics, Peering, PeeringConfig,
+};
+use node_proto::wire::{encode_transaction, FrameDecoder, Message, PROTOCOL_VERSION};
 use tls::Allowlist;
 
 /// A static peer: where to reach it and the key it must present.
@@ -739,13 +738,7 @@ async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTx>, max: 
             let now = now_ms();
             let mut p = inner.lock();
             for (t, v) in batch.iter().zip(&result.verdicts) {
-                let v = match v {
-                    PeerVerdict::New => Verdict::New,
-                    PeerVerdict::Duplicate => Verdict::Duplicate,
-                    PeerVerdict::Invalid => Verdict::Invalid,
-                    PeerVerdict::Refused => Verdict::Refused,
-                };
-                p.handle_verdict(&t.peer, t.id, v, now);
+                p.handle_verdict(&t.peer, t.id, *v, now);
             }
             p.handle_missing(result.missing, now);
         }

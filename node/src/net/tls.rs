@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::protocol::peering::PeerKey;
+use node_proto::peering::PeerKey;
 
 /// ALPN id; it carries the wire version, so a peer of another version fails the handshake.
 pub const ALPN: &[u8] = b"tangle/1";

@@ -112,14 +112,12 @@
 //! two physical flushes, not N. [`SledStore::physical_flushes`] counts them.
 
 // The format (pure, no I/O) builds without the `runtime` feature, for the fuzz targets.
-pub mod layout;
+/// The store's on-disk format lives in the protocol core (the fuzz targets and tools read
+/// it without the driver).
+pub use node_proto::layout;
 
-#[cfg(feature = "runtime")]
 mod group_commit;
-#[cfg(feature = "runtime")]
 mod sled;
-#[cfg(feature = "runtime")]
 mod txlog;
 
-#[cfg(feature = "runtime")]
 pub use self::sled::{Durability, SledStore};

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use sled::{Batch, IVec, Tree};
 
 use super::group_commit::GroupCommit;
-use super::layout::{self, Confirmation, Frame, TxEntryHeader, TX_ENTRY_HEADER_LEN};
 use super::txlog::TxLog;
+use node_proto::layout::{self, Confirmation, Frame, TxEntryHeader, TX_ENTRY_HEADER_LEN};
 
 /// What [`Store::flush`] makes the data survive (see the [module](super) docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

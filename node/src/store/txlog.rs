@@ -9,7 +9,7 @@ use std::path::Path;
 
 use dag_core::store::{Result, StoreError};
 
-use super::layout::{self, Frame, FRAME_HEADER_LEN, LOG_MAGIC, MAX_FRAME_LEN};
+use node_proto::layout::{self, Frame, FRAME_HEADER_LEN, LOG_MAGIC, MAX_FRAME_LEN};
 
 fn io_error(what: &str, e: io::Error) -> StoreError {
     StoreError::Backend(format!("{what}: {e}"))
@@ -243,8 +243,8 @@ impl TxLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::layout::{frame, solid_body};
     use dag_core::TxId;
+    use node_proto::layout::{frame, solid_body};
 
     fn ids(frame: Frame<'_>) -> Vec<TxId> {
         match frame {

@@ -1,6 +1,15 @@
 use super::*;
+use crate::peering::{PeerKey, Verdict};
+use dag_core::codec;
 use dag_core::ledger::ConflictReason;
+use dag_core::ledger::Ledger;
+use dag_core::store::PayloadStatus;
+use dag_core::{
+    pow, Address, Body, Genesis, Keypair, Milestone, Payload, PayloadId, SignedPayload, TangleView,
+    Transaction, TxId, TX_VERSION,
+};
 use dag_core::{Allocation, Digest};
+use hashbrown::{HashMap, HashSet};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -46,39 +55,18 @@ fn node(n: &Net, issuer: bool) -> Protocol {
     .unwrap()
 }
 
-/// What the driver does for local payloads: prepare, PoW, validate, ingest.
+/// What the driver does for local payloads, on the calling thread.
 fn submit(p: &mut Protocol, payloads: Vec<SignedPayload>, now: u64) -> Vec<Result<TxId, String>> {
-    let mut out = Vec::new();
-    let mut todo = payloads;
-    while !todo.is_empty() {
-        let mut deferred = Vec::new();
-        for r in p.prepare_payloads(std::mem::take(&mut todo), now) {
-            let mut tx = match r {
-                Ok(Prepared::Ready(tx)) => tx,
-                Ok(Prepared::Deferred(pl)) => {
-                    deferred.push(pl);
-                    continue;
-                }
-                Err(e) => {
-                    out.push(Err(e.to_string()));
-                    continue;
-                }
-            };
-            pow::solve(&mut tx, p.genesis().pow_difficulty);
-            let bytes = codec::encode(&tx);
-            let r = match p.validator().validate_one(&bytes, now) {
-                Ok(vt) => p
-                    .handle_transactions(vec![vt], Origin::Local, now)
-                    .pop()
-                    .unwrap()
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            out.push(r);
-        }
-        todo = deferred;
-    }
-    out
+    p.submit_payloads_inline(payloads, now)
+        .into_iter()
+        .map(|r| r.map(|s| s.tx).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// What the driver's timer does: tick, then the work the tick started.
+fn tick(p: &mut Protocol, now: u64) {
+    p.handle_tick(now);
+    p.run_work_inline();
 }
 
 fn drain(p: &mut Protocol) -> (Vec<StoreWrite>, Vec<Event>) {
@@ -120,7 +108,7 @@ fn payments_confirm_with_exact_balances_and_sequence_kept() {
     for r in submit(&mut p, payloads, T0 + 10) {
         r.unwrap();
     }
-    p.handle_tick(T0 + 2000);
+    tick(&mut p, T0 + 2000);
     let (writes, events) = drain(&mut p);
     assert_eq!(p.ledger().confirmed_index(), 1);
     let expected: u64 = (0..10).map(|s| 100 + s).sum();
@@ -162,7 +150,7 @@ fn double_spend_confirms_once_and_replay_is_refused() {
     let second = pay(&n.faucet, id, 0, b, 600_000);
     let r = submit(&mut p, vec![first.clone(), second.clone()], T0 + 1);
     assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
-    p.handle_tick(T0 + 1000);
+    tick(&mut p, T0 + 1000);
     let (_, events) = drain(&mut p);
     let statuses: Vec<_> = events
         .iter()
@@ -245,7 +233,7 @@ fn follower_applies_issuer_milestones_to_the_same_digest() {
             .map(|i| pay(&n.faucet, id, round * 5 + i, Address([i as u8 + 1; 32]), 10))
             .collect();
         submit(&mut issuer, payloads, T0 + round * 1000 + 1);
-        issuer.handle_tick(T0 + (round + 1) * 1000);
+        tick(&mut issuer, T0 + (round + 1) * 1000);
         all.extend(drain(&mut issuer).0);
     }
     assert_eq!(issuer.ledger().confirmed_index(), 3);
@@ -316,7 +304,7 @@ fn restore_rebuilds_confirmation_state_and_carries_on() {
             vec![pay(&n.faucet, id, round, Address([3; 32]), 5)],
             T0 + round * 1000 + 1,
         );
-        p.handle_tick(T0 + (round + 1) * 1000);
+        tick(&mut p, T0 + (round + 1) * 1000);
         for w in drain(&mut p).0 {
             if let StoreWrite::Transactions(t) = w {
                 stored.extend(t);
@@ -350,7 +338,7 @@ fn restore_rebuilds_confirmation_state_and_carries_on() {
     q.finish_restore(T0 + 2600).unwrap();
     assert_eq!(q.tangle().confirmed_milestone(), 2);
     assert_eq!(q.tangle().len(), p.tangle().len());
-    q.handle_tick(T0 + 4000);
+    tick(&mut q, T0 + 4000);
     assert_eq!(q.ledger().confirmed_index(), 3);
     assert_eq!(q.ledger().balance(&Address([3; 32])), 15);
 }
@@ -369,7 +357,7 @@ fn restore_hands_back_the_batches_of_milestones_applied_again() {
         vec![pay(&n.faucet, id, 0, Address([3; 32]), 5)],
         T0 + 1,
     );
-    p.handle_tick(T0 + 1000);
+    tick(&mut p, T0 + 1000);
     let mut batches = 0;
     for w in drain(&mut p).0 {
         match w {
@@ -418,7 +406,7 @@ fn lazy_payload_is_reattached_and_confirmed() {
     let id = p.network_id();
     // Twenty empty milestones: the genesis is now far below max depth.
     for i in 1..=20u64 {
-        p.handle_tick(T0 + i * 1000);
+        tick(&mut p, T0 + i * 1000);
     }
     drain(&mut p);
     assert_eq!(p.ledger().confirmed_index(), 20);
@@ -442,7 +430,7 @@ fn lazy_payload_is_reattached_and_confirmed() {
         .unwrap();
     let mut reattached = None;
     for i in 21..=30u64 {
-        p.handle_tick(T0 + i * 1000);
+        tick(&mut p, T0 + i * 1000);
         for e in drain(&mut p).1 {
             if let Event::Reattached { tx, .. } = e {
                 reattached = Some(tx);
@@ -469,7 +457,7 @@ fn a_peer_replay_enters_the_tangle_and_conflicts_instead_of_stalling_its_approve
     let id = issuer.network_id();
     let x = pay(&n.faucet, id, 0, Address([4; 32]), 10);
     submit(&mut issuer, vec![x.clone()], T0 + 1);
-    issuer.handle_tick(T0 + 1000);
+    tick(&mut issuer, T0 + 1000);
     drain(&mut issuer);
     assert_eq!(issuer.ledger().next_seq(&n.faucet.address()), 1);
     // A peer reattached the same, already applied payload in a new transaction.
@@ -491,7 +479,7 @@ fn a_peer_replay_enters_the_tangle_and_conflicts_instead_of_stalling_its_approve
     // ...from a peer it is stored, confirmed as conflicting, and changes no balance.
     let r = issuer.handle_transactions(vec![vt], Origin::Peer, T0 + 1100);
     let replay = r[0].clone().unwrap();
-    issuer.handle_tick(T0 + 2000);
+    tick(&mut issuer, T0 + 2000);
     let (_, events) = drain(&mut issuer);
     assert!(events.iter().any(|e| matches!(e,
         Event::Payload { status: PayloadStatus::Conflicting { tx, reason: ConflictReason::SeqAlreadyUsed, .. }, .. } if *tx == replay)));
@@ -522,10 +510,11 @@ fn a_batch_of_payloads_takes_distinct_tips() {
         .map(|k| pay(k, nid, 0, Address([9; 32]), 1))
         .collect();
     let mut parents = HashSet::new();
-    for r in p.prepare_payloads(second, T0 + 10) {
-        let Ok(Prepared::Ready(tx)) = r else {
-            panic!("not ready: {r:?}");
-        };
+    let Step::Work(w) = p.submit_payloads(second, T0 + 10) else {
+        panic!("no work");
+    };
+    assert_eq!(w.txs.len(), 16);
+    for tx in &w.txs {
         parents.extend(tx.parents);
     }
     assert!(
@@ -545,7 +534,7 @@ fn run_until(
 ) -> Vec<Event> {
     let mut events = Vec::new();
     for i in 1..=max {
-        p.handle_tick(from + i * 1000);
+        tick(p, from + i * 1000);
         events.extend(drain(p).1);
         if done(p) {
             break;
@@ -662,7 +651,7 @@ fn the_losing_side_of_a_double_spend_is_decided() {
     let mut b_status = Vec::new();
     for i in 1..=20u64 {
         let now = T0 + i * 1000;
-        issuer.handle_tick(now);
+        tick(&mut issuer, now);
         let (w, _) = drain(&mut issuer);
         // (Some of it came from the follower: duplicates there.)
         for w in &w {
@@ -679,7 +668,7 @@ fn the_losing_side_of_a_double_spend_is_decided() {
                 }
             }
         }
-        follower.handle_tick(now);
+        tick(&mut follower, now);
         let (fw, fe) = drain(&mut follower);
         b_status.extend(statuses(&fe, b.id()));
         keep(&fw, &mut held);
@@ -807,19 +796,23 @@ fn unsolid_peer_transactions_are_bounded_per_peer_stored_once_solid_and_expire()
     let nid = p.network_id();
     let (mallory, alice) = (PeerKey([1; 32]), PeerKey([2; 32]));
     let now = T0 + 100;
-    let vt = |p: &Protocol, b: &[u8]| p.validator().validate_one(b, now).unwrap();
+    let vt = |p: &Protocol, b: &[u8]| Ok(p.validator().validate_one(b, now).unwrap());
     // Mallory: five orphans with made-up parents; three fit her quota.
     let junk: Vec<_> = (0..5u8)
         .map(|i| orphan(nid, [TxId([200 + i; 32]), TxId::GENESIS], 50 + i, now).1)
         .collect();
     let r = p.handle_peer_transactions(junk.iter().map(|b| (vt(&p, b), mallory)).collect(), now);
-    assert_eq!(r.iter().filter(|r| r.is_ok()).count(), 3);
-    assert!(r[3..].iter().all(|r| *r == Err(RejectReason::PendingQuota)));
+    assert_eq!(r.iter().filter(|r| **r == Verdict::New).count(), 3);
+    // Over quota: refused, not counted against her as invalid.
+    assert!(r[3..].iter().all(|r| *r == Verdict::Refused));
     // Alice's own quota is untouched: a child arrives before its parent.
     let (_, parent_bytes) = orphan(nid, [TxId::GENESIS; 2], 60, now);
     let pid = codec::id_of_encoding(&parent_bytes);
     let (_, child_bytes) = orphan(nid, [pid, TxId::GENESIS], 61, now);
-    assert!(p.handle_peer_transactions(vec![(vt(&p, &child_bytes), alice)], now)[0].is_ok());
+    assert_eq!(
+        p.handle_peer_transactions(vec![(vt(&p, &child_bytes), alice)], now)[0],
+        Verdict::New
+    );
     let (w, e) = drain(&mut p);
     assert!(stored_ids(&w).is_empty(), "nothing unsolid is stored");
     assert!(e.is_empty(), "nor announced");
@@ -839,12 +832,12 @@ fn unsolid_peer_transactions_are_bounded_per_peer_stored_once_solid_and_expire()
     );
     assert_eq!(p.pending_len(), 3);
     // Mallory's orphans expire; she is reported, Alice is not.
-    p.handle_tick(now + 5_000);
+    tick(&mut p, now + 5_000);
     assert!(p.poll_expired().is_empty(), "not yet");
-    p.handle_tick(now + 10_001);
+    tick(&mut p, now + 10_001);
     assert_eq!(p.poll_expired(), vec![(mallory, 3)]);
     assert_eq!(p.pending_len(), 0);
     // Her quota is free again.
     let r = p.handle_peer_transactions(vec![(vt(&p, &junk[4]), mallory)], now + 10_002);
-    assert!(r[0].is_ok());
+    assert_eq!(r[0], Verdict::New);
 }

@@ -1,0 +1,263 @@
+//! [`Protocol`]: the node's state machine. Its `impl` is spread over the submodules by
+//! concern: [`restore`] (start from the store), [`ingest`] (transactions in, the
+//! solidification buffer), [`local`] (payloads this node attaches, the dev faucet),
+//! [`milestone`] (the timer, issuing, applying and confirming milestones), [`reattach`]
+//! (keeping lazy local payloads alive) and [`work`] (the stateless work handed to the
+//! driver).
+
+pub(crate) mod ingest;
+mod local;
+mod milestone;
+mod reattach;
+mod restore;
+pub mod work;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+// hashbrown's seeded hasher: these maps are hit per transaction, where SipHash showed in
+// profiles of milestone application. No output of the core depends on their iteration
+// order: where one is iterated to produce output, the result is sorted first.
+use hashbrown::{HashMap, HashSet};
+
+use dag_core::ledger::Ledger;
+use dag_core::tangle::Tangle;
+use dag_core::validate::{BatchValidator, ValidationParams};
+use dag_core::{
+    Address, Genesis, Milestone, MilestoneIndex, PayloadId, SignedPayload, Transaction, TxId, TxRef,
+};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tip_selection::{AnySelector, RestrictedUrtsConfig, WalkConfig};
+
+use crate::peering::PeerKey;
+use crate::types::{Event, ProtocolConfig, ProtocolError, StoreWrite};
+use work::Work;
+
+/// A transaction waiting for its parents.
+pub(super) struct Buffered {
+    pub(super) tx: Transaction,
+    /// Its bytes until it is stored (a peer's transaction is stored once solid); `None` for
+    /// one restored from the store.
+    pub(super) bytes: Option<Vec<u8>>,
+    pub(super) payload: Option<PayloadId>,
+    pub(super) arrival: u64,
+    /// The peer that sent it.
+    pub(super) from: Option<PeerKey>,
+}
+
+/// A payload this node attached and keeps alive until it is confirmed.
+#[derive(Clone, Debug)]
+pub(super) struct OwnPayload {
+    pub(super) payload: SignedPayload,
+    pub(super) tx: TxId,
+    pub(super) attached_at_milestone: MilestoneIndex,
+    pub(super) reattachments: u32,
+}
+
+/// The sans-I/O node core. See the crate documentation for the order of calls.
+pub struct Protocol {
+    genesis: Genesis,
+    network_id: u64,
+    config: ProtocolConfig,
+    validator: Arc<BatchValidator>,
+    tangle: Tangle,
+    ledger: Ledger,
+    selector: AnySelector,
+    rng: ChaCha8Rng,
+    /// Signed payloads of solid, unconfirmed transactions, for milestone application.
+    unconfirmed_payloads: HashMap<TxRef, (PayloadId, SignedPayload)>,
+    /// Unconfirmed payload ids (to refuse duplicate submissions) -> how many txs carry them.
+    pending_payloads: HashMap<PayloadId, u32>,
+    /// Per issuer, the newest unconfirmed local/known transaction carrying its payload and the
+    /// payload's seq: the next payload with seq + 1 approves it, so white-flag order keeps
+    /// one device's payloads in sequence.
+    issuer_tail: HashMap<Address, (u64, TxRef)>,
+    /// Milestones seen (solid), not yet applied.
+    milestones: BTreeMap<MilestoneIndex, (TxRef, Milestone, [TxId; 2])>,
+    latest_milestone: MilestoneIndex,
+    last_issued_at: u64,
+    own: HashMap<PayloadId, OwnPayload>,
+    /// While restoring: the latest carrier of each payload not applied when the node
+    /// stopped (unconfirmed, or conflicting for a sequence gap), to be kept alive again.
+    restored: HashMap<PayloadId, (SignedPayload, TxId, bool)>,
+    /// While restoring: payloads that one of their carriers applied or made conflicting for
+    /// good.
+    decided: HashSet<PayloadId>,
+    /// Transactions waiting in the Tangle's solidification buffer (peer arrivals). They are
+    /// neither stored nor gossiped before they are solid.
+    buffered: HashMap<TxId, Buffered>,
+    /// How many buffered transactions each peer sent.
+    pending_by_peer: HashMap<PeerKey, usize>,
+    /// Buffered transactions that expired, per sender, since the last poll.
+    expired: BTreeMap<PeerKey, u64>,
+    /// When the buffer was last swept for expired transactions.
+    expired_at: u64,
+    /// Next sequence number the faucet signs with.
+    faucet_seq: u64,
+    /// Faucet seqs at or above the ledger's next that a transaction in the Tangle carries.
+    faucet_taken: std::collections::BTreeSet<u64>,
+    /// Faucet seqs given back (refused before entering the Tangle), reused first.
+    faucet_free: std::collections::BTreeSet<u64>,
+    halted: Option<String>,
+    writes: VecDeque<StoreWrite>,
+    events: VecDeque<Event>,
+    /// Parents of buffered transactions that are neither solid nor buffered (to request).
+    missing: Vec<TxId>,
+    /// Work for the driver started by the core itself (milestone issuing, reattachment).
+    work: VecDeque<Work>,
+    /// A milestone is being issued (its work is out with the driver).
+    issuing: bool,
+    /// Reattachments are out with the driver.
+    reattaching: bool,
+    /// Payloads whose reattachment failed since the last tick (not retried before the next).
+    reattach_failed: HashSet<PayloadId>,
+}
+
+impl Protocol {
+    /// A node core over `ledger` (from the genesis or restored from the store) and an empty
+    /// Tangle; call [`Protocol::restore_transaction`] for stored transactions, then
+    /// [`Protocol::finish_restore`].
+    pub fn new(
+        genesis: Genesis,
+        config: ProtocolConfig,
+        ledger: Ledger,
+    ) -> Result<Self, ProtocolError> {
+        genesis
+            .validate()
+            .map_err(|e| ProtocolError::Genesis(e.to_string()))?;
+        let params =
+            ValidationParams::new(&genesis).map_err(|e| ProtocolError::Genesis(e.to_string()))?;
+        if let Some((idx, kp)) = &config.milestone_signer {
+            if genesis.committee.get(usize::from(*idx)) != Some(&kp.address()) {
+                return Err(ProtocolError::NotInCommittee(kp.address()));
+            }
+        }
+        if ledger.network_id() != genesis.network_id() {
+            return Err(ProtocolError::Restore(
+                "stored ledger belongs to another network".into(),
+            ));
+        }
+        let selector = AnySelector::new(
+            config.selector,
+            RestrictedUrtsConfig::default(),
+            WalkConfig::default(),
+        );
+        let faucet_seq = config
+            .faucet
+            .as_ref()
+            .map(|k| ledger.next_seq(&k.address()))
+            .unwrap_or(0);
+        Ok(Protocol {
+            network_id: genesis.network_id(),
+            validator: Arc::new(BatchValidator::new(params)),
+            tangle: Tangle::new(config.tangle),
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            latest_milestone: ledger.confirmed_index(),
+            ledger,
+            selector,
+            genesis,
+            config,
+            unconfirmed_payloads: HashMap::new(),
+            pending_payloads: HashMap::new(),
+            issuer_tail: HashMap::new(),
+            milestones: BTreeMap::new(),
+            last_issued_at: 0,
+            own: HashMap::new(),
+            restored: HashMap::new(),
+            decided: HashSet::new(),
+            buffered: HashMap::new(),
+            pending_by_peer: HashMap::new(),
+            expired: BTreeMap::new(),
+            expired_at: 0,
+            faucet_seq,
+            faucet_taken: Default::default(),
+            faucet_free: Default::default(),
+            halted: None,
+            writes: VecDeque::new(),
+            events: VecDeque::new(),
+            missing: Vec::new(),
+            work: VecDeque::new(),
+            issuing: false,
+            reattaching: false,
+            reattach_failed: HashSet::new(),
+        })
+    }
+
+    // ----- getters -----
+
+    /// The shared stateless validator (use it outside any lock).
+    pub fn validator(&self) -> Arc<BatchValidator> {
+        self.validator.clone()
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// Network id.
+    pub fn network_id(&self) -> u64 {
+        self.network_id
+    }
+
+    /// The Tangle.
+    pub fn tangle(&self) -> &Tangle {
+        &self.tangle
+    }
+
+    /// The ledger as of the last applied milestone.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Latest milestone index seen (applied or not).
+    pub fn latest_milestone(&self) -> MilestoneIndex {
+        self.latest_milestone.max(self.ledger.confirmed_index())
+    }
+
+    /// Whether this node issues milestones.
+    pub fn is_milestone_issuer(&self) -> bool {
+        self.config.milestone_signer.is_some()
+    }
+
+    /// Whether the dev faucet is enabled.
+    pub fn has_faucet(&self) -> bool {
+        self.config.faucet.is_some()
+    }
+
+    /// Set when confirmation stopped.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Unconfirmed local payloads being kept alive.
+    pub fn own_pending(&self) -> usize {
+        self.own.len()
+    }
+
+    /// The next store write, in order.
+    pub fn poll_store_write(&mut self) -> Option<StoreWrite> {
+        self.writes.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Parents that transactions waiting for solidification lack (neither solid nor
+    /// waiting themselves), reported once each since the last call: the driver requests
+    /// them from peers.
+    pub fn poll_missing(&mut self) -> Vec<TxId> {
+        std::mem::take(&mut self.missing)
+    }
+}
+
+/// The payload lookup [`apply_cone`] needs: the signed payload of an unconfirmed
+/// transaction, borrowed in place (milestone application copies no payload).
+pub(super) fn payload_of<'a>(
+    unconfirmed: &'a HashMap<TxRef, (PayloadId, SignedPayload)>,
+) -> impl FnMut(TxRef, &TxId) -> Option<&'a SignedPayload> {
+    move |r, _| unconfirmed.get(&r).map(|(_, p)| p)
+}
