@@ -13,8 +13,14 @@
 //! Exit codes: 0 success; 1 error (keystore, node, input, I/O); 2 usage; 3 a payload waited
 //! for with `--wait` was conflicting (not applied); 4 `verify-anchor` failed (the file does
 //! not match, or the anchor is not confirmed).
+//!
+//! Layout: this file holds the arguments, the errors, the context shared by the commands and
+//! the commands but `channel`; `channel` the channel subcommands, `output` the human and JSON
+//! output, `local` the files kept next to the keystore.
 
+mod channel;
 mod local;
+mod output;
 
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
@@ -22,22 +28,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dag_core::{Address, ChannelId, PayloadId, SignedPayload};
+use dag_core::{Address, PayloadId, SignedPayload};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::anchor::{anchored_digest, hash_file, AnchorError};
-use crate::channel::{
-    ClaimError, FileVoucherStore, PayeeChannel, PayeeSetupError, PayerChannel, PayerChannelState,
-    PayerError, VoucherError,
-};
+use crate::channel::{ClaimError, PayeeSetupError, PayerError, VoucherError};
 use crate::client::{
     ClientError, NodeClient, NodeInfo, PayloadStatus, Receipt, SyncError, DEFAULT_NODE_URL,
 };
 use crate::device::{BuildError, Device};
 use crate::keys::Mnemonic;
 use crate::keystore::{KdfParams, Keystore, KeystoreError, KeystoreOptions};
+use channel::ChannelCommand;
 use local::HistoryEntry;
+use output::{emit, with_status};
 
 /// Device key index the CLI signs with.
 const DEVICE: u32 = 0;
@@ -130,58 +135,6 @@ enum Command {
         /// Ask the node for each payload's current status.
         #[arg(long)]
         status: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum ChannelCommand {
-    /// Open a channel to PAYEE locking DEPOSIT (payer side).
-    Open {
-        /// Payee, `tng1...` or `did:key:...`.
-        payee: Address,
-        /// Deposit in base units.
-        deposit: u64,
-        /// Milestones from the node's confirmed one until expiry.
-        #[arg(long)]
-        expires_in: u32,
-        /// Wait until confirmed or conflicting (exit 3 on conflict).
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Sign a voucher for AMOUNT more (or a cumulative AMOUNT with --total) and print it as
-    /// hex (payer side; works offline).
-    Voucher {
-        /// Channel id (hex).
-        channel: ChannelId,
-        /// Amount to add, in base units.
-        amount: u64,
-        /// AMOUNT is the new cumulative total, not an increment.
-        #[arg(long)]
-        total: bool,
-    },
-    /// Verify VOUCHER (hex), keep it if it is the best, and claim the best voucher held
-    /// (payee side).
-    Claim {
-        /// Channel id (hex).
-        channel: ChannelId,
-        /// Voucher, hex.
-        voucher: String,
-        /// Wait until confirmed or conflicting (exit 3 on conflict).
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Take back the deposit of an expired, unclaimed channel (payer side).
-    Refund {
-        /// Channel id (hex).
-        channel: ChannelId,
-        /// Wait until confirmed or conflicting (exit 3 on conflict).
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Show a channel as the ledger holds it. Needs no keystore.
-    Status {
-        /// Channel id (hex).
-        channel: ChannelId,
     },
 }
 
@@ -282,38 +235,6 @@ pub fn main() -> ExitCode {
 struct Ctx {
     cli: Cli,
     client: Option<NodeClient>,
-}
-
-/// Prints `json` (with --json) or `human`.
-fn emit(json_mode: bool, human: impl FnOnce() -> String, json: Value) {
-    if json_mode {
-        println!("{json}");
-    } else {
-        println!("{}", human());
-    }
-}
-
-/// `text`, followed by the payload's status line when it was waited for.
-fn with_status(text: String, status: &Option<PayloadStatus>) -> String {
-    match status {
-        Some(st) => format!("{text}\n{}", status_line(st)),
-        None => text,
-    }
-}
-
-fn status_line(status: &PayloadStatus) -> String {
-    match status {
-        PayloadStatus::Pending => "status: pending".into(),
-        PayloadStatus::Reattaching {
-            milestone, reason, ..
-        } => format!("status: reattaching (milestone {milestone}: {reason})"),
-        PayloadStatus::Confirmed { milestone, .. } => {
-            format!("status: confirmed in milestone {milestone}")
-        }
-        PayloadStatus::Conflicting {
-            milestone, reason, ..
-        } => format!("status: conflicting in milestone {milestone} ({reason})"),
-    }
 }
 
 /// The error for a final conflicting status, if it is one.
@@ -501,26 +422,7 @@ impl Ctx {
                 check_final(&r, &status)
             }
             Command::Channel(cmd) => {
-                let cmd = match cmd {
-                    ChannelCommand::Open {
-                        payee,
-                        deposit,
-                        expires_in,
-                        wait,
-                    } => Chan::Open(*payee, *deposit, *expires_in, *wait),
-                    ChannelCommand::Voucher {
-                        channel,
-                        amount,
-                        total,
-                    } => Chan::Voucher(*channel, *amount, *total),
-                    ChannelCommand::Claim {
-                        channel,
-                        voucher,
-                        wait,
-                    } => Chan::Claim(*channel, voucher.clone(), *wait),
-                    ChannelCommand::Refund { channel, wait } => Chan::Refund(*channel, *wait),
-                    ChannelCommand::Status { channel } => Chan::Status(*channel),
-                };
+                let cmd = cmd.clone();
                 self.channel(cmd)
             }
             Command::Anchor { file, tag, wait } => {
@@ -609,202 +511,6 @@ impl Ctx {
             out,
         );
         Ok(())
-    }
-
-    fn channel(&mut self, cmd: Chan) -> Result<(), CliError> {
-        let json = self.cli.json;
-        match cmd {
-            Chan::Open(payee, deposit, expires_in, wait) => {
-                let mut ks = self.open_keystore()?;
-                let info = self.node_for(&ks)?;
-                let expires_at = info
-                    .confirmed_milestone
-                    .checked_add(expires_in)
-                    .ok_or_else(|| CliError::Input("--expires-in is too large".into()))?;
-                let path = ks.path().to_path_buf();
-                let mut channel_id = None;
-                let (r, status) = self.issue(
-                    &mut ks,
-                    |d| {
-                        let (payer, open) = PayerChannel::open(d, payee, deposit, expires_at)?;
-                        local::save_channel(&path, &payer.state())
-                            .map_err(io_err("saving the channel state"))?;
-                        channel_id = Some(payer.id());
-                        Ok(open)
-                    },
-                    wait,
-                )?;
-                let id = channel_id.expect("set by the builder").to_hex();
-                emit(
-                    json,
-                    || {
-                        with_status(
-                            format!(
-                            "opened channel {id}\n  payee {payee}, deposit {deposit}, expires at \
-                             milestone {expires_at}\npayload: {}",
-                            r.payload_id
-                        ),
-                            &status,
-                        )
-                    },
-                    json!({
-                        "channel_id": id,
-                        "payload_id": r.payload_id.to_hex(),
-                        "deposit": deposit,
-                        "expires_at": expires_at,
-                    }),
-                );
-                check_final(&r, &status)
-            }
-            Chan::Voucher(channel, amount, total) => {
-                let ks = self.open_keystore()?;
-                let path = ks.path().to_path_buf();
-                let state = local::load_channel(&path, &channel)
-                    .map_err(io_err("reading the channel state"))?
-                    .ok_or_else(|| {
-                        CliError::Input(format!(
-                            "channel {channel} was not opened with this keystore"
-                        ))
-                    })?;
-                let device = ks.device(DEVICE);
-                let mut payer =
-                    PayerChannel::resume(device.keypair().clone(), ks.network_id(), state)?;
-                let v = if total {
-                    payer.voucher_total(amount)?
-                } else {
-                    payer.voucher(amount)?
-                };
-                // Record the new cumulative amount before the voucher leaves this process.
-                local::save_channel(&path, &payer.state())
-                    .map_err(io_err("saving the channel state"))?;
-                let hex_voucher = hex::encode(v.to_bytes());
-                emit(
-                    json,
-                    || hex_voucher.clone(),
-                    json!({
-                        "voucher": hex_voucher,
-                        "channel_id": channel.to_hex(),
-                        "amount": v.amount,
-                        "remaining": payer.remaining(),
-                    }),
-                );
-                Ok(())
-            }
-            Chan::Claim(channel, voucher, wait) => {
-                let mut ks = self.open_keystore()?;
-                let info = self.node_for(&ks)?;
-                let ch = self.client()?.channel(&channel)?;
-                let me = ks.device(DEVICE).address();
-                if ch.payee != me {
-                    return Err(CliError::Input(format!(
-                        "channel {channel} pays {}, not this wallet ({me})",
-                        ch.payee
-                    )));
-                }
-                if ch.closed {
-                    return Err(CliError::Input(format!("channel {channel} is closed")));
-                }
-                let bytes = hex::decode(voucher.trim())
-                    .map_err(|e| CliError::Input(format!("voucher is not hex: {e}")))?;
-                let dir = local::vouchers_dir(ks.path());
-                let store = FileVoucherStore::open(&dir)
-                    .map_err(io_err(format!("opening {}", dir.display())))?;
-                let mut payee = PayeeChannel::new(ks.network_id(), ch.terms(), store)?;
-                match payee.accept_bytes(&bytes) {
-                    // An older voucher: the better one already held is claimed.
-                    Ok(_) | Err(VoucherError::NotIncreasing { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                let amount = payee.earned();
-                let (r, status) = self.issue(
-                    &mut ks,
-                    |d| Ok(payee.claim(d, info.confirmed_milestone)?),
-                    wait,
-                )?;
-                emit(
-                    json,
-                    || {
-                        with_status(
-                            format!(
-                                "claimed {amount} from channel {channel}\npayload: {}",
-                                r.payload_id
-                            ),
-                            &status,
-                        )
-                    },
-                    json!({
-                        "payload_id": r.payload_id.to_hex(),
-                        "channel_id": channel.to_hex(),
-                        "amount": amount,
-                    }),
-                );
-                check_final(&r, &status)
-            }
-            Chan::Refund(channel, wait) => {
-                let mut ks = self.open_keystore()?;
-                let info = self.node_for(&ks)?;
-                let ch = self.client()?.channel(&channel)?;
-                if ch.closed {
-                    return Err(CliError::Input(format!("channel {channel} is closed")));
-                }
-                let device = ks.device(DEVICE);
-                let payer = PayerChannel::resume(
-                    device.keypair().clone(),
-                    ks.network_id(),
-                    PayerChannelState {
-                        terms: ch.terms(),
-                        paid: 0,
-                    },
-                )?;
-                let (r, status) = self.issue(
-                    &mut ks,
-                    |d| Ok(payer.refund(d, info.confirmed_milestone)?),
-                    wait,
-                )?;
-                emit(
-                    json,
-                    || {
-                        with_status(
-                            format!(
-                                "refunding {} from channel {channel}\npayload: {}",
-                                ch.deposit, r.payload_id
-                            ),
-                            &status,
-                        )
-                    },
-                    json!({
-                        "payload_id": r.payload_id.to_hex(),
-                        "channel_id": channel.to_hex(),
-                        "amount": ch.deposit,
-                    }),
-                );
-                check_final(&r, &status)
-            }
-            Chan::Status(channel) => {
-                let ch = self.client()?.channel(&channel)?;
-                let value = serde_json::to_value(&ch).map_err(|e| {
-                    CliError::Input(format!("cannot render the channel as JSON: {e}"))
-                })?;
-                emit(
-                    json,
-                    || {
-                        format!(
-                            "channel {}\n  payer:      {}\n  payee:      {}\n  deposit:    {}\n  \
-                             expires_at: {}\n  closed:     {}\n  claimed:    {}",
-                            ch.channel_id,
-                            ch.payer,
-                            ch.payee,
-                            ch.deposit,
-                            ch.expires_at,
-                            ch.closed,
-                            ch.claimed.map_or("-".to_string(), |c| c.to_string())
-                        )
-                    },
-                    value,
-                );
-                Ok(())
-            }
-        }
     }
 
     fn anchor(&mut self, file: &Path, tag: &str, wait: bool) -> Result<(), CliError> {
@@ -934,15 +640,6 @@ impl Ctx {
         }
         Ok(())
     }
-}
-
-/// A parsed `channel` subcommand.
-enum Chan {
-    Open(Address, u64, u32, bool),
-    Voucher(ChannelId, u64, bool),
-    Claim(ChannelId, String, bool),
-    Refund(ChannelId, bool),
-    Status(ChannelId),
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {

@@ -1,0 +1,332 @@
+//! The [`Store`] operations of [`SledStore`]: transactions to the log and the index,
+//! ledger, milestones and confirmations to sled.
+
+use std::collections::HashSet;
+
+use dag_core::store::{
+    MilestoneBatch, MilestoneRecord, PayloadRecord, Result, Store, StoreError, TxEntry, TxMeta,
+};
+use dag_core::{
+    Account, Address, Channel, ChannelId, LedgerState, MilestoneIndex, PayloadId, TxId,
+};
+use sled::Batch;
+
+use super::index::{derive_status, SLOT_SOLID};
+#[cfg(doc)]
+use super::Durability;
+use super::{backend, decode, encode, LedgerHeader, SledStore};
+use node_proto::layout::{self, Confirmation, Frame, TxEntryHeader, TX_ENTRY_HEADER_LEN};
+
+impl Store for SledStore {
+    /// One log frame holding every new transaction; nothing in sled.
+    fn put_transactions(&self, entries: &[TxEntry<'_>]) -> Result<usize> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut w = self.log_writer();
+        let mut buf = vec![0u8; layout::FRAME_HEADER_LEN];
+        buf.extend_from_slice(&layout::transactions_body_start(0));
+        let mut added = Vec::with_capacity(entries.len());
+        {
+            let index = self.read_index();
+            let mut in_batch = HashSet::with_capacity(entries.len());
+            for e in entries {
+                // Stored before, or a duplicate inside the batch: stored once.
+                if index.txs.contains_key(&e.id) || !in_batch.insert(e.id) {
+                    continue;
+                }
+                let len = u32::try_from(e.bytes.len())
+                    .map_err(|_| StoreError::Backend("transaction too large".into()))?;
+                let h = TxEntryHeader {
+                    id: e.id,
+                    arrival: e.meta.arrival,
+                    solid: e.meta.solid,
+                    payload: e.meta.payload,
+                    len,
+                };
+                added.push((h, buf.len() - layout::FRAME_HEADER_LEN));
+                layout::push_tx_entry(&mut buf, &h, e.bytes);
+            }
+        }
+        if added.is_empty() {
+            return Ok(0);
+        }
+        if buf.len() > layout::MAX_FRAME_LEN {
+            return Err(StoreError::Backend("batch too large for one frame".into()));
+        }
+        let count = added.len() as u32;
+        let at = layout::FRAME_HEADER_LEN + 1;
+        buf[at..at + 4].copy_from_slice(&count.to_be_bytes());
+        let body_at = self.append(&mut w, buf)?;
+        let mut index = self.write_index();
+        for (h, at) in &added {
+            index.add(h, body_at + *at as u64);
+        }
+        Ok(added.len())
+    }
+
+    fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>> {
+        let Some(slot) = self.slot(id) else {
+            return Ok(None);
+        };
+        self.entry_header(id, &slot)?;
+        let mut bytes = vec![0u8; slot.len as usize];
+        self.log
+            .read_at(slot.offset + TX_ENTRY_HEADER_LEN as u64, &mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    fn metadata(&self, id: &TxId) -> Result<Option<TxMeta>> {
+        let Some(slot) = self.slot(id) else {
+            return Ok(None);
+        };
+        let h = self.entry_header(id, &slot)?;
+        Ok(Some(Self::meta(&h, &slot)))
+    }
+
+    /// One log frame with the ids that changed.
+    fn mark_solid(&self, ids: &[TxId]) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut w = self.log_writer();
+        let changed: Vec<TxId> = {
+            let index = self.read_index();
+            let mut seen = HashSet::new();
+            ids.iter()
+                .filter(|id| {
+                    index
+                        .txs
+                        .get(*id)
+                        .is_some_and(|s| s.flags & SLOT_SOLID == 0)
+                        && seen.insert(**id)
+                })
+                .copied()
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let mut buf = vec![0u8; layout::FRAME_HEADER_LEN];
+        buf.extend_from_slice(&layout::solid_body(&changed));
+        self.append(&mut w, buf)?;
+        self.write_index().mark_solid(&changed);
+        Ok(changed.len())
+    }
+
+    fn transaction_count(&self) -> Result<usize> {
+        Ok(self.read_index().txs.len())
+    }
+
+    /// One sequential read of the log, in storing order, with each transaction's current
+    /// metadata from the index.
+    fn for_each_transaction(&self, f: &mut dyn FnMut(&TxId, &[u8], &TxMeta)) -> Result<()> {
+        let end = self.log_writer().end;
+        let index = self.read_index();
+        self.log.for_each_frame(end, &mut |_, frame| {
+            if let Frame::Transactions(entries) = frame {
+                for (h, _, bytes) in entries {
+                    let slot = index.txs.get(&h.id).ok_or_else(|| {
+                        StoreError::Corrupt(format!("{} is in the log but not indexed", h.id))
+                    })?;
+                    f(&h.id, bytes, &Self::meta(&h, slot));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// From the index alone: the payload's transactions and, from their confirmations,
+    /// its status.
+    fn payload(&self, id: &PayloadId) -> Result<Option<PayloadRecord>> {
+        let index = self.read_index();
+        let Some(first) = index.payloads.get(id) else {
+            return Ok(None);
+        };
+        let txs: Vec<TxId> = std::iter::once(*first)
+            .chain(index.more.get(id).into_iter().flatten().copied())
+            .collect();
+        let confirmations = txs
+            .iter()
+            .filter_map(|tx| {
+                let (milestone, position, outcome) = index.txs.get(tx)?.confirmation()?;
+                Some((milestone, position, *tx, outcome?))
+            })
+            .collect();
+        Ok(Some(PayloadRecord {
+            txs,
+            status: derive_status(confirmations),
+        }))
+    }
+
+    fn milestone(&self, index: MilestoneIndex) -> Result<Option<MilestoneRecord>> {
+        self.get("milestone record", &layout::milestone_key(index))
+    }
+
+    /// From the index, which takes a milestone's confirmations and its index in one step
+    /// after its sled batch: whoever sees index `k` sees all of milestone `k`.
+    fn confirmed_index(&self) -> Result<Option<MilestoneIndex>> {
+        Ok(self.read_index().confirmed)
+    }
+
+    fn account(&self, address: &Address) -> Result<Option<Account>> {
+        self.raw(&layout::account_key(address))?
+            .map(|v| layout::decode_account(&v))
+            .transpose()
+    }
+
+    fn channel(&self, id: &ChannelId) -> Result<Option<Channel>> {
+        self.get("channel", &layout::channel_key(id))
+    }
+
+    fn init_ledger(&self, ledger: &LedgerState) -> Result<()> {
+        let _w = self.sled_writer();
+        if self.raw(layout::LEDGER_KEY)?.is_some() {
+            return Err(StoreError::AlreadyInitialised);
+        }
+        let header = LedgerHeader {
+            network_id: ledger.network_id,
+            supply: ledger.supply,
+            confirmed_index: ledger.confirmed_index,
+            digest: ledger.digest,
+        };
+        let mut batch = Batch::default();
+        for (a, acc) in &ledger.accounts {
+            batch.insert(
+                &layout::account_key(a)[..],
+                &layout::encode_account(acc)[..],
+            );
+        }
+        for (id, ch) in &ledger.channels {
+            batch.insert(&layout::channel_key(id)[..], encode(ch)?);
+        }
+        batch.insert(layout::LEDGER_KEY, encode(&header)?);
+        self.apply(batch)?;
+        self.write_index().confirmed = Some(ledger.confirmed_index);
+        Ok(())
+    }
+
+    fn load_ledger(&self) -> Result<Option<LedgerState>> {
+        // Holding the sled writer lock keeps milestones out while the scans run.
+        let _w = self.sled_writer();
+        let Some(header) = self.ledger_header()? else {
+            return Ok(None);
+        };
+        // Keys are the prefix and the raw 32-byte ids, so sled's byte order is the ids'.
+        let mut accounts = Vec::new();
+        for item in self.tree.scan_prefix([layout::ACCOUNT]) {
+            let (k, v) = item.map_err(backend)?;
+            accounts.push((
+                Address(layout::key_id("account", &k)?),
+                layout::decode_account(&v)?,
+            ));
+        }
+        let mut channels = Vec::new();
+        for item in self.tree.scan_prefix([layout::CHANNEL]) {
+            let (k, v) = item.map_err(backend)?;
+            channels.push((
+                ChannelId(layout::key_id("channel", &k)?),
+                decode("channel", &v)?,
+            ));
+        }
+        Ok(Some(LedgerState {
+            network_id: header.network_id,
+            supply: header.supply,
+            confirmed_index: header.confirmed_index,
+            digest: header.digest,
+            accounts,
+            channels,
+        }))
+    }
+
+    /// One sled batch: the confirmations in chunks of
+    /// [`layout::CONFIRMATIONS_PER_CHUNK`], the milestone record, the changed accounts and
+    /// channels, and the ledger header. Then the index takes the confirmations and the new
+    /// confirmed index in one step.
+    fn apply_milestone(&self, batch: &MilestoneBatch) -> Result<()> {
+        let _w = self.sled_writer();
+        // Checks come first: a rejected batch writes nothing.
+        let Some(mut header) = self.ledger_header()? else {
+            return Err(StoreError::NotInitialised);
+        };
+        let index = batch.record.index;
+        let Some(expected) = header.confirmed_index.checked_add(1) else {
+            return Err(StoreError::Backend(
+                "milestone index space exhausted".into(),
+            ));
+        };
+        if index != expected {
+            return Err(StoreError::NonConsecutiveMilestone {
+                expected,
+                got: index,
+            });
+        }
+        if batch.confirmed.len() > u32::MAX as usize {
+            return Err(StoreError::Backend("milestone confirms too many".into()));
+        }
+        let confirmations: Vec<Confirmation> = {
+            let ix = self.read_index();
+            let mut out = Vec::with_capacity(batch.confirmed.len());
+            for c in &batch.confirmed {
+                if !ix.txs.contains_key(&c.tx) {
+                    return Err(StoreError::UnknownTransaction(c.tx));
+                }
+                out.push(Confirmation {
+                    tx: c.tx,
+                    outcome: c.payload.map(|(_, o)| o),
+                    // Confirmed as carrying a payload it is not indexed under: record it,
+                    // so the payload's status sees this transaction after a reopen too.
+                    payload: c
+                        .payload
+                        .map(|(p, _)| p)
+                        .filter(|p| !ix.payload_has(p, &c.tx)),
+                });
+            }
+            out
+        };
+        // The confirmed transactions are in the log; make sure they are durable before
+        // this batch can be (sled may write it out in the background at any time).
+        self.sync_log()?;
+        let mut out = Batch::default();
+        for (chunk, list) in confirmations
+            .chunks(layout::CONFIRMATIONS_PER_CHUNK)
+            .enumerate()
+        {
+            let mut v = Vec::with_capacity(list.len() * layout::CONFIRMATION_LEN);
+            for c in list {
+                layout::push_confirmation(&mut v, c);
+            }
+            out.insert(&layout::confirmation_key(index, chunk as u32)[..], v);
+        }
+        out.insert(&layout::milestone_key(index)[..], encode(&batch.record)?);
+        for (a, acc) in &batch.diff.accounts {
+            out.insert(
+                &layout::account_key(a)[..],
+                &layout::encode_account(acc)[..],
+            );
+        }
+        for (id, ch) in &batch.diff.channels {
+            out.insert(&layout::channel_key(id)[..], encode(ch)?);
+        }
+        header.confirmed_index = index;
+        header.digest = batch.record.ledger_digest;
+        out.insert(layout::LEDGER_KEY, encode(&header)?);
+        self.apply(out)?;
+        let mut ix = self.write_index();
+        ix.confirm(index, 0, &confirmations)?;
+        ix.confirmed = Some(index);
+        Ok(())
+    }
+
+    /// Makes every earlier write durable as the store's [`Durability`] says, sharing the
+    /// physical flush with concurrent callers (group commit).
+    fn flush(&self) -> Result<()> {
+        self.group.commit(|| self.physical_flush())
+    }
+
+    /// Syncs the log only, so storing transactions never waits for sled's flush of a
+    /// milestone.
+    fn flush_transactions(&self) -> Result<()> {
+        self.sync_log()
+    }
+}
