@@ -1,0 +1,348 @@
+//! [`NodeHandle`]: peers' ingest, and the [`NodeService`] the API serves.
+
+use super::*;
+
+impl NodeHandle {
+    /// The node's Prometheus metrics (the peering layer adds its per-peer series).
+    pub fn metrics_registry(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.ingest.try_send(make(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                SubmitError::Unavailable("ingest queue full; retry later".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                SubmitError::Unavailable("node is shutting down".into())
+            }
+        })?;
+        rx.await
+            .map_err(|_| SubmitError::Unavailable("node is shutting down".into()))
+    }
+
+    /// Registers the function called (on a blocking thread, in write order) with every batch
+    /// of newly accepted transactions, just before they are written and flushed: the
+    /// peering layer gossips them. Gossip does not wait for the local flush (a peer may
+    /// hold a transaction this node loses in a crash, which is harmless; the submitter got
+    /// no acknowledgement for it). Replaces any earlier hook.
+    pub fn set_accepted_hook(&self, hook: Option<AcceptedHook>) {
+        *self
+            .shared
+            .on_accepted
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Validates, ingests ([`Origin::Peer`]) and stores transactions received from peers, as
+    /// one group-committed batch; each comes with its sender (quotas of the solidification
+    /// buffer are per sender). Blocking: call it from a blocking thread. A transaction
+    /// marked `solicited` (we asked for it) is not refused for its age, only for the rest.
+    /// Returns one verdict per input and the parents now missing.
+    pub fn ingest_from_peers(&self, txs: &[(Vec<u8>, bool, PeerKey)]) -> PeerIngest {
+        let now = now_ms();
+        let mut out = PeerIngest {
+            verdicts: vec![Verdict::Refused; txs.len()],
+            missing: Vec::new(),
+        };
+        if txs.is_empty() || self.shared.unavailable().is_some() {
+            return out;
+        }
+        let items: Vec<(&[u8], bool)> = txs.iter().map(|(b, s, _)| (b.as_slice(), *s)).collect();
+        let checked = validate_from_peers(&self.shared.validator, &items, now);
+        let checked = checked
+            .into_iter()
+            .zip(txs)
+            .map(|(v, t)| (v, t.2))
+            .collect();
+        {
+            let mut core = self.shared.lock();
+            out.verdicts = core.handle_peer_transactions(checked, now);
+            out.missing = core.poll_missing();
+        }
+        let _ = self.shared.persist();
+        out
+    }
+
+    /// Peers whose transactions expired waiting for parents, with how many (see
+    /// [`Protocol::poll_expired`]): the peering layer penalises them.
+    pub fn take_expired_senders(&self) -> Vec<(PeerKey, u64)> {
+        self.shared.lock().poll_expired()
+    }
+
+    /// Parents still missing (see [`Protocol::poll_missing`]), e.g. right after a restart.
+    pub fn take_missing_parents(&self) -> Vec<TxId> {
+        self.shared.lock().poll_missing()
+    }
+
+    /// Direct access to the protocol, for tests and tools (hold it briefly).
+    pub fn with_protocol<R>(&self, f: impl FnOnce(&Protocol) -> R) -> R {
+        f(&self.shared.lock())
+    }
+
+    pub(super) fn storage<T>(r: Result<T, StoreError>) -> Result<T, ServiceError> {
+        r.map_err(|e| ServiceError::Storage(e.to_string()))
+    }
+}
+
+impl NodeService for NodeHandle {
+    fn info(&self) -> NodeInfo {
+        let durable = *self
+            .shared
+            .durable_milestone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let core = self.shared.lock();
+        let (total_supply, open_deposits) = NodeInfo::supply_of(core.ledger());
+        NodeInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            network_name: self.shared.network_name.clone(),
+            network_id: core.network_id(),
+            pow_difficulty: self.shared.pow_difficulty,
+            latest_milestone: core.latest_milestone(),
+            confirmed_milestone: durable.0,
+            tips: core.tangle().tips().len(),
+            ledger_digest: durable.1,
+            transactions: core.tangle().len(),
+            milestone_issuer: core.is_milestone_issuer(),
+            faucet: core.has_faucet(),
+            halted: core.halted().map(str::to_owned),
+            total_supply,
+            open_deposits,
+        }
+    }
+
+    fn health(&self) -> Health {
+        let mut reasons = Vec::new();
+        if let Some(h) = self.shared.lock().halted() {
+            reasons.push(format!("confirmation halted: {h}"));
+        }
+        if self.shared.storage_failing() {
+            let last = self
+                .shared
+                .store_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            reasons.push(format!("storage failing, retrying: {last}"));
+        }
+        Health {
+            healthy: reasons.is_empty(),
+            reasons,
+        }
+    }
+
+    fn tips(&self) -> Vec<TxId> {
+        let core = self.shared.lock();
+        let t = core.tangle();
+        t.tips().iter().map(|r| t.id(*r)).collect()
+    }
+
+    async fn submit_transactions(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxId, SubmitError>> {
+        let n = txs.len();
+        match self.request(|tx| Request::Transactions(txs, tx)).await {
+            Ok(v) => v,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    async fn submit_payloads(
+        &self,
+        payloads: Vec<SignedPayload>,
+    ) -> Vec<Result<PayloadReceipt, SubmitError>> {
+        let n = payloads.len();
+        match self.request(|tx| Request::Payloads(payloads, tx)).await {
+            Ok(v) => v,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    async fn faucet(&self, to: Address, amount: u64) -> Result<PayloadReceipt, SubmitError> {
+        if amount == 0 {
+            return Err(SubmitError::Invalid("amount must be positive".into()));
+        }
+        let payload = self
+            .shared
+            .lock()
+            .faucet_payload(to, amount)
+            .ok_or_else(|| SubmitError::NotEnabled("the faucet runs only in dev mode".into()))?;
+        let seq = payload.seq;
+        let r = self
+            .submit_payloads(vec![payload])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(SubmitError::Unavailable("no verdict".into())));
+        if r.is_err() {
+            self.shared.lock().release_faucet_seq(seq);
+        }
+        r
+    }
+
+    fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>, ServiceError> {
+        Self::storage(self.shared.store.transaction(id))
+    }
+
+    fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError> {
+        let Some(meta) = Self::storage(self.shared.store.metadata(id))? else {
+            return Ok(None);
+        };
+        let core = self.shared.lock();
+        let t = core.tangle();
+        let r = t.lookup(id);
+        let confirmed_by = r.and_then(|r| t.confirmed_by(r)).or(meta.confirmed_by);
+        Ok(Some(TxMetadataView {
+            transaction_id: *id,
+            solid: r.is_some() || meta.solid,
+            arrival_ms: meta.arrival,
+            confirmed_by,
+            outcome: meta.outcome.map(|o| match o {
+                PayloadOutcome::Applied => "applied".to_string(),
+                PayloadOutcome::Conflicting(r) => format!("conflicting: {r}"),
+            }),
+            approvers: r.map(|r| t.approvers(r).len()).unwrap_or(0),
+            is_tip: r.is_some_and(|r| t.approvers(r).is_empty()),
+        }))
+    }
+
+    fn payload(&self, id: &PayloadId) -> Result<Option<PayloadView>, ServiceError> {
+        let Some(rec) = Self::storage(self.shared.store.payload(id))? else {
+            return Ok(None);
+        };
+        let first = rec
+            .txs
+            .first()
+            .ok_or_else(|| ServiceError::Storage(format!("payload {id} has no transaction")))?;
+        let bytes = Self::storage(self.shared.store.transaction(first))?
+            .ok_or_else(|| ServiceError::Storage(format!("transaction {first} missing")))?;
+        let tx = codec::decode(&bytes).map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let p = tx
+            .signed()
+            .ok_or_else(|| ServiceError::Storage(format!("{first} carries no payload")))?;
+        Ok(Some(PayloadView {
+            payload_id: *id,
+            issuer: p.issuer,
+            seq: p.seq,
+            kind: p.body.kind().to_string(),
+            transactions: rec.txs.clone(),
+            state: payload_state(rec.status),
+        }))
+    }
+
+    fn account(&self, address: &Address) -> Result<AccountView, ServiceError> {
+        let core = self.shared.lock();
+        let l = core.ledger();
+        Ok(AccountView {
+            address: *address,
+            did: address.to_did_key(),
+            balance: l.balance(address),
+            next_seq: l.next_seq(address),
+        })
+    }
+
+    fn channel(&self, id: &ChannelId) -> Result<Option<ChannelView>, ServiceError> {
+        let core = self.shared.lock();
+        Ok(core.ledger().channel(id).map(|c| ChannelView {
+            channel_id: *id,
+            payer: c.payer,
+            payee: c.payee,
+            deposit: c.deposit,
+            expires_at: c.expires_at,
+            closed: c.closed,
+            claimed: (c.closed && c.claimed > 0).then_some(c.claimed),
+        }))
+    }
+
+    fn milestone(
+        &self,
+        index: Option<MilestoneIndex>,
+    ) -> Result<Option<MilestoneView>, ServiceError> {
+        let index = match index {
+            Some(i) => i,
+            None => {
+                self.shared
+                    .durable_milestone
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
+        if index == 0 {
+            return Ok(None);
+        }
+        if let Some(s) = self
+            .shared
+            .milestones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&index)
+        {
+            return Ok(Some(s.clone()));
+        }
+        // Applied before this process started: the store has the record, not the counts.
+        Ok(
+            Self::storage(self.shared.store.milestone(index))?.map(|r| MilestoneView {
+                index: r.index,
+                transaction_id: r.tx,
+                timestamp: r.timestamp,
+                ledger_digest: r.ledger_digest,
+                confirmed_transactions: None,
+                applied: None,
+                conflicting: None,
+            }),
+        )
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn metrics(&self) -> String {
+        self.shared.refresh_gauges();
+        self.shared.metrics.render()
+    }
+}
+
+pub(super) fn payload_state(s: PayloadStatus) -> PayloadState {
+    match s {
+        PayloadStatus::Pending => PayloadState::Pending,
+        PayloadStatus::Confirmed { milestone, tx } => PayloadState::Confirmed {
+            milestone,
+            transaction_id: tx,
+        },
+        PayloadStatus::Reattaching {
+            milestone,
+            tx,
+            reason,
+        } => PayloadState::Reattaching {
+            milestone,
+            transaction_id: tx,
+            reason: reason.to_string(),
+        },
+        PayloadStatus::Conflicting {
+            milestone,
+            tx,
+            reason,
+        } => PayloadState::Conflicting {
+            milestone,
+            transaction_id: tx,
+            reason: reason.to_string(),
+        },
+    }
+}
+
+pub(super) fn milestone_view(s: &MilestoneSummary) -> MilestoneView {
+    MilestoneView {
+        index: s.record.index,
+        transaction_id: s.record.tx,
+        timestamp: s.record.timestamp,
+        ledger_digest: s.record.ledger_digest,
+        confirmed_transactions: Some(s.confirmed),
+        applied: Some(s.applied),
+        conflicting: Some(s.conflicting),
+    }
+}
