@@ -38,12 +38,10 @@ use dag_core::{
 use indicatif::ProgressBar;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tip_selection::{
-    AnySelector, RestrictedUrts, RestrictedUrtsConfig, TipSelector, Urts, WalkConfig, WeightedWalk,
-};
+use tip_selection::{AnySelector, RestrictedUrtsConfig, TipSelector, Urts, WalkConfig};
 
 use crate::report::RunOutput;
-use crate::scenario::{to_ticks, AttackConfig, Scenario, ScenarioError, TipsKind};
+use crate::scenario::{to_ticks, AttackConfig, Scenario, ScenarioError};
 use crate::workload::{WorkloadKind, Workloads};
 
 use attacks::AttackState;
@@ -166,21 +164,21 @@ pub struct Simulation {
 
 fn make_selector(sc: &Scenario) -> AnySelector {
     let t = &sc.tips;
-    match t.kind {
-        TipsKind::Urts => AnySelector::Urts(Urts::new()),
-        TipsKind::Rurts => AnySelector::Restricted(RestrictedUrts::new(RestrictedUrtsConfig {
+    AnySelector::new(
+        t.kind,
+        RestrictedUrtsConfig {
             max_approvers: t.max_approvers.max(1),
             max_referenced_age: Some(to_ticks(t.max_referenced_age)),
             max_tip_age: Some(to_ticks(t.max_tip_age)),
             ..RestrictedUrtsConfig::default()
-        })),
-        TipsKind::Walk => AnySelector::Walk(WeightedWalk::new(WalkConfig {
+        },
+        WalkConfig {
             alpha: t.alpha,
             depth: to_ticks(t.depth),
             max_window: t.max_window,
             ..WalkConfig::default()
-        })),
-    }
+        },
+    )
 }
 
 /// Exponential variate with mean `mean` ticks (at least 1 tick).
