@@ -40,6 +40,10 @@ pub struct ProtocolConfig {
     /// A transaction still waiting for parents after this long is dropped, ms, and its
     /// sender is told through [`Protocol::poll_expired`] (the driver penalises it).
     pub pending_ttl_ms: u64,
+    /// Retention: keep the cones of the last this many milestones in memory and drop older
+    /// history from the Tangle after each milestone (`None`: keep everything, an archive
+    /// node). Never dropped: unconfirmed transactions and what they approve.
+    pub keep_milestones: Option<u32>,
 }
 
 impl Default for ProtocolConfig {
@@ -56,6 +60,7 @@ impl Default for ProtocolConfig {
             max_sweep_tips: 16_384,
             max_pending_per_peer: 50_000,
             pending_ttl_ms: 300_000,
+            keep_milestones: None,
         }
     }
 }
@@ -153,6 +158,9 @@ pub enum StoreWrite {
     MarkSolid(Vec<TxId>),
     /// Everything one milestone changed (one atomic batch).
     Milestone(MilestoneBatch),
+    /// The core dropped the cones of the milestones up to this index from memory
+    /// ([`ProtocolConfig::keep_milestones`]); the store may prune them too.
+    Pruned(MilestoneIndex),
 }
 
 /// Summary of an applied milestone.

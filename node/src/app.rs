@@ -44,6 +44,7 @@ pub fn protocol_config(
         selector: cfg.tip_selector,
         faucet,
         seed: rand::random(),
+        keep_milestones: cfg.pruning.keep(),
         ..ProtocolConfig::default()
     })
 }

@@ -55,6 +55,27 @@ pub struct NodeConfig {
     /// Static peers: `[[peers]]` tables with `address` and `public_key`.
     #[serde(default)]
     pub peers: Vec<crate::net::PeerEntry>,
+    /// Retention of history (`[pruning]`); by default everything is kept (archive).
+    #[serde(default)]
+    pub pruning: PruningConfig,
+}
+
+/// `[pruning]`: how much history the node keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruningConfig {
+    /// Keep the cones of the last this many milestones in memory; older history leaves the
+    /// Tangle after each milestone. Absent or 0: keep everything (`archive`). The store on
+    /// disk is not pruned yet.
+    #[serde(default)]
+    pub keep_milestones: Option<u32>,
+}
+
+impl PruningConfig {
+    /// The retention as the core takes it (`None`: archive).
+    pub fn keep(&self) -> Option<u32> {
+        self.keep_milestones.filter(|n| *n > 0)
+    }
 }
 
 fn default_identity() -> PathBuf {
@@ -116,6 +137,7 @@ impl NodeConfig {
             peering_addr: None,
             identity_key: default_identity(),
             peers: Vec::new(),
+            pruning: PruningConfig::default(),
         }
     }
 

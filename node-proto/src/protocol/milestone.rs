@@ -401,6 +401,49 @@ impl Protocol {
             diff: outcome.diff,
         }));
         self.events.push_back(Event::Milestone(summary));
+        self.prune_history();
+    }
+
+    /// Retention ([`ProtocolConfig::keep_milestones`]): drops the Tangle below the cones of
+    /// the kept milestones. The cut never passes the oldest unconfirmed transaction, so
+    /// nothing unconfirmed (a pending payload, a reattachment, a tip) and nothing it
+    /// approves is dropped; the confirmed transactions kept ones approve stay known as solid
+    /// entry points.
+    pub(super) fn prune_history(&mut self) {
+        let Some(keep) = self.config.keep_milestones else {
+            return;
+        };
+        let target = self.ledger.confirmed_index().saturating_sub(keep.max(1));
+        if target <= self.pruned_index {
+            return;
+        }
+        let Some(ms) = self.tangle.solid_milestone(target) else {
+            return;
+        };
+        let mut cut = TxRef(ms.0 + 1);
+        if let Some(u) = self.tangle.unconfirmed().next() {
+            cut = cut.min(u);
+        }
+        if cut <= self.tangle.root() {
+            return;
+        }
+        // The newest milestone whose transaction falls below the cut: its cone is gone.
+        let mut pruned = target;
+        while pruned > self.pruned_index {
+            match self.tangle.solid_milestone(pruned) {
+                Some(r) if r < cut => break,
+                _ => pruned -= 1,
+            }
+        }
+        match self.tangle.prune_before(cut) {
+            Ok(_) => {
+                if pruned > self.pruned_index {
+                    self.pruned_index = pruned;
+                    self.writes.push_back(StoreWrite::Pruned(pruned));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning skipped"),
+        }
     }
 
     pub(super) fn halt(&mut self, reason: String) {

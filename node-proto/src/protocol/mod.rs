@@ -112,6 +112,8 @@ pub struct Protocol {
     reattaching: bool,
     /// Payloads whose reattachment failed since the last tick (not retried before the next).
     reattach_failed: HashSet<PayloadId>,
+    /// The cones of the milestones up to this index are no longer held (0: none pruned).
+    pruned_index: MilestoneIndex,
 }
 
 impl Protocol {
@@ -181,6 +183,7 @@ impl Protocol {
             issuing: false,
             reattaching: false,
             reattach_failed: HashSet::new(),
+            pruned_index: 0,
         })
     }
 
@@ -224,6 +227,11 @@ impl Protocol {
     /// Whether the dev faucet is enabled.
     pub fn has_faucet(&self) -> bool {
         self.config.faucet.is_some()
+    }
+
+    /// The oldest milestone whose cone the core still holds (1 when nothing was pruned).
+    pub fn oldest_milestone(&self) -> MilestoneIndex {
+        self.pruned_index + 1
     }
 
     /// Set when confirmation stopped.

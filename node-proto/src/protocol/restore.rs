@@ -117,6 +117,7 @@ impl Protocol {
         // the driver must write them before anything else. (Dropping them left the stored
         // ledger behind the protocol's for good: found by the crash campaign.)
         self.apply_ready_milestones();
+        self.prune_history();
         // Restoring announces nothing: nobody is subscribed yet.
         self.events.clear();
         // Parents still missing after a restart: request them (e.g. the node stopped

@@ -59,6 +59,9 @@ struct Overrides {
     /// Tip selector.
     #[arg(long, env = "TANGLE_TIP_SELECTOR", value_parser = |s: &str| s.parse::<TipSelectorKind>())]
     tip_selector: Option<TipSelectorKind>,
+    /// Keep the last N milestones' history (0: keep everything).
+    #[arg(long, env = "TANGLE_KEEP_MILESTONES")]
+    keep_milestones: Option<u32>,
 }
 
 impl Overrides {
@@ -83,6 +86,9 @@ impl Overrides {
         }
         if let Some(v) = self.tip_selector {
             cfg.tip_selector = v;
+        }
+        if let Some(v) = self.keep_milestones {
+            cfg.pruning.keep_milestones = Some(v);
         }
     }
 }
@@ -119,6 +125,9 @@ enum Command {
         /// API on the API port + i.
         #[arg(long, default_value_t = 0)]
         peers: usize,
+        /// Keep the last N milestones' history (0: keep everything).
+        #[arg(long, default_value_t = 0, env = "TANGLE_KEEP_MILESTONES")]
+        keep_milestones: u32,
     },
     /// Runs a node from a config file written by `init`.
     Run {
@@ -230,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
             api_max_connections,
             admin_token,
             peers,
+            keep_milestones,
         } => {
             let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("tangle-dev"));
             let mut opts = LocalNetworkOptions::new(dir.clone());
@@ -243,6 +253,7 @@ async fn main() -> anyhow::Result<()> {
                 cfg.rate_limit_per_sec = rate_limit_per_sec;
                 cfg.api_max_connections = api_max_connections;
                 cfg.admin_token.clone_from(&admin_token);
+                cfg.pruning.keep_milestones = Some(keep_milestones);
             }
             let mut cfg = configs[0].clone();
             // A single node binds before printing, so `--api-addr 127.0.0.1:0` prints the

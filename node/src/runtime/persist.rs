@@ -83,6 +83,9 @@ pub(super) fn write_one(store: &dyn Store, w: &StoreWrite) -> Result<usize, Stor
         }
         StoreWrite::MarkSolid(ids) => store.mark_solid(ids).map(|_| 0),
         StoreWrite::Milestone(batch) => store.apply_milestone(batch).map(|()| 0),
+        // The core dropped old cones from memory; the store keeps its history (it is not
+        // pruned yet: see ARCHITECTURE.md, "Retention").
+        StoreWrite::Pruned(_) => Ok(0),
     }
 }
 
