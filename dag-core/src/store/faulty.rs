@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    MemStore, MilestoneBatch, MilestoneRecord, PayloadRecord, Result, Store, StoreError, TxEntry,
-    TxMeta,
+    MemStore, MilestoneBatch, MilestoneRecord, PayloadRecord, PruneBatch, PruneState, Result,
+    Store, StoreError, TxEntry, TxMeta,
 };
 use crate::ids::{Address, ChannelId, PayloadId, TxId};
 use crate::ledger::{Account, Channel, LedgerDiff, LedgerState};
@@ -122,5 +122,12 @@ impl Store for FaultyStore {
     fn flush(&self) -> Result<()> {
         self.check()?;
         self.inner.flush()
+    }
+    fn prune(&self, batch: &PruneBatch) -> Result<()> {
+        self.check()?;
+        self.inner.prune(batch)
+    }
+    fn pruned(&self) -> Result<Option<PruneState>> {
+        self.inner.pruned()
     }
 }

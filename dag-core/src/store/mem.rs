@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use hashbrown::HashMap;
 
 use super::{
-    next_payload_status, MilestoneBatch, MilestoneRecord, PayloadRecord, PayloadStatus, Result,
-    Store, StoreError, TxEntry, TxMeta,
+    next_payload_status, MilestoneBatch, MilestoneRecord, PayloadRecord, PayloadStatus, PruneBatch,
+    PruneState, Result, Store, StoreError, TxEntry, TxMeta,
 };
 use crate::ids::{Address, ChannelId, Digest, PayloadId, TxId};
 use crate::ledger::{Account, Channel, LedgerState};
@@ -30,6 +30,7 @@ struct Inner {
     ledger: Option<LedgerMeta>,
     accounts: HashMap<Address, Account>,
     channels: HashMap<ChannelId, Channel>,
+    pruned: Option<PruneState>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -225,5 +226,36 @@ impl Store for MemStore {
     fn flush(&self) -> Result<()> {
         // Nothing to make durable; still report a poisoned lock.
         self.read().map(|_| ())
+    }
+
+    fn prune(&self, batch: &PruneBatch) -> Result<()> {
+        let mut inner = self.write()?;
+        for id in &batch.txs {
+            let Some((_, meta)) = inner.txs.remove(id) else {
+                continue;
+            };
+            if let Some(p) = meta.payload {
+                if let Some(rec) = inner.payloads.get_mut(&p) {
+                    rec.txs.retain(|t| t != id);
+                    if rec.txs.is_empty() {
+                        inner.payloads.remove(&p);
+                    }
+                }
+            }
+        }
+        let milestone = inner
+            .pruned
+            .as_ref()
+            .map_or(batch.milestone, |p| p.milestone.max(batch.milestone));
+        inner.milestones = inner.milestones.split_off(&(milestone + 1));
+        inner.pruned = Some(PruneState {
+            milestone,
+            entry_points: batch.entry_points.clone(),
+        });
+        Ok(())
+    }
+
+    fn pruned(&self) -> Result<Option<PruneState>> {
+        Ok(self.read()?.pruned.clone())
     }
 }

@@ -194,6 +194,30 @@ pub enum StoreError {
     UnknownTransaction(TxId),
 }
 
+/// What one prune removes (see [`Store::prune`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneBatch {
+    /// The newest milestone whose transaction was pruned: the records of the milestones up
+    /// to it go (their [`Store::milestone`] answers `None`, [`Store::pruned`] reports it).
+    pub milestone: MilestoneIndex,
+    /// The transactions the node dropped from its Tangle: the store forgets them (bytes,
+    /// metadata, their place in payload records). Ids not stored are ignored.
+    pub txs: Vec<TxId>,
+    /// The solid entry points after this prune: dropped transactions that kept ones still
+    /// approve, each with the milestone that confirmed it. Replaces the stored set; a
+    /// restart rebuilds the Tangle on them.
+    pub entry_points: Vec<(TxId, MilestoneIndex)>,
+}
+
+/// The stored result of the last prune (see [`Store::pruned`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneState {
+    /// [`PruneBatch::milestone`] of the last prune.
+    pub milestone: MilestoneIndex,
+    /// [`PruneBatch::entry_points`] of the last prune.
+    pub entry_points: Vec<(TxId, MilestoneIndex)>,
+}
+
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -269,6 +293,16 @@ pub trait Store: Send + Sync {
     fn flush_transactions(&self) -> Result<()> {
         self.flush()
     }
+
+    /// Forgets history, atomically: after a crash a reopened store shows all of the batch or
+    /// none of it (and then the earlier state). `batch.milestone` never goes back: a batch
+    /// at or below the last prune's milestone only replaces the entry points and forgets its
+    /// transactions. Ledger state (accounts, channels) and everything not listed stay.
+    /// Durable at the next [`Store::flush`].
+    fn prune(&self, batch: &PruneBatch) -> Result<()>;
+
+    /// The last prune: `None` if nothing was ever pruned.
+    fn pruned(&self) -> Result<Option<PruneState>>;
 }
 
 /// The status a payload moves to when one of its carrying transactions is confirmed with

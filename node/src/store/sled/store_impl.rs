@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use dag_core::store::{
-    MilestoneBatch, MilestoneRecord, PayloadRecord, Result, Store, StoreError, TxEntry, TxMeta,
+    MilestoneBatch, MilestoneRecord, PayloadRecord, PruneBatch, PruneState, Result, Store,
+    StoreError, TxEntry, TxMeta,
 };
 use dag_core::{
     Account, Address, Channel, ChannelId, LedgerState, MilestoneIndex, PayloadId, TxId,
@@ -328,5 +329,15 @@ impl Store for SledStore {
     /// milestone.
     fn flush_transactions(&self) -> Result<()> {
         self.sync_log()
+    }
+
+    fn prune(&self, _batch: &PruneBatch) -> Result<()> {
+        Err(StoreError::Backend(
+            "pruning is not implemented by the sled store yet".into(),
+        ))
+    }
+
+    fn pruned(&self) -> Result<Option<PruneState>> {
+        Ok(None)
     }
 }
