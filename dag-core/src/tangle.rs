@@ -205,6 +205,8 @@ struct Pending {
 #[derive(Clone, Copy, Debug)]
 struct EntryPoint {
     id: TxId,
+    /// The milestone that confirmed it.
+    confirmed_by: MilestoneIndex,
     /// Newest ref approving it; the entry point is dropped once that is pruned too.
     last_approver: TxRef,
 }
@@ -273,6 +275,64 @@ impl Tangle {
             pruned_index: 0,
             last_arrival: 0,
         }
+    }
+
+    /// A Tangle that starts where an earlier one was pruned (a restart of a pruning node, a
+    /// bootstrap from a snapshot): nothing held but the genesis root, milestone `confirmed`
+    /// applied, and the given solid entry points (pruned transactions that the transactions
+    /// to come approve, each with the milestone that confirmed it, as
+    /// [`Tangle::entry_points`] lists them). Entry points read as confirmed by the newest
+    /// of their milestones, like every pruned transaction; one that nothing approves is
+    /// dropped at the next [`Tangle::prune_before`] past the root.
+    pub fn from_entry_points(
+        config: TangleConfig,
+        confirmed: MilestoneIndex,
+        points: &[(TxId, MilestoneIndex)],
+    ) -> Self {
+        let mut t = Tangle::new(config);
+        let points: Vec<(TxId, MilestoneIndex)> = points
+            .iter()
+            .copied()
+            .filter(|(id, _)| *id != TxId::GENESIS)
+            .collect();
+        let base = u32::try_from(points.len()).unwrap_or(u32::MAX - 1);
+        t.base = base;
+        t.nodes[0].parents = [TxRef(base); 2];
+        t.tips = vec![TxRef(base)];
+        t.index.clear();
+        t.index.insert(TxId::GENESIS, TxRef(base));
+        for (i, (id, ms)) in points.iter().enumerate().take(base as usize) {
+            let r = i as u32;
+            t.index.insert(*id, TxRef(r));
+            t.entry_points.insert(
+                r,
+                EntryPoint {
+                    id: *id,
+                    confirmed_by: *ms,
+                    last_approver: TxRef(base),
+                },
+            );
+            t.pruned_index = t.pruned_index.max(*ms);
+        }
+        t.applied.clear();
+        t.solid_milestones.clear();
+        t.applied.insert(confirmed, TxRef(base));
+        t.solid_milestones.insert(confirmed, TxRef(base));
+        t.confirmed_milestone = confirmed;
+        t
+    }
+
+    /// The solid entry points: pruned transactions still approved by held ones, with the
+    /// milestone that confirmed each, in ref order (what a restart needs to rebuild the
+    /// Tangle with [`Tangle::from_entry_points`]).
+    pub fn entry_points(&self) -> Vec<(TxId, MilestoneIndex)> {
+        let mut v: Vec<(u32, TxId, MilestoneIndex)> = self
+            .entry_points
+            .iter()
+            .map(|(r, ep)| (*r, ep.id, ep.confirmed_by))
+            .collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v.into_iter().map(|(_, id, ms)| (id, ms)).collect()
     }
 
     /// The configuration this Tangle was made with.
@@ -693,6 +753,7 @@ impl Tangle {
                         r,
                         EntryPoint {
                             id: node.id,
+                            confirmed_by: node.confirmed_by,
                             last_approver: last,
                         },
                     );
@@ -1364,5 +1425,61 @@ mod tests {
         let h = |id: &TxId| IdBuildHasher::default().hash_one(id);
         assert_eq!(h(&tid(5)), tid(5).prefix_u64());
         assert_ne!(h(&tid(5)), h(&tid(6)));
+    }
+
+    /// A Tangle rebuilt from a pruned one's entry points takes the kept transactions back
+    /// (all solid) and replays their confirmations, as a restart of a pruning node does.
+    #[test]
+    fn from_entry_points_takes_back_what_a_prune_kept() {
+        let mut t = Tangle::default();
+        // Milestone 1 confirms 1..=3 (3 carries it); milestone 2 confirms 4..=6.
+        let mut prev = [G, G];
+        for n in 1..=6u64 {
+            let ms = (n % 3 == 0).then_some((n / 3) as MilestoneIndex);
+            solid(t.insert(tid(n), prev, ms, n));
+            prev = [tid(n), prev[0]];
+        }
+        let refs: Vec<TxRef> = (0..=6)
+            .map(|n| t.lookup(&tid(n)).unwrap_or(TxRef(0)))
+            .collect();
+        let r = |n: u64| refs[n as usize];
+        t.confirm(&[r(1), r(2), r(3)], 1, r(3)).unwrap();
+        t.confirm(&[r(4), r(5), r(6)], 2, r(6)).unwrap();
+        // Two unconfirmed transactions on top.
+        for n in 7..=8u64 {
+            solid(t.insert(tid(n), prev, None, n));
+            prev = [tid(n), prev[0]];
+        }
+        t.prune_before(r(4)).unwrap();
+        let points = t.entry_points();
+        assert!(!points.is_empty());
+        assert!(points.iter().all(|(_, ms)| *ms == 1), "{points:?}");
+        let kept: Vec<TxId> = (4..=8).map(tid).collect();
+        let mut u = Tangle::from_entry_points(TangleConfig::default(), 1, &points);
+        assert_eq!(u.confirmed_milestone(), 1);
+        prev = [tid(3), tid(2)];
+        for (i, id) in kept.iter().enumerate() {
+            let n = 4 + i as u64;
+            let ms = (n == 6).then_some(2);
+            let got = solid(u.insert(*id, prev, ms, n));
+            assert_eq!(got[0].0, *id, "kept transaction {n} is solid at once");
+            prev = [*id, prev[0]];
+        }
+        let c2: Vec<TxRef> = (4..=6).map(|n| u.lookup(&tid(n)).unwrap()).collect();
+        u.confirm(&c2, 2, c2[2]).unwrap();
+        assert_eq!(u.confirmed_milestone(), 2);
+        let unconfirmed: Vec<TxId> = u.unconfirmed().map(|r| u.id(r)).collect();
+        assert_eq!(unconfirmed, vec![tid(7), tid(8)]);
+        for p in &points {
+            assert!(u.is_solid(&p.0));
+        }
+        // The genesis root is held, and a prune past it drops entry points nothing approves.
+        assert!(u.is_solid(&G));
+        let newest = u.lookup(&tid(7)).unwrap();
+        u.prune_before(newest).unwrap();
+        assert!(u
+            .entry_points()
+            .iter()
+            .all(|(id, _)| *id == tid(6) || *id == tid(5)));
     }
 }

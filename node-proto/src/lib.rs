@@ -38,6 +38,7 @@ mod types;
 pub mod wire;
 
 pub use protocol::ingest::validate_from_peers;
+pub use protocol::restore::{restore_from_store, RestoreReport};
 pub use protocol::work::{self, Step, Work, WorkDone};
 pub use protocol::Protocol;
 pub use types::{

@@ -992,3 +992,93 @@ mod pruning_props {
         }
     }
 }
+
+/// Carries out store writes as the node's driver does.
+fn write_to(store: &dyn dag_core::store::Store, writes: &[StoreWrite]) {
+    use dag_core::store::TxEntry;
+    for w in writes {
+        match w {
+            StoreWrite::Transactions(txs) => {
+                let entries: Vec<TxEntry<'_>> = txs
+                    .iter()
+                    .map(|t| TxEntry {
+                        id: t.id,
+                        bytes: &t.bytes,
+                        meta: t.meta,
+                    })
+                    .collect();
+                store.put_transactions(&entries).unwrap();
+            }
+            StoreWrite::MarkSolid(ids) => {
+                store.mark_solid(ids).unwrap();
+            }
+            StoreWrite::Milestone(b) => store.apply_milestone(b).unwrap(),
+            StoreWrite::Pruned(b) => store.prune(b).unwrap(),
+        }
+    }
+}
+
+/// A pruning node restarts from its pruned store: it loads only what was kept, rebuilds its
+/// Tangle on the stored entry points, and carries on confirming with the same ledger.
+#[test]
+fn a_pruned_store_restarts_with_only_what_it_kept() {
+    use dag_core::store::{MemStore, Store};
+    let n = net();
+    let store = MemStore::new();
+    let config = |keep| ProtocolConfig {
+        milestone_signer: Some((0, n.committee.clone())),
+        faucet: Some(n.faucet.clone()),
+        keep_milestones: Some(keep),
+        selector: SelectorKind::Urts,
+        ..ProtocolConfig::default()
+    };
+    let (mut p, _) = crate::restore_from_store(n.genesis.clone(), config(2), &store, T0).unwrap();
+    let nid = p.network_id();
+    let alice = Address([7; 32]);
+    let mut seq = 0;
+    for m in 0..12u64 {
+        let now = T0 + (m + 1) * 1000;
+        let payloads: Vec<_> = (0..4)
+            .map(|k| pay(&n.faucet, nid, seq + k, alice, 1))
+            .collect();
+        seq += 4;
+        for r in submit(&mut p, payloads, now - 400) {
+            r.unwrap();
+        }
+        tick(&mut p, now);
+        write_to(&store, &drain(&mut p).0);
+    }
+    // Two payments left unconfirmed when the node stops.
+    let late: Vec<_> = (0..2)
+        .map(|k| pay(&n.faucet, nid, seq + k, alice, 1))
+        .collect();
+    for r in submit(&mut p, late, T0 + 12_500) {
+        r.unwrap();
+    }
+    write_to(&store, &drain(&mut p).0);
+    let pruned = store.pruned().unwrap().expect("the store was pruned");
+    assert!(pruned.milestone >= 9, "pruned up to {}", pruned.milestone);
+    assert!(
+        store.milestone(1).unwrap().is_none(),
+        "old milestone records are gone"
+    );
+    assert!(store.milestone(12).unwrap().is_some());
+    let kept = store.transaction_count().unwrap();
+    assert!(kept < 40, "the store keeps {kept} transactions");
+
+    let (mut q, report) =
+        crate::restore_from_store(n.genesis.clone(), config(2), &store, T0 + 13_000).unwrap();
+    assert_eq!(report.bad, 0);
+    assert_eq!(report.transactions, kept);
+    assert_eq!(report.pruned_milestone, pruned.milestone);
+    assert_eq!(q.ledger().digest(), p.ledger().digest());
+    assert_eq!(q.ledger().confirmed_index(), 12);
+    assert_eq!(q.pending_len(), 0, "nothing waits for a parent");
+    assert_unconfirmed_solid(&q);
+    assert_eq!(q.tangle().unconfirmed_len(), p.tangle().unconfirmed_len());
+    // It carries on: the two late payments confirm at the next milestone.
+    tick(&mut q, T0 + 14_000);
+    write_to(&store, &drain(&mut q).0);
+    assert_eq!(q.ledger().confirmed_index(), 13);
+    assert_eq!(q.ledger().balance(&alice), 50);
+}

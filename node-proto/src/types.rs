@@ -1,6 +1,6 @@
 //! The core's inputs and outputs: settings, verdicts, store writes and events.
 
-use dag_core::store::{MilestoneBatch, MilestoneRecord, PayloadStatus, TxMeta};
+use dag_core::store::{MilestoneBatch, MilestoneRecord, PayloadStatus, PruneBatch, TxMeta};
 use dag_core::tangle::{InsertError, TangleConfig};
 use dag_core::validate::ValidationError;
 use dag_core::{Address, Keypair, MilestoneIndex, PayloadId, TxId};
@@ -158,9 +158,10 @@ pub enum StoreWrite {
     MarkSolid(Vec<TxId>),
     /// Everything one milestone changed (one atomic batch).
     Milestone(MilestoneBatch),
-    /// The core dropped the cones of the milestones up to this index from memory
-    /// ([`ProtocolConfig::keep_milestones`]); the store may prune them too.
-    Pruned(MilestoneIndex),
+    /// The core dropped old history from memory ([`ProtocolConfig::keep_milestones`]): the
+    /// store forgets the same transactions. Write it after the milestone batches polled
+    /// before it (it drops what they confirmed).
+    Pruned(PruneBatch),
 }
 
 /// Summary of an applied milestone.

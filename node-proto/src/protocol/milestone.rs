@@ -5,7 +5,7 @@ use hashbrown::HashSet;
 
 use dag_core::ledger::PayloadOutcome;
 use dag_core::store::{
-    next_payload_status, ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus,
+    next_payload_status, ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, PruneBatch,
 };
 use dag_core::validate::{ValidTransaction, ValidationError};
 use dag_core::whiteflag::{apply_cone, ConeOutcome};
@@ -435,12 +435,16 @@ impl Protocol {
                 _ => pruned -= 1,
             }
         }
+        let root = self.tangle.root();
+        let txs: Vec<TxId> = (root.0..cut.0).map(|r| self.tangle.id(TxRef(r))).collect();
         match self.tangle.prune_before(cut) {
             Ok(_) => {
-                if pruned > self.pruned_index {
-                    self.pruned_index = pruned;
-                    self.writes.push_back(StoreWrite::Pruned(pruned));
-                }
+                self.pruned_index = self.pruned_index.max(pruned);
+                self.writes.push_back(StoreWrite::Pruned(PruneBatch {
+                    milestone: self.pruned_index,
+                    txs,
+                    entry_points: self.tangle.entry_points(),
+                }));
             }
             Err(e) => tracing::warn!(error = %e, "pruning skipped"),
         }

@@ -9,7 +9,7 @@ pub(crate) mod ingest;
 mod local;
 mod milestone;
 mod reattach;
-mod restore;
+pub(crate) mod restore;
 pub mod work;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -2,15 +2,31 @@
 //! marks of applied milestones replayed, undecided payloads kept alive again.
 
 use dag_core::codec;
-use dag_core::store::TxMeta;
-use dag_core::tangle::InsertOutcome;
-use dag_core::{Payload, TangleView, TxId, TxRef};
+use dag_core::ledger::Ledger;
+use dag_core::store::{PruneState, Store, StoreError, TxMeta};
+use dag_core::tangle::{InsertOutcome, Tangle};
+use dag_core::{Genesis, MilestoneIndex, Payload, TangleView, TxId, TxRef};
+use tip_selection::{AnySelector, RestrictedUrtsConfig, WalkConfig};
 
 use super::{Buffered, OwnPayload, Protocol};
-use crate::types::ProtocolError;
+use crate::types::{ProtocolConfig, ProtocolError};
 use tip_selection::TipSelector;
 
 impl Protocol {
+    /// Starts the restore of a store that was pruned ([`dag_core::store::Store::pruned`]):
+    /// the Tangle starts from the stored solid entry points, and the milestones up to the
+    /// pruned one count as replayed. Call it before [`Protocol::restore_transaction`].
+    pub fn restore_pruned(&mut self, state: &PruneState) {
+        self.tangle =
+            Tangle::from_entry_points(self.config.tangle, state.milestone, &state.entry_points);
+        self.selector = AnySelector::new(
+            self.config.selector,
+            RestrictedUrtsConfig::default(),
+            WalkConfig::default(),
+        );
+        self.pruned_index = state.milestone;
+    }
+
     // ----- restore -----
 
     /// Re-inserts a stored transaction on start (in arrival order). Returns false if the
@@ -74,7 +90,7 @@ impl Protocol {
     /// [`Protocol::poll_store_write`] afterwards and write those batches first.
     pub fn finish_restore(&mut self, now: u64) -> Result<(), ProtocolError> {
         let confirmed = self.ledger.confirmed_index();
-        for index in 1..=confirmed {
+        for index in (self.pruned_index + 1)..=confirmed {
             self.milestones.remove(&index);
             let Some(ms_ref) = self.tangle.solid_milestone(index) else {
                 return Err(ProtocolError::Restore(format!(
@@ -125,4 +141,70 @@ impl Protocol {
         self.missing = self.buffered_missing();
         Ok(())
     }
+}
+
+/// What [`restore_from_store`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Stored transactions read back.
+    pub transactions: usize,
+    /// Of those, how many could not be re-attached (not a transaction, or refused).
+    pub bad: usize,
+    /// The store had been pruned up to this milestone (0: never pruned).
+    pub pruned_milestone: MilestoneIndex,
+}
+
+/// Builds a core from a store, in the one order that works: the ledger (or the genesis's,
+/// written to a new store and flushed), the pruned state ([`Protocol::restore_pruned`]),
+/// the stored transactions in arrival order, then [`Protocol::finish_restore`]. Milestones
+/// applied again (their batches were lost in a crash) wait in the core's write queue: the
+/// driver writes them ([`Protocol::poll_store_write`]) before anything else.
+pub fn restore_from_store(
+    genesis: Genesis,
+    config: ProtocolConfig,
+    store: &dyn Store,
+    now: u64,
+) -> Result<(Protocol, RestoreReport), ProtocolError> {
+    let storage = |e: StoreError| ProtocolError::Restore(format!("storage: {e}"));
+    let ledger = match store.load_ledger().map_err(storage)? {
+        Some(state) => {
+            Ledger::from_parts(state).map_err(|e| ProtocolError::Restore(e.to_string()))?
+        }
+        None => {
+            let l = Ledger::from_genesis(&genesis)
+                .map_err(|e| ProtocolError::Genesis(e.to_string()))?;
+            store.init_ledger(&l.to_state()).map_err(storage)?;
+            store.flush().map_err(storage)?;
+            l
+        }
+    };
+    if ledger.network_id() != genesis.network_id() {
+        return Err(ProtocolError::Restore(format!(
+            "the database belongs to network {}, the genesis defines {}",
+            ledger.network_id(),
+            genesis.network_id()
+        )));
+    }
+    let mut core = Protocol::new(genesis, config, ledger)?;
+    let mut report = RestoreReport::default();
+    if let Some(state) = store.pruned().map_err(storage)? {
+        report.pruned_milestone = state.milestone;
+        core.restore_pruned(&state);
+    }
+    let mut txs = Vec::new();
+    store
+        .for_each_transaction(&mut |id, bytes, meta| {
+            txs.push((meta.arrival, *id, bytes.to_vec(), *meta));
+        })
+        .map_err(storage)?;
+    // Arrival order, so parents come first and the solidification buffer stays small.
+    txs.sort_by_key(|t| (t.0, t.1));
+    report.transactions = txs.len();
+    for (_, id, bytes, meta) in &txs {
+        if !core.restore_transaction(*id, bytes, meta) {
+            report.bad += 1;
+        }
+    }
+    core.finish_restore(now)?;
+    Ok((core, report))
 }

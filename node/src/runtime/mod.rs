@@ -37,8 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dag_core::codec;
-use dag_core::ledger::{ConflictReason, Ledger, PayloadOutcome};
-use dag_core::store::{MilestoneBatch, PayloadStatus, Store, StoreError, TxEntry};
+use dag_core::ledger::{ConflictReason, PayloadOutcome};
+use dag_core::store::{PayloadStatus, Store, StoreError, TxEntry};
 use dag_core::tangle::InsertError;
 use dag_core::validate::{BatchValidator, ValidationError};
 use dag_core::{
@@ -55,8 +55,8 @@ use crate::service::{
 };
 use node_proto::peering::{PeerKey, Verdict};
 use node_proto::{
-    validate_from_peers, Event, MilestoneSummary, Origin, Protocol, ProtocolConfig, ProtocolError,
-    Refusal, RejectReason, Step, StoreWrite, Submitted, Work,
+    restore_from_store, validate_from_peers, Event, MilestoneSummary, Origin, Protocol,
+    ProtocolConfig, ProtocolError, Refusal, RejectReason, Step, StoreWrite, Submitted, Work,
 };
 
 /// Milliseconds since the Unix epoch.

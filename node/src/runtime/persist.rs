@@ -12,9 +12,11 @@ pub(super) struct Backlog {
     jobs: Vec<MilestoneJob>,
 }
 
-/// A milestone's store batches and the events that wait for them to be durable.
+/// A milestone's store batches (and the prunes that follow them, which drop what they
+/// confirmed), and the events that wait for them to be durable.
 pub(super) struct MilestoneJob {
-    batches: Vec<MilestoneBatch>,
+    /// [`StoreWrite::Milestone`] and [`StoreWrite::Pruned`], in the core's order.
+    writes: Vec<StoreWrite>,
     events: Vec<Event>,
 }
 
@@ -31,11 +33,17 @@ pub(super) fn milestone_writer(
         // A failed write is retried (with backoff) until it succeeds: a transient failure
         // (a full disk freed, file descriptors released) must not stop the node for good.
         let mut wait = Duration::from_millis(50);
+        // Writes done so far: a retry goes on from the first that failed (a milestone batch
+        // applied twice would be refused as non-consecutive).
+        let mut done = 0;
         loop {
-            let written = job
-                .batches
+            let written = job.writes[done..]
                 .iter()
-                .try_for_each(|b| shared.store.apply_milestone(b))
+                .try_for_each(|w| {
+                    write_one(&*shared.store, w)?;
+                    done += 1;
+                    Ok(())
+                })
                 .and_then(|()| shared.store.flush());
             match written {
                 Ok(()) => {
@@ -57,7 +65,11 @@ pub(super) fn milestone_writer(
         }
         shared.metrics.store_flushes.inc();
         shared.publish(job.events);
-        if let Some(last) = job.batches.last() {
+        let last = job.writes.iter().rev().find_map(|w| match w {
+            StoreWrite::Milestone(b) => Some(b),
+            _ => None,
+        });
+        if let Some(last) = last {
             *shared
                 .durable_milestone
                 .lock()
@@ -83,9 +95,7 @@ pub(super) fn write_one(store: &dyn Store, w: &StoreWrite) -> Result<usize, Stor
         }
         StoreWrite::MarkSolid(ids) => store.mark_solid(ids).map(|_| 0),
         StoreWrite::Milestone(batch) => store.apply_milestone(batch).map(|()| 0),
-        // The core dropped old cones from memory; the store keeps its history (it is not
-        // pruned yet: see ARCHITECTURE.md, "Retention").
-        StoreWrite::Pruned(_) => Ok(0),
+        StoreWrite::Pruned(batch) => store.prune(batch).map(|()| 0),
     }
 }
 
@@ -96,39 +106,13 @@ pub(super) fn restore(
     config: ProtocolConfig,
     store: &dyn Store,
 ) -> Result<Protocol, NodeError> {
-    let ledger = match store.load_ledger()? {
-        Some(state) => Ledger::from_parts(state).map_err(|e| NodeError::Ledger(e.to_string()))?,
-        None => {
-            let l = Ledger::from_genesis(&genesis).map_err(|e| NodeError::Ledger(e.to_string()))?;
-            store.init_ledger(&l.to_state())?;
-            store.flush()?;
-            l
-        }
-    };
-    if ledger.network_id() != genesis.network_id() {
-        return Err(NodeError::Ledger(format!(
-            "the database belongs to network {}, the genesis defines {}",
-            ledger.network_id(),
-            genesis.network_id()
-        )));
+    let (mut core, report) = restore_from_store(genesis, config, store, now_ms())?;
+    if report.bad > 0 {
+        tracing::warn!(
+            bad = report.bad,
+            "stored transactions could not be re-attached"
+        );
     }
-    let mut core = Protocol::new(genesis, config, ledger)?;
-    let mut txs = Vec::new();
-    store.for_each_transaction(&mut |id, bytes, meta| {
-        txs.push((meta.arrival, *id, bytes.to_vec(), *meta));
-    })?;
-    // Arrival order, so parents come first and the solidification buffer stays small.
-    txs.sort_by_key(|t| (t.0, t.1));
-    let mut bad = 0usize;
-    for (_, id, bytes, meta) in &txs {
-        if !core.restore_transaction(*id, bytes, meta) {
-            bad += 1;
-        }
-    }
-    if bad > 0 {
-        tracing::warn!(bad, "stored transactions could not be re-attached");
-    }
-    core.finish_restore(now_ms())?;
     // Milestones applied again (their batches were lost in a crash): store them before the
     // node starts, so the stored ledger never lags the one in memory.
     let mut milestones = 0;
@@ -144,7 +128,8 @@ pub(super) fn restore(
         );
     }
     tracing::info!(
-        transactions = txs.len(),
+        transactions = report.transactions,
+        pruned_milestone = report.pruned_milestone,
         confirmed_milestone = core.ledger().confirmed_index(),
         "state restored"
     );
@@ -177,7 +162,9 @@ impl Shared {
         let mut batches = Vec::new();
         for w in writes {
             match w {
-                StoreWrite::Milestone(b) => batches.push(b),
+                // In order after the milestone batches it follows (it drops what they
+                // confirmed), so it goes to the milestone writer too.
+                w @ (StoreWrite::Milestone(_) | StoreWrite::Pruned(_)) => batches.push(w),
                 other => direct.push(other),
             }
         }
@@ -197,7 +184,7 @@ impl Shared {
         backlog.direct.extend(direct);
         if !batches.is_empty() {
             backlog.jobs.push(MilestoneJob {
-                batches,
+                writes: batches,
                 events: later,
             });
         }
