@@ -41,6 +41,9 @@ pub enum ServiceError {
     /// The node is stopping or its confirmation halted.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// It was here, and this node pruned it (it keeps only recent history).
+    #[error("{0}")]
+    Pruned(String),
 }
 
 /// `GET /api/v1/info`.
@@ -80,6 +83,14 @@ pub struct NodeInfo {
     pub total_supply: u64,
     /// Sum of the deposits locked in open channels, in base units.
     pub open_deposits: u64,
+    /// The oldest milestone whose cone this node still stores (1 when it keeps
+    /// everything); older milestones, their transactions and payloads are answered 410.
+    #[schema(value_type = u32)]
+    pub oldest_milestone: MilestoneIndex,
+    /// Index of the latest snapshot this node holds; null: none (snapshots are not made
+    /// yet).
+    #[schema(value_type = Option<u32>)]
+    pub snapshot_milestone: Option<MilestoneIndex>,
 }
 
 impl NodeInfo {

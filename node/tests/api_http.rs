@@ -177,6 +177,8 @@ impl NodeService for TestNode {
             halted: None,
             total_supply: 1_000,
             open_deposits: 0,
+            oldest_milestone: 1,
+            snapshot_milestone: None,
         }
     }
 
@@ -449,6 +451,8 @@ async fn status_routes_answer_with_their_shapes() {
         "ledger_digest",
         "total_supply",
         "open_deposits",
+        "oldest_milestone",
+        "snapshot_milestone",
     ] {
         assert!(raw.get(key).is_some(), "info lacks {key}: {raw}");
     }

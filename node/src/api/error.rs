@@ -13,7 +13,7 @@ pub struct ErrorBody {
     /// Stable machine-readable code: `malformed`, `unauthorized`, `forbidden`, `not_found`,
     /// `not_enabled`, `method_not_allowed`, `not_acceptable`, `timeout`, `conflict`,
     /// `too_large`, `uri_too_long`, `unsupported_media_type`, `invalid`, `rate_limited`,
-    /// `headers_too_large`, `bad_request` (another 4xx), `storage`, `internal`,
+    /// `headers_too_large`, `bad_request` (another 4xx), `pruned` (410), `storage`, `internal`,
     /// `unavailable`.
     pub code: String,
     /// Human-readable detail.
@@ -114,12 +114,14 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-/// As documented on [`ServiceError`]: storage failures are 500, unavailability 503.
+/// As documented on [`ServiceError`]: storage failures are 500, unavailability 503, pruned
+/// history 410.
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let (status, code) = match &e {
             ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
             ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ServiceError::Pruned(_) => (StatusCode::GONE, "pruned"),
         };
         ApiError::new(status, code, e.to_string())
     }

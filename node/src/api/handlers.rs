@@ -283,6 +283,7 @@ pub(crate) async fn submit_batch<S: NodeService>(
         )),
         (status = 400, description = "Bad id", body = ErrorBody),
         (status = 404, description = "Unknown", body = ErrorBody),
+        (status = 410, description = "Pruned: this node keeps only recent history (see `oldest_milestone` in /info)", body = ErrorBody),
     ))]
 pub(crate) async fn transaction<S: NodeService>(
     State(state): State<AppState<S>>,
@@ -315,6 +316,7 @@ pub(crate) async fn transaction<S: NodeService>(
         (status = 200, body = TxMetadataView),
         (status = 400, description = "Bad id", body = ErrorBody),
         (status = 404, description = "Unknown", body = ErrorBody),
+        (status = 410, description = "Pruned: this node keeps only recent history (see `oldest_milestone` in /info)", body = ErrorBody),
     ))]
 pub(crate) async fn transaction_metadata<S: NodeService>(
     State(state): State<AppState<S>>,
@@ -337,6 +339,7 @@ pub(crate) async fn transaction_metadata<S: NodeService>(
         (status = 200, body = PayloadView),
         (status = 400, description = "Bad id", body = ErrorBody),
         (status = 404, description = "Unknown", body = ErrorBody),
+        (status = 410, description = "Pruned: this node keeps only recent history (see `oldest_milestone` in /info)", body = ErrorBody),
     ))]
 pub(crate) async fn payload<S: NodeService>(
     State(state): State<AppState<S>>,
@@ -396,6 +399,7 @@ pub(crate) async fn channel<S: NodeService>(
         (status = 200, body = MilestoneView),
         (status = 400, description = "Neither an index nor `latest`", body = ErrorBody),
         (status = 404, description = "No such milestone (yet)", body = ErrorBody),
+        (status = 410, description = "Pruned: this node keeps only recent history (see `oldest_milestone` in /info)", body = ErrorBody),
     ))]
 pub(crate) async fn milestone<S: NodeService>(
     State(state): State<AppState<S>>,

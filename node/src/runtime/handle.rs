@@ -87,6 +87,23 @@ impl NodeHandle {
     pub(super) fn storage<T>(r: Result<T, StoreError>) -> Result<T, ServiceError> {
         r.map_err(|e| ServiceError::Storage(e.to_string()))
     }
+
+    /// `found`, or (not found) [`ServiceError::Pruned`] if `id` was pruned recently.
+    fn unless_pruned<T>(
+        &self,
+        found: Option<T>,
+        id: &[u8; 32],
+        what: &str,
+        shown: &dyn std::fmt::Display,
+    ) -> Result<Option<T>, ServiceError> {
+        if found.is_none() && self.shared.pruned.contains(id) {
+            return Err(ServiceError::Pruned(format!(
+                "{what} {shown} was pruned: this node keeps milestones from {} on",
+                self.shared.pruned.milestone() + 1
+            )));
+        }
+        Ok(found)
+    }
 }
 
 impl NodeService for NodeHandle {
@@ -113,6 +130,8 @@ impl NodeService for NodeHandle {
             halted: core.halted().map(str::to_owned),
             total_supply,
             open_deposits,
+            oldest_milestone: self.shared.pruned.milestone() + 1,
+            snapshot_milestone: None,
         }
     }
 
@@ -184,11 +203,13 @@ impl NodeService for NodeHandle {
     }
 
     fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>, ServiceError> {
-        Self::storage(self.shared.store.transaction(id))
+        let found = Self::storage(self.shared.store.transaction(id))?;
+        self.unless_pruned(found, &id.0, "transaction", id)
     }
 
     fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError> {
-        let Some(meta) = Self::storage(self.shared.store.metadata(id))? else {
+        let found = Self::storage(self.shared.store.metadata(id))?;
+        let Some(meta) = self.unless_pruned(found, &id.0, "transaction", id)? else {
             return Ok(None);
         };
         let core = self.shared.lock();
@@ -210,7 +231,8 @@ impl NodeService for NodeHandle {
     }
 
     fn payload(&self, id: &PayloadId) -> Result<Option<PayloadView>, ServiceError> {
-        let Some(rec) = Self::storage(self.shared.store.payload(id))? else {
+        let found = Self::storage(self.shared.store.payload(id))?;
+        let Some(rec) = self.unless_pruned(found, &id.0, "payload", id)? else {
             return Ok(None);
         };
         let first = rec
@@ -273,6 +295,13 @@ impl NodeService for NodeHandle {
         };
         if index == 0 {
             return Ok(None);
+        }
+        let pruned = self.shared.pruned.milestone();
+        if index <= pruned {
+            return Err(ServiceError::Pruned(format!(
+                "milestone {index} was pruned: this node keeps milestones from {} on",
+                pruned + 1
+            )));
         }
         if let Some(s) = self
             .shared

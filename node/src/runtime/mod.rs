@@ -27,6 +27,7 @@
 mod handle;
 mod ingest;
 mod persist;
+mod pruned;
 
 use handle::{milestone_view, payload_state};
 use persist::{milestone_writer, restore, Backlog, MilestoneJob};
@@ -150,6 +151,8 @@ pub struct Shared {
     /// Called with every batch of newly accepted transactions (peer gossip).
     on_accepted: std::sync::RwLock<Option<AcceptedHook>>,
     network_name: String,
+    /// What was pruned: the milestone, and recently pruned ids (answered 410).
+    pruned: pruned::Pruned,
     pow_difficulty: u8,
 }
 
@@ -189,9 +192,11 @@ impl Node {
         let (events, _) = broadcast::channel(1 << 16);
         let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
         let durable = (core.ledger().confirmed_index(), core.ledger().digest());
+        let pruned_milestone = core.oldest_milestone() - 1;
         let shared = Arc::new(Shared {
             validator: core.validator(),
             network_name: genesis.network_name.clone(),
+            pruned: pruned::Pruned::new(pruned_milestone),
             pow_difficulty: genesis.pow_difficulty,
             core: Mutex::new(core),
             store,

@@ -40,7 +40,12 @@ pub(super) fn milestone_writer(
             let written = job.writes[done..]
                 .iter()
                 .try_for_each(|w| {
-                    write_one(&*shared.store, w)?;
+                    match w {
+                        StoreWrite::Pruned(b) => shared.prune(b)?,
+                        w => {
+                            write_one(&*shared.store, w)?;
+                        }
+                    }
                     done += 1;
                     Ok(())
                 })
@@ -137,6 +142,30 @@ pub(super) fn restore(
 }
 
 impl Shared {
+    /// Carries out a prune, and remembers what it dropped (for 410 answers): the
+    /// transactions, their payloads, the views of the pruned milestones.
+    pub(super) fn prune(&self, b: &dag_core::store::PruneBatch) -> Result<(), StoreError> {
+        let mut payloads = Vec::new();
+        for id in &b.txs {
+            if let Some(p) = self.store.metadata(id)?.and_then(|m| m.payload) {
+                payloads.push(p);
+            }
+        }
+        self.store.prune(b)?;
+        self.pruned.record(
+            b.milestone,
+            b.txs
+                .iter()
+                .map(|t| &t.0)
+                .chain(payloads.iter().map(|p| &p.0)),
+        );
+        self.milestones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|index, _| *index > b.milestone);
+        Ok(())
+    }
+
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Protocol> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
