@@ -1,5 +1,5 @@
 //! The white-flag [`Ledger`]: accounts, payment channels, and the deterministic application
-//! of a milestone's confirmed payloads (DESIGN.md sections 4-5).
+//! of a milestone's confirmed payloads (ARCHITECTURE.md, "The protocol").
 //!
 //! The Tangle computes the white-flag order of a milestone's cone (post-order DFS, trunk
 //! before branch) and hands the signed payloads, in that order, to

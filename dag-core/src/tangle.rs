@@ -10,7 +10,7 @@
 //! that is safe). At 1M transactions a stored transaction costs about 170 bytes of RAM
 //! (arena node 88 bytes, id-index entry, approver spill; measured by the `tangle` bench).
 //!
-//! We chose the arena over petgraph's `StableDiGraph` (which DESIGN.md names first) because
+//! We chose the arena over petgraph's `StableDiGraph` (the obvious general-purpose choice) because
 //! it holds refs as `u32`, keeps approvers inline and needs no edge objects; the `tangle`
 //! bench measures both.
 //!

@@ -571,7 +571,7 @@ impl Peering {
     }
 
     /// `count` transactions `peer` sent expired waiting for parents (see
-    /// [`crate::protocol::Protocol::poll_expired`]): it is penalised for each.
+    /// [`crate::Protocol::poll_expired`]): it is penalised for each.
     pub fn handle_expired(&mut self, peer: &PeerKey, count: u64, now: u64) {
         let Some(m) = self.metrics.get_mut(peer) else {
             return;
