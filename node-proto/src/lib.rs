@@ -30,7 +30,7 @@
 //!    submission only after its write is flushed), [`Protocol::poll_event`],
 //!    [`Protocol::poll_missing`] and [`Protocol::poll_expired`].
 
-// HARNESS pub mod harness;
+pub mod harness;
 pub mod layout;
 pub mod peering;
 mod protocol;
