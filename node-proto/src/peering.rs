@@ -561,7 +561,12 @@ impl Peering {
                 m.score = (m.score + 1).min(100);
             }
             Verdict::Duplicate => m.duplicates += 1,
-            Verdict::Refused => {}
+            // Not taken (its time, a full buffer, ...): forget that it was seen, or the
+            // same transaction would be dropped as a duplicate when it comes back as an
+            // answer this node asked for (e.g. while syncing), and never requested again.
+            Verdict::Refused => {
+                self.seen.remove(&id);
+            }
             Verdict::Invalid => {
                 m.invalid += 1;
                 let penalty = self.config.invalid_penalty;

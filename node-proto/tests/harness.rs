@@ -384,7 +384,7 @@ fn random_faults_then_convergence() {
             loss: 0.2,
             ..ClusterConfig::dev(4, seed)
         };
-        // See `known_bug_a_seq_gap_outlasting_the_reattachment_budget_is_never_filled`.
+        // See `a_seq_gap_outlasting_the_reattachment_budget_is_still_filled`.
         config.protocol.max_reattachments = u32::MAX;
         let mut c = cluster(config);
         let net = c.network().clone();
@@ -479,13 +479,13 @@ fn random_faults_then_convergence() {
 // ----- known bugs of the core, found with this harness -----
 
 /// A payload whose predecessor (seq - 1 of the same issuer) reaches the milestone issuer
-/// late is confirmed as `SeqGap` and reattached at the next tick, once per milestone, each
-/// time spending one of its `max_reattachments` (10). When the gap is filled after the
-/// budget is spent, nothing reattaches it any more: it stays `Reattaching` for ever
-/// (until the node holding it restarts, which resets the budget), though it could apply.
+/// late is confirmed as `SeqGap` and reattached. Found by this harness: each of those
+/// reattachments used to spend one of its `max_reattachments` (10), and when the gap was
+/// filled after the budget was spent nothing reattached it any more: it stayed
+/// `Reattaching` for ever. Gap reattachments no longer count against the budget (they are
+/// spaced out after the first few), so it applies once the gap is filled.
 #[test]
-#[ignore = "core bug: SeqGap reattachments use up max_reattachments; see the report"]
-fn known_bug_a_seq_gap_outlasting_the_reattachment_budget_is_never_filled() {
+fn a_seq_gap_outlasting_the_reattachment_budget_is_still_filled() {
     let mut c = cluster(ClusterConfig::dev(3, 1));
     let net = c.network().clone();
     let device = Keypair::from_seed(&[9; 32]);
@@ -520,12 +520,12 @@ fn known_bug_a_seq_gap_outlasting_the_reattachment_budget_is_never_filled() {
 
 /// A node that stores transactions older than the timestamp window (while syncing)
 /// gossips them; a peer that did not ask for them refuses them (`TimestampOutOfWindow`,
-/// `Verdict::Refused`) but `Peering` keeps their ids in its seen-set. Later, when that peer
-/// syncs, the same transactions come back as answers and are dropped as duplicates, and
-/// `Peering::handle_missing` never requests them (it skips seen ids): it never catches up.
+/// `Verdict::Refused`). Found by this harness: `Peering` kept their ids in its seen-set, so
+/// when that peer synced later the same transactions came back as answers, were dropped as
+/// duplicates and never requested again: it never caught up. A refused transaction is now
+/// forgotten by the seen-set.
 #[test]
-#[ignore = "core bug: refused transactions stay in Peering's seen-set; see the report"]
-fn known_bug_refused_old_gossip_blocks_a_later_sync() {
+fn refused_old_gossip_does_not_block_a_later_sync() {
     let mut c = cluster(ClusterConfig::dev(3, 1));
     c.run_until(5_000, |c| c.converged_at_least(2)).unwrap();
     // Nodes 1 and 2 lose the issuer for longer than the 60 s timestamp window; their own

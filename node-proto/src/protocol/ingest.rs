@@ -209,6 +209,8 @@ impl Protocol {
                                     tx: id,
                                     attached_at_milestone: self.ledger.confirmed_index(),
                                     reattachments: 0,
+                                    gap: false,
+                                    gap_reattachments: 0,
                                 });
                             }
                         }

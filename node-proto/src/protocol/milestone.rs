@@ -16,6 +16,10 @@ use super::work::{Job, Step, Work};
 use super::{payload_of, Protocol};
 use crate::types::{Event, MilestoneSummary, StoreWrite};
 
+/// Reattachments for a sequence gap that go out at the next tick; later ones wait
+/// [`crate::ProtocolConfig::reattach_after_milestones`].
+const GAP_FAST_RETRIES: u32 = 3;
+
 impl Protocol {
     /// Periodic work: drops transactions that waited too long for parents, starts issuing a
     /// milestone when one is due (committee nodes), starts reattaching lazy local payloads.
@@ -365,11 +369,18 @@ impl Protocol {
                 match o {
                     PayloadOutcome::Conflicting(reason) if !reason.is_final() => {
                         // An earlier payload of the issuer was ordered after it (or is
-                        // still missing): reattach the latest carrier at the next tick so
-                        // it can apply once the gap is filled.
+                        // still missing): reattach the latest carrier so it can apply
+                        // once the gap is filled: at the next tick the first times, then
+                        // every `reattach_after_milestones` (a gap can last long, e.g. a
+                        // partition; the payload is never given up).
                         if latest_carrier {
                             if let Some(own) = self.own.get_mut(&pid) {
-                                own.attached_at_milestone = 0;
+                                own.gap = true;
+                                if own.gap_reattachments < GAP_FAST_RETRIES {
+                                    own.attached_at_milestone = 0;
+                                } else {
+                                    own.attached_at_milestone = index;
+                                }
                             }
                         }
                     }

@@ -52,7 +52,16 @@ pub(super) struct OwnPayload {
     pub(super) payload: SignedPayload,
     pub(super) tx: TxId,
     pub(super) attached_at_milestone: MilestoneIndex,
+    /// Reattachments because it stayed unconfirmed ([`ProtocolConfig::max_reattachments`]
+    /// at most).
     pub(super) reattachments: u32,
+    /// Its latest carrier was confirmed conflicting for a sequence gap: the next
+    /// reattachment is for the gap, and does not count against the budget above (the gap
+    /// is not this payload's fault, and it applies once the gap is filled, however late).
+    pub(super) gap: bool,
+    /// Reattachments for a gap so far: the first ones go at the next tick, later ones every
+    /// [`ProtocolConfig::reattach_after_milestones`].
+    pub(super) gap_reattachments: u32,
 }
 
 /// The sans-I/O node core. See the crate documentation for the order of calls.

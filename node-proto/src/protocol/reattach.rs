@@ -34,7 +34,7 @@ impl Protocol {
             .filter(|(pid, o)| {
                 confirmed.saturating_sub(o.attached_at_milestone)
                     >= self.config.reattach_after_milestones
-                    && o.reattachments < self.config.max_reattachments
+                    && (o.gap || o.reattachments < self.config.max_reattachments)
                     && !self.reattach_failed.contains(*pid)
             })
             .map(|(pid, o)| (o.payload.issuer, o.payload.seq, *pid))
@@ -95,7 +95,12 @@ impl Protocol {
                     if let Some(o) = self.own.get_mut(&pid) {
                         o.tx = id;
                         o.attached_at_milestone = confirmed;
-                        o.reattachments += 1;
+                        if o.gap {
+                            o.gap = false;
+                            o.gap_reattachments += 1;
+                        } else {
+                            o.reattachments += 1;
+                        }
                     }
                     self.events.push_back(Event::Reattached {
                         payload: pid,

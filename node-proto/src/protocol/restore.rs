@@ -125,6 +125,8 @@ impl Protocol {
                 tx,
                 attached_at_milestone: if gap { 0 } else { confirmed },
                 reattachments: 0,
+                gap,
+                gap_reattachments: 0,
             });
         }
         self.fill_faucet_gaps();
