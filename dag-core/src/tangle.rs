@@ -322,6 +322,12 @@ impl Tangle {
         t
     }
 
+    /// The newest milestone that confirmed a pruned transaction (0: nothing pruned): every
+    /// milestone after it still has its whole cone held.
+    pub fn pruned_index(&self) -> MilestoneIndex {
+        self.pruned_index
+    }
+
     /// The solid entry points: pruned transactions still approved by held ones, with the
     /// milestone that confirmed each, in ref order (what a restart needs to rebuild the
     /// Tangle with [`Tangle::from_entry_points`]).

@@ -464,8 +464,7 @@ impl SimNode {
         LocalStatus {
             solid_milestone: self.protocol.ledger().confirmed_index(),
             latest_milestone: self.protocol.latest_milestone(),
-            // As the node's network driver reports it today.
-            pruning_point: 0,
+            pruning_point: self.protocol.pruned_milestone(),
         }
     }
 }

@@ -438,19 +438,13 @@ impl Protocol {
         if cut <= self.tangle.root() {
             return;
         }
-        // The newest milestone whose transaction falls below the cut: its cone is gone.
-        let mut pruned = target;
-        while pruned > self.pruned_index {
-            match self.tangle.solid_milestone(pruned) {
-                Some(r) if r < cut => break,
-                _ => pruned -= 1,
-            }
-        }
         let root = self.tangle.root();
         let txs: Vec<TxId> = (root.0..cut.0).map(|r| self.tangle.id(TxRef(r))).collect();
         match self.tangle.prune_before(cut) {
             Ok(_) => {
-                self.pruned_index = self.pruned_index.max(pruned);
+                // Every milestone after the newest one that confirmed a dropped transaction
+                // still has its whole cone.
+                self.pruned_index = self.pruned_index.max(self.tangle.pruned_index());
                 self.writes.push_back(StoreWrite::Pruned(PruneBatch {
                     milestone: self.pruned_index,
                     txs,

@@ -243,6 +243,12 @@ impl Protocol {
         self.pruned_index + 1
     }
 
+    /// The newest milestone part of whose cone was pruned (0: none): the pruning point
+    /// peers are told about (they can sync from the milestone after it).
+    pub fn pruned_milestone(&self) -> MilestoneIndex {
+        self.pruned_index
+    }
+
     /// Set when confirmation stopped.
     pub fn halted(&self) -> Option<&str> {
         self.halted.as_deref()

@@ -362,7 +362,7 @@ impl Inner {
         self.node.with_protocol(|p| LocalStatus {
             solid_milestone: p.ledger().confirmed_index(),
             latest_milestone: p.latest_milestone(),
-            pruning_point: 0,
+            pruning_point: p.pruned_milestone(),
         })
     }
 }
