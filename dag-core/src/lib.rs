@@ -28,6 +28,7 @@ pub mod codec;
 pub mod crypto;
 pub mod genesis;
 pub mod ledger;
+pub mod merkle;
 pub mod pow;
 pub mod store;
 pub mod tangle;
