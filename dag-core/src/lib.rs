@@ -30,6 +30,7 @@ pub mod genesis;
 pub mod ledger;
 pub mod merkle;
 pub mod pow;
+pub mod state_tree;
 pub mod store;
 pub mod tangle;
 pub mod validate;
