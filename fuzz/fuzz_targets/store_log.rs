@@ -1,6 +1,7 @@
 //! Arbitrary bytes into the decoders of the store's on-disk format (transaction-log frame
-//! bodies, confirmation chunks, entry headers): they must never panic, and a transactions
-//! frame they accept must re-encode to the same bytes.
+//! bodies including tombstones, confirmation chunks, entry headers, pruned-entry keys and
+//! bitmaps): they must never panic, and a frame they accept must re-encode to the same
+//! bytes.
 //!
 //! `cargo +nightly fuzz run store_log`
 #![no_main]
@@ -20,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(again, data);
             }
             Frame::Solid(ids) => assert_eq!(layout::solid_body(&ids), data),
+            Frame::Prune(t) => assert_eq!(
+                layout::tombstone_body(t.milestone, &t.txs, &t.entry_points),
+                data
+            ),
         }
     }
     if let Ok(list) = layout::decode_confirmations(data) {
@@ -31,5 +36,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = layout::decode_tx_entry_header(data);
     let _ = layout::decode_confirmation_key(data);
+    let _ = layout::decode_pruned_key(data);
+    let _ = layout::check_pruned_bitmap(data);
     let _ = layout::decode_account(data);
 });

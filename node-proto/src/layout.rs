@@ -13,7 +13,14 @@ use dag_core::{
 pub const TREE: &str = "tangle";
 
 /// Version of this format, stored under [`FORMAT_KEY`] when the database is created.
-pub const FORMAT: u8 = 2;
+/// Format 3: the transaction log is a sequence of segment files and may hold tombstone
+/// frames ([`FRAME_PRUNE`]); sled holds the prune state ([`PRUNE_KEY`]), pruned-entry
+/// bitmaps ([`PRUNED`]) and payload bases ([`PAYLOAD_BASE`]).
+pub const FORMAT: u8 = 3;
+/// The previous format: one log file (which is segment 0 of format 3) and never pruned.
+/// It is a valid format-3 database without tombstones, so it is opened and its format key
+/// upgraded to [`FORMAT`].
+pub const FORMAT_SINGLE_LOG: u8 = 2;
 
 /// Prefix of milestones: `m` + index (u32 BE) -> `MilestoneRecord` (MessagePack).
 pub const MILESTONE: u8 = b'm';
@@ -24,13 +31,24 @@ pub const CONFIRMATION: u8 = b'k';
 pub const ACCOUNT: u8 = b'a';
 /// Prefix of channels: `c` + channel id -> `Channel` (MessagePack).
 pub const CHANNEL: u8 = b'c';
+/// Prefix of pruned-entry bitmaps: `p` + milestone index (u32 BE) + chunk (u32 BE) -> a
+/// bitmap ([`pruned_bit`]) of the entries of confirmation chunk (index, chunk) that name
+/// pruned transactions (bit `i` = entry `i`). Deleted with its chunk.
+pub const PRUNED: u8 = b'p';
+/// Prefix of payload bases: `b` + payload id -> the payload's status as it stood when some
+/// of its transactions were pruned, and the confirmed index then (MessagePack).
+pub const PAYLOAD_BASE: u8 = b'b';
 
 /// Format version of the database (one byte, [`FORMAT`]).
 pub const FORMAT_KEY: &[u8] = b"sformat";
 /// Ledger header: network id, supply, confirmed index and digest (MessagePack).
 pub const LEDGER_KEY: &[u8] = b"sledger";
+/// The last prune: where its tombstone frame is in the log, its milestone and its entry
+/// points (MessagePack). Written by the prune's clean-up, after the tombstone is durable.
+pub const PRUNE_KEY: &[u8] = b"sprune";
 
-/// Name of the transaction log file in the database directory.
+/// Name of the first segment of the transaction log in the database directory; segment
+/// `n > 0` is [`log_segment_name`]`(n)`, `transactions.log.<n>`.
 pub const LOG_FILE: &str = "transactions.log";
 /// The first bytes of a transaction log.
 pub const LOG_MAGIC: &[u8; 8] = b"TANGLOG\x02";
@@ -44,6 +62,8 @@ pub const MAX_FRAME_LEN: usize = 256 * 1024 * 1024;
 pub const FRAME_TRANSACTIONS: u8 = 1;
 /// Frame kind: transactions that became solid (32-byte ids).
 pub const FRAME_SOLID: u8 = 2;
+/// Frame kind: a tombstone, the commit point of a prune ([`Tombstone`]).
+pub const FRAME_PRUNE: u8 = 3;
 
 /// Length of a transaction entry's fixed header in a log frame, before its bytes.
 pub const TX_ENTRY_HEADER_LEN: usize = 77;
@@ -82,6 +102,73 @@ pub fn decode_confirmation_key(key: &[u8]) -> Result<(MilestoneIndex, u32)> {
         )));
     }
     Ok((be_u32(&key[1..5]), be_u32(&key[5..])))
+}
+
+/// Key of the pruned-entry bitmap of chunk `chunk` of milestone `index`'s confirmations.
+pub fn pruned_key(index: MilestoneIndex, chunk: u32) -> [u8; 9] {
+    let mut k = confirmation_key(index, chunk);
+    k[0] = PRUNED;
+    k
+}
+
+/// The milestone index and chunk number of a pruned-entry bitmap key.
+pub fn decode_pruned_key(key: &[u8]) -> Result<(MilestoneIndex, u32)> {
+    if key.len() != 9 || key[0] != PRUNED {
+        return Err(StoreError::Corrupt(format!(
+            "pruned-entry key of {} bytes",
+            key.len()
+        )));
+    }
+    Ok((be_u32(&key[1..5]), be_u32(&key[5..])))
+}
+
+/// Whether entry `i` is marked in a pruned-entry bitmap (bit `i % 8` of byte `i / 8`).
+pub fn pruned_bit(bitmap: &[u8], i: usize) -> bool {
+    bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+/// Marks entry `i` in a pruned-entry bitmap, growing it as needed.
+pub fn set_pruned_bit(bitmap: &mut Vec<u8>, i: usize) {
+    if bitmap.len() <= i / 8 {
+        bitmap.resize(i / 8 + 1, 0);
+    }
+    bitmap[i / 8] |= 1 << (i % 8);
+}
+
+/// Checks a stored pruned-entry bitmap: at most one bit per entry of a chunk.
+pub fn check_pruned_bitmap(bitmap: &[u8]) -> Result<()> {
+    if bitmap.len() > CONFIRMATIONS_PER_CHUNK.div_ceil(8) {
+        return Err(StoreError::Corrupt(format!(
+            "pruned-entry bitmap of {} bytes",
+            bitmap.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Key of a payload base.
+pub fn payload_base_key(id: &PayloadId) -> [u8; 33] {
+    prefixed(PAYLOAD_BASE, &id.0)
+}
+
+/// File name of log segment `id`: [`LOG_FILE`] for 0, `transactions.log.<id>` after.
+pub fn log_segment_name(id: u64) -> String {
+    if id == 0 {
+        LOG_FILE.to_string()
+    } else {
+        format!("{LOG_FILE}.{id}")
+    }
+}
+
+/// The segment id of a log segment's file name ([`log_segment_name`]); `None` for any other
+/// name (including a non-canonical number such as `transactions.log.01`).
+pub fn parse_log_segment_name(name: &str) -> Option<u64> {
+    if name == LOG_FILE {
+        return Some(0);
+    }
+    let n = name.strip_prefix(LOG_FILE)?.strip_prefix('.')?;
+    let id: u64 = n.parse().ok()?;
+    (id > 0 && log_segment_name(id) == name).then_some(id)
 }
 
 /// Key of an account.
@@ -223,7 +310,34 @@ pub enum Frame<'a> {
     Transactions(Vec<(TxEntryHeader, usize, &'a [u8])>),
     /// Ids of transactions that became solid.
     Solid(Vec<TxId>),
+    /// A prune's commit point.
+    Prune(Tombstone),
 }
+
+/// A tombstone frame: one prune, as `Store::prune` committed it.
+///
+/// | offset | size    | field                                                  |
+/// |--------|---------|--------------------------------------------------------|
+/// | 0      | 1       | kind, [`FRAME_PRUNE`]                                  |
+/// | 1      | 4       | number of pruned ids `n` (u32 BE)                      |
+/// | 5      | 4       | the prune's milestone (u32 BE)                         |
+/// | 9      | 4       | number of entry points `e` (u32 BE)                    |
+/// | 13     | 32 n    | pruned transaction ids                                 |
+/// | ..     | 36 e    | entry points: tx id (32), confirming milestone (u32 BE) |
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The pruned milestone after this prune (never lower than an earlier tombstone's).
+    pub milestone: MilestoneIndex,
+    /// The transactions pruned (those the store held when it was written).
+    pub txs: Vec<TxId>,
+    /// The solid entry points after this prune.
+    pub entry_points: Vec<(TxId, MilestoneIndex)>,
+}
+
+/// Length of a tombstone body before its ids.
+pub const TOMBSTONE_HEADER_LEN: usize = 13;
+/// Length of one entry point in a tombstone.
+pub const ENTRY_POINT_LEN: usize = 36;
 
 /// Wraps a body into a frame: length, CRC-32, body.
 pub fn frame(body: &[u8]) -> Vec<u8> {
@@ -271,9 +385,67 @@ pub fn solid_body(ids: &[TxId]) -> Vec<u8> {
     v
 }
 
+/// A tombstone frame body ([`Tombstone`]).
+pub fn tombstone_body(
+    milestone: MilestoneIndex,
+    txs: &[TxId],
+    entry_points: &[(TxId, MilestoneIndex)],
+) -> Vec<u8> {
+    let mut v = Vec::with_capacity(
+        TOMBSTONE_HEADER_LEN + txs.len() * 32 + entry_points.len() * ENTRY_POINT_LEN,
+    );
+    v.push(FRAME_PRUNE);
+    v.extend_from_slice(&(txs.len() as u32).to_be_bytes());
+    v.extend_from_slice(&milestone.to_be_bytes());
+    v.extend_from_slice(&(entry_points.len() as u32).to_be_bytes());
+    for id in txs {
+        v.extend_from_slice(&id.0);
+    }
+    for (id, m) in entry_points {
+        v.extend_from_slice(&id.0);
+        v.extend_from_slice(&m.to_be_bytes());
+    }
+    v
+}
+
+fn decode_tombstone(body: &[u8]) -> Result<Tombstone> {
+    let corrupt = |why: &str| Err(StoreError::Corrupt(format!("tombstone frame: {why}")));
+    if body.len() < TOMBSTONE_HEADER_LEN {
+        return corrupt("too short");
+    }
+    let n = be_u32(&body[1..5]) as usize;
+    let milestone = be_u32(&body[5..9]);
+    let e = be_u32(&body[9..13]) as usize;
+    let rest = &body[TOMBSTONE_HEADER_LEN..];
+    let ids_len = n.saturating_mul(32);
+    if rest.len() != ids_len.saturating_add(e.saturating_mul(ENTRY_POINT_LEN)) {
+        return corrupt("of the wrong length");
+    }
+    let (ids, eps) = rest.split_at(ids_len);
+    Ok(Tombstone {
+        milestone,
+        txs: ids
+            .chunks_exact(32)
+            .map(|c| TxId(c.try_into().expect("chunks of 32")))
+            .collect(),
+        entry_points: eps
+            .chunks_exact(ENTRY_POINT_LEN)
+            .map(|c| {
+                (
+                    TxId(c[..32].try_into().expect("32 bytes")),
+                    be_u32(&c[32..]),
+                )
+            })
+            .collect(),
+    })
+}
+
 /// Decodes a frame body whose CRC matched.
 pub fn decode_body(body: &[u8]) -> Result<Frame<'_>> {
     let corrupt = |why: String| Err(StoreError::Corrupt(format!("log frame: {why}")));
+    if body.first() == Some(&FRAME_PRUNE) {
+        return decode_tombstone(body).map(Frame::Prune);
+    }
     if body.len() < 5 {
         return corrupt(format!("body of {} bytes", body.len()));
     }
@@ -468,6 +640,31 @@ mod tests {
             prop_assert_eq!(decode_confirmations(&bytes).unwrap(), list);
         }
 
+        /// Tombstones round-trip: milestone, ids and entry points, in order.
+        #[test]
+        fn tombstones_round_trip(
+            milestone in any::<u32>(),
+            txs in proptest::collection::vec(any::<[u8; 32]>(), 0..20),
+            eps in proptest::collection::vec((any::<[u8; 32]>(), any::<u32>()), 0..10),
+        ) {
+            let t = Tombstone {
+                milestone,
+                txs: txs.into_iter().map(TxId).collect(),
+                entry_points: eps.into_iter().map(|(id, m)| (TxId(id), m)).collect(),
+            };
+            let body = tombstone_body(t.milestone, &t.txs, &t.entry_points);
+            prop_assert_eq!(
+                body.len(),
+                TOMBSTONE_HEADER_LEN + 32 * t.txs.len() + ENTRY_POINT_LEN * t.entry_points.len()
+            );
+            prop_assert_eq!(decode_body(&body).unwrap(), Frame::Prune(t.clone()));
+            // Any shorter or longer body is refused.
+            prop_assert!(matches!(decode_body(&body[..body.len() - 1]), Err(StoreError::Corrupt(_))));
+            let mut longer = body.clone();
+            longer.push(0);
+            prop_assert!(matches!(decode_body(&longer), Err(StoreError::Corrupt(_))));
+        }
+
         /// Arbitrary bytes decode or are `Corrupt`, never a panic.
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -476,6 +673,8 @@ mod tests {
                 decode_confirmations(&bytes).map(drop),
                 decode_tx_entry_header(&bytes).map(drop),
                 decode_confirmation_key(&bytes).map(drop),
+                decode_pruned_key(&bytes).map(drop),
+                check_pruned_bitmap(&bytes),
                 decode_account(&bytes).map(drop),
             ] {
                 match r {
@@ -483,6 +682,74 @@ mod tests {
                     Err(e) => prop_assert!(false, "unexpected error {e}"),
                 }
             }
+            let _ = pruned_bit(&bytes, bytes.len() * 8 + 3);
+        }
+
+        /// Bodies starting with the tombstone kind, with counts that claim more than the
+        /// body holds (or overflow), are refused without a panic or a huge allocation.
+        #[test]
+        fn tombstone_decoder_never_panics(
+            n in any::<u32>(),
+            m in any::<u32>(),
+            e in any::<u32>(),
+            rest in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut body = vec![FRAME_PRUNE];
+            body.extend_from_slice(&n.to_be_bytes());
+            body.extend_from_slice(&m.to_be_bytes());
+            body.extend_from_slice(&e.to_be_bytes());
+            body.extend_from_slice(&rest);
+            match decode_body(&body) {
+                Ok(Frame::Prune(t)) => {
+                    prop_assert_eq!(t.txs.len(), n as usize);
+                    prop_assert_eq!(t.entry_points.len(), e as usize);
+                    prop_assert_eq!(tombstone_body(t.milestone, &t.txs, &t.entry_points), body);
+                }
+                Ok(other) => prop_assert!(false, "decoded as {other:?}"),
+                Err(StoreError::Corrupt(_)) => {}
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pruned_bitmaps_and_keys() {
+        let mut b = Vec::new();
+        for i in [0, 9, 1_023] {
+            assert!(!pruned_bit(&b, i));
+            set_pruned_bit(&mut b, i);
+            assert!(pruned_bit(&b, i));
+        }
+        assert_eq!(b.len(), 128);
+        assert!(!pruned_bit(&b, 1) && !pruned_bit(&b, 5_000));
+        check_pruned_bitmap(&b).unwrap();
+        b.push(0);
+        assert!(matches!(
+            check_pruned_bitmap(&b),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(decode_pruned_key(&pruned_key(3, 7)).unwrap(), (3, 7));
+        assert!(decode_pruned_key(&confirmation_key(3, 7)).is_err());
+        assert!(decode_confirmation_key(&pruned_key(3, 7)).is_err());
+    }
+
+    #[test]
+    fn log_segment_names() {
+        assert_eq!(log_segment_name(0), LOG_FILE);
+        assert_eq!(log_segment_name(12), "transactions.log.12");
+        for id in [0, 1, 12, u64::MAX] {
+            assert_eq!(parse_log_segment_name(&log_segment_name(id)), Some(id));
+        }
+        for name in [
+            "transactions.log.0",
+            "transactions.log.01",
+            "transactions.log.",
+            "transactions.log.x",
+            "transactions.log1",
+            "db",
+            "conf",
+        ] {
+            assert_eq!(parse_log_segment_name(name), None, "{name}");
         }
     }
 
@@ -552,6 +819,8 @@ mod tests {
             confirmation_key(7, 0).to_vec(),
             account_key(&Address(id)).to_vec(),
             channel_key(&ChannelId(id)).to_vec(),
+            pruned_key(7, 0).to_vec(),
+            payload_base_key(&PayloadId(id)).to_vec(),
             FORMAT_KEY.to_vec(),
         ];
         let firsts: std::collections::HashSet<u8> = keys.iter().map(|k| k[0]).collect();

@@ -120,4 +120,4 @@ mod group_commit;
 mod sled;
 mod txlog;
 
-pub use self::sled::{Durability, SledStore};
+pub use self::sled::{Durability, SledStore, StoreOptions, DEFAULT_SEGMENT_BYTES};

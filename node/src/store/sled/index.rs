@@ -1,28 +1,34 @@
 //! The in-memory index over the transaction log: per transaction its log entry and
-//! confirmation, per payload the transactions carrying it; rebuilt when the store opens.
+//! confirmation, per payload the transactions carrying it, per log segment how many of its
+//! entries are live; rebuilt when the store opens.
 
-use std::sync::{RwLockReadGuard, RwLockWriteGuard};
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 
 #[cfg(doc)]
 use dag_core::store::Store;
-use dag_core::store::{next_payload_status, PayloadStatus, Result, StoreError, TxMeta};
+use dag_core::store::{next_payload_status, PayloadStatus, PruneState, Result, StoreError, TxMeta};
 use dag_core::{MilestoneIndex, PayloadId, PayloadOutcome, TxId};
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
 
-use super::{backend, SledStore};
+use super::SledStore;
+use crate::store::txlog::{segment_index, LogPos, Segment};
 use node_proto::layout::{self, Confirmation, TxEntryHeader};
 
 pub(super) const SLOT_SOLID: u8 = 1;
 const SLOT_CONFIRMED: u8 = 2;
 const SLOT_OUTCOME: u8 = 4;
+/// The entry carries a payload id (read from the log when the transaction is pruned).
+pub(super) const SLOT_PAYLOAD: u8 = 8;
 
 /// What the index holds per transaction: where its entry is in the log, and what changed
 /// since it was written (24 bytes).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Slot {
-    /// Offset of the entry (its header) in the log.
-    pub(super) offset: u64,
+    /// Segment and offset of the entry (its header) in the log.
+    pub(super) pos: LogPos,
     /// Length of the transaction's bytes.
     pub(super) len: u32,
     /// Confirming milestone (with `SLOT_CONFIRMED`).
@@ -61,6 +67,16 @@ impl Slot {
     }
 }
 
+/// A payload's status as it stood when some (not all) of its transactions were pruned:
+/// later confirmations (of milestones after `through`) of its remaining transactions apply
+/// on top of it, so pruning never changes a payload's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct PayloadBase {
+    pub(super) status: PayloadStatus,
+    /// The confirmed index when it was taken: confirmations up to it are in `status`.
+    pub(super) through: MilestoneIndex,
+}
+
 /// The in-memory index over the log, rebuilt when the store opens.
 #[derive(Debug, Default)]
 pub(super) struct Index {
@@ -72,9 +88,117 @@ pub(super) struct Index {
     pub(super) payloads: HashMap<PayloadId, TxId>,
     /// Payload -> further transactions carrying it (reattachments), in storing order.
     pub(super) more: HashMap<PayloadId, Vec<TxId>>,
+    /// Transaction -> the payload it was confirmed as carrying, where that is not the one
+    /// it was stored with (so pruning it can take it out of that payload's list too).
+    pub(super) extra: HashMap<TxId, PayloadId>,
+    /// Payloads some of whose transactions were pruned: their status then.
+    pub(super) bases: HashMap<PayloadId, PayloadBase>,
+    /// The last prune.
+    pub(super) pruned: Option<PruneState>,
+    /// Id of the oldest live log segment.
+    pub(super) seg_first: u64,
+    /// Per live segment from `seg_first`: its entries that are indexed (not pruned, not a
+    /// duplicate). Tombstone and solid frames do not count.
+    pub(super) live: VecDeque<u64>,
 }
 
 impl Index {
+    /// An empty index over the live segments `first ..= first + segments - 1`.
+    pub(super) fn new(first: u64, segments: usize) -> Index {
+        Index {
+            seg_first: first,
+            live: std::iter::repeat_n(0, segments).collect(),
+            ..Index::default()
+        }
+    }
+
+    fn live_mut(&mut self, pos: LogPos) -> Option<&mut u64> {
+        let i = segment_index(self.seg_first, pos.tag());
+        self.live.get_mut(i)
+    }
+
+    /// How many of the oldest segments may be deleted: each has no live entry, nor has any
+    /// older one, and the newest (active) segment never goes.
+    pub(super) fn deletable_segments(&self) -> usize {
+        let older = self.live.len().saturating_sub(1);
+        self.live
+            .iter()
+            .take(older)
+            .take_while(|n| **n == 0)
+            .count()
+    }
+
+    /// The transactions carrying `payload`, in storing order.
+    pub(super) fn payload_txs(&self, payload: &PayloadId) -> Vec<TxId> {
+        self.payloads
+            .get(payload)
+            .into_iter()
+            .chain(self.more.get(payload).into_iter().flatten())
+            .copied()
+            .collect()
+    }
+
+    /// The confirmation of `tx` with a payload outcome, as [`derive_status`] takes it.
+    pub(super) fn payload_confirmation(
+        &self,
+        tx: &TxId,
+    ) -> Option<(MilestoneIndex, u32, TxId, PayloadOutcome)> {
+        let (milestone, position, outcome) = self.txs.get(tx)?.confirmation()?;
+        Some((milestone, position, *tx, outcome?))
+    }
+
+    /// A payload's status: its base (if some of its transactions were pruned) and the
+    /// confirmations of the transactions it has.
+    pub(super) fn payload_status(&self, payload: &PayloadId) -> PayloadStatus {
+        let confirmations = self
+            .payload_txs(payload)
+            .iter()
+            .filter_map(|tx| self.payload_confirmation(tx))
+            .collect();
+        derive_status(self.bases.get(payload), confirmations)
+    }
+
+    /// Takes `tx` out of `payload`'s list; a payload left without transactions goes.
+    fn remove_payload_tx(&mut self, payload: &PayloadId, tx: &TxId) {
+        if self.payloads.get(payload) == Some(tx) {
+            match self.more.get_mut(payload) {
+                Some(more) if !more.is_empty() => {
+                    let next = more.remove(0);
+                    if more.is_empty() {
+                        self.more.remove(payload);
+                    }
+                    self.payloads.insert(*payload, next);
+                }
+                _ => {
+                    self.more.remove(payload);
+                    self.payloads.remove(payload);
+                }
+            }
+        } else if let Some(more) = self.more.get_mut(payload) {
+            more.retain(|t| t != tx);
+            if more.is_empty() {
+                self.more.remove(payload);
+            }
+        }
+    }
+
+    /// Forgets a transaction: its slot, its place in the lists of `payloads` (the payload
+    /// of its entry) and of the payload it was confirmed as carrying, and its count in its
+    /// segment. Bases are the caller's business. Returns the slot it had.
+    pub(super) fn remove(&mut self, id: &TxId, payloads: &[PayloadId]) -> Option<Slot> {
+        let slot = self.txs.remove(id)?;
+        if let Some(n) = self.live_mut(slot.pos) {
+            *n = n.saturating_sub(1);
+        }
+        for p in payloads {
+            self.remove_payload_tx(p, id);
+        }
+        if let Some(p) = self.extra.remove(id) {
+            self.remove_payload_tx(&p, id);
+        }
+        Some(slot)
+    }
+
     fn add_payload_tx(&mut self, payload: PayloadId, tx: TxId) {
         match self.payloads.entry(payload) {
             Entry::Vacant(v) => {
@@ -91,23 +215,30 @@ impl Index {
 
     /// Adds a transactions frame whose body starts at `body_at` in the log; entries already
     /// indexed are skipped.
-    pub(super) fn add_frame(&mut self, body_at: u64, entries: &[(TxEntryHeader, usize, &[u8])]) {
+    pub(super) fn add_frame(&mut self, body_at: LogPos, entries: &[(TxEntryHeader, usize, &[u8])]) {
         for (h, at, _) in entries {
-            self.add(h, body_at + *at as u64);
+            self.add(h, body_at.plus(*at as u64));
         }
     }
 
-    /// Indexes one log entry at `offset`, unless its id is indexed already.
-    pub(super) fn add(&mut self, h: &TxEntryHeader, offset: u64) {
+    /// Indexes one log entry at `pos`, unless its id is indexed already.
+    pub(super) fn add(&mut self, h: &TxEntryHeader, pos: LogPos) {
         if let Entry::Vacant(v) = self.txs.entry(h.id) {
+            let mut flags = if h.solid { SLOT_SOLID } else { 0 };
+            if h.payload.is_some() {
+                flags |= SLOT_PAYLOAD;
+            }
             v.insert(Slot {
-                offset,
+                pos,
                 len: h.len,
                 confirmed_by: 0,
                 position: 0,
-                flags: if h.solid { SLOT_SOLID } else { 0 },
+                flags,
                 outcome: 0,
             });
+            if let Some(n) = self.live_mut(pos) {
+                *n += 1;
+            }
             if let Some(p) = h.payload {
                 self.add_payload_tx(p, h.id);
             }
@@ -134,14 +265,27 @@ impl Index {
             return Err(StoreError::UnknownTransaction(c.tx));
         }
         for (i, c) in confirmations.iter().enumerate() {
-            let position = first.saturating_add(i as u32);
-            if let Some(s) = self.txs.get_mut(&c.tx) {
-                s.confirm(index, position, c.outcome);
-            }
-            if let Some(p) = c.payload {
-                if !self.payload_has(&p, &c.tx) {
-                    self.add_payload_tx(p, c.tx);
-                }
+            self.confirm_one(index, first.saturating_add(i as u32), c)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one confirmation at white-flag `position` of milestone `index`. Fails,
+    /// changing nothing, if it names an unknown transaction.
+    pub(super) fn confirm_one(
+        &mut self,
+        index: MilestoneIndex,
+        position: u32,
+        c: &Confirmation,
+    ) -> Result<()> {
+        let Some(s) = self.txs.get_mut(&c.tx) else {
+            return Err(StoreError::UnknownTransaction(c.tx));
+        };
+        s.confirm(index, position, c.outcome);
+        if let Some(p) = c.payload {
+            if !self.payload_has(&p, &c.tx) {
+                self.add_payload_tx(p, c.tx);
+                self.extra.insert(c.tx, p);
             }
         }
         Ok(())
@@ -150,15 +294,22 @@ impl Index {
 
 /// A payload's status from the confirmations of the transactions carrying it: the rule of
 /// [`Store::apply_milestone`] replayed in confirmation order (milestone, then white-flag
-/// position), which is the order `apply_milestone` saw them in.
+/// position), which is the order `apply_milestone` saw them in, from `base` (confirmations
+/// it already covers are skipped) or else from pending.
 pub(super) fn derive_status(
+    base: Option<&PayloadBase>,
     mut confirmations: Vec<(MilestoneIndex, u32, TxId, PayloadOutcome)>,
 ) -> PayloadStatus {
+    let (start, through) = base.map_or((PayloadStatus::Pending, None), |b| {
+        (b.status, Some(b.through))
+    });
+    confirmations.retain(|c| through.is_none_or(|t| c.0 > t));
     confirmations.sort_unstable_by_key(|c| (c.0, c.1));
-    confirmations.into_iter().fold(
-        PayloadStatus::Pending,
-        |status, (milestone, _, tx, outcome)| next_payload_status(status, milestone, tx, outcome),
-    )
+    confirmations
+        .into_iter()
+        .fold(start, |status, (milestone, _, tx, outcome)| {
+            next_payload_status(status, milestone, tx, outcome)
+        })
 }
 
 impl SledStore {
@@ -171,36 +322,18 @@ impl SledStore {
         self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Fills the index with the confirmations stored in sled, on open.
-    pub(super) fn load_confirmations(&self) -> Result<()> {
-        let header = self.ledger_header()?;
-        let confirmed = header.map_or(0, |h| h.confirmed_index);
-        let mut index = self.write_index();
-        index.confirmed = header.map(|h| h.confirmed_index);
-        for item in self.tree.scan_prefix([layout::CONFIRMATION]) {
-            let (k, v) = item.map_err(backend)?;
-            let (milestone, chunk) = layout::decode_confirmation_key(&k)?;
-            if milestone > confirmed {
-                return Err(StoreError::Corrupt(format!(
-                    "confirmations of milestone {milestone} beyond the confirmed {confirmed}"
-                )));
-            }
-            let list = layout::decode_confirmations(&v)?;
-            let first = chunk.saturating_mul(layout::CONFIRMATIONS_PER_CHUNK as u32);
-            index
-                .confirm(milestone, first, &list)
-                .map_err(|e| match e {
-                    StoreError::UnknownTransaction(tx) => StoreError::Corrupt(format!(
-                        "milestone {milestone} confirms {tx}, which is not in the transaction log"
-                    )),
-                    e => e,
-                })?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn slot(&self, id: &TxId) -> Option<Slot> {
-        self.read_index().txs.get(id).copied()
+    /// A transaction's slot and the segment holding its entry, taken together under the
+    /// index lock: a segment is deleted only after its entries left the index, and the
+    /// handle keeps a deleted segment readable.
+    pub(super) fn locate(&self, id: &TxId) -> Result<Option<(Slot, Arc<Segment>)>> {
+        let index = self.read_index();
+        let Some(slot) = index.txs.get(id).copied() else {
+            return Ok(None);
+        };
+        let seg = self.log.segment(slot.pos.tag()).ok_or_else(|| {
+            StoreError::Corrupt(format!("the log segment holding {id} is missing"))
+        })?;
+        Ok(Some((slot, seg)))
     }
 
     /// The metadata of a transaction from its log entry and its slot.

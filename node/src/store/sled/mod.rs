@@ -2,10 +2,14 @@
 //!
 //! Layout: this file holds the store's state, opening and the sled and log primitives;
 //! `index` the in-memory index over the log, `disk_sync` the log syncs, the physical flush
-//! and the `fsync` step of power-loss durability, `store_impl` the [`Store`] operations.
+//! and the `fsync` step of power-loss durability, `store_impl` the [`Store`] operations,
+//! `prune` pruning (tombstones, the sled clean-up, deleting log segments) and `recovery`
+//! what opening does after the log scan (confirmations, a prune's clean-up redone).
 
 mod disk_sync;
 mod index;
+mod prune;
+mod recovery;
 mod store_impl;
 
 use std::path::Path;
@@ -21,10 +25,10 @@ use serde::{Deserialize, Serialize};
 use sled::{Batch, IVec, Tree};
 
 use super::group_commit::GroupCommit;
-use super::txlog::TxLog;
+use super::txlog::{LogPos, Segment, TxLog, MAX_SEGMENT_BYTES};
 use disk_sync::DiskSync;
 use index::{Index, Slot};
-use node_proto::layout::{self, Frame, TxEntryHeader, TX_ENTRY_HEADER_LEN};
+use node_proto::layout::{self, TxEntryHeader, LOG_MAGIC, TX_ENTRY_HEADER_LEN};
 
 /// What [`Store::flush`] makes the data survive (see the [module](super) docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +43,45 @@ pub enum Durability {
     PowerLoss,
 }
 
+/// Default size at which the transaction log moves on to a new segment file.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How [`SledStore::open_with_options`] opens a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// What a flush makes the data survive.
+    pub durability: Durability,
+    /// The transaction log starts a new segment file once the active one holds this many
+    /// bytes (a segment exceeds it by at most one frame). Pruning deletes whole segments,
+    /// so smaller segments give disk space back sooner, at the cost of more files.
+    /// 1 ..= 256 GiB; default [`DEFAULT_SEGMENT_BYTES`].
+    pub segment_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::PowerLoss,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// These options with `durability`.
+    pub fn durability(self, durability: Durability) -> Self {
+        StoreOptions { durability, ..self }
+    }
+
+    /// These options with log segments of `bytes`.
+    pub fn segment_bytes(self, bytes: u64) -> Self {
+        StoreOptions {
+            segment_bytes: bytes,
+            ..self
+        }
+    }
+}
+
 /// The ledger header stored under [`layout::LEDGER_KEY`].
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct LedgerHeader {
@@ -48,10 +91,23 @@ struct LedgerHeader {
     digest: Digest,
 }
 
+/// The last prune as stored under [`layout::PRUNE_KEY`] by its clean-up: where its
+/// tombstone's body is in the log (tombstones after it are clean-ups still to redo on
+/// open), the pruned milestone and the entry points.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PruneHeader {
+    segment: u64,
+    offset: u64,
+    milestone: MilestoneIndex,
+    entry_points: Vec<(TxId, MilestoneIndex)>,
+}
+
 /// State only log writers touch, behind [`SledStore::log_writer`].
 #[derive(Debug)]
 struct Writer {
-    /// Where the next log frame goes.
+    /// Id of the active segment.
+    segment: u64,
+    /// Where the next log frame goes in it.
     end: u64,
 }
 
@@ -75,18 +131,27 @@ pub struct SledStore {
     tree: Tree,
     log: TxLog,
     index: RwLock<Index>,
-    /// Serialises log appends.
+    /// Serialises log appends (and segment changes).
     log_writer: Mutex<Writer>,
-    /// Serialises sled batches (each reads what it is about to change).
+    /// Serialises sled batches (each reads what it is about to change). Taken before
+    /// `log_writer` by whoever takes both (a prune).
     sled_writer: Mutex<()>,
-    /// End of the last log append, and the end the last completed log sync covered (held
-    /// while syncing, so concurrent callers share one `fdatasync`).
+    /// Bytes appended to the log since it was opened, and how many of them the last
+    /// completed log sync covered (held while syncing, so concurrent callers share one
+    /// `fdatasync`).
     log_written: AtomicU64,
     log_synced: Mutex<u64>,
     /// Whether sled has writes not yet made durable.
     sled_dirty: AtomicBool,
     group: GroupCommit,
     sync: Option<DiskSync>,
+    /// The log starts a new segment past this size.
+    segment_bytes: u64,
+    /// The sled clean-up of a committed prune that failed to apply: applied before
+    /// anything else a prune does (it is also redone from the log on open).
+    unapplied: Mutex<Option<prune::Cleanup>>,
+    #[cfg(test)]
+    crash_at: Mutex<Option<prune::CrashPoint>>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -130,45 +195,42 @@ impl SledStore {
     /// Opens (or creates) the database in directory `path`, with
     /// [`Durability::PowerLoss`].
     pub fn open(path: impl AsRef<Path>) -> Result<SledStore> {
-        Self::open_with(path, Durability::PowerLoss)
+        Self::open_with_options(path, StoreOptions::default())
     }
 
     /// Opens (or creates) the database in directory `path` with the given durability.
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<SledStore> {
+        Self::open_with_options(path, StoreOptions::default().durability(durability))
+    }
+
+    /// Opens (or creates) the database in directory `path`.
     ///
     /// Fails with [`StoreError::Corrupt`] on a database of another format (for instance
     /// one written by an earlier version, which kept transactions in sled), and with
-    /// [`StoreError::Backend`] if another process has it open.
-    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<SledStore> {
+    /// [`StoreError::Backend`] if another process has it open. A database of the previous
+    /// format ([`layout::FORMAT_SINGLE_LOG`]: one log file, never pruned) is upgraded.
+    /// Opening replays the log (tombstones included), redoes the sled clean-up of a prune
+    /// a crash interrupted, and deletes log segments left with no live entry.
+    pub fn open_with_options(path: impl AsRef<Path>, options: StoreOptions) -> Result<SledStore> {
         let path = path.as_ref();
+        check_segment_bytes(options.segment_bytes)?;
         let db = open_db(path)?;
         let tree = db.open_tree(layout::TREE).map_err(backend)?;
         let new = check_format(&db, &tree)?;
-        let log_path = path.join(layout::LOG_FILE);
-        if new && log_path.exists() {
-            return Err(StoreError::Corrupt(format!(
-                "{} exists without its database",
-                log_path.display()
-            )));
-        }
-        let durable = durability == Durability::PowerLoss;
-        let mut index = Index::default();
-        let opened = TxLog::open(&log_path, new, durable, &mut |at, frame| {
-            match frame {
-                Frame::Transactions(entries) => index.add_frame(at, &entries),
-                Frame::Solid(ids) => index.mark_solid(&ids),
-            }
-            Ok(())
-        })
-        .map_err(|e| match e {
-            StoreError::Backend(m) if !new && !log_path.exists() => StoreError::Corrupt(format!(
-                "the transaction log {} is missing: {m}",
-                log_path.display()
-            )),
-            e => e,
-        })?;
-        if opened.dropped > 0 {
+        let durable = options.durability == Durability::PowerLoss;
+        let log = TxLog::open(path, new, durable)?;
+        let mut index = Index::new(log.first_id(), log.segment_count());
+        let pruned = get::<PruneHeader>(&tree, "prune state", layout::PRUNE_KEY)?;
+        index.pruned = pruned.as_ref().map(|h| dag_core::store::PruneState {
+            milestone: h.milestone,
+            entry_points: h.entry_points.clone(),
+        });
+        let mut replay = recovery::Replay::new(pruned.as_ref().map(|h| (h.segment, h.offset)));
+        let scanned =
+            log.scan(&mut |segment, at, frame| replay.frame(&mut index, &log, segment, at, frame))?;
+        if scanned.dropped > 0 {
             tracing::warn!(
-                bytes = opened.dropped,
+                bytes = scanned.dropped,
                 "the transaction log ended in a torn write (a crash during an append); \
                  it was cut back to its last complete batch"
             );
@@ -180,43 +242,60 @@ impl SledStore {
         } else {
             None
         };
-        let store = SledStore {
-            db,
-            tree,
-            log: opened.log,
-            index: RwLock::new(index),
-            log_writer: Mutex::new(Writer { end: opened.end }),
-            sled_writer: Mutex::new(()),
-            log_written: AtomicU64::new(opened.end),
-            log_synced: Mutex::new(opened.end),
-            sled_dirty: AtomicBool::new(false),
-            group: GroupCommit::default(),
-            sync,
-        };
-        store.load_confirmations()?;
+        let segment = log.active().id;
+        let store = SledStore::assemble(db, tree, log, index, segment, scanned.end, sync, options);
+        store.recover(replay)?;
         Ok(store)
     }
 
     /// A database in a temporary location, deleted when the store is dropped (tests).
     /// Flushing it skips the `fsync` step: there is nothing to keep.
     pub fn open_temporary() -> Result<SledStore> {
+        Self::open_temporary_with(StoreOptions::default())
+    }
+
+    /// [`SledStore::open_temporary`] with options (their durability is ignored).
+    pub fn open_temporary_with(options: StoreOptions) -> Result<SledStore> {
+        check_segment_bytes(options.segment_bytes)?;
         let db = config().temporary(true).open().map_err(backend)?;
         let tree = db.open_tree(layout::TREE).map_err(backend)?;
         check_format(&db, &tree)?;
-        let opened = TxLog::temporary()?;
-        Ok(SledStore {
+        let log = TxLog::temporary()?;
+        let index = Index::new(0, 1);
+        let end = LOG_MAGIC.len() as u64;
+        Ok(SledStore::assemble(
+            db, tree, log, index, 0, end, None, options,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        db: sled::Db,
+        tree: Tree,
+        log: TxLog,
+        index: Index,
+        segment: u64,
+        end: u64,
+        sync: Option<DiskSync>,
+        options: StoreOptions,
+    ) -> SledStore {
+        SledStore {
             db,
             tree,
-            log: opened.log,
-            index: RwLock::new(Index::default()),
-            log_writer: Mutex::new(Writer { end: opened.end }),
+            log,
+            index: RwLock::new(index),
+            log_writer: Mutex::new(Writer { segment, end }),
             sled_writer: Mutex::new(()),
-            log_written: AtomicU64::new(opened.end),
-            log_synced: Mutex::new(opened.end),
+            log_written: AtomicU64::new(0),
+            log_synced: Mutex::new(0),
             sled_dirty: AtomicBool::new(false),
             group: GroupCommit::default(),
-            sync: None,
-        })
+            sync,
+            segment_bytes: options.segment_bytes,
+            unapplied: Mutex::new(None),
+            #[cfg(test)]
+            crash_at: Mutex::new(None),
+        }
     }
 
     /// The durability this store's flush gives.
@@ -239,6 +318,11 @@ impl SledStore {
         Ok(self.db.size_on_disk().map_err(backend)? + self.log.size()?)
     }
 
+    /// Number of live transaction log segments (files, for a store on disk).
+    pub fn log_segments(&self) -> usize {
+        self.log.segment_count()
+    }
+
     fn log_writer(&self) -> MutexGuard<'_, Writer> {
         // The writer state is only changed after a write succeeded, in one assignment, so
         // a poisoned lock still holds consistent data.
@@ -254,10 +338,7 @@ impl SledStore {
     }
 
     fn get<T: DeserializeOwned>(&self, what: &str, key: &[u8]) -> Result<Option<T>> {
-        match self.raw(key)? {
-            None => Ok(None),
-            Some(v) => decode(what, &v).map(Some),
-        }
+        get(&self.tree, what, key)
     }
 
     fn ledger_header(&self) -> Result<Option<LedgerHeader>> {
@@ -270,22 +351,48 @@ impl SledStore {
         Ok(())
     }
 
-    /// Appends one frame body to the log, as a frame.
-    fn append(&self, w: &mut Writer, mut buf: Vec<u8>) -> Result<u64> {
+    /// Appends one frame body to the log, as a frame, moving on to a new segment first if
+    /// the active one is full. Returns where the body went.
+    fn append(&self, w: &mut Writer, mut buf: Vec<u8>) -> Result<LogPos> {
         // `buf` starts with room for the frame header.
         let header = layout::frame_header(&buf[layout::FRAME_HEADER_LEN..]);
         buf[..layout::FRAME_HEADER_LEN].copy_from_slice(&header);
+        if w.end >= self.segment_bytes && w.end > LOG_MAGIC.len() as u64 {
+            self.roll(w)?;
+        }
         let at = w.end;
-        self.log.append(at, &buf)?;
+        self.log.active().append(at, &buf)?;
         w.end = at + buf.len() as u64;
-        self.log_written.fetch_max(w.end, Ordering::SeqCst);
-        Ok(at + layout::FRAME_HEADER_LEN as u64)
+        self.log_written
+            .fetch_add(buf.len() as u64, Ordering::SeqCst);
+        Ok(LogPos::new(w.segment, at + layout::FRAME_HEADER_LEN as u64))
+    }
+
+    /// Starts a new active segment. With power-loss durability the full one is synced
+    /// first (so a log sync only ever needs the active segment) and the new file is made
+    /// durable.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        if self.sync.is_some() {
+            self.log.active().sync()?;
+        }
+        let next = w.segment + 1;
+        let seg = self.log.create_segment(next)?;
+        {
+            let mut index = self.write_index();
+            self.log.push(seg);
+            index.live.push_back(0);
+        }
+        *w = Writer {
+            segment: next,
+            end: LOG_MAGIC.len() as u64,
+        };
+        Ok(())
     }
 
     /// The log entry of a transaction: its fixed header, checked against the id.
-    fn entry_header(&self, id: &TxId, slot: &Slot) -> Result<TxEntryHeader> {
+    fn entry_header(id: &TxId, slot: &Slot, seg: &Segment) -> Result<TxEntryHeader> {
         let mut buf = [0u8; TX_ENTRY_HEADER_LEN];
-        self.log.read_at(slot.offset, &mut buf)?;
+        seg.read_at(slot.pos.offset(), &mut buf)?;
         let h = layout::decode_tx_entry_header(&buf)?;
         if h.id != *id || h.len != slot.len {
             return Err(StoreError::Corrupt(format!(
@@ -293,6 +400,22 @@ impl SledStore {
             )));
         }
         Ok(h)
+    }
+}
+
+fn check_segment_bytes(bytes: u64) -> Result<()> {
+    if bytes == 0 || bytes > MAX_SEGMENT_BYTES {
+        return Err(StoreError::Backend(format!(
+            "log segment size {bytes} is not within 1 ..= {MAX_SEGMENT_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn get<T: DeserializeOwned>(tree: &Tree, what: &str, key: &[u8]) -> Result<Option<T>> {
+    match tree.get(key).map_err(backend)? {
+        None => Ok(None),
+        Some(v) => decode(what, &v).map(Some),
     }
 }
 
@@ -314,11 +437,25 @@ fn open_db(path: &Path) -> Result<sled::Db> {
     }
 }
 
-/// Checks the format key, writing it into a new database. Returns whether the database is
-/// new.
+/// Checks the format key, writing it into a new database and upgrading a database of the
+/// previous format (a single-file log is segment 0 of a log that was never pruned).
+/// Returns whether the database is new.
 fn check_format(db: &sled::Db, tree: &Tree) -> Result<bool> {
     match tree.get(layout::FORMAT_KEY).map_err(backend)? {
         Some(v) if v.as_ref() == [layout::FORMAT] => Ok(false),
+        Some(v) if v.as_ref() == [layout::FORMAT_SINGLE_LOG] => {
+            // Durable before anything of the new format (a tombstone) is written, so an
+            // earlier version never opens a log it would misread.
+            tree.insert(layout::FORMAT_KEY, &[layout::FORMAT][..])
+                .map_err(backend)?;
+            db.flush().map_err(backend)?;
+            tracing::info!(
+                from = layout::FORMAT_SINGLE_LOG,
+                to = layout::FORMAT,
+                "database format upgraded"
+            );
+            Ok(false)
+        }
         Some(v) => Err(StoreError::Corrupt(format!(
             "database format {v:?}, this version reads format {} (start from an empty data \
              directory and sync from peers)",

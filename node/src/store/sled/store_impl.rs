@@ -12,10 +12,11 @@ use dag_core::{
 };
 use sled::Batch;
 
-use super::index::{derive_status, SLOT_SOLID};
+use super::index::SLOT_SOLID;
 #[cfg(doc)]
 use super::Durability;
 use super::{backend, decode, encode, LedgerHeader, SledStore};
+use crate::store::txlog::LogPos;
 use node_proto::layout::{self, Confirmation, Frame, TxEntryHeader, TX_ENTRY_HEADER_LEN};
 
 impl Store for SledStore {
@@ -61,27 +62,26 @@ impl Store for SledStore {
         let body_at = self.append(&mut w, buf)?;
         let mut index = self.write_index();
         for (h, at) in &added {
-            index.add(h, body_at + *at as u64);
+            index.add(h, body_at.plus(*at as u64));
         }
         Ok(added.len())
     }
 
     fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>> {
-        let Some(slot) = self.slot(id) else {
+        let Some((slot, seg)) = self.locate(id)? else {
             return Ok(None);
         };
-        self.entry_header(id, &slot)?;
+        Self::entry_header(id, &slot, &seg)?;
         let mut bytes = vec![0u8; slot.len as usize];
-        self.log
-            .read_at(slot.offset + TX_ENTRY_HEADER_LEN as u64, &mut bytes)?;
+        seg.read_at(slot.pos.offset() + TX_ENTRY_HEADER_LEN as u64, &mut bytes)?;
         Ok(Some(bytes))
     }
 
     fn metadata(&self, id: &TxId) -> Result<Option<TxMeta>> {
-        let Some(slot) = self.slot(id) else {
+        let Some((slot, seg)) = self.locate(id)? else {
             return Ok(None);
         };
-        let h = self.entry_header(id, &slot)?;
+        let h = Self::entry_header(id, &slot, &seg)?;
         Ok(Some(Self::meta(&h, &slot)))
     }
 
@@ -119,48 +119,59 @@ impl Store for SledStore {
         Ok(self.read_index().txs.len())
     }
 
-    /// One sequential read of the log, in storing order, with each transaction's current
-    /// metadata from the index.
+    /// One sequential read of the live log segments, in storing order, visiting the
+    /// entries the index points at (not pruned ones, nor duplicates) with each
+    /// transaction's current metadata from the index.
     fn for_each_transaction(&self, f: &mut dyn FnMut(&TxId, &[u8], &TxMeta)) -> Result<()> {
-        let end = self.log_writer().end;
+        let (segments, active, end) = {
+            let w = self.log_writer();
+            (self.log.snapshot(), w.segment, w.end)
+        };
         let index = self.read_index();
-        self.log.for_each_frame(end, &mut |_, frame| {
-            if let Frame::Transactions(entries) = frame {
-                for (h, _, bytes) in entries {
-                    let slot = index.txs.get(&h.id).ok_or_else(|| {
-                        StoreError::Corrupt(format!("{} is in the log but not indexed", h.id))
-                    })?;
-                    f(&h.id, bytes, &Self::meta(&h, slot));
+        for seg in &segments {
+            let limit = if seg.id == active { end } else { seg.len()? };
+            seg.for_each_frame(limit, &mut |body_at, frame| {
+                if let Frame::Transactions(entries) = frame {
+                    let body_at = LogPos::new(seg.id, body_at);
+                    for (h, at, bytes) in entries {
+                        match index.txs.get(&h.id) {
+                            Some(slot) if slot.pos == body_at.plus(at as u64) => {
+                                f(&h.id, bytes, &Self::meta(&h, slot));
+                            }
+                            _ => {}
+                        }
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
-    /// From the index alone: the payload's transactions and, from their confirmations,
-    /// its status.
+    /// From the index alone: the payload's transactions and, from their confirmations
+    /// (on top of its base if some of its transactions were pruned), its status.
     fn payload(&self, id: &PayloadId) -> Result<Option<PayloadRecord>> {
         let index = self.read_index();
-        let Some(first) = index.payloads.get(id) else {
+        if !index.payloads.contains_key(id) {
             return Ok(None);
-        };
-        let txs: Vec<TxId> = std::iter::once(*first)
-            .chain(index.more.get(id).into_iter().flatten().copied())
-            .collect();
-        let confirmations = txs
-            .iter()
-            .filter_map(|tx| {
-                let (milestone, position, outcome) = index.txs.get(tx)?.confirmation()?;
-                Some((milestone, position, *tx, outcome?))
-            })
-            .collect();
+        }
         Ok(Some(PayloadRecord {
-            txs,
-            status: derive_status(confirmations),
+            txs: index.payload_txs(id),
+            status: index.payload_status(id),
         }))
     }
 
+    /// Milestones up to the pruned one are gone, also while their sled records wait for a
+    /// clean-up that failed.
     fn milestone(&self, index: MilestoneIndex) -> Result<Option<MilestoneRecord>> {
+        if self
+            .read_index()
+            .pruned
+            .as_ref()
+            .is_some_and(|p| index <= p.milestone)
+        {
+            return Ok(None);
+        }
         self.get("milestone record", &layout::milestone_key(index))
     }
 
@@ -331,13 +342,14 @@ impl Store for SledStore {
         self.sync_log()
     }
 
-    fn prune(&self, _batch: &PruneBatch) -> Result<()> {
-        Err(StoreError::Backend(
-            "pruning is not implemented by the sled store yet".into(),
-        ))
+    /// A tombstone frame in the log (synced: the commit point), the index, then one sled
+    /// batch of clean-up; log segments left without live entries are deleted. See
+    /// `sled/prune.rs` and the [module](crate::store) docs.
+    fn prune(&self, batch: &PruneBatch) -> Result<()> {
+        self.prune_batch(batch)
     }
 
     fn pruned(&self) -> Result<Option<PruneState>> {
-        Ok(None)
+        Ok(self.read_index().pruned.clone())
     }
 }
