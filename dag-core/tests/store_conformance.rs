@@ -14,6 +14,12 @@ fn mem_store_clone_sees_everything_written() {
     conformance::reopen_persistence(|| store.clone());
 }
 
+#[test]
+fn mem_store_clone_sees_every_prune() {
+    let store = MemStore::new();
+    conformance::prune_persistence(|| store.clone());
+}
+
 /// The suite has teeth: backends that break a rule fail it.
 mod broken_backends {
     use std::panic::{catch_unwind, AssertUnwindSafe};

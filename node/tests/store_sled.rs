@@ -1,11 +1,16 @@
 //! `SledStore`: the generic `Store` conformance suite, reopening, reload order, corrupt
-//! data and group commit.
+//! data, group commit, and pruning (log segments deleted, the previous format).
 
 use std::sync::{Arc, Barrier};
 
 use dag_core::store::{conformance, Store, StoreError, TxEntry, TxMeta};
 use dag_core::{Ledger, PayloadId, TxId};
-use node::store::{layout, Durability, SledStore};
+use node::store::{layout, Durability, SledStore, StoreOptions};
+
+/// Segments so small that almost every frame starts a new one.
+fn tiny() -> StoreOptions {
+    StoreOptions::default().segment_bytes(600)
+}
 
 fn entry(id: TxId, bytes: &[u8], arrival: u64) -> TxEntry<'_> {
     TxEntry {
@@ -39,6 +44,32 @@ fn conforms_on_disk() {
         dirs.borrow_mut().push(d);
         s
     });
+}
+
+#[test]
+fn conforms_with_tiny_segments() {
+    conformance::run_all(|| SledStore::open_temporary_with(tiny()).unwrap());
+    let dirs = std::cell::RefCell::new(Vec::new());
+    conformance::run_all(|| {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open_with_options(d.path(), tiny()).unwrap();
+        dirs.borrow_mut().push(d);
+        s
+    });
+}
+
+#[test]
+fn prunes_survive_reopen() {
+    for options in [
+        StoreOptions::default(),
+        StoreOptions::default().durability(Durability::ProcessCrash),
+        tiny(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::prune_persistence(|| {
+            SledStore::open_with_options(dir.path(), options).unwrap()
+        });
+    }
 }
 
 #[test]

@@ -10,18 +10,22 @@
 //! }
 //! ```
 //!
-//! [`reopen_persistence`] additionally checks that data survives closing and reopening; it
-//! is not part of [`run_all`] because only the backend knows how to reopen itself.
+//! [`reopen_persistence`] and [`prune_persistence`] additionally check that data (and
+//! pruning) survives closing and reopening; they are not part of [`run_all`] because only
+//! the backend knows how to reopen itself. [`view`] captures what a store shows, for a
+//! backend's own tests to compare two stores (say, against a [`MemStore`](super::MemStore)
+//! given the same writes).
 
 use crate::codec;
 use crate::crypto::{self, Keypair};
 use crate::genesis::{Allocation, Genesis, DEFAULT_TIMESTAMP_WINDOW_MS};
 use crate::ids::{Address, ChannelId, Digest, PayloadId, TxId};
-use crate::ledger::{Account, ConflictReason, Ledger, LedgerDiff, PayloadOutcome};
-use crate::types::{Body, Payload, SignedPayload, Transaction, TX_VERSION};
+use crate::ledger::{Account, ConflictReason, Ledger, LedgerDiff, LedgerState, PayloadOutcome};
+use crate::types::{Body, MilestoneIndex, Payload, SignedPayload, Transaction, TX_VERSION};
 
 use super::{
-    ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, Store, StoreError, TxEntry, TxMeta,
+    ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadRecord, PayloadStatus, PruneBatch,
+    PruneState, Store, StoreError, TxEntry, TxMeta,
 };
 
 /// Runs every check, each on a fresh store from `make`.
@@ -36,6 +40,76 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     milestone_batch_atomic_visibility(&make());
     payload_status_across_reattachment(&make());
     ledger_round_trip(&make());
+    prune_forgets_listed_transactions(&make());
+    prune_milestone_never_goes_back(&make());
+    pruned_transaction_stored_again(&make());
+}
+
+/// What a store shows about some transactions, payloads and milestones, and as a whole
+/// (count, iteration, last prune, ledger): two stores given the same writes, or one store
+/// before and after reopening, must show the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// Per asked transaction: bytes and metadata.
+    pub txs: Vec<(TxId, Option<Vec<u8>>, Option<TxMeta>)>,
+    /// Per asked payload: its record.
+    pub payloads: Vec<(PayloadId, Option<PayloadRecord>)>,
+    /// Milestone records `1..=milestones`.
+    pub milestones: Vec<Option<MilestoneRecord>>,
+    /// `transaction_count`.
+    pub count: usize,
+    /// The ids `for_each_transaction` visits, sorted.
+    pub iterated: Vec<TxId>,
+    /// `pruned`.
+    pub pruned: Option<PruneState>,
+    /// `confirmed_index`.
+    pub confirmed: Option<MilestoneIndex>,
+    /// `load_ledger`.
+    pub ledger: Option<LedgerState>,
+}
+
+/// Captures a [`View`] of `s`.
+pub fn view<S: Store + ?Sized>(
+    s: &S,
+    txs: &[TxId],
+    payloads: &[PayloadId],
+    milestones: MilestoneIndex,
+) -> View {
+    let mut visited = Vec::new();
+    s.for_each_transaction(&mut |id, bytes, meta| visited.push((*id, bytes.to_vec(), *meta)))
+        .unwrap();
+    for (id, bytes, meta) in &visited {
+        assert_eq!(
+            s.transaction(id).unwrap().as_ref(),
+            Some(bytes),
+            "{id} iterated"
+        );
+        assert_eq!(
+            s.metadata(id).unwrap().as_ref(),
+            Some(meta),
+            "{id} iterated"
+        );
+    }
+    let mut iterated: Vec<TxId> = visited.iter().map(|v| v.0).collect();
+    iterated.sort();
+    iterated.dedup();
+    assert_eq!(iterated.len(), visited.len(), "a transaction visited twice");
+    View {
+        txs: txs
+            .iter()
+            .map(|id| (*id, s.transaction(id).unwrap(), s.metadata(id).unwrap()))
+            .collect(),
+        payloads: payloads
+            .iter()
+            .map(|p| (*p, s.payload(p).unwrap()))
+            .collect(),
+        milestones: (1..=milestones).map(|i| s.milestone(i).unwrap()).collect(),
+        count: s.transaction_count().unwrap(),
+        iterated,
+        pruned: s.pruned().unwrap(),
+        confirmed: s.confirmed_index().unwrap(),
+        ledger: s.load_ledger().unwrap(),
+    }
 }
 
 /// A real encoded transaction carrying `payload`, made unique by `timestamp`.
@@ -534,6 +608,284 @@ pub fn ledger_round_trip<S: Store>(s: &S) {
     let ch = crypto::channel_id(&sc.f.addr(1), 0);
     assert_eq!(s.channel(&ch).unwrap().as_ref(), sc.ledger.channel(&ch));
     assert!(s.channel(&ch).unwrap().is_some());
+}
+
+/// A milestone batch over no transactions and no ledger change (the stores do not check
+/// digests).
+fn empty_milestone(
+    index: MilestoneIndex,
+    tx: TxId,
+    confirmed: &[(TxId, Option<(PayloadId, PayloadOutcome)>)],
+) -> MilestoneBatch {
+    MilestoneBatch {
+        record: MilestoneRecord {
+            index,
+            tx,
+            timestamp: u64::from(index) * 1_000,
+            ledger_digest: Digest([index as u8; 32]),
+        },
+        confirmed: confirmed
+            .iter()
+            .map(|(tx, payload)| ConfirmedTx {
+                tx: *tx,
+                payload: *payload,
+            })
+            .collect(),
+        diff: LedgerDiff::default(),
+    }
+}
+
+/// Pruning forgets the listed transactions (bytes, metadata, their place in payload
+/// records; a payload left without transactions goes, one that keeps some keeps its
+/// status), ignores unknown and repeated ids, drops the milestone records up to the batch's
+/// milestone and keeps the rest, the ledger and every unlisted transaction (with its
+/// confirmation, also by a pruned milestone). A pruned transaction cannot be confirmed.
+pub fn prune_forgets_listed_transactions<S: Store>(s: &S) {
+    let sc = Scenario::run(s);
+    let id = |i: usize| sc.txs[i].0;
+    let [p1, p2, p3, p4] = sc.p;
+    let all: Vec<TxId> = sc.txs.iter().map(|t| t.0).collect();
+    let before = view(s, &all, &sc.p, 2);
+    assert_eq!(s.pruned().unwrap(), None);
+    let eps = vec![(id(6), 1), (id(3), 2)];
+    // tx0 (p1's applied copy) and tx2 (p2's gap copy) were confirmed by milestone 1, tx5
+    // (p3's only copy) by milestone 2.
+    s.prune(&PruneBatch {
+        milestone: 1,
+        txs: vec![id(0), id(2), TxId([0xee; 32]), id(5), id(0)],
+        entry_points: eps.clone(),
+    })
+    .unwrap();
+    for i in [0, 2, 5] {
+        assert_eq!(s.transaction(&id(i)).unwrap(), None, "tx{i}");
+        assert_eq!(s.metadata(&id(i)).unwrap(), None, "tx{i}");
+    }
+    for i in [1, 3, 4, 6] {
+        assert_eq!(
+            before.txs[i],
+            (
+                id(i),
+                s.transaction(&id(i)).unwrap(),
+                s.metadata(&id(i)).unwrap()
+            ),
+            "tx{i}"
+        );
+    }
+    assert_eq!(
+        s.metadata(&id(6)).unwrap().unwrap().confirmed_by,
+        Some(1),
+        "an unlisted transaction keeps its confirmation by a pruned milestone"
+    );
+    assert_eq!(s.transaction_count().unwrap(), 4);
+    let after = view(s, &all, &sc.p, 2);
+    assert_eq!(after.iterated, {
+        let mut v = vec![id(1), id(3), id(4), id(6)];
+        v.sort();
+        v
+    });
+    let r1 = s.payload(&p1).unwrap().unwrap();
+    assert_eq!(r1.txs, vec![id(1)]);
+    assert_eq!(
+        r1.status,
+        PayloadStatus::Confirmed {
+            milestone: 1,
+            tx: id(0)
+        },
+        "a payload keeps its status when the transaction that confirmed it is pruned"
+    );
+    let r2 = s.payload(&p2).unwrap().unwrap();
+    assert_eq!(r2.txs, vec![id(4)]);
+    assert_eq!(
+        r2.status,
+        PayloadStatus::Confirmed {
+            milestone: 2,
+            tx: id(4)
+        }
+    );
+    assert_eq!(s.payload(&p3).unwrap(), None, "no transaction left");
+    assert_eq!(s.payload(&p4).unwrap(), before.payloads[3].1);
+    assert_eq!(s.milestone(1).unwrap(), None);
+    assert_eq!(s.milestone(2).unwrap(), before.milestones[1]);
+    assert_eq!(
+        s.pruned().unwrap(),
+        Some(PruneState {
+            milestone: 1,
+            entry_points: eps
+        })
+    );
+    assert_eq!(after.ledger, before.ledger);
+    assert_eq!(s.confirmed_index().unwrap(), Some(2));
+    assert_eq!(s.mark_solid(&[id(0)]).unwrap(), 0);
+    assert_eq!(
+        s.apply_milestone(&empty_milestone(3, id(6), &[(id(6), None), (id(2), None)])),
+        Err(StoreError::UnknownTransaction(id(2))),
+        "a pruned transaction cannot be confirmed"
+    );
+    assert_eq!(s.confirmed_index().unwrap(), Some(2));
+    // Milestones go on after a prune.
+    s.apply_milestone(&empty_milestone(3, id(6), &[])).unwrap();
+    assert!(s.milestone(3).unwrap().is_some());
+}
+
+/// The pruned milestone never goes back: a batch below it only forgets its transactions
+/// and replaces the entry points. A payload whose last transaction goes disappears.
+pub fn prune_milestone_never_goes_back<S: Store>(s: &S) {
+    let sc = Scenario::run(s);
+    let id = |i: usize| sc.txs[i].0;
+    let p1 = sc.p[0];
+    s.prune(&PruneBatch {
+        milestone: 2,
+        txs: vec![id(0)],
+        entry_points: vec![(id(0), 1)],
+    })
+    .unwrap();
+    assert_eq!(
+        (s.milestone(1).unwrap(), s.milestone(2).unwrap()),
+        (None, None)
+    );
+    s.prune(&PruneBatch {
+        milestone: 1,
+        txs: vec![id(1)],
+        entry_points: vec![],
+    })
+    .unwrap();
+    assert_eq!(
+        s.pruned().unwrap(),
+        Some(PruneState {
+            milestone: 2,
+            entry_points: vec![]
+        })
+    );
+    assert_eq!(s.payload(&p1).unwrap(), None);
+    assert_eq!(s.milestone(2).unwrap(), None);
+    // Only the entry points change; nothing else.
+    let eps = vec![(id(6), 1)];
+    let all: Vec<TxId> = sc.txs.iter().map(|t| t.0).collect();
+    let before = view(s, &all, &sc.p, 2);
+    s.prune(&PruneBatch {
+        milestone: 0,
+        txs: vec![],
+        entry_points: eps.clone(),
+    })
+    .unwrap();
+    let after = view(s, &all, &sc.p, 2);
+    assert_eq!(
+        after.pruned,
+        Some(PruneState {
+            milestone: 2,
+            entry_points: eps
+        })
+    );
+    assert_eq!(
+        View {
+            pruned: None,
+            ..after
+        },
+        View {
+            pruned: None,
+            ..before
+        }
+    );
+    assert_eq!(s.transaction_count().unwrap(), 5);
+}
+
+/// A pruned transaction stored again is a new transaction: fresh metadata (not its old
+/// confirmation), appended to its payload's record, and it can be confirmed again.
+pub fn pruned_transaction_stored_again<S: Store>(s: &S) {
+    let sc = Scenario::run(s);
+    let id = |i: usize| sc.txs[i].0;
+    let p1 = sc.p[0];
+    // tx1 (p1's second copy) was confirmed by milestone 2, after the pruned milestone.
+    s.prune(&PruneBatch {
+        milestone: 1,
+        txs: vec![id(1), id(6)],
+        entry_points: vec![],
+    })
+    .unwrap();
+    assert_eq!(s.payload(&p1).unwrap().unwrap().txs, vec![id(0)]);
+    let (tx1, bytes1, _) = &sc.txs[1];
+    assert_eq!(
+        s.put_transactions(&[entry(*tx1, bytes1, Some(p1))])
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.metadata(tx1).unwrap(),
+        Some(TxMeta::new(1_000, false, Some(p1)))
+    );
+    assert_eq!(s.transaction(tx1).unwrap().as_ref(), Some(bytes1));
+    let r1 = s.payload(&p1).unwrap().unwrap();
+    assert_eq!(r1.txs, vec![id(0), id(1)]);
+    assert_eq!(
+        r1.status,
+        PayloadStatus::Confirmed {
+            milestone: 1,
+            tx: id(0)
+        }
+    );
+    assert_eq!(s.transaction_count().unwrap(), 6);
+    let used = PayloadOutcome::Conflicting(ConflictReason::SeqAlreadyUsed);
+    s.apply_milestone(&empty_milestone(3, id(0), &[(id(1), Some((p1, used)))]))
+        .unwrap();
+    let m = s.metadata(tx1).unwrap().unwrap();
+    assert_eq!((m.confirmed_by, m.outcome), (Some(3), Some(used)));
+    assert_eq!(
+        s.payload(&p1).unwrap().unwrap().status,
+        PayloadStatus::Confirmed {
+            milestone: 1,
+            tx: id(0)
+        }
+    );
+}
+
+/// Pruning survives closing and reopening: what the store showed after a series of prunes
+/// (with transactions stored again, milestones applied in between, payloads partly and
+/// wholly pruned), it shows after reopening, and pruning goes on from there. `open` is
+/// called twice; the first store is dropped (closed) before the second call.
+pub fn prune_persistence<S: Store>(mut open: impl FnMut() -> S) {
+    let (expected, all, payloads) = {
+        let s = open();
+        let sc = Scenario::run(&s);
+        let id = |i: usize| sc.txs[i].0;
+        s.mark_solid(&[id(3)]).unwrap();
+        s.prune(&PruneBatch {
+            milestone: 1,
+            txs: vec![id(0), id(2), id(5)],
+            entry_points: vec![(id(6), 1)],
+        })
+        .unwrap();
+        let (tx2, bytes2, p2) = &sc.txs[2];
+        s.put_transactions(&[entry(*tx2, bytes2, *p2)]).unwrap();
+        s.apply_milestone(&empty_milestone(3, id(6), &[])).unwrap();
+        s.prune(&PruneBatch {
+            milestone: 1,
+            txs: vec![id(1)],
+            entry_points: vec![(id(6), 1), (id(4), 2)],
+        })
+        .unwrap();
+        s.flush().unwrap();
+        let all: Vec<TxId> = sc.txs.iter().map(|t| t.0).collect();
+        (view(&s, &all, &sc.p, 3), all, sc.p)
+    };
+    assert_eq!(expected.count, 4);
+    assert_eq!(
+        expected.payloads[0].1, None,
+        "p1 lost both its transactions"
+    );
+    let s = open();
+    assert_eq!(view(&s, &all, &payloads, 3), expected);
+    s.prune(&PruneBatch {
+        milestone: 3,
+        txs: vec![all[2], all[3]],
+        entry_points: vec![],
+    })
+    .unwrap();
+    assert_eq!(s.transaction_count().unwrap(), 2);
+    assert_eq!(s.milestone(3).unwrap(), None);
+    s.flush().unwrap();
+    let expected = view(&s, &all, &payloads, 3);
+    drop(s);
+    assert_eq!(view(&open(), &all, &payloads, 3), expected);
 }
 
 /// Everything written and flushed before closing is there after reopening. `open` is
