@@ -848,6 +848,7 @@ pub fn prune_persistence<S: Store>(mut open: impl FnMut() -> S) {
         let sc = Scenario::run(&s);
         let id = |i: usize| sc.txs[i].0;
         s.mark_solid(&[id(3)]).unwrap();
+        // p1 keeps tx1 (its status comes from tx0), p2 keeps tx4, p3 goes.
         s.prune(&PruneBatch {
             milestone: 1,
             txs: vec![id(0), id(2), id(5)],
@@ -857,9 +858,10 @@ pub fn prune_persistence<S: Store>(mut open: impl FnMut() -> S) {
         let (tx2, bytes2, p2) = &sc.txs[2];
         s.put_transactions(&[entry(*tx2, bytes2, *p2)]).unwrap();
         s.apply_milestone(&empty_milestone(3, id(6), &[])).unwrap();
+        // p4 goes.
         s.prune(&PruneBatch {
             milestone: 1,
-            txs: vec![id(1)],
+            txs: vec![id(3)],
             entry_points: vec![(id(6), 1), (id(4), 2)],
         })
         .unwrap();
@@ -869,19 +871,24 @@ pub fn prune_persistence<S: Store>(mut open: impl FnMut() -> S) {
     };
     assert_eq!(expected.count, 4);
     assert_eq!(
-        expected.payloads[0].1, None,
-        "p1 lost both its transactions"
+        expected.payloads[0].1.as_ref().map(|r| r.status),
+        Some(PayloadStatus::Confirmed {
+            milestone: 1,
+            tx: all[0]
+        })
     );
+    assert_eq!(expected.payloads[3].1, None, "p4 lost its only transaction");
     let s = open();
     assert_eq!(view(&s, &all, &payloads, 3), expected);
     s.prune(&PruneBatch {
         milestone: 3,
-        txs: vec![all[2], all[3]],
+        txs: vec![all[1], all[2]],
         entry_points: vec![],
     })
     .unwrap();
     assert_eq!(s.transaction_count().unwrap(), 2);
     assert_eq!(s.milestone(3).unwrap(), None);
+    assert_eq!(s.payload(&payloads[0]).unwrap(), None);
     s.flush().unwrap();
     let expected = view(&s, &all, &payloads, 3);
     drop(s);

@@ -11,6 +11,8 @@ mod index;
 mod prune;
 mod recovery;
 mod store_impl;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -225,6 +227,11 @@ impl SledStore {
             milestone: h.milestone,
             entry_points: h.entry_points.clone(),
         });
+        for item in tree.scan_prefix([layout::PAYLOAD_BASE]) {
+            let (k, v) = item.map_err(backend)?;
+            let payload = dag_core::PayloadId(layout::key_id("payload base", &k)?);
+            index.bases.insert(payload, decode("payload base", &v)?);
+        }
         let mut replay = recovery::Replay::new(pruned.as_ref().map(|h| (h.segment, h.offset)));
         let scanned =
             log.scan(&mut |segment, at, frame| replay.frame(&mut index, &log, segment, at, frame))?;
