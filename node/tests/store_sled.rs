@@ -465,3 +465,154 @@ fn second_open_of_a_live_database_fails_cleanly() {
         Err(StoreError::Backend(_))
     ));
 }
+
+/// Log segment files in a database directory, by id.
+fn segment_files(dir: &std::path::Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| layout::parse_log_segment_name(e.unwrap().file_name().to_str()?))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// With tiny segments, pruning old transactions deletes their segment files (never while an
+/// older segment still holds a live transaction, never the active one), the disk shrinks,
+/// and reopening gives the same store.
+#[test]
+fn pruning_deletes_old_log_segments() {
+    use dag_core::store::PruneBatch;
+    let dir = tempfile::tempdir().unwrap();
+    // One 250-byte transaction per frame (340 bytes): two frames per segment.
+    let options = StoreOptions::default().segment_bytes(600);
+    let txs: Vec<(TxId, Vec<u8>)> = (0..40).map(blob).collect();
+    let ids: Vec<TxId> = txs.iter().map(|t| t.0).collect();
+    let s = SledStore::open_with_options(dir.path(), options).unwrap();
+    for (id, b) in &txs {
+        s.put_transactions(&[entry(*id, b, 1)]).unwrap();
+    }
+    s.flush().unwrap();
+    assert_eq!(segment_files(dir.path()), (0..20).collect::<Vec<_>>());
+    assert_eq!(s.log_segments(), 20);
+    let size = s.size_on_disk().unwrap();
+    let prune = |txs: &[TxId]| {
+        s.prune(&PruneBatch {
+            milestone: 0,
+            txs: txs.to_vec(),
+            entry_points: vec![],
+        })
+        .unwrap()
+    };
+
+    // Transaction 0 stays: segment 0 keeps a live entry, so nothing can go.
+    prune(&ids[1..20]);
+    assert_eq!(s.transaction_count().unwrap(), 21);
+    assert_eq!(segment_files(dir.path()).first(), Some(&0));
+    // Now segments 0 to 9 hold nothing live.
+    prune(&ids[..1]);
+    // (Each tombstone filled a segment of its own: 20 and 21.)
+    assert_eq!(segment_files(dir.path()), (10..22).collect::<Vec<_>>());
+    assert!(s.size_on_disk().unwrap() < size);
+    for (i, (id, b)) in txs.iter().enumerate() {
+        let want = (i >= 20).then(|| b.clone());
+        assert_eq!(s.transaction(id).unwrap(), want, "tx {i}");
+    }
+    s.flush().unwrap();
+    let view = conformance::view(&s, &ids, &[], 0);
+    drop(s);
+    let s = SledStore::open_with_options(dir.path(), options).unwrap();
+    assert_eq!(conformance::view(&s, &ids, &[], 0), view);
+    assert_eq!(segment_files(dir.path()), (10..22).collect::<Vec<_>>());
+
+    // Everything goes: only the newest segments stay (the active one, holding the
+    // tombstones, and none older with anything live).
+    s.prune(&PruneBatch {
+        milestone: 0,
+        txs: ids.clone(),
+        entry_points: vec![],
+    })
+    .unwrap();
+    assert_eq!(s.transaction_count().unwrap(), 0);
+    let left = segment_files(dir.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    // The store carries on: new transactions, reopened with the tombstones gone.
+    let (id, b) = blob(100);
+    s.put_transactions(&[entry(id, &b, 1)]).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let s = SledStore::open_with_options(dir.path(), options).unwrap();
+    assert_eq!(s.transaction_count().unwrap(), 1);
+    assert_eq!(s.transaction(&id).unwrap(), Some(b));
+    assert_eq!(s.transaction(&ids[30]).unwrap(), None);
+    assert_eq!(s.pruned().unwrap().unwrap().milestone, 0);
+}
+
+/// A store of the previous format (one `transactions.log`, format key 2, never pruned:
+/// what this version writes without pruning, with the old key) opens with everything in
+/// it, is upgraded, and can then be pruned.
+#[test]
+fn a_single_log_store_of_the_previous_format_opens() {
+    use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, PruneBatch};
+    let dir = tempfile::tempdir().unwrap();
+    let txs: Vec<(TxId, Vec<u8>)> = (0..5).map(blob).collect();
+    let ids: Vec<TxId> = txs.iter().map(|t| t.0).collect();
+    let view = {
+        let s = SledStore::open(dir.path()).unwrap();
+        let entries: Vec<_> = txs.iter().map(|(id, b)| entry(*id, b, 3)).collect();
+        s.put_transactions(&entries).unwrap();
+        s.mark_solid(&ids[..2]).unwrap();
+        s.init_ledger(&genesis_state()).unwrap();
+        s.apply_milestone(&MilestoneBatch {
+            record: MilestoneRecord {
+                index: 1,
+                tx: ids[0],
+                timestamp: 1,
+                ledger_digest: dag_core::Digest([1; 32]),
+            },
+            confirmed: ids[..3]
+                .iter()
+                .map(|tx| ConfirmedTx {
+                    tx: *tx,
+                    payload: None,
+                })
+                .collect(),
+            diff: Default::default(),
+        })
+        .unwrap();
+        s.flush().unwrap();
+        conformance::view(&s, &ids, &[], 1)
+    };
+    assert_eq!(segment_files(dir.path()), vec![0]);
+    corrupt(dir.path(), layout::FORMAT_KEY, &[layout::FORMAT_SINGLE_LOG]);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(conformance::view(&s, &ids, &[], 1), view);
+    s.prune(&PruneBatch {
+        milestone: 1,
+        txs: ids[..3].to_vec(),
+        entry_points: vec![(ids[2], 1)],
+    })
+    .unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.transaction_count().unwrap(), 2);
+    assert_eq!(s.milestone(1).unwrap(), None);
+    assert_eq!(s.pruned().unwrap().unwrap().entry_points, vec![(ids[2], 1)]);
+    drop(s);
+    // The format key says 3 now: an earlier version refuses the database.
+    let start = std::time::Instant::now();
+    let db = loop {
+        match sled::open(dir.path()) {
+            Err(_) if start.elapsed() < std::time::Duration::from_secs(180) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.unwrap(),
+        }
+    };
+    let format = db
+        .open_tree(layout::TREE)
+        .unwrap()
+        .get(layout::FORMAT_KEY)
+        .unwrap();
+    assert_eq!(format.as_deref(), Some(&[layout::FORMAT][..]));
+}
