@@ -11,14 +11,44 @@
 //! ```text
 //! cargo run --release -p benches --bin node-bench -- --payments 100000 --clients 64 --batch 64
 //! ```
+//!
+//! # Soak mode
+//!
+//! `--rate R` offers R payments per second, open loop: payment `i` is due `i / R` s after
+//! the start whatever the node answers. A client takes the next request, waits for its
+//! time and sends it; when all `--clients` are busy the schedule runs ahead of the sends,
+//! and that backlog is counted (and included in the offer-to-confirm latency) instead of the
+//! offered rate silently dropping. `--duration SECS` offers `R x SECS` payments (otherwise
+//! `--payments`). They are signed on the fly: a generator thread signs rounds of ~4,096 on
+//! the rayon pool and keeps about a second of requests ready in a bounded channel, so
+//! memory does not grow with the run. The payers are `max(10 R, 2 x clients x batch)`
+//! genesis-funded accounts taking turns: each pays consecutive sequence numbers, one
+//! payment every ~10 s (confirmed before its next one is offered, and never two in flight
+//! at once), and holds more than it can spend in the run. `--per-account` does not apply.
+//!
+//! `--keep-milestones N` sets the node's retention (`[pruning] keep_milestones`; for
+//! `--spawn` also passed as `tangle-node run --keep-milestones N`); it applies to the
+//! fixed-count mode too. `--csv FILE` writes one row per second,
+//! `seconds,rss_bytes,disk_bytes,confirmed`: the node's RSS (the child's with `--spawn`,
+//! otherwise this whole process's), the bytes of all files under the node's data dir, and the
+//! payments confirmed so far. The summary gives offered, accepted and confirmed rates,
+//! submit- and offer-to-confirm latency percentiles, and RSS and disk at minute 5 (or at
+//! the first sixth of shorter runs) against the end of the offered period, with their ratio
+//! (the acceptance target: within 10%). `scripts/plot-soak.py soak.csv` draws the CSV as an
+//! SVG.
+//!
+//! ```text
+//! ./target/release/node-bench --spawn target/release/tangle-node --rate 10000 --duration 1800 --keep-milestones 60 --clients 32 --batch 64 --csv soak.csv
+//! ```
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use dag_core::{Allocation, Body, Genesis, Keypair, PayloadId, SignedPayload};
+use dag_core::{Allocation, Body, Genesis, Keypair, NetworkId, PayloadId, SignedPayload};
 use node::service::{NodeEvent, NodeService, PayloadState};
 use node::store::SledStore;
 use node::{Node, NodeSetup};
@@ -72,6 +102,21 @@ struct Args {
     /// Stop waiting for confirmations after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
+    /// Soak mode: offer this many payments per second, paced by a timer (open loop), with
+    /// payments signed on the fly; `--per-account` does not apply.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Soak mode: offer payments for this many seconds instead of `--payments` in all.
+    #[arg(long, requires = "rate")]
+    duration: Option<u64>,
+    /// Retention of the node: keep the last N milestones' history (`[pruning]
+    /// keep_milestones`); default: keep everything.
+    #[arg(long)]
+    keep_milestones: Option<u32>,
+    /// Soak mode: write one row per second to this CSV file
+    /// (`seconds,rss_bytes,disk_bytes,confirmed`).
+    #[arg(long, requires = "rate")]
+    csv: Option<std::path::PathBuf>,
 }
 
 /// Bytes of all files under `dir`.
@@ -119,6 +164,14 @@ impl Target {
         }
     }
 
+    /// The process whose RSS is the node's, for [`rss_bytes`].
+    fn pid(&self) -> String {
+        match self {
+            Target::InProcess { .. } => "self".into(),
+            Target::Child { child, .. } => child.id().to_string(),
+        }
+    }
+
     /// Stops the node; returns the RSS to report and what it covers.
     async fn finish(self) -> (u64, &'static str) {
         match self {
@@ -156,6 +209,23 @@ impl Target {
 
 type Confirmations = Arc<Mutex<HashMap<PayloadId, (Instant, bool)>>>;
 
+/// Where the watcher reports final payload statuses: the fixed-count mode keeps every
+/// payload's status; soak mode tracks only the payloads in flight (bounded memory).
+#[derive(Clone)]
+enum Sink {
+    All(Confirmations),
+    Soak(Arc<Soak>),
+}
+
+impl Sink {
+    async fn record(&self, payload_id: PayloadId, ok: bool) {
+        match self {
+            Sink::All(confirmed_at) => record(confirmed_at, payload_id, ok).await,
+            Sink::Soak(soak) => soak.record(payload_id, ok),
+        }
+    }
+}
+
 /// Records a payload's final status: the first one counts, unless a later one confirms it
 /// (a reattached copy can conflict after the payload applied).
 async fn record(confirmed_at: &Confirmations, payload_id: PayloadId, ok: bool) {
@@ -171,7 +241,7 @@ async fn start_in_process(
     genesis: Genesis,
     committee: Keypair,
     dir: &std::path::Path,
-    confirmed_at: &Confirmations,
+    sink: &Sink,
     lagged: &Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<Target> {
     let store = SledStore::open(dir.join("db")).context("opening sled")?;
@@ -181,6 +251,7 @@ async fn start_in_process(
         protocol: ProtocolConfig {
             milestone_signer: Some((0, committee)),
             milestone_interval_ms: args.milestone_interval_ms,
+            keep_milestones: args.keep_milestones,
             ..ProtocolConfig::default()
         },
         max_batch: 2048,
@@ -204,13 +275,13 @@ async fn start_in_process(
         },
     ));
     let mut events = handle.subscribe();
-    let (confirmed_at, lagged) = (confirmed_at.clone(), lagged.clone());
+    let (sink, lagged) = (sink.clone(), lagged.clone());
     let watcher = tokio::spawn(async move {
         loop {
             match events.recv().await {
                 Ok(NodeEvent::Payload { payload_id, state }) => {
                     let ok = matches!(state, PayloadState::Confirmed { .. });
-                    record(&confirmed_at, payload_id, ok).await;
+                    sink.record(payload_id, ok).await;
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -237,7 +308,7 @@ async fn spawn_node(
     genesis: &Genesis,
     committee: &Keypair,
     dir: &std::path::Path,
-    confirmed_at: &Confirmations,
+    sink: &Sink,
 ) -> anyhow::Result<Target> {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     std::fs::write(dir.join("genesis.toml"), toml::to_string(genesis)?)?;
@@ -247,10 +318,15 @@ async fn spawn_node(
     cfg.milestone_key = Some("committee.key".into());
     cfg.milestone_interval_ms = args.milestone_interval_ms;
     cfg.rate_limit_per_sec = 0;
+    cfg.pruning.keep_milestones = args.keep_milestones;
     std::fs::write(dir.join("node.toml"), cfg.to_documented_toml())?;
-    let child = std::process::Command::new(bin)
-        .args(["run", "--config"])
-        .arg(dir.join("node.toml"))
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["run", "--config"]).arg(dir.join("node.toml"));
+    if let Some(n) = args.keep_milestones {
+        // The documented TOML may not carry `[pruning]`; the flag wins over file and env.
+        cmd.arg("--keep-milestones").arg(n.to_string());
+    }
+    let child = cmd
         .env("RUST_LOG", "warn")
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
@@ -277,7 +353,7 @@ async fn spawn_node(
         .get(format!("http://{addr}/api/v1/events"))
         .send()
         .await?;
-    let confirmed_at = confirmed_at.clone();
+    let sink = sink.clone();
     let watcher = tokio::spawn(async move {
         let mut buf = Vec::new();
         while let Ok(Some(chunk)) = resp.chunk().await {
@@ -297,7 +373,7 @@ async fn spawn_node(
                     let Some(id) = v["payload_id"].as_str().and_then(|s| s.parse().ok()) else {
                         continue;
                     };
-                    record(&confirmed_at, id, v["status"] == "confirmed").await;
+                    sink.record(id, v["status"] == "confirmed").await;
                 }
             }
         }
@@ -312,6 +388,9 @@ async fn spawn_node(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(rate) = args.rate {
+        return soak(args, rate).await;
+    }
     let accounts = args.payments.div_ceil(args.per_account.max(1));
     eprintln!(
         "generating {accounts} accounts and {} payments...",
@@ -374,13 +453,14 @@ async fn main() -> anyhow::Result<()> {
                 genesis,
                 committee,
                 dir.path(),
-                &confirmed_at,
+                &Sink::All(confirmed_at.clone()),
                 &lagged,
             )
             .await?
         }
         Some(bin) => {
-            spawn_node(bin, &args, &genesis, &committee, dir.path(), &confirmed_at).await?
+            let sink = Sink::All(confirmed_at.clone());
+            spawn_node(bin, &args, &genesis, &committee, dir.path(), &sink).await?
         }
     };
     let addr = target.addr();
@@ -534,6 +614,695 @@ async fn main() -> anyhow::Result<()> {
         disk as f64 / 1048576.0,
         disk as f64 / txs
     );
+    println!("  wall total          : {total_secs:.2} s");
+    Ok(())
+}
+
+/// Latencies in ms with bounded memory: 1 ms buckets below 1 s, 10 ms below 10 s, 100 ms
+/// below 100 s, 1 s below 1,000 s, then one bucket; the maximum is kept exactly.
+struct Hist {
+    counts: Vec<u64>,
+    n: u64,
+    max: f64,
+}
+
+impl Hist {
+    const BUCKETS: usize = 3701;
+
+    fn new() -> Self {
+        Hist {
+            counts: vec![0; Self::BUCKETS],
+            n: 0,
+            max: f64::NAN,
+        }
+    }
+
+    fn bucket(ms: f64) -> usize {
+        let ms = ms.max(0.0);
+        if ms < 1_000.0 {
+            ms as usize
+        } else if ms < 10_000.0 {
+            1_000 + ((ms - 1_000.0) / 10.0) as usize
+        } else if ms < 100_000.0 {
+            1_900 + ((ms - 10_000.0) / 100.0) as usize
+        } else if ms < 1_000_000.0 {
+            2_800 + ((ms - 100_000.0) / 1_000.0) as usize
+        } else {
+            Self::BUCKETS - 1
+        }
+    }
+
+    /// Lower bound and width of a bucket, ms.
+    fn range(b: usize) -> (f64, f64) {
+        match b {
+            0..=999 => (b as f64, 1.0),
+            1_000..=1_899 => (1_000.0 + (b - 1_000) as f64 * 10.0, 10.0),
+            1_900..=2_799 => (10_000.0 + (b - 1_900) as f64 * 100.0, 100.0),
+            2_800..=3_699 => (100_000.0 + (b - 2_800) as f64 * 1_000.0, 1_000.0),
+            _ => (1_000_000.0, 0.0),
+        }
+    }
+
+    fn add(&mut self, ms: f64) {
+        self.counts[Self::bucket(ms)] += 1;
+        self.n += 1;
+        self.max = self.max.max(ms);
+    }
+
+    /// The sample of the same rank as [`percentile`] picks, to within its bucket (midpoint).
+    fn percentile(&self, p: f64) -> f64 {
+        if self.n == 0 {
+            return f64::NAN;
+        }
+        let rank = ((self.n as f64 - 1.0) * p).round() as u64;
+        let mut seen = 0;
+        for (b, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                let (lo, w) = Self::range(b);
+                return (lo + w / 2.0).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// A payment sent and not yet confirmed.
+struct Flight {
+    /// When the schedule offered it.
+    offered: Instant,
+    /// When its request left.
+    sent: Instant,
+    /// A conflicting status arrived (final unless a later copy confirms it).
+    conflicting: bool,
+}
+
+struct Tracker {
+    in_flight: HashMap<PayloadId, Flight>,
+    /// Entries of `in_flight` marked conflicting.
+    conflicting: u64,
+    submit_to_confirm: Hist,
+    offer_to_confirm: Hist,
+    last_confirm: Option<Instant>,
+    refusals: HashMap<String, u64>,
+}
+
+/// Soak-mode bookkeeping, bounded: only payments in flight are remembered.
+struct Soak {
+    tracker: std::sync::Mutex<Tracker>,
+    /// Payments signed and handed to the senders.
+    generated: AtomicU64,
+    /// Payments whose request left.
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    /// Payments confirmed and applied.
+    confirmed: AtomicU64,
+    /// Most a request left behind its scheduled time, µs.
+    max_late_us: AtomicU64,
+}
+
+impl Soak {
+    fn new() -> Self {
+        Soak {
+            tracker: std::sync::Mutex::new(Tracker {
+                in_flight: HashMap::new(),
+                conflicting: 0,
+                submit_to_confirm: Hist::new(),
+                offer_to_confirm: Hist::new(),
+                last_confirm: None,
+                refusals: HashMap::new(),
+            }),
+            generated: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
+            max_late_us: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A final status from the node: the first counts, unless a later one confirms it (as
+    /// in [`record`]).
+    fn record(&self, payload_id: PayloadId, ok: bool) {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let t = &mut *guard;
+        if ok {
+            if let Some(f) = t.in_flight.remove(&payload_id) {
+                if f.conflicting {
+                    t.conflicting -= 1;
+                }
+                t.submit_to_confirm
+                    .add(now.duration_since(f.sent).as_secs_f64() * 1000.0);
+                t.offer_to_confirm
+                    .add(now.duration_since(f.offered).as_secs_f64() * 1000.0);
+                t.last_confirm = Some(now);
+                self.confirmed.fetch_add(1, Relaxed);
+            }
+        } else if let Some(f) = t.in_flight.get_mut(&payload_id) {
+            if !f.conflicting {
+                f.conflicting = true;
+                t.conflicting += 1;
+            }
+        }
+    }
+
+    /// A request is about to leave (before it is sent, so no event can precede this).
+    fn dispatch(&self, ids: &[PayloadId], offered: Instant, sent: Instant) {
+        let late = sent.saturating_duration_since(offered).as_micros() as u64;
+        self.max_late_us.fetch_max(late, Relaxed);
+        let mut t = self.lock();
+        for id in ids {
+            t.in_flight.insert(
+                *id,
+                Flight {
+                    offered,
+                    sent,
+                    conflicting: false,
+                },
+            );
+        }
+        self.sent.fetch_add(ids.len() as u64, Relaxed);
+    }
+
+    /// The node's verdicts on a request (`Err` carries the refusal's code).
+    fn settle(&self, ids: &[PayloadId], verdicts: &[Result<(), String>]) {
+        let mut guard = self.lock();
+        let t = &mut *guard;
+        for (id, v) in ids.iter().zip(verdicts) {
+            match v {
+                Ok(()) => {
+                    self.accepted.fetch_add(1, Relaxed);
+                }
+                Err(code) => {
+                    self.refused.fetch_add(1, Relaxed);
+                    if t.in_flight.remove(id).is_some_and(|f| f.conflicting) {
+                        t.conflicting -= 1;
+                    }
+                    *t.refusals.entry(code.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Accepted payments still waiting for a final status.
+    fn pending(&self) -> u64 {
+        let t = self.lock();
+        t.in_flight.len() as u64 - t.conflicting
+    }
+}
+
+/// One request's worth of signed payments: the first one's index in the schedule, their
+/// ids and the MessagePack body.
+struct Request {
+    first: u64,
+    ids: Vec<PayloadId>,
+    body: Vec<u8>,
+}
+
+/// Payment `i` of the soak schedule: accounts take turns, so account `i % n` pays its
+/// sequence number `i / n`, to another account.
+fn soak_payment(keys: &[Keypair], net: NetworkId, i: u64) -> SignedPayload {
+    let n = keys.len() as u64;
+    let from = (i % n) as usize;
+    let to = keys[((from as u64 * 7 + 1) % n) as usize].address();
+    SignedPayload::sign(
+        &keys[from],
+        net,
+        i / n,
+        Body::Pay {
+            to,
+            amount: 1,
+            memo: Vec::new(),
+        },
+    )
+}
+
+/// Signs payments `0..total` in rounds of ~4,096 on the rayon pool and hands them over in
+/// requests of `batch`; `tx` is bounded, so this runs at most its capacity ahead of the
+/// senders.
+fn generate(
+    keys: &[Keypair],
+    net: NetworkId,
+    total: u64,
+    batch: usize,
+    tx: &tokio::sync::mpsc::Sender<Request>,
+    soak: &Soak,
+) {
+    let round = ((4096 / batch).max(1) * batch) as u64;
+    let mut k = 0;
+    while k < total {
+        let end = (k + round).min(total);
+        let signed: Vec<SignedPayload> = (k..end)
+            .into_par_iter()
+            .map(|i| soak_payment(keys, net, i))
+            .collect();
+        let requests: Vec<Request> = signed
+            .par_chunks(batch)
+            .enumerate()
+            .map(|(j, c)| Request {
+                first: k + (j * batch) as u64,
+                ids: c.iter().map(|p| p.id()).collect(),
+                body: if batch <= 1 {
+                    rmp_serde::to_vec_named(&c[0]).expect("encodes")
+                } else {
+                    rmp_serde::to_vec_named(c).expect("encodes")
+                },
+            })
+            .collect();
+        for r in requests {
+            let n = r.ids.len() as u64;
+            if tx.blocking_send(r).is_err() {
+                return;
+            }
+            soak.generated.fetch_add(n, Relaxed);
+        }
+        k = end;
+    }
+}
+
+/// One CSV row.
+#[derive(Clone, Copy)]
+struct Sample {
+    seconds: u64,
+    rss: u64,
+    disk: u64,
+}
+
+/// What the sampler saw.
+struct Sampled {
+    samples: Vec<Sample>,
+    /// Most payments due by the schedule and not yet sent, at a sample.
+    max_backlog: u64,
+    /// Most payments due and not yet signed by the generator, at a sample.
+    max_generator_behind: u64,
+    health_checks: u64,
+    unhealthy: u64,
+}
+
+/// Every second: the node's RSS, its data dir's size and the confirmed count (CSV row);
+/// every 10 s a progress line with the backlog and `/health` (unhealthy: not 2xx, or no
+/// answer in 5 s).
+#[allow(clippy::too_many_arguments)]
+async fn sample(
+    soak: Arc<Soak>,
+    pid: String,
+    data_dir: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+    mut csv: Option<std::io::BufWriter<std::fs::File>>,
+    start: Instant,
+    rate: f64,
+    total: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Sampled> {
+    use std::io::Write;
+    let mut out = Sampled {
+        samples: Vec::new(),
+        max_backlog: 0,
+        max_generator_behind: 0,
+        health_checks: 0,
+        unhealthy: 0,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::from_std(start + Duration::from_secs(1)),
+        Duration::from_secs(1),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return Ok(out),
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let seconds = elapsed.round() as u64;
+        let rss = rss_bytes(&pid);
+        let disk = dir_size(&data_dir);
+        let confirmed = soak.confirmed.load(Relaxed);
+        if let Some(w) = csv.as_mut() {
+            writeln!(w, "{seconds},{rss},{disk},{confirmed}")?;
+            w.flush()?;
+        }
+        out.samples.push(Sample { seconds, rss, disk });
+        let due = ((elapsed * rate) as u64).min(total);
+        let sent = soak.sent.load(Relaxed);
+        let backlog = due.saturating_sub(sent);
+        out.max_backlog = out.max_backlog.max(backlog);
+        out.max_generator_behind = out
+            .max_generator_behind
+            .max(due.saturating_sub(soak.generated.load(Relaxed)));
+        if seconds % 10 == 0 {
+            out.health_checks += 1;
+            let health = match client.get(format!("http://{addr}/health")).send().await {
+                Ok(r) if r.status().is_success() => "ok".to_string(),
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(_) => "no answer in 5 s".to_string(),
+            };
+            if health != "ok" {
+                out.unhealthy += 1;
+            }
+            eprintln!(
+                "  [{seconds:>5} s] offered {due}  sent {sent}  accepted {}  refused {}  \
+                 confirmed {confirmed}  backlog {backlog}  RSS {:.1} MiB  disk {:.1} MiB  \
+                 health {health}",
+                soak.accepted.load(Relaxed),
+                soak.refused.load(Relaxed),
+                rss as f64 / 1048576.0,
+                disk as f64 / 1048576.0,
+            );
+        }
+    }
+}
+
+/// Soak mode (`--rate`): an open-loop schedule of payments signed on the fly, with the
+/// node's RSS and disk sampled every second.
+async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be positive");
+    let batch = args.batch.max(1);
+    let clients = args.clients.max(1);
+    let total = match args.duration {
+        Some(d) => (rate * d as f64).round() as u64,
+        None => args.payments as u64,
+    };
+    anyhow::ensure!(total > 0, "nothing to offer");
+    let offer_secs = total as f64 / rate;
+    // Enough accounts that an account's next payment is offered ~10 s after its previous
+    // one (it has normally confirmed by then, so sequence numbers arrive in order), and
+    // that the requests in flight at once never hold two payments of one account.
+    let accounts = ((rate * 10.0).ceil() as u64)
+        .max((clients * batch * 2) as u64)
+        .min(total)
+        .max(1);
+    let per_account = total.div_ceil(accounts);
+    // Each payment moves 1 unit, so this balance cannot run out whatever it receives.
+    let balance = per_account.saturating_add(1).max(1_000_000);
+    eprintln!(
+        "soak: {total} payments offered at {rate}/s over {offer_secs:.0} s, from {accounts} \
+         accounts ({per_account} payments each at most), signed on the fly..."
+    );
+    let keys: Vec<Keypair> = (0..accounts)
+        .into_par_iter()
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i + 1).to_le_bytes());
+            Keypair::from_seed(&seed)
+        })
+        .collect();
+    let committee = Keypair::from_seed(&[0xc0; 32]);
+    let genesis = Genesis {
+        network_name: "node-bench".into(),
+        timestamp: node::runtime::now_ms(),
+        pow_difficulty: args.pow_difficulty,
+        timestamp_window_ms: 600_000,
+        committee: vec![committee.address()],
+        threshold: 1,
+        allocations: keys
+            .iter()
+            .map(|k| Allocation {
+                address: k.address(),
+                amount: balance,
+            })
+            .collect(),
+    };
+    let net = genesis.network_id();
+
+    let dir = tempfile::tempdir()?;
+    let soak = Arc::new(Soak::new());
+    let sink = Sink::Soak(soak.clone());
+    let lagged = Arc::new(AtomicU64::new(0));
+    let target = match &args.spawn {
+        None => start_in_process(&args, genesis, committee, dir.path(), &sink, &lagged).await?,
+        Some(bin) => spawn_node(bin, &args, &genesis, &committee, dir.path(), &sink).await?,
+    };
+    let addr = target.addr();
+    let data_dir = dir.path().join("db");
+
+    // About a second of requests signed ahead (at least two per client).
+    let capacity = ((rate / batch as f64).ceil() as usize).max(2 * clients);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Request>(capacity);
+    let generator = {
+        let soak = soak.clone();
+        std::thread::Builder::new()
+            .name("generator".into())
+            .spawn(move || generate(&keys, net, total, batch, &tx, &soak))?
+    };
+    // Head start: half the channel signed before the clock starts.
+    let head = (capacity as u64 * batch as u64 / 2).min(total);
+    while soak.generated.load(Relaxed) < head && !generator.is_finished() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let csv = match &args.csv {
+        Some(path) => {
+            use std::io::Write;
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            );
+            writeln!(w, "seconds,rss_bytes,disk_bytes,confirmed")?;
+            w.flush()?;
+            Some(w)
+        }
+        None => None,
+    };
+    let url = if batch <= 1 {
+        format!("http://{addr}/api/v1/payloads")
+    } else {
+        format!("http://{addr}/api/v1/payloads/batch")
+    };
+    eprintln!(
+        "offering {rate} payments/s from {clients} clients, {batch} per request, pow \
+         difficulty {}, keep milestones {}...",
+        args.pow_difficulty,
+        args.keep_milestones
+            .map_or("all".to_string(), |n| n.to_string())
+    );
+    let start = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(sample(
+        soak.clone(),
+        target.pid(),
+        data_dir.clone(),
+        addr,
+        csv,
+        start,
+        rate,
+        total,
+        stop_rx,
+    ));
+
+    // Open loop: request j leaves at its scheduled time, whenever responses come. A client
+    // takes the next request, waits for its time, sends it; when every client is busy the
+    // schedule runs ahead of the sends (the backlog) and the latency from the scheduled
+    // time grows, rather than the offered rate silently dropping.
+    let rx = Arc::new(Mutex::new(rx));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (rx, url, soak) = (rx.clone(), url.clone(), soak.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some(req) = next else { break };
+                let offered = start + Duration::from_secs_f64(req.first as f64 / rate);
+                tokio::time::sleep_until(offered.into()).await;
+                soak.dispatch(&req.ids, offered, Instant::now());
+                let n = req.ids.len();
+                let resp = client
+                    .post(&url)
+                    .header("content-type", "application/msgpack")
+                    .body(req.body)
+                    .send()
+                    .await;
+                let verdicts: Vec<Result<(), String>> = match resp {
+                    Ok(r) if r.status().is_success() => {
+                        if batch > 1 {
+                            let text = r.bytes().await.unwrap_or_default();
+                            let v: serde_json::Value =
+                                serde_json::from_slice(&text).unwrap_or_default();
+                            (0..n)
+                                .map(|i| match v.get(i) {
+                                    Some(x) if x.get("ok").is_some() => Ok(()),
+                                    Some(x) => Err(x["error"]["code"]
+                                        .as_str()
+                                        .unwrap_or("unknown")
+                                        .to_string()),
+                                    None => Err("no verdict".to_string()),
+                                })
+                                .collect()
+                        } else {
+                            vec![Ok(())]
+                        }
+                    }
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let v: serde_json::Value = r.json().await.unwrap_or_default();
+                        let code = v["code"].as_str().unwrap_or("").to_string();
+                        vec![Err(format!("HTTP {status} {code}")); n]
+                    }
+                    Err(e) => vec![Err(format!("transport: {e}")); n],
+                };
+                soak.settle(&req.ids, &verdicts);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the generator panicked"))?;
+    eprintln!("all offered; waiting for confirmations...");
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
+    while soak.pending() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total_secs = start.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let sampled = sampler.await??;
+    let info: serde_json::Value = match reqwest::get(format!("http://{addr}/api/v1/info")).await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let node_what = match target {
+        Target::InProcess { .. } => "this process: node + generator + clients",
+        Target::Child { .. } => "the tangle-node process alone",
+    };
+    target.finish().await;
+    let lagged = lagged.load(Relaxed);
+
+    let t = soak.lock();
+    let (accepted, refused) = (soak.accepted.load(Relaxed), soak.refused.load(Relaxed));
+    let confirmed = soak.confirmed.load(Relaxed);
+    let confirm_secs = t
+        .last_confirm
+        .map_or(0.0, |c| c.duration_since(start).as_secs_f64());
+    println!(
+        "node-bench soak: {rate} payments/s for {offer_secs:.0} s, {accounts} accounts, {clients} \
+         clients, {batch} per request, pow difficulty {}, milestone every {} ms, keep {} \
+         milestones",
+        args.pow_difficulty,
+        args.milestone_interval_ms,
+        args.keep_milestones
+            .map_or("all".to_string(), |n| n.to_string())
+    );
+    println!(
+        "  offered             : {total} in {offer_secs:.2} s = {:.0} tx/s",
+        total as f64 / offer_secs
+    );
+    println!(
+        "  accepted (durable)  : {accepted} in {send_secs:.2} s = {:.0} tx/s",
+        accepted as f64 / send_secs
+    );
+    let mut reasons: Vec<(&String, &u64)> = t.refusals.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1));
+    let reasons: Vec<String> = reasons
+        .iter()
+        .take(5)
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
+    if reasons.is_empty() {
+        println!("  refused             : {refused}");
+    } else {
+        println!("  refused             : {refused} ({})", reasons.join("; "));
+    }
+    println!(
+        "  confirmed (applied) : {confirmed} in {confirm_secs:.2} s = {:.0} tx/s; {} \
+         conflicting, {} unconfirmed",
+        confirmed as f64 / confirm_secs.max(1e-9),
+        t.conflicting,
+        t.in_flight.len() as u64 - t.conflicting
+    );
+    println!(
+        "  backlog             : at most {} payments due and not sent (generator behind by \
+         at most {}); sends at most {:.0} ms behind schedule",
+        sampled.max_backlog,
+        sampled.max_generator_behind,
+        soak.max_late_us.load(Relaxed) as f64 / 1000.0
+    );
+    for (what, h) in [
+        ("submit->confirm ms  ", &t.submit_to_confirm),
+        ("offer->confirm ms   ", &t.offer_to_confirm),
+    ] {
+        println!(
+            "  {what}: p50 {:.0}  p99 {:.0}  max {:.0}",
+            h.percentile(0.5),
+            h.percentile(0.99),
+            h.max
+        );
+    }
+    println!(
+        "  milestones          : {} confirmed, oldest kept {}, {} transactions held  \
+         (ledger digest {})",
+        info["confirmed_milestone"],
+        info["oldest_milestone"],
+        info["transactions"],
+        info["ledger_digest"]
+    );
+    println!("  events lost (lagged): {lagged}");
+    println!(
+        "  health              : {} of {} checks unhealthy",
+        sampled.unhealthy, sampled.health_checks
+    );
+    // The acceptance target compares minute 30 with minute 5: the end of the offered
+    // period with its first sixth (at most 5 minutes in).
+    let at = |s: f64| -> Option<Sample> {
+        sampled
+            .samples
+            .iter()
+            .min_by(|a, b| {
+                (a.seconds as f64 - s)
+                    .abs()
+                    .total_cmp(&(b.seconds as f64 - s).abs())
+            })
+            .copied()
+    };
+    let reference = (offer_secs / 6.0).min(300.0);
+    match (at(reference), at(offer_secs)) {
+        (Some(a), Some(b)) => {
+            let mib = |x: u64| x as f64 / 1048576.0;
+            for (what, x, y, note) in [
+                ("RSS                 ", a.rss, b.rss, node_what),
+                (
+                    "disk                ",
+                    a.disk,
+                    b.disk,
+                    "the node's data dir",
+                ),
+            ] {
+                let ratio = y as f64 / (x as f64).max(1.0);
+                println!(
+                    "  {what}: {:.1} MiB at {} s, {:.1} MiB at {} s: ratio {ratio:.3} ({}within \
+                     10%) ({note})",
+                    mib(x),
+                    a.seconds,
+                    mib(y),
+                    b.seconds,
+                    if (ratio - 1.0).abs() <= 0.10 {
+                        ""
+                    } else {
+                        "NOT "
+                    }
+                );
+            }
+        }
+        _ => println!("  RSS, disk           : no samples (run shorter than a second)"),
+    }
+    if let Some(path) = &args.csv {
+        println!(
+            "  samples             : {} rows in {}",
+            sampled.samples.len(),
+            path.display()
+        );
+    }
     println!("  wall total          : {total_secs:.2} s");
     Ok(())
 }
