@@ -3,35 +3,49 @@
 //!
 //! It passes the same conformance suite as `MemStore` (`node/tests/store_sled.rs`).
 //!
-//! # On-disk layout (format 2)
+//! # On-disk layout (format 3)
 //! Two parts in the database directory, the way Bitcoin Core keeps blocks in flat files and
 //! its indexes and chain state in LevelDB:
 //!
-//! - **`transactions.log`** ([`layout::LOG_FILE`]): what never changes, the transactions.
-//!   An 8-byte magic, then frames: body length (u32 LE), CRC-32 of the body (u32 LE), body.
+//! - **The transaction log** (`txlog.rs`): what never changes, the transactions, in a
+//!   sequence of **segment files**: `transactions.log` ([`layout::LOG_FILE`]) is segment 0,
+//!   then `transactions.log.1`, `.2`, ... ([`layout::log_segment_name`]). Frames are
+//!   appended to the newest (*active*) segment; once it holds
+//!   [`StoreOptions::segment_bytes`] (64 MiB by default) the next frame starts a new one
+//!   (with power-loss durability the full segment is `fdatasync`ed and the new file and its
+//!   directory entry made durable first, so a log sync only ever covers the active
+//!   segment). The live segments are always a contiguous range of ids. Each segment is an
+//!   8-byte magic, then frames: body length (u32 LE), CRC-32 of the body (u32 LE), body.
 //!   One `put_transactions` batch is one frame (kind 1: per transaction its id, arrival,
 //!   solid flag, payload id, length and canonical bytes: 77 bytes + the transaction); a
-//!   `mark_solid` call is one frame of ids (kind 2). Appended with `pwrite`, read with
-//!   `pread`.
-//! - **One sled tree**, `tangle` ([`layout::TREE`]): what a milestone changes. The first
-//!   byte of a key says what it is; integers in keys are big-endian so keys sort
-//!   numerically:
+//!   `mark_solid` call is one frame of ids (kind 2); a `prune` is one **tombstone** frame
+//!   (kind 3, [`layout::Tombstone`]: the pruned milestone, the ids of the pruned
+//!   transactions the store held, the solid entry points). Appended with `pwrite`, read
+//!   with `pread`.
+//! - **One sled tree**, `tangle` ([`layout::TREE`]): what a milestone changes, and what
+//!   a prune leaves. The first byte of a key says what it is; integers in keys are
+//!   big-endian so keys sort numerically:
 //!
 //! | key                                | value                                              |
 //! |------------------------------------|----------------------------------------------------|
 //! | `k` + milestone index (u32) + chunk (u32) | up to 1,024 confirmations in white-flag order: tx id, outcome, and the payload id if it was confirmed as carrying one it was not stored with |
+//! | `p` + milestone index (u32) + chunk (u32) | bitmap of the entries of that `k` chunk that name pruned transactions (only while the chunk stays) |
 //! | `m` + milestone index (u32)        | `MilestoneRecord` (MessagePack)                    |
 //! | `a` + address (33 B)               | balance, next seq (u64 each, 16 B)                 |
 //! | `c` + channel id (33 B)            | `Channel` (MessagePack)                            |
+//! | `b` + payload id (33 B)            | a payload's status when some of its transactions were pruned, and the confirmed index then (MessagePack) |
 //! | `sformat`                          | format version (1 byte)                            |
 //! | `sledger`                          | network id, supply, confirmed index and digest (MessagePack) |
+//! | `sprune`                           | the last applied prune: its tombstone's position in the log, its milestone and entry points (MessagePack) |
 //!
 //! - **In memory**, rebuilt on open by one scan of the log and of the `k` chunks: an index
-//!   from tx id to its log entry and confirmation (56 bytes per transaction plus the hash
-//!   table's overhead), and from payload id to the transactions carrying it. `transaction`
-//!   and `metadata` are one index look-up and one `pread`; `payload` (with the status,
-//!   derived from its transactions' confirmations in (milestone, white-flag position)
-//!   order, the rule of `apply_milestone` replayed) is index only.
+//!   from tx id to its log entry (segment and offset, packed in 8 bytes) and confirmation
+//!   (56 bytes per transaction plus the hash table's overhead), from payload id to the
+//!   transactions carrying it, and per live segment the number of its entries still
+//!   indexed. `transaction` and `metadata` are one index look-up and one `pread`;
+//!   `payload` (with the status, derived from its transactions' confirmations in
+//!   (milestone, white-flag position) order, the rule of `apply_milestone` replayed, on top
+//!   of its `b` base if it has one) is index only.
 //!
 //! Why this shape: sled 0.34 costs several microseconds per key written (each insert copies
 //! a leaf node and appends a log fragment; perf puts 60% of a node cycle in sled's
@@ -40,19 +54,59 @@
 //! Now storing a batch is one `pwrite`, and confirming costs per payment 34 bytes in a
 //! chunk plus the ledger's own account values (`store/node_cycle_report` in
 //! `benches/benches/store.rs` has the figures). The price is the in-memory index, which
-//! grows with the stored transactions (the store is not pruned yet).
+//! grows with the stored transactions until they are pruned.
 //!
 //! Atomicity: a frame is all or nothing (its CRC covers the whole batch); a sled batch is
 //! all or nothing; the index takes a milestone's confirmations in one step under its lock.
 //! The log is synced before a milestone's sled batch is applied, so a confirmation never
-//! outlives the transaction it names. On open, a torn tail of the log (an incomplete frame
-//! or a CRC mismatch, as a crash during an append leaves) is cut off and logged; like
-//! RocksDB's point-in-time recovery, reading stops at the first damaged frame. Those bytes
-//! were never flushed, so never acknowledged, unless the device lost flushed data; a
-//! confirmation naming a transaction no longer in the log is then reported as `Corrupt`.
+//! outlives the transaction it names. On open, a torn tail of the newest segment (an
+//! incomplete frame or a CRC mismatch, as a crash during an append leaves) is cut off and
+//! logged; like RocksDB's point-in-time recovery, reading stops at the first damaged
+//! frame. Those bytes were never flushed, so never acknowledged, unless the device lost
+//! flushed data; a confirmation naming a transaction no longer in the log is then reported
+//! as `Corrupt`. An older segment was complete and synced before the next one was started:
+//! damage there, or a segment missing from the middle of the range, is `Corrupt`.
+//!
+//! ## Pruning
+//! [`Store::prune`](dag_core::store::Store::prune) (the node sends one batch per milestone
+//! once it runs with retention), under the sled writer lock and then the log writer lock:
+//!
+//! 1. a flush, so everything written before the prune (the milestones it follows above
+//!    all) is durable before the prune can be;
+//! 2. the **tombstone** frame is appended and the log synced: the commit point. It lists
+//!    the pruned transactions the store held, and the pruned milestone, which never goes
+//!    back (the higher of the batch's and the previous one);
+//! 3. the index forgets them in one step: slots, places in payload lists, counts of live
+//!    entries per segment. A payload left without transactions goes; one that keeps some
+//!    gets its current status as a base (`b`), so pruning never changes a status;
+//! 4. one sled batch cleans up: the `m` records of milestones up to the pruned one; the
+//!    `k` chunks of those milestones that no longer name a live transaction (with their
+//!    `p` bitmap); a `p` bitmap marking the pruned entries of every chunk that stays (a
+//!    chunk of a later milestone, or one still confirming a transaction the batch did not
+//!    list, whose confirmation is kept); the `b` bases; and `sprune`;
+//! 5. **segment deletion**: a segment is deleted (file removed, directory `fsync`ed) when
+//!    it and every older segment hold no live transaction entry (tombstone and solid
+//!    frames do not count) and it is not the active one; oldest first, after a flush that
+//!    makes the clean-ups durable, and not while a clean-up failed to apply. A tombstone in
+//!    a deleted segment is never needed again: the transactions it names lived in it or in
+//!    older, deleted, segments; a confirmation chunk still naming one has its `p` bitmap.
+//!
+//! On open, the log scan applies the tombstones in order (their transactions leave the
+//! index; the same transaction stored again later is indexed anew). A confirmation marked
+//! in a `p` bitmap is skipped; one naming a transaction never stored is still `Corrupt`.
+//! A tombstone after the one `sprune` points at is a prune whose clean-up may not have
+//! reached sled: since step 1 flushed and the sled writer was held until step 4, sled then
+//! holds exactly the state of when it was written, so its clean-up (bitmaps, bases,
+//! deletions) is worked out again from the confirmations and the pruned entries and
+//! applied, then segments left without live entries are deleted. So a crash anywhere in a
+//! prune shows all of it (tombstone durable) or none of it (tombstone torn or lost).
+//! Pruning keeps the disk (segments, sled keys) and the index bounded by what is kept.
 //!
 //! A database of another format (including format 1, which kept transactions in sled) is
-//! refused at open with `StoreError::Corrupt`.
+//! refused at open with `StoreError::Corrupt`. A database of format 2 (a single
+//! `transactions.log`, never pruned: segment 0 of a log without tombstones) is opened and
+//! its format key upgraded to 3, so that an earlier version, which would misread a
+//! tombstone as a torn tail, refuses it from then on.
 //!
 //! # Durability
 //! [`Store::flush`](dag_core::store::Store::flush) is the durability point: the node calls
@@ -65,9 +119,9 @@
 //! `fdatasync` and none returns before its bytes are covered.
 //!
 //! - **The transaction log** is ours: appended with `pwrite`, which survives a crash of
-//!   the process; with [`Durability::PowerLoss`] the flush also `fdatasync`s it (data,
-//!   size and allocation, and a cache flush request to the device), and its creation is
-//!   made durable with an `fsync` of the directory.
+//!   the process; with [`Durability::PowerLoss`] the flush also `fdatasync`s its active
+//!   segment (data, size and allocation, and a cache flush request to the device), and the
+//!   creation and deletion of segments are made durable with an `fsync` of the directory.
 //!
 //! What sled 0.34 gives, and what we add:
 //!

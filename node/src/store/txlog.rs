@@ -428,9 +428,18 @@ impl TxLog {
                 path: None,
             },
         };
-        seg.start(true, self.sync)?;
-        if let (true, Some(dir)) = (self.sync, &self.dir) {
-            fsync_dir(dir)?;
+        let started = seg
+            .start(true, self.sync)
+            .and_then(|()| match (self.sync, &self.dir) {
+                (true, Some(dir)) => fsync_dir(dir),
+                _ => Ok(()),
+            });
+        if let Err(e) = started {
+            // Not live yet: take the file away, so the next attempt can create it again.
+            if let Some(path) = &seg.path {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
         }
         Ok(Arc::new(seg))
     }
