@@ -113,15 +113,18 @@ struct Writer {
     end: u64,
 }
 
-/// A [`Store`] on an embedded sled database and an append-only transaction log.
+/// A [`Store`] on an embedded sled database and an append-only, segmented transaction log.
 ///
 /// Transactions' bytes go to the log, one checksummed frame per `put_transactions` batch,
 /// and an in-memory index maps ids and payload ids to them; everything else (ledger,
 /// milestones, confirmations) lives in one sled tree ([`layout`]), so every sled write is
 /// one `apply_batch`: atomic for concurrent readers and for a restart after a crash.
 /// Log writers are serialised by one mutex and sled writers by another, so storing
-/// transactions never waits for a milestone being written; readers wait for neither. [`Store::flush`] is the
-/// durability point, shared between concurrent callers (group commit);
+/// transactions never waits for a milestone being written; readers wait for neither.
+/// [`Store::prune`] commits with a tombstone frame in the log, then cleans up sled and
+/// deletes log segments left without live transactions (see the [module](crate::store)
+/// docs). [`Store::flush`] is the durability point, shared between concurrent callers
+/// (group commit);
 /// [`Store::for_each_transaction`] visits transactions **in the order they were first
 /// stored**, so a node reloading its Tangle sees parents before children as it did live.
 /// Cloning is not offered: share it in an `Arc`.
