@@ -8,6 +8,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::node_mode::NodeReport;
 use crate::scenario::Scenario;
 use crate::workload::WorkloadReport;
 
@@ -182,8 +183,13 @@ pub struct Summary {
     pub attack: Option<AttackReport>,
     /// Wall-clock seconds of the run (not deterministic).
     pub wall_seconds: f64,
-    /// Transactions simulated per wall-clock second (not deterministic).
+    /// Transactions simulated per wall-clock second (not deterministic); in node mode,
+    /// payments issued per wall-clock second.
     pub sim_tx_per_second: f64,
+    /// Node mode only (absent in base mode): the real-node figures, see
+    /// [`crate::node_mode`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeReport>,
 }
 
 impl Summary {
@@ -193,6 +199,9 @@ impl Summary {
         let mut s = self.clone();
         s.wall_seconds = 0.0;
         s.sim_tx_per_second = 0.0;
+        if let Some(n) = &mut s.node {
+            n.wall = Default::default();
+        }
         serde_json::to_string_pretty(&s).unwrap_or_default()
     }
 }
@@ -257,11 +266,23 @@ fn write(dir: &Path, name: &str, contents: &str) -> Result<(), ReportError> {
 /// Writes a run directory: `scenario.toml`, `summary.json`, `timeseries.csv`,
 /// `latency.csv`, `tips.svg`, `latency.svg`.
 pub fn write_run_dir(dir: &Path, scenario: &Scenario, out: &RunOutput) -> Result<(), ReportError> {
+    write_run_files(dir, "scenario.toml", &scenario.to_toml(), out)
+}
+
+/// Writes a run directory whose settings are `config` (TOML text) in the file
+/// `config_name`, then `summary.json`, `timeseries.csv`, `latency.csv`, `tips.svg`,
+/// `latency.svg`.
+pub fn write_run_files(
+    dir: &Path,
+    config_name: &str,
+    config: &str,
+    out: &RunOutput,
+) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.display().to_string(),
         source,
     })?;
-    write(dir, "scenario.toml", &scenario.to_toml())?;
+    write(dir, config_name, config)?;
     let json = serde_json::to_string_pretty(&out.summary).unwrap_or_default();
     write(dir, "summary.json", &(json + "\n"))?;
     let mut csv = String::from("time,tips,unconfirmed,held,milestone,issued,confirmed\n");

@@ -189,6 +189,7 @@ pub fn run_research(sc: &Scenario, progress: &ProgressBar) -> Result<RunOutput, 
         ledger: LedgerReport::default(),
         wall_seconds: wall,
         sim_tx_per_second: sc.transactions as f64 / wall.max(1e-9),
+        node: None,
         ..Summary::default()
     };
     Ok(RunOutput {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use simulator::{apply_override, Axis, Scenario};
+use simulator::{apply_override, Axis, NodeConfig, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one scenario and write a run directory.
+    /// Run one scenario and write a run directory (base mode, or the real node core with
+    /// --mode node).
+    #[command(after_long_help = NODE_MODE_HELP)]
     Run(RunArgs),
     /// Run a parameter grid in parallel and write a comparison table and plot.
     Sweep(SweepArgs),
@@ -42,7 +44,7 @@ struct ScenarioArgs {
     /// Arrival rate lambda.
     #[arg(long)]
     lambda: Option<f64>,
-    /// Visibility delay h.
+    /// Visibility delay h (run --mode node: one-way frame delay between nodes, seconds).
     #[arg(long)]
     delay: Option<f64>,
     /// Parents per transaction (2 = protocol; others run the research mode).
@@ -122,10 +124,116 @@ impl ScenarioArgs {
     }
 }
 
+/// Usage of node mode, shown by `tangle-sim run --help`.
+const NODE_MODE_HELP: &str = "\
+Node mode (--mode node):
+  tangle-sim run --mode node --nodes K [--txs N] [--lambda L] [--seed S] [--delay D]
+                 [--milestone-interval M] [--tips T] [--devices N] [--batch-ms B]
+                 [--out DIR]
+
+  Runs the node's real protocol core (node-proto): K nodes, each a Protocol + Peering
+  pair, in the in-memory harness on a virtual clock, fully meshed; node 0 issues the
+  milestones. Real Ed25519 signatures and real proof of work (difficulty 2); the node's
+  tip selection, tip sweep, issuer chaining, reattachment and white-flag milestones.
+  Workload: N payments arriving at L per virtual second, from device accounts funded at
+  genesis; each device pays consecutive sequence numbers through its home node
+  (device d -> node d % K), so payments are spread over the nodes.
+
+  Flags in node mode (defaults in brackets):
+    --nodes K               nodes, 1 to 63 [4]
+    --txs N                 payments [10000]
+    --lambda L              payments per virtual second [1000]
+    --seed S                seed of the workload and the harness [1]
+    --delay D               one-way frame delay between nodes, seconds; each frame gets
+                            up to D more of seeded jitter [0.005]
+    --milestone-interval M  seconds [0.5]
+    --tips T                urts, rurts or walk [rurts]
+    --devices N             device accounts [1000]
+    --batch-ms B            each node's arrivals of a window of B virtual ms are
+                            submitted together at its end, in one call (as a gateway
+                            using the node's batch endpoint would) [1]
+  --scenario, --parents, --alpha and --depth are refused; --sign changes nothing
+  (signatures are always real).
+
+  The run waits after the last payment until every payment is decided on every node
+  and all nodes agree (at most 120 virtual seconds), then writes node.toml,
+  summary.json (the base-mode fields plus a \"node\" object: digests_equal, confirmed
+  counts, per-phase wall time, ...), timeseries.csv, latency.csv and the plots.
+  Latencies are virtual time from submission to the home node's confirmation event;
+  sim_tx_per_second is payments per wall-clock second. See the simulator crate docs
+  for every field.";
+
+/// What `run` simulates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// The idealised Tangle model (the discrete-event engine).
+    #[default]
+    Base,
+    /// The node's real protocol core on the in-memory harness.
+    Node,
+}
+
 #[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
     common: ScenarioArgs,
+    /// What to simulate: base (the model) or node (the real node core).
+    #[arg(long, value_enum, default_value_t = Mode::Base)]
+    mode: Mode,
+    /// Node mode: device accounts funded at genesis.
+    #[arg(long)]
+    devices: Option<usize>,
+    /// Node mode: submit each node's arrivals in windows of this many virtual ms.
+    #[arg(long)]
+    batch_ms: Option<u64>,
+}
+
+impl RunArgs {
+    /// The node-mode settings from the flags.
+    fn node_config(&self) -> Result<NodeConfig> {
+        let a = &self.common;
+        let refused = [
+            ("--scenario", a.scenario.is_some()),
+            ("--parents", a.parents.is_some()),
+            ("--alpha", a.alpha.is_some()),
+            ("--depth", a.depth.is_some()),
+        ];
+        if let Some((flag, _)) = refused.iter().find(|(_, set)| *set) {
+            anyhow::bail!("{flag} is not supported with --mode node");
+        }
+        let mut c = NodeConfig::default();
+        if let Some(v) = a.nodes {
+            c.nodes = v;
+        }
+        if let Some(v) = a.txs {
+            c.transactions = v;
+        }
+        if let Some(v) = a.lambda {
+            c.lambda = v;
+        }
+        if let Some(v) = a.seed {
+            c.seed = v;
+        }
+        if let Some(v) = a.delay {
+            c.delay = v;
+        }
+        if let Some(v) = a.milestone_interval {
+            c.milestone_interval = v;
+        }
+        if let Some(t) = &a.tips {
+            c.tips = t
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--tips {t:?}: {e}"))?;
+        }
+        if let Some(v) = self.devices {
+            c.devices = v;
+        }
+        if let Some(v) = self.batch_ms {
+            c.batch_ms = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
 }
 
 #[derive(Args)]
@@ -156,7 +264,64 @@ struct CheckArgs {
     seed: u64,
 }
 
+fn run_node(args: RunArgs) -> Result<()> {
+    let cfg = args.node_config()?;
+    let pb = args.common.progress(
+        cfg.transactions,
+        "{elapsed_precise} [{bar:40}] {pos}/{len} payments ({per_sec}, eta {eta})",
+    );
+    let out = simulator::run_node(&cfg, &pb)?;
+    pb.finish_and_clear();
+    simulator::write_node_run_dir(&args.common.out, &cfg, &out)
+        .with_context(|| format!("writing {}", args.common.out.display()))?;
+    let s = &out.summary;
+    let Some(n) = &s.node else {
+        anyhow::bail!("node mode produced no node report");
+    };
+    println!(
+        "{} payments through {} nodes in {:.2} s wall: {:.0} payments/s ({:.2} virtual s, {} transactions on node 0)",
+        s.transactions, s.nodes, s.wall_seconds, s.sim_tx_per_second, s.sim_time, s.total_transactions
+    );
+    println!(
+        "confirmed {} on the home node, {} everywhere; orphan rate {:.4}; drained {}",
+        n.confirmed, n.confirmed_everywhere, s.orphan_rate, n.drained
+    );
+    println!(
+        "confirmation latency ms p50 {:.0} p90 {:.0} p99 {:.0}; mean tips {:.2}; milestones {}; reattachments {}",
+        n.confirmation_latency_ms.p50,
+        n.confirmation_latency_ms.p90,
+        n.confirmation_latency_ms.p99,
+        s.mean_tips,
+        s.ledger.milestones,
+        n.reattachments
+    );
+    println!(
+        "digests equal on all nodes: {}; histories equal: {}; supply conserved: {}; conflicting {:?}",
+        n.digests_equal, n.histories_equal, s.ledger.supply_conserved, s.ledger.conflicting
+    );
+    println!(
+        "wall s: setup {:.2}, signing {:.2} (own thread; waited {:.2}), submit {:.2}, network {:.2}, report {:.2}",
+        n.wall.setup,
+        n.wall.signing,
+        n.wall.waiting_for_signatures,
+        n.wall.submit,
+        n.wall.network,
+        n.wall.report
+    );
+    println!("wrote {}", args.common.out.display());
+    if !n.digests_equal {
+        anyhow::bail!("the nodes ended with different ledger digests");
+    }
+    Ok(())
+}
+
 fn run(args: RunArgs) -> Result<()> {
+    if args.mode == Mode::Node {
+        return run_node(args);
+    }
+    if args.devices.is_some() || args.batch_ms.is_some() {
+        anyhow::bail!("--devices and --batch-ms are for --mode node");
+    }
     let sc = args.common.scenario()?;
     let pb = args.common.progress(
         sc.transactions,

@@ -176,6 +176,7 @@ impl Simulation {
             attack,
             wall_seconds: wall,
             sim_tx_per_second: total as f64 / wall.max(1e-9),
+            node: None,
         };
         RunOutput {
             summary,
