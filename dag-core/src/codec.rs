@@ -289,9 +289,13 @@ mod canonical {
     }
 
     fn milestone(c: &mut Cursor<'_>) -> Option<Milestone> {
-        c.expect(&[0x94])?;
+        c.expect(&[0x98])?;
         let index = c.uint(u64::from(u32::MAX))? as u32;
         let timestamp = c.uint(u64::MAX)?;
+        let previous = TxId(c.fixed()?);
+        let confirmed_root = Digest(c.fixed()?);
+        let applied_root = Digest(c.fixed()?);
+        let state_root = Digest(c.fixed()?);
         let ledger_digest = Digest(c.fixed()?);
         let n = c.array()?;
         // Each entry takes at least 68 bytes, so a bogus length fails before allocating much.
@@ -304,6 +308,10 @@ mod canonical {
         Some(Milestone {
             index,
             timestamp,
+            previous,
+            confirmed_root,
+            applied_root,
+            state_root,
             ledger_digest,
             signatures,
         })
@@ -423,6 +431,10 @@ mod tests {
             payloads.push(Payload::Milestone(Milestone {
                 index: 0xffff + n as u32,
                 timestamp: 1,
+                previous: TxId([1; 32]),
+                confirmed_root: Digest([2; 32]),
+                applied_root: Digest([3; 32]),
+                state_root: Digest([4; 32]),
                 ledger_digest: Digest([8; 32]),
                 signatures: (0..n).map(|i| (i as u8 * 12, Signature([9; 64]))).collect(),
             }));

@@ -9,8 +9,8 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::error::SignatureError;
-use crate::ids::{Address, ChannelId, Digest, Signature, TxId};
-use crate::types::{Body, MilestoneIndex, NetworkId, SignedPayload};
+use crate::ids::{Address, ChannelId, Signature, TxId};
+use crate::types::{Body, NetworkId, SignedPayload};
 
 /// BLAKE2b with a 256-bit output.
 pub type Blake2b256 = Blake2b<U32>;
@@ -30,7 +30,7 @@ pub fn blake2b256_parts(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 const PAYLOAD_TAG: &[u8] = b"tangle/payload/v1";
-const MILESTONE_TAG: &[u8] = b"tangle/milestone/v1";
+const MILESTONE_TAG: &[u8] = b"tangle/milestone/v2";
 const VOUCHER_TAG: &[u8] = b"tangle/voucher/v1";
 const CHANNEL_TAG: &[u8] = b"tangle/channel/v1";
 
@@ -50,22 +50,25 @@ pub fn payload_signing_message(
     msg
 }
 
-/// The bytes each committee member signs for a milestone.
+/// The bytes committee members sign for a milestone carried by a transaction of
+/// `network_id` approving `parents`: every field of `m` but the signatures.
 pub fn milestone_signing_message(
     network_id: NetworkId,
     parents: &[TxId; 2],
-    index: MilestoneIndex,
-    timestamp: u64,
-    ledger_digest: &Digest,
+    m: &crate::types::Milestone,
 ) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(MILESTONE_TAG.len() + 8 + 64 + 4 + 8 + 32);
+    let mut msg = Vec::with_capacity(MILESTONE_TAG.len() + 8 + 64 + 4 + 8 + 5 * 32);
     msg.extend_from_slice(MILESTONE_TAG);
     msg.extend_from_slice(&network_id.to_le_bytes());
     msg.extend_from_slice(&parents[0].0);
     msg.extend_from_slice(&parents[1].0);
-    msg.extend_from_slice(&index.to_le_bytes());
-    msg.extend_from_slice(&timestamp.to_le_bytes());
-    msg.extend_from_slice(&ledger_digest.0);
+    msg.extend_from_slice(&m.index.to_le_bytes());
+    msg.extend_from_slice(&m.timestamp.to_le_bytes());
+    msg.extend_from_slice(&m.previous.0);
+    msg.extend_from_slice(&m.confirmed_root.0);
+    msg.extend_from_slice(&m.applied_root.0);
+    msg.extend_from_slice(&m.state_root.0);
+    msg.extend_from_slice(&m.ledger_digest.0);
     msg
 }
 

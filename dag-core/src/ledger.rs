@@ -59,6 +59,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, Blake2b256};
 use crate::genesis::{Genesis, GenesisError};
 use crate::ids::{Address, ChannelId, Digest, TxId};
+use crate::state_tree::{key_of, value_hash, StateTree, Update, ACCOUNT_TAG, CHANNEL_TAG};
 use crate::types::{Body, MilestoneIndex, NetworkId, SignedPayload};
 
 // v2: conflicting payloads consume their sequence number.
@@ -320,6 +321,71 @@ pub struct Ledger {
     /// Scratch lists of what the current milestone touched (reused, deduplicated at the end).
     touched_accounts: Vec<Address>,
     touched_channels: Vec<ChannelId>,
+    /// The commitment to the whole state ([`Ledger::state_root`]), updated with each
+    /// milestone's diff.
+    state: StateTree,
+}
+
+/// The bytes of an account in the ledger digest and the state tree: balance, next seq
+/// (u64 LE each).
+fn account_bytes(acc: &Account) -> [u8; 16] {
+    let mut e = [0u8; 16];
+    e[..8].copy_from_slice(&acc.balance.to_le_bytes());
+    e[8..].copy_from_slice(&acc.next_seq.to_le_bytes());
+    e
+}
+
+/// The bytes of a channel in the ledger digest and the state tree: payer, payee, deposit
+/// (u64 LE), expiry (u32 LE), closed (one byte), claimed (u64 LE).
+fn channel_bytes(ch: &Channel) -> [u8; 85] {
+    let mut e = [0u8; 85];
+    e[..32].copy_from_slice(&ch.payer.0);
+    e[32..64].copy_from_slice(&ch.payee.0);
+    e[64..72].copy_from_slice(&ch.deposit.to_le_bytes());
+    e[72..76].copy_from_slice(&ch.expires_at.to_le_bytes());
+    e[76] = u8::from(ch.closed);
+    e[77..85].copy_from_slice(&ch.claimed.to_le_bytes());
+    e
+}
+
+/// The state tree's entry of an account.
+pub fn account_entry(address: &Address, acc: Option<&Account>) -> Update {
+    (
+        key_of(ACCOUNT_TAG, &address.0),
+        acc.map(|a| value_hash(&account_bytes(a))),
+    )
+}
+
+/// The state tree's entry of a channel.
+pub fn channel_entry(id: &ChannelId, ch: Option<&Channel>) -> Update {
+    (
+        key_of(CHANNEL_TAG, &id.0),
+        ch.map(|c| value_hash(&channel_bytes(c))),
+    )
+}
+
+/// The state tree of a whole state (accounts and channels).
+fn tree_of<'a>(
+    accounts: impl Iterator<Item = (&'a Address, &'a Account)>,
+    channels: impl Iterator<Item = (&'a ChannelId, &'a Channel)>,
+) -> StateTree {
+    let mut updates: Vec<Update> = accounts
+        .map(|(a, acc)| account_entry(a, Some(acc)))
+        .chain(channels.map(|(id, ch)| channel_entry(id, Some(ch))))
+        .collect();
+    let mut t = StateTree::new();
+    t.apply(&mut updates);
+    t
+}
+
+/// The root of the state tree of `state`, computed from scratch (what a snapshot's reader
+/// checks against the root its milestone signed).
+pub fn state_root_of(state: &LedgerState) -> Digest {
+    let t = tree_of(
+        state.accounts.iter().map(|(a, acc)| (a, acc)),
+        state.channels.iter().map(|(id, ch)| (id, ch)),
+    );
+    Digest(t.root())
 }
 
 impl Ledger {
@@ -328,7 +394,7 @@ impl Ledger {
     pub fn from_genesis(genesis: &Genesis) -> Result<Ledger, GenesisError> {
         genesis.validate()?;
         let supply = genesis.supply().ok_or(GenesisError::SupplyOverflow)?;
-        let accounts = genesis
+        let accounts: HashMap<Address, Account> = genesis
             .allocations
             .iter()
             .map(|a| {
@@ -342,15 +408,18 @@ impl Ledger {
             })
             .collect();
         let encoding = rmp_serde::to_vec(genesis).expect("encoding to a Vec cannot fail");
+        let channels = HashMap::new();
+        let state = tree_of(accounts.iter(), channels.iter());
         Ok(Ledger {
             network_id: genesis.network_id(),
             supply,
             confirmed: 0,
             digest: Digest(crypto::blake2b256(&encoding)),
             accounts,
-            channels: HashMap::new(),
+            channels,
             touched_accounts: Vec::new(),
             touched_channels: Vec::new(),
+            state,
         })
     }
 
@@ -369,6 +438,7 @@ impl Ledger {
                 return Err(LedgerStateError::DuplicateChannel(id));
             }
         }
+        let tree = tree_of(accounts.iter(), channels.iter());
         let ledger = Ledger {
             network_id: state.network_id,
             supply: state.supply,
@@ -378,9 +448,21 @@ impl Ledger {
             channels,
             touched_accounts: Vec::new(),
             touched_channels: Vec::new(),
+            state: tree,
         };
         ledger.check_invariants()?;
         Ok(ledger)
+    }
+
+    /// The root of the state tree ([`crate::state_tree`]) over every account and channel:
+    /// the commitment a milestone carries, maintained in O(touched entries) per milestone.
+    pub fn state_root(&self) -> Digest {
+        Digest(self.state.root())
+    }
+
+    /// The state tree, for proofs of an account or a channel.
+    pub fn state_tree(&self) -> &StateTree {
+        &self.state
     }
 
     /// The whole state, sorted by key (for snapshots and [`Ledger::from_parts`]).
@@ -526,26 +608,20 @@ impl Ledger {
         }
 
         let diff = self.take_diff();
+        let mut updates = Vec::with_capacity(diff.accounts.len() + diff.channels.len());
         for (addr, acc) in &diff.accounts {
-            let mut e = [0u8; 1 + 32 + 8 + 8];
-            e[0] = b'A';
-            e[1..33].copy_from_slice(&addr.0);
-            e[33..41].copy_from_slice(&acc.balance.to_le_bytes());
-            e[41..49].copy_from_slice(&acc.next_seq.to_le_bytes());
-            h.update(e);
+            h.update([b'A']);
+            h.update(addr.0);
+            h.update(account_bytes(acc));
+            updates.push(account_entry(addr, self.accounts.get(addr)));
         }
         for (id, ch) in &diff.channels {
-            let mut e = [0u8; 1 + 32 + 32 + 32 + 8 + 4 + 1 + 8];
-            e[0] = b'C';
-            e[1..33].copy_from_slice(&id.0);
-            e[33..65].copy_from_slice(&ch.payer.0);
-            e[65..97].copy_from_slice(&ch.payee.0);
-            e[97..105].copy_from_slice(&ch.deposit.to_le_bytes());
-            e[105..109].copy_from_slice(&ch.expires_at.to_le_bytes());
-            e[109] = u8::from(ch.closed);
-            e[110..118].copy_from_slice(&ch.claimed.to_le_bytes());
-            h.update(e);
+            h.update([b'C']);
+            h.update(id.0);
+            h.update(channel_bytes(ch));
+            updates.push(channel_entry(id, Some(ch)));
         }
+        self.state.apply(&mut updates);
         self.digest = Digest(h.finalize().into());
         self.confirmed = index;
         Ok(MilestoneOutcome {

@@ -314,10 +314,9 @@ impl Tangle {
             );
             t.pruned_index = t.pruned_index.max(*ms);
         }
+        // No milestone transaction is held: the pruned ones are entry points at most.
         t.applied.clear();
         t.solid_milestones.clear();
-        t.applied.insert(confirmed, TxRef(base));
-        t.solid_milestones.insert(confirmed, TxRef(base));
         t.confirmed_milestone = confirmed;
         t
     }

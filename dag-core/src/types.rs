@@ -119,6 +119,18 @@ pub struct Milestone {
     pub index: MilestoneIndex,
     /// Issuer time, milliseconds since the Unix epoch.
     pub timestamp: u64,
+    /// The transaction carrying milestone `index - 1` ([`TxId::GENESIS`] for milestone 1):
+    /// milestones form a chain.
+    pub previous: TxId,
+    /// Merkle root ([`crate::merkle`]) of the ids of the transactions this milestone
+    /// confirms, in white-flag order (its own transaction excluded).
+    pub confirmed_root: Digest,
+    /// Merkle root of the ids of the confirmed transactions whose payload it applied, in
+    /// white-flag order.
+    pub applied_root: Digest,
+    /// Root of the ledger's state tree ([`crate::state_tree`]) after this milestone: every
+    /// account and channel.
+    pub state_root: Digest,
     /// Ledger digest after applying this milestone's cone (see [`crate::ledger`]).
     pub ledger_digest: Digest,
     /// Committee signatures: `(index of the key in the genesis committee, signature)`,

@@ -395,13 +395,7 @@ fn check_milestone(
             needed: params.threshold,
         });
     }
-    let msg = milestone_signing_message(
-        params.network_id,
-        parents,
-        m.index,
-        m.timestamp,
-        &m.ledger_digest,
-    );
+    let msg = milestone_signing_message(params.network_id, parents, m);
     for (signer, sig) in &m.signatures {
         verify_with_key(&params.committee[usize::from(*signer)], &msg, sig)
             .map_err(|_| ValidationError::BadMilestoneSignature { signer: *signer })?;
@@ -745,18 +739,23 @@ mod tests {
     fn milestone(index: u32, signers: &[u8]) -> Transaction {
         let mut tx = tx_with(Payload::Empty);
         let digest = Digest([7; 32]);
-        let msg = milestone_signing_message(tx.network_id, &tx.parents, index, NOW, &digest);
+        let mut m = Milestone {
+            index,
+            timestamp: NOW,
+            previous: TxId([1; 32]),
+            confirmed_root: Digest([2; 32]),
+            applied_root: Digest([3; 32]),
+            state_root: Digest([4; 32]),
+            ledger_digest: digest,
+            signatures: Vec::new(),
+        };
+        let msg = milestone_signing_message(tx.network_id, &tx.parents, &m);
         let keys = committee();
-        let signatures = signers
+        m.signatures = signers
             .iter()
             .map(|&s| (s, keys[usize::from(s) % keys.len()].sign(&msg)))
             .collect();
-        tx.payload = Payload::Milestone(Milestone {
-            index,
-            timestamp: NOW,
-            ledger_digest: digest,
-            signatures,
-        });
+        tx.payload = Payload::Milestone(m);
         tx
     }
 

@@ -7,8 +7,9 @@
 //! transaction) once it accepts the outcome (a node receiving a milestone first checks the
 //! ledger digest against the milestone's).
 
-use crate::ids::TxId;
+use crate::ids::{Digest, TxId};
 use crate::ledger::{ApplyError, Ledger, MilestoneOutcome};
+use crate::merkle;
 use crate::tangle::Tangle;
 use crate::types::{MilestoneIndex, SignedPayload};
 use crate::view::{TangleView, TxRef};
@@ -23,6 +24,23 @@ pub struct ConeOutcome {
     pub carriers: Vec<TxRef>,
     /// What the ledger made of the payloads.
     pub outcome: MilestoneOutcome,
+}
+
+impl ConeOutcome {
+    /// The Merkle roots ([`crate::merkle`]) a milestone commits to: of the ids of the
+    /// transactions it confirms (the cone, in white-flag order) and of those whose payload
+    /// it applied (in the same order).
+    pub fn roots(&self, tangle: &Tangle) -> (Digest, Digest) {
+        let confirmed: Vec<[u8; 32]> = self.cone.iter().map(|r| tangle.id(*r).0).collect();
+        let applied: Vec<[u8; 32]> = self
+            .outcome
+            .outcomes
+            .iter()
+            .filter(|(_, o)| o.is_applied())
+            .map(|(tx, _)| tx.0)
+            .collect();
+        (merkle::root(&confirmed), merkle::root(&applied))
+    }
 }
 
 /// Applies the payloads of the unconfirmed past cone of `roots` (the milestone's parents)

@@ -70,13 +70,18 @@ fn payload() -> impl Strategy<Value = Payload> {
         (
             any::<u32>(),
             any::<u64>(),
+            (bytes32(), bytes32(), bytes32(), bytes32()),
             bytes32(),
             vec((any::<u8>(), signature()), 0..=MAX_MILESTONE_SIGNATURES)
         )
-            .prop_map(|(index, timestamp, d, signatures)| {
+            .prop_map(|(index, timestamp, (p, c, a, s), d, signatures)| {
                 Payload::Milestone(Milestone {
                     index,
                     timestamp,
+                    previous: TxId(p),
+                    confirmed_root: Digest(c),
+                    applied_root: Digest(a),
+                    state_root: Digest(s),
                     ledger_digest: Digest(d),
                     signatures,
                 })

@@ -461,6 +461,13 @@ proptest! {
             let open: u64 = state.channels.iter().filter(|(_, c)| !c.closed).map(|(_, c)| c.deposit).sum();
             prop_assert_eq!(ledger.open_deposits(), u128::from(open));
             prop_assert_eq!(ledger.total_balances() + ledger.open_deposits(), u128::from(supply));
+            // The state root kept up to date milestone by milestone is the root of the whole
+            // state built from scratch, and a restored ledger has it too.
+            prop_assert_eq!(ledger.state_root(), dag_core::ledger::state_root_of(&state));
+            prop_assert_eq!(
+                Ledger::from_parts(state.clone()).unwrap().state_root(),
+                ledger.state_root()
+            );
 
             // Outcomes agree with the reference model; no (issuer, seq) applied twice.
             prop_assert_eq!(out.outcomes.len(), payloads.len());

@@ -34,6 +34,7 @@ pub mod harness;
 pub mod layout;
 pub mod peering;
 mod protocol;
+pub mod snapshot;
 mod types;
 pub mod wire;
 

@@ -5,7 +5,7 @@ use dag_core::ledger::ConflictReason;
 use dag_core::ledger::Ledger;
 use dag_core::store::PayloadStatus;
 use dag_core::{
-    pow, Address, Body, Genesis, Keypair, Milestone, Payload, PayloadId, SignedPayload, TangleView,
+    pow, Address, Body, Genesis, Keypair, Payload, PayloadId, SignedPayload, TangleView,
     Transaction, TxId, TX_VERSION,
 };
 use dag_core::{Allocation, Digest};
@@ -247,49 +247,89 @@ fn follower_applies_issuer_milestones_to_the_same_digest() {
     );
 }
 
+/// A committee-signed milestone whose chain link, Merkle roots, state root or ledger digest
+/// is not what its cone gives halts the node, and leaves its ledger as it was.
 #[test]
-fn digest_mismatch_halts_and_leaves_the_ledger_untouched() {
-    let n = net();
-    let mut follower = node(&n, false);
-    let id = follower.network_id();
-    let x = pay(&n.faucet, id, 0, Address([7; 32]), 50);
-    let txid = submit(&mut follower, vec![x], T0)[0].clone().unwrap();
-    let before = follower.ledger().digest();
-    // A committee-signed milestone that claims a wrong digest.
-    let parents = [txid, TxId::GENESIS];
-    let wrong = Digest([0xee; 32]);
-    let msg = dag_core::crypto::milestone_signing_message(id, &parents, 1, T0 + 5, &wrong);
-    let mut tx = Transaction {
-        version: TX_VERSION,
-        network_id: id,
-        parents,
-        timestamp: T0 + 5,
-        payload: Payload::Milestone(Milestone {
-            index: 1,
-            timestamp: T0 + 5,
-            ledger_digest: wrong,
-            signatures: vec![(0, n.committee.sign(&msg))],
-        }),
-        nonce: 0,
-    };
-    pow::solve(&mut tx, 2);
-    let vt = follower
-        .validator()
-        .validate_one(&codec::encode(&tx), T0 + 5)
-        .unwrap();
-    follower.handle_transactions(vec![vt], Origin::Peer, T0 + 5)[0]
-        .as_ref()
-        .unwrap();
-    assert!(follower.halted().unwrap().contains("digest mismatch"));
-    assert_eq!(follower.ledger().confirmed_index(), 0);
-    assert_eq!(follower.ledger().digest(), before);
-    assert_eq!(follower.ledger().balance(&Address([7; 32])), 0);
-    // Halted nodes refuse new payloads with a clear reason.
-    let y = pay(&n.faucet, id, 1, Address([7; 32]), 1);
-    assert!(submit(&mut follower, vec![y], T0 + 6)[0]
-        .as_ref()
-        .unwrap_err()
-        .contains("halted"));
+fn a_wrong_commitment_halts_and_leaves_the_ledger_untouched() {
+    let fields = [
+        "follows",
+        "confirmed root",
+        "applied root",
+        "state root",
+        "ledger digest",
+    ];
+    for (field, expected) in fields.iter().enumerate() {
+        let n = net();
+        let mut issuer = node(&n, true);
+        let mut follower = node(&n, false);
+        let id = issuer.network_id();
+        let x = pay(&n.faucet, id, 0, Address([7; 32]), 50);
+        submit(&mut issuer, vec![x], T0).remove(0).unwrap();
+        let (writes, _) = drain(&mut issuer);
+        replicate(&writes, &mut follower, T0 + 1);
+        drain(&mut follower);
+        tick(&mut issuer, T0 + 1000);
+        let (writes, _) = drain(&mut issuer);
+        // The issuer's milestone transaction, tampered with and signed again.
+        let mut tx = writes
+            .iter()
+            .flat_map(|w| match w {
+                StoreWrite::Transactions(t) => t.clone(),
+                _ => Vec::new(),
+            })
+            .map(|t| codec::decode(&t.bytes).unwrap())
+            .find(|t| t.milestone().is_some())
+            .expect("the issuer's milestone");
+        // Its sweep transactions go to the follower first (they are fine).
+        let sweep: Vec<StoreWrite> = writes
+            .iter()
+            .filter_map(|w| match w {
+                StoreWrite::Transactions(t) => Some(StoreWrite::Transactions(
+                    t.iter()
+                        .filter(|s| codec::decode(&s.bytes).unwrap().milestone().is_none())
+                        .cloned()
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        replicate(&sweep, &mut follower, T0 + 1001);
+        let before = follower.ledger().digest();
+        let Payload::Milestone(m) = &mut tx.payload else {
+            unreachable!()
+        };
+        let bad = Digest([0xee; 32]);
+        match field {
+            0 => m.previous = TxId([0xee; 32]),
+            1 => m.confirmed_root = bad,
+            2 => m.applied_root = bad,
+            3 => m.state_root = bad,
+            _ => m.ledger_digest = bad,
+        }
+        m.signatures.clear();
+        let msg = dag_core::crypto::milestone_signing_message(id, &tx.parents, m);
+        m.signatures.push((0, n.committee.sign(&msg)));
+        tx.nonce = 0;
+        pow::solve(&mut tx, 2);
+        let vt = follower
+            .validator()
+            .validate_one(&codec::encode(&tx), T0 + 1001)
+            .unwrap();
+        follower.handle_transactions(vec![vt], Origin::Peer, T0 + 1001)[0]
+            .as_ref()
+            .unwrap();
+        let halted = follower.halted().expect("halted").to_string();
+        assert!(halted.contains(expected), "{expected}: {halted}");
+        assert_eq!(follower.ledger().confirmed_index(), 0);
+        assert_eq!(follower.ledger().digest(), before);
+        assert_eq!(follower.ledger().balance(&Address([7; 32])), 0);
+        // Halted nodes refuse new payloads with a clear reason.
+        let y = pay(&n.faucet, id, 1, Address([7; 32]), 1);
+        assert!(submit(&mut follower, vec![y], T0 + 1002)[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("halted"));
+    }
 }
 
 #[test]

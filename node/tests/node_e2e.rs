@@ -330,3 +330,92 @@ async fn bad_submissions_get_the_right_status_and_change_nothing() {
     assert_eq!(after["ledger_digest"], before["ledger_digest"]);
     r.stop().await;
 }
+
+/// Waits until `/info` satisfies `done` (bounded only against hangs, see `wait_final`).
+async fn wait_info(r: &Running, mut done: impl FnMut(&Value) -> bool) -> Value {
+    const HANG_GUARD: Duration = Duration::from_secs(180);
+    let start = tokio::time::Instant::now();
+    loop {
+        let info = get(r.url("/api/v1/info")).await;
+        if done(&info) {
+            return info;
+        }
+        assert!(start.elapsed() < HANG_GUARD, "info never got there: {info}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A node with `keep_milestones` forgets old history: old milestones, transactions and
+/// payloads answer 410 `pruned`, accounts stay exact, and a restart loads only the kept
+/// history and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruning_node_answers_410_for_old_history_and_restarts() {
+    let dir = new_dev_dir();
+    let genesis = read_genesis(&dir.path().join("genesis.toml")).unwrap();
+    let net = genesis.network_id();
+    let toml = dir.path().join("node.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}\n[pruning]\nkeep_milestones = 2\n")).unwrap();
+    let r = start(dir.path(), 100).await;
+
+    let ev = Keypair::from_seed(&[31; 32]);
+    let charger = Keypair::from_seed(&[32; 32]).address();
+    let resp = reqwest::Client::new()
+        .post(r.url("/api/v1/faucet"))
+        .json(&json!({"address": ev.address().to_string(), "amount": 1_000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let receipt: Value = resp.json().await.unwrap();
+    wait_final(&r, receipt["payload_id"].as_str().unwrap()).await;
+    let resp = post_payload(&r, &pay(&ev, net, 0, charger, 100)).await;
+    let paid: Value = resp.json().await.unwrap();
+    let fin = wait_final(&r, paid["payload_id"].as_str().unwrap()).await;
+    assert_eq!(fin["status"], "confirmed");
+    let tx = fin["transactions"][0].as_str().unwrap().to_string();
+    let confirmed_at = get(r.url(&format!("/api/v1/transactions/{tx}/metadata"))).await
+        ["confirmed_by"]
+        .as_u64()
+        .unwrap();
+    // Wait until the payment's milestone is pruned.
+    let info = wait_info(&r, |i| {
+        i["oldest_milestone"].as_u64().unwrap() > confirmed_at + 1
+    })
+    .await;
+    assert!(info["snapshot_milestone"].is_null());
+    for path in [
+        format!("/api/v1/payloads/{}", paid["payload_id"].as_str().unwrap()),
+        format!("/api/v1/transactions/{tx}"),
+        format!("/api/v1/milestones/{confirmed_at}"),
+        "/api/v1/milestones/1".to_string(),
+    ] {
+        let resp = reqwest::get(r.url(&path)).await.unwrap();
+        assert_eq!(resp.status(), 410, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "pruned", "{path}: {body}");
+    }
+    // Accounts stay exact, and the latest milestone is served.
+    assert_eq!(account(&r, &ev.address()).await, (900, 1));
+    assert_eq!(account(&r, &charger).await.0, 100);
+    let latest = get(r.url("/api/v1/milestones/latest")).await;
+    assert!(latest["index"].as_u64().unwrap() >= info["oldest_milestone"].as_u64().unwrap());
+    r.stop().await;
+
+    // Restart: the node starts from its pruned store and carries on.
+    let r = start(dir.path(), 100).await;
+    let info = get(r.url("/api/v1/info")).await;
+    assert!(info["oldest_milestone"].as_u64().unwrap() > confirmed_at);
+    assert_eq!(account(&r, &ev.address()).await, (900, 1));
+    let resp = post_payload(&r, &pay(&ev, net, 1, charger, 50)).await;
+    assert_eq!(resp.status(), 202);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        wait_final(&r, v["payload_id"].as_str().unwrap()).await["status"],
+        "confirmed"
+    );
+    assert_eq!(account(&r, &charger).await.0, 150);
+    let health = reqwest::get(r.url("/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    r.stop().await;
+}

@@ -247,7 +247,10 @@ impl Store for MemStore {
             .pruned
             .as_ref()
             .map_or(batch.milestone, |p| p.milestone.max(batch.milestone));
-        inner.milestones = inner.milestones.split_off(&(milestone + 1));
+        inner.milestones = match milestone.checked_add(1) {
+            Some(keep_from) => inner.milestones.split_off(&keep_from),
+            None => BTreeMap::new(),
+        };
         inner.pruned = Some(PruneState {
             milestone,
             entry_points: batch.entry_points.clone(),

@@ -202,19 +202,27 @@ impl Protocol {
                 return None;
             }
         };
-        let msg = dag_core::crypto::milestone_signing_message(
-            self.network_id,
-            &parents,
-            index,
-            now,
-            &applied.outcome.ledger_digest,
-        );
-        let milestone = Milestone {
+        let Some(previous) = self.milestone_tx(index - 1) else {
+            self.halt(format!(
+                "cannot issue milestone {index}: the transaction of milestone {} is unknown",
+                index - 1
+            ));
+            return None;
+        };
+        let (confirmed_root, applied_root) = applied.roots(&self.tangle);
+        let mut milestone = Milestone {
             index,
             timestamp: now,
+            previous,
+            confirmed_root,
+            applied_root,
+            state_root: self.ledger.state_root(),
             ledger_digest: applied.outcome.ledger_digest,
-            signatures: vec![(signer, key.sign(&msg))],
+            signatures: Vec::new(),
         };
+        let msg =
+            dag_core::crypto::milestone_signing_message(self.network_id, &parents, &milestone);
+        milestone.signatures.push((signer, key.sign(&msg)));
         let tx = self.build(parents, Payload::Milestone(milestone.clone()), now);
         Some(Work::new(
             vec![tx],
@@ -222,7 +230,7 @@ impl Protocol {
             now,
             Job::Milestone {
                 index,
-                milestone,
+                milestone: Box::new(milestone),
                 applied: Box::new(applied),
             },
         ))
@@ -288,17 +296,61 @@ impl Protocol {
                     break;
                 }
             };
-            if applied.outcome.ledger_digest != milestone.ledger_digest {
-                self.halt(format!(
-                    "ledger digest mismatch at milestone {index}: computed {}, milestone says {}",
-                    applied.outcome.ledger_digest, milestone.ledger_digest
-                ));
+            if let Some(why) = self.commitment_mismatch(&milestone, &applied, &next) {
+                self.halt(format!("milestone {index}: {why}"));
                 break;
             }
             self.ledger = next;
             let id = self.tangle.id(ms_ref);
             self.finish_milestone(index, ms_ref, id, &milestone, applied);
         }
+    }
+
+    /// The transaction carrying applied milestone `index` ([`TxId::GENESIS`] for 0), if held.
+    pub(super) fn milestone_tx(&self, index: MilestoneIndex) -> Option<TxId> {
+        if index == 0 {
+            return Some(TxId::GENESIS);
+        }
+        let r = self.tangle.milestone(index)?;
+        let id = self.tangle.id(r);
+        (id != TxId::GENESIS).then_some(id)
+    }
+
+    /// What a received milestone claims and its cone, applied to `ledger`, does not give:
+    /// the chain, the Merkle roots of what it confirms and applies, the state root, the
+    /// ledger digest. `None` if everything matches.
+    fn commitment_mismatch(
+        &self,
+        m: &Milestone,
+        applied: &ConeOutcome,
+        ledger: &dag_core::ledger::Ledger,
+    ) -> Option<String> {
+        let previous = self.milestone_tx(m.index - 1);
+        if previous != Some(m.previous) {
+            return Some(format!(
+                "it follows {}, but milestone {} is {}",
+                m.previous,
+                m.index - 1,
+                previous.map_or("unknown".to_string(), |p| p.to_string())
+            ));
+        }
+        let (confirmed_root, applied_root) = applied.roots(&self.tangle);
+        let checks = [
+            (
+                "ledger digest",
+                applied.outcome.ledger_digest,
+                m.ledger_digest,
+            ),
+            ("confirmed root", confirmed_root, m.confirmed_root),
+            ("applied root", applied_root, m.applied_root),
+            ("state root", ledger.state_root(), m.state_root),
+        ];
+        checks
+            .iter()
+            .find(|(_, got, claimed)| got != claimed)
+            .map(|(what, got, claimed)| {
+                format!("{what} mismatch: computed {got}, milestone says {claimed}")
+            })
     }
 
     /// Marks the cone confirmed, queues the atomic store batch and events.

@@ -87,7 +87,7 @@ pub(super) enum Job {
     /// The milestone transaction of `index`; the ledger already holds its cone's effects.
     Milestone {
         index: MilestoneIndex,
-        milestone: Milestone,
+        milestone: Box<Milestone>,
         applied: Box<ConeOutcome>,
     },
     /// Reattachments of these local payloads, in the order of the work's transactions.
@@ -170,7 +170,7 @@ impl Protocol {
                 index,
                 milestone,
                 applied,
-            } => self.milestone_done(index, milestone, *applied, verdicts, now),
+            } => self.milestone_done(index, *milestone, *applied, verdicts, now),
             Job::Reattach { payloads } => self.reattach_done(payloads, verdicts, now),
         }
     }

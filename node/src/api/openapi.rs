@@ -125,6 +125,14 @@ pub(crate) struct MilestoneDoc {
     index: u32,
     /// Issuer time, ms.
     timestamp: u64,
+    /// The transaction of the previous milestone (the genesis id for milestone 1), hex.
+    previous: String,
+    /// Merkle root of the ids of the transactions it confirms, in white-flag order, hex.
+    confirmed_root: String,
+    /// Merkle root of the ids of the confirmed transactions whose payload it applied, hex.
+    applied_root: String,
+    /// Root of the ledger's state tree (every account and channel) after it, hex.
+    state_root: String,
     /// Ledger digest after applying it, hex.
     ledger_digest: String,
     /// Committee signatures as `[signer index, signature hex]` pairs.
@@ -190,7 +198,8 @@ fn address_or_did() -> Value {
 fn string_format(name: &str) -> Option<Value> {
     Some(match name {
         "transaction_id" | "payload_id" | "channel_id" | "ledger_digest" | "channel" | "digest"
-        | "parents" | "tips" | "transactions" => hex32(),
+        | "previous" | "confirmed_root" | "applied_root" | "state_root" | "parents" | "tips"
+        | "transactions" => hex32(),
         "signature" | "voucher" => hex64(),
         "issuer" | "payer" | "payee" | "to" => bech32(),
         "address" => address_or_did(),
@@ -463,6 +472,10 @@ mod tests {
         let ms = Milestone {
             index: 3,
             timestamp: 5,
+            previous: dag_core::TxId([1; 32]),
+            confirmed_root: Digest([2; 32]),
+            applied_root: Digest([3; 32]),
+            state_root: Digest([4; 32]),
             ledger_digest: Digest([8; 32]),
             signatures: vec![(0, Signature([9; 64]))],
         };

@@ -1,0 +1,569 @@
+//! Snapshot files: the ledger state at a milestone, that milestone's transaction (with its
+//! committee signatures), the solid entry points and the committee, so a node can start
+//! from it instead of from the genesis.
+//!
+//! # Format (version 1)
+//! ```text
+//! "TNGLSNAP"                      8 bytes
+//! frame: Header                   the counts, the milestone, the committee
+//! frame: Section::Accounts ...    up to 4,096 accounts each, ascending address
+//! frame: Section::Channels ...    up to 4,096 channels each, ascending id
+//! frame: Section::EntryPoints ... up to 4,096 each
+//! frame: Section::End             BLAKE2b-256 of every byte before this frame
+//! ```
+//! A frame is its body's length (u32 LE), the CRC-32 of the body (u32 LE) and the body
+//! (MessagePack). The file is written and read in one pass, holding one frame at a time
+//! on either side; the reader checks each frame's CRC, the counts against the header and
+//! the final checksum, and never panics on any input. What the state is worth is checked
+//! by [`Snapshot::verify`]: the milestone's signatures against the committee of the
+//! genesis, and the ledger digest and state root it signed against the state.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use dag_core::ledger::LedgerState;
+use dag_core::validate::{validate, ValidationParams};
+use dag_core::{
+    codec, Account, Address, Channel, ChannelId, Digest, Genesis, MilestoneIndex, NetworkId,
+    Payload, TxId,
+};
+
+/// First bytes of a snapshot file.
+pub const MAGIC: &[u8; 8] = b"TNGLSNAP";
+/// Version of the format written.
+pub const VERSION: u16 = 1;
+/// Entries per section frame.
+pub const CHUNK: usize = 4096;
+/// Largest frame accepted (a chunk of 4,096 channels is about 600 KiB).
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// What a snapshot holds, before its sections.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Format version ([`VERSION`]).
+    pub version: u16,
+    /// The network.
+    pub network_id: NetworkId,
+    /// Its name, from the genesis.
+    pub network_name: String,
+    /// The milestone the state is at.
+    pub milestone: MilestoneIndex,
+    /// The ledger digest after it.
+    pub ledger_digest: Digest,
+    /// Total supply.
+    pub supply: u64,
+    /// Number of accounts in the sections.
+    pub accounts: u64,
+    /// Number of channels in the sections.
+    pub channels: u64,
+    /// Number of solid entry points in the sections.
+    pub entry_points: u64,
+    /// The committee (addresses) whose signatures the milestone carries, and how many are
+    /// needed.
+    pub committee: Vec<Address>,
+    /// Signatures needed.
+    pub threshold: u8,
+    /// When the snapshot was made (ms since the Unix epoch).
+    pub created_at: u64,
+    /// The canonical bytes of the milestone's transaction, signatures included.
+    #[serde(with = "serde_bytes")]
+    pub milestone_tx: Vec<u8>,
+}
+
+/// One frame after the header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Section {
+    /// Accounts, ascending address.
+    Accounts(Vec<(Address, Account)>),
+    /// Channels, ascending id.
+    Channels(Vec<(ChannelId, Channel)>),
+    /// Solid entry points: transactions below the snapshot that later ones approve, with
+    /// the milestone that confirmed each.
+    EntryPoints(Vec<(TxId, MilestoneIndex)>),
+    /// The end: BLAKE2b-256 of every byte of the file before this frame.
+    End(Digest),
+}
+
+/// A whole snapshot in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The header.
+    pub header: Header,
+    /// The ledger state at [`Header::milestone`].
+    pub state: LedgerState,
+    /// The solid entry points.
+    pub entry_points: Vec<(TxId, MilestoneIndex)>,
+}
+
+/// Why a snapshot was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading or writing failed.
+    #[error("snapshot I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not a snapshot of this version, or are damaged.
+    #[error("not a valid snapshot: {0}")]
+    Format(String),
+    /// Well-formed, but its content is not what its milestone signed, or not of this
+    /// network.
+    #[error("snapshot refused: {0}")]
+    Refused(String),
+}
+
+fn format(why: impl Into<String>) -> SnapshotError {
+    SnapshotError::Format(why.into())
+}
+
+/// Writes a snapshot in one pass.
+pub struct Writer<W: Write> {
+    out: W,
+    hashed: Hasher,
+}
+
+type Hasher = blake2::Blake2b<blake2::digest::consts::U32>;
+
+impl<W: Write> Writer<W> {
+    /// Starts a snapshot: the magic and the header.
+    pub fn new(out: W, header: &Header) -> Result<Self, SnapshotError> {
+        use blake2::Digest as _;
+        let mut w = Writer {
+            out,
+            hashed: Hasher::new(),
+        };
+        w.raw(MAGIC)?;
+        let body = rmp_serde::to_vec_named(header).map_err(|e| format(e.to_string()))?;
+        w.frame(&body)?;
+        Ok(w)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        use blake2::Digest as _;
+        self.hashed.update(bytes);
+        self.out.write_all(bytes)?;
+        Ok(())
+    }
+
+    fn frame(&mut self, body: &[u8]) -> Result<(), SnapshotError> {
+        let len = u32::try_from(body.len())
+            .ok()
+            .filter(|l| (*l as usize) <= MAX_FRAME)
+            .ok_or_else(|| format("frame too large"))?;
+        let mut head = [0u8; 8];
+        head[..4].copy_from_slice(&len.to_le_bytes());
+        head[4..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+        self.raw(&head)?;
+        self.raw(body)
+    }
+
+    /// Writes one section frame.
+    pub fn section(&mut self, s: &Section) -> Result<(), SnapshotError> {
+        let body = rmp_serde::to_vec(s).map_err(|e| format(e.to_string()))?;
+        self.frame(&body)
+    }
+
+    /// Writes `items` in sections of [`CHUNK`], made by `make`.
+    pub fn chunked<T: Clone>(
+        &mut self,
+        items: &[T],
+        make: impl Fn(Vec<T>) -> Section,
+    ) -> Result<(), SnapshotError> {
+        for c in items.chunks(CHUNK) {
+            self.section(&make(c.to_vec()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the end frame and returns the output.
+    pub fn finish(mut self) -> Result<W, SnapshotError> {
+        use blake2::Digest as _;
+        let sum: [u8; 32] = self.hashed.clone().finalize().into();
+        let body =
+            rmp_serde::to_vec(&Section::End(Digest(sum))).map_err(|e| format(e.to_string()))?;
+        self.frame(&body)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Writes a whole snapshot.
+pub fn write(out: impl Write, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+    let mut w = Writer::new(out, &snapshot.header)?;
+    w.chunked(&snapshot.state.accounts, Section::Accounts)?;
+    w.chunked(&snapshot.state.channels, Section::Channels)?;
+    w.chunked(&snapshot.entry_points, Section::EntryPoints)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// Reads a snapshot in one pass.
+pub struct Reader<R: Read> {
+    input: R,
+    hashed: Hasher,
+    done: bool,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the magic and the header.
+    pub fn open(input: R) -> Result<(Self, Header), SnapshotError> {
+        use blake2::Digest as _;
+        let mut r = Reader {
+            input,
+            hashed: Hasher::new(),
+            done: false,
+        };
+        let mut magic = [0u8; 8];
+        r.exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(format("no snapshot magic at the start"));
+        }
+        let body = r.frame()?;
+        let header: Header =
+            rmp_serde::from_slice(&body).map_err(|e| format(format!("header: {e}")))?;
+        if header.version != VERSION {
+            return Err(format(format!(
+                "format version {} (this node reads {VERSION})",
+                header.version
+            )));
+        }
+        Ok((r, header))
+    }
+
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), SnapshotError> {
+        use blake2::Digest as _;
+        self.input.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                format("truncated")
+            } else {
+                SnapshotError::Io(e)
+            }
+        })?;
+        self.hashed.update(&*buf);
+        Ok(())
+    }
+
+    fn frame(&mut self) -> Result<Vec<u8>, SnapshotError> {
+        let mut head = [0u8; 8];
+        self.exact(&mut head)?;
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_FRAME {
+            return Err(format(format!(
+                "frame of {len} bytes (at most {MAX_FRAME})"
+            )));
+        }
+        let mut body = vec![0u8; len];
+        self.exact(&mut body)?;
+        if crc32fast::hash(&body) != crc {
+            return Err(format("frame checksum mismatch"));
+        }
+        Ok(body)
+    }
+
+    /// The next section; `None` after the end frame (whose checksum was checked).
+    pub fn next_section(&mut self) -> Result<Option<Section>, SnapshotError> {
+        use blake2::Digest as _;
+        if self.done {
+            return Ok(None);
+        }
+        let before: [u8; 32] = self.hashed.clone().finalize().into();
+        let body = self.frame()?;
+        let s: Section =
+            rmp_serde::from_slice(&body).map_err(|e| format(format!("section: {e}")))?;
+        if let Section::End(sum) = &s {
+            if sum.0 != before {
+                return Err(format("file checksum mismatch"));
+            }
+            let mut rest = [0u8; 1];
+            if self.input.read(&mut rest)? != 0 {
+                return Err(format("bytes after the end frame"));
+            }
+            self.done = true;
+            return Ok(None);
+        }
+        Ok(Some(s))
+    }
+}
+
+/// Reads a whole snapshot: every frame checked, the counts equal to the header's, keys
+/// strictly ascending. Not yet [`Snapshot::verify`]-ed.
+pub fn read(input: impl Read) -> Result<Snapshot, SnapshotError> {
+    let (mut r, header) = Reader::open(input)?;
+    let mut state = LedgerState {
+        network_id: header.network_id,
+        supply: header.supply,
+        confirmed_index: header.milestone,
+        digest: header.ledger_digest,
+        accounts: Vec::new(),
+        channels: Vec::new(),
+    };
+    let mut entry_points = Vec::new();
+    let over = |n: usize, max: u64| n as u64 > max;
+    while let Some(s) = r.next_section()? {
+        match s {
+            Section::Accounts(v) => {
+                state.accounts.extend(v);
+                if over(state.accounts.len(), header.accounts) {
+                    return Err(format("more accounts than the header says"));
+                }
+            }
+            Section::Channels(v) => {
+                state.channels.extend(v);
+                if over(state.channels.len(), header.channels) {
+                    return Err(format("more channels than the header says"));
+                }
+            }
+            Section::EntryPoints(v) => {
+                entry_points.extend(v);
+                if over(entry_points.len(), header.entry_points) {
+                    return Err(format("more entry points than the header says"));
+                }
+            }
+            Section::End(_) => {}
+        }
+    }
+    if state.accounts.len() as u64 != header.accounts
+        || state.channels.len() as u64 != header.channels
+        || entry_points.len() as u64 != header.entry_points
+    {
+        return Err(format("fewer entries than the header says"));
+    }
+    if !state.accounts.windows(2).all(|w| w[0].0 < w[1].0)
+        || !state.channels.windows(2).all(|w| w[0].0 < w[1].0)
+    {
+        return Err(format("entries out of order or repeated"));
+    }
+    Ok(Snapshot {
+        header,
+        state,
+        entry_points,
+    })
+}
+
+impl Snapshot {
+    /// Checks that the snapshot is what the committee of `genesis` signed: the network, the
+    /// milestone transaction (valid, a milestone of the header's index, enough committee
+    /// signatures), its ledger digest, and the state's root against the one it signed.
+    /// `state_root` computes the root of a ledger state (the ledger's state tree).
+    pub fn verify(
+        &self,
+        genesis: &Genesis,
+        state_root: impl FnOnce(&LedgerState) -> Digest,
+    ) -> Result<(), SnapshotError> {
+        let refused = |why: String| SnapshotError::Refused(why);
+        let h = &self.header;
+        if h.network_id != genesis.network_id() {
+            return Err(refused(format!(
+                "it is of network {}, the genesis defines {}",
+                h.network_id,
+                genesis.network_id()
+            )));
+        }
+        if h.committee != genesis.committee || h.threshold != genesis.threshold {
+            return Err(refused("its committee is not the genesis committee".into()));
+        }
+        let params = ValidationParams::new(genesis).map_err(|e| refused(e.to_string()))?;
+        let (tx, _) = codec::decode_with_id(&h.milestone_tx)
+            .map_err(|e| refused(format!("milestone transaction: {e}")))?;
+        // Checked as of its own timestamp: a snapshot is old by nature.
+        validate(&h.milestone_tx, tx.timestamp, &params)
+            .map_err(|e| refused(format!("milestone transaction: {e}")))?;
+        let Payload::Milestone(m) = &tx.payload else {
+            return Err(refused(
+                "its milestone transaction carries no milestone".into(),
+            ));
+        };
+        if m.index != h.milestone {
+            return Err(refused(format!(
+                "the header says milestone {}, the transaction carries {}",
+                h.milestone, m.index
+            )));
+        }
+        if m.ledger_digest != h.ledger_digest || self.state.digest != h.ledger_digest {
+            return Err(refused(
+                "the ledger digest is not the one the milestone signed".into(),
+            ));
+        }
+        let root = state_root(&self.state);
+        if root != m.state_root {
+            return Err(refused(format!(
+                "the state's root {root} is not the one the milestone signed ({})",
+                m.state_root
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of what `store` holds: its ledger at its confirmed milestone, that
+/// milestone's transaction, its solid entry points, and the committee of `genesis`. `now`
+/// stamps it. Fails if the store has no ledger or lacks the milestone's transaction (a
+/// snapshot at the genesis, milestone 0, is refused: there is nothing to start from).
+pub fn from_store(
+    store: &dyn dag_core::store::Store,
+    genesis: &Genesis,
+    now: u64,
+) -> Result<Snapshot, SnapshotError> {
+    let storage = |e: dag_core::store::StoreError| SnapshotError::Format(format!("store: {e}"));
+    let state = store
+        .load_ledger()
+        .map_err(storage)?
+        .ok_or_else(|| SnapshotError::Refused("the store holds no ledger".into()))?;
+    let index = state.confirmed_index;
+    if index == 0 {
+        return Err(SnapshotError::Refused(
+            "no milestone was applied yet: start from the genesis".into(),
+        ));
+    }
+    let record = store.milestone(index).map_err(storage)?.ok_or_else(|| {
+        SnapshotError::Refused(format!("the record of milestone {index} is not stored"))
+    })?;
+    let milestone_tx = store
+        .transaction(&record.tx)
+        .map_err(storage)?
+        .ok_or_else(|| {
+            SnapshotError::Refused(format!(
+                "the transaction of milestone {index} is not stored"
+            ))
+        })?;
+    let entry_points = store
+        .pruned()
+        .map_err(storage)?
+        .map(|p| p.entry_points)
+        .unwrap_or_default();
+    let header = Header {
+        version: VERSION,
+        network_id: state.network_id,
+        network_name: genesis.network_name.clone(),
+        milestone: index,
+        ledger_digest: state.digest,
+        supply: state.supply,
+        accounts: state.accounts.len() as u64,
+        channels: state.channels.len() as u64,
+        entry_points: entry_points.len() as u64,
+        committee: genesis.committee.clone(),
+        threshold: genesis.threshold,
+        created_at: now,
+        milestone_tx,
+    };
+    Ok(Snapshot {
+        header,
+        state,
+        entry_points,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::DevNetwork;
+    use crate::{restore_from_store, ProtocolConfig, StoreWrite};
+    use dag_core::ledger::state_root_of;
+    use dag_core::store::{MemStore, Store, TxEntry};
+
+    /// A store after three milestones of payments from a node of `net`.
+    fn store_with_history(net: &DevNetwork) -> MemStore {
+        let store = MemStore::new();
+        let config = ProtocolConfig {
+            milestone_signer: Some((0, net.committee.clone())),
+            ..ProtocolConfig::default()
+        };
+        let t0 = DevNetwork::GENESIS_TIME_MS;
+        let (mut p, _) = restore_from_store(net.genesis.clone(), config, &store, t0).unwrap();
+        for m in 0..3u64 {
+            let pay: Vec<_> = (0..3)
+                .map(|k| net.pay(&net.faucet, m * 3 + k, Address([k as u8 + 1; 32]), 10))
+                .collect();
+            for r in p.submit_payloads_inline(pay, t0 + m * 1000 + 10) {
+                r.unwrap();
+            }
+            p.handle_tick(t0 + (m + 1) * 1000);
+            p.run_work_inline();
+            while let Some(w) = p.poll_store_write() {
+                match w {
+                    StoreWrite::Transactions(txs) => {
+                        let e: Vec<TxEntry<'_>> = txs
+                            .iter()
+                            .map(|t| TxEntry {
+                                id: t.id,
+                                bytes: &t.bytes,
+                                meta: t.meta,
+                            })
+                            .collect();
+                        store.put_transactions(&e).unwrap();
+                    }
+                    StoreWrite::MarkSolid(ids) => {
+                        store.mark_solid(&ids).unwrap();
+                    }
+                    StoreWrite::Milestone(b) => store.apply_milestone(&b).unwrap(),
+                    StoreWrite::Pruned(b) => store.prune(&b).unwrap(),
+                }
+            }
+        }
+        assert_eq!(p.ledger().confirmed_index(), 3);
+        store
+    }
+
+    fn bytes_of(s: &Snapshot) -> Vec<u8> {
+        let mut out = Vec::new();
+        write(&mut out, s).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_and_verifies_against_its_milestone() {
+        let net = DevNetwork::new("snap", 2);
+        let store = store_with_history(&net);
+        let s = from_store(&store, &net.genesis, 42).unwrap();
+        assert_eq!(s.header.milestone, 3);
+        assert!(s.header.accounts >= 4);
+        let bytes = bytes_of(&s);
+        let back = read(&bytes[..]).unwrap();
+        assert_eq!(back, s);
+        back.verify(&net.genesis, state_root_of).unwrap();
+        // Another network's genesis refuses it.
+        let other = DevNetwork::new("other", 2);
+        assert!(matches!(
+            back.verify(&other.genesis, state_root_of),
+            Err(SnapshotError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn a_state_other_than_the_signed_one_is_refused() {
+        let net = DevNetwork::new("snap", 2);
+        let store = store_with_history(&net);
+        let mut s = from_store(&store, &net.genesis, 42).unwrap();
+        // A consistent-looking but different state (one unit moved between accounts).
+        s.state.accounts[0].1.balance -= 1;
+        s.state.accounts[1].1.balance += 1;
+        let err = s.verify(&net.genesis, state_root_of).unwrap_err();
+        assert!(err.to_string().contains("state's root"), "{err}");
+    }
+
+    /// Any single byte changed anywhere in the file: refused when read or when verified.
+    #[test]
+    fn a_snapshot_with_any_byte_changed_is_refused() {
+        let net = DevNetwork::new("snap", 2);
+        let store = store_with_history(&net);
+        let s = from_store(&store, &net.genesis, 42).unwrap();
+        let bytes = bytes_of(&s);
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= flip;
+                let accepted = read(&b[..])
+                    .ok()
+                    .filter(|t| t.verify(&net.genesis, state_root_of).is_ok());
+                assert!(accepted.is_none(), "byte {i} ^ {flip:#x} was accepted");
+            }
+        }
+        // Truncated anywhere, or with bytes after the end: refused.
+        for cut in [0, 7, 8, bytes.len() / 2, bytes.len() - 1] {
+            assert!(read(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(read(&longer[..]).is_err());
+    }
+}
