@@ -40,9 +40,10 @@ pub struct ProtocolConfig {
     /// A transaction still waiting for parents after this long is dropped, ms, and its
     /// sender is told through [`Protocol::poll_expired`] (the driver penalises it).
     pub pending_ttl_ms: u64,
-    /// Retention: keep the cones of the last this many milestones in memory and drop older
-    /// history from the Tangle after each milestone (`None`: keep everything, an archive
-    /// node). Never dropped: unconfirmed transactions and what they approve.
+    /// Retention: keep the cones of the last this many milestones (at least 2) in memory and
+    /// drop older history from the Tangle after each milestone, telling the store
+    /// ([`StoreWrite::Pruned`]); `None`: keep everything, an archive node. Never dropped:
+    /// unconfirmed transactions and what they approve.
     pub keep_milestones: Option<u32>,
 }
 

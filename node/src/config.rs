@@ -64,9 +64,9 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PruningConfig {
-    /// Keep the cones of the last this many milestones in memory; older history leaves the
-    /// Tangle after each milestone. Absent or 0: keep everything (`archive`). The store on
-    /// disk is not pruned yet.
+    /// Keep the cones of the last this many milestones (at least 2: the last applied
+    /// milestone's transaction stays, for the chain); older history leaves memory and the
+    /// store after each milestone. Absent or 0: keep everything (`archive`).
     #[serde(default)]
     pub keep_milestones: Option<u32>,
 }
@@ -208,6 +208,10 @@ impl NodeConfig {
              # [[peers]]\n\
              # address = \"127.0.0.1:15600\"\n\
              # public_key = \"<64 hex characters>\"\n\
+             {}\n\
+             # Retention: keep the history of the last N milestones (memory and disk stay\n\
+             # bounded); absent or 0 keeps everything (an archive node).\n\
+             [pruning]\n\
              {}",
             self.data_dir.display().to_string(),
             self.genesis.display().to_string(),
@@ -239,6 +243,10 @@ impl NodeConfig {
                     p.address, p.public_key
                 ))
                 .collect::<String>(),
+            match self.pruning.keep_milestones {
+                Some(n) => format!("keep_milestones = {n}\n"),
+                None => "# keep_milestones = 60\n".into(),
+            },
         )
     }
 }

@@ -476,7 +476,9 @@ impl Protocol {
         let Some(keep) = self.config.keep_milestones else {
             return;
         };
-        let target = self.ledger.confirmed_index().saturating_sub(keep.max(1));
+        // At least two: the last applied milestone's transaction stays held (the next
+        // milestone names it as its previous one).
+        let target = self.ledger.confirmed_index().saturating_sub(keep.max(2));
         if target <= self.pruned_index {
             return;
         }
