@@ -51,7 +51,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dag_core::store::{MemStore, PayloadStatus, Store, StoreError, TxEntry};
+use dag_core::store::{MemStore, PayloadStatus, Store, StoreError};
 use dag_core::{
     Address, Allocation, Body, Digest, Genesis, Keypair, MilestoneIndex, PayloadId, SignedPayload,
     TxId,
@@ -583,22 +583,7 @@ fn restore(
 
 /// Carries out one protocol write, as the node's store writer does.
 fn write_one(store: &MemStore, w: &StoreWrite) -> Result<(), StoreError> {
-    match w {
-        StoreWrite::Transactions(txs) => {
-            let entries: Vec<TxEntry<'_>> = txs
-                .iter()
-                .map(|t| TxEntry {
-                    id: t.id,
-                    bytes: &t.bytes,
-                    meta: t.meta,
-                })
-                .collect();
-            store.put_transactions(&entries).map(|_| ())
-        }
-        StoreWrite::MarkSolid(ids) => store.mark_solid(ids).map(|_| ()),
-        StoreWrite::Milestone(batch) => store.apply_milestone(batch),
-        StoreWrite::Pruned(batch) => store.prune(batch),
-    }
+    w.apply_to(store).map(|_| ())
 }
 
 /// The frame carrying `o`.

@@ -37,6 +37,9 @@ pub const VERSION: u16 = 1;
 pub const CHUNK: usize = 4096;
 /// Largest frame accepted (a chunk of 4,096 channels is about 600 KiB).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// The transactions confirmed by this many milestones up to the snapshot's are its solid
+/// entry points (with those of the store's last prune).
+pub const ENTRY_POINT_MILESTONES: MilestoneIndex = 4;
 
 /// What a snapshot holds, before its sections.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,11 +429,29 @@ pub fn from_store(
                 "the transaction of milestone {index} is not stored"
             ))
         })?;
-    let entry_points = store
+    // Entry points: those of the store's last prune, and every transaction confirmed by
+    // the last few milestones, which transactions issued after the snapshot approve (after
+    // a milestone the network's tips are its transaction and what it confirmed).
+    let mut entry_points = store
         .pruned()
         .map_err(storage)?
         .map(|p| p.entry_points)
         .unwrap_or_default();
+    let from = index.saturating_sub(ENTRY_POINT_MILESTONES - 1).max(1);
+    let mut recent = Vec::new();
+    store
+        .for_each_transaction(&mut |id, _, meta| {
+            if let Some(ms) = meta.confirmed_by {
+                if (from..=index).contains(&ms) {
+                    recent.push((*id, ms));
+                }
+            }
+        })
+        .map_err(storage)?;
+    recent.sort_unstable_by_key(|(id, ms)| (*ms, *id));
+    entry_points.extend(recent);
+    entry_points.sort_unstable_by_key(|(id, _)| *id);
+    entry_points.dedup_by_key(|(id, _)| *id);
     let header = Header {
         version: VERSION,
         network_id: state.network_id,
@@ -453,16 +474,57 @@ pub fn from_store(
     })
 }
 
+/// Writes a verified snapshot into an empty store, so that a node restored from it
+/// ([`crate::restore_from_store`]) starts at the snapshot's milestone: the ledger, the
+/// milestone's transaction, and a prune state whose entry points are the snapshot's plus
+/// that transaction. Call [`Snapshot::verify`] first. Refuses a store that holds a ledger.
+pub fn import(store: &dyn dag_core::store::Store, s: &Snapshot) -> Result<(), SnapshotError> {
+    use dag_core::store::{PruneBatch, TxEntry, TxMeta};
+    let storage = |e: dag_core::store::StoreError| SnapshotError::Refused(format!("store: {e}"));
+    if store.load_ledger().map_err(storage)?.is_some() {
+        return Err(SnapshotError::Refused(
+            "the database already holds a ledger: start from a snapshot only with an empty one"
+                .into(),
+        ));
+    }
+    let (tx, id) = codec::decode_with_id(&s.header.milestone_tx)
+        .map_err(|e| SnapshotError::Refused(format!("milestone transaction: {e}")))?;
+    store.init_ledger(&s.state).map_err(storage)?;
+    store
+        .put_transactions(&[TxEntry {
+            id,
+            bytes: &s.header.milestone_tx,
+            meta: TxMeta::new(tx.timestamp, true, None),
+        }])
+        .map_err(storage)?;
+    let mut entry_points = s.entry_points.clone();
+    entry_points.push((id, s.header.milestone));
+    store
+        .prune(&PruneBatch {
+            milestone: s.header.milestone,
+            txs: Vec::new(),
+            entry_points,
+        })
+        .map_err(storage)?;
+    store.flush().map_err(storage)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::harness::DevNetwork;
-    use crate::{restore_from_store, ProtocolConfig, StoreWrite};
+    use crate::{restore_from_store, ProtocolConfig};
     use dag_core::ledger::state_root_of;
-    use dag_core::store::{MemStore, Store, TxEntry};
+    use dag_core::store::MemStore;
 
     /// A store after three milestones of payments from a node of `net`.
     fn store_with_history(net: &DevNetwork) -> MemStore {
+        history(net).0
+    }
+
+    /// The same, with the issuing core.
+    fn history(net: &DevNetwork) -> (MemStore, crate::Protocol) {
         let store = MemStore::new();
         let config = ProtocolConfig {
             milestone_signer: Some((0, net.committee.clone())),
@@ -480,28 +542,60 @@ mod tests {
             p.handle_tick(t0 + (m + 1) * 1000);
             p.run_work_inline();
             while let Some(w) = p.poll_store_write() {
-                match w {
-                    StoreWrite::Transactions(txs) => {
-                        let e: Vec<TxEntry<'_>> = txs
-                            .iter()
-                            .map(|t| TxEntry {
-                                id: t.id,
-                                bytes: &t.bytes,
-                                meta: t.meta,
-                            })
-                            .collect();
-                        store.put_transactions(&e).unwrap();
-                    }
-                    StoreWrite::MarkSolid(ids) => {
-                        store.mark_solid(&ids).unwrap();
-                    }
-                    StoreWrite::Milestone(b) => store.apply_milestone(&b).unwrap(),
-                    StoreWrite::Pruned(b) => store.prune(&b).unwrap(),
-                }
+                w.apply_to(&store).unwrap();
             }
         }
         assert_eq!(p.ledger().confirmed_index(), 3);
-        store
+        (store, p)
+    }
+
+    /// A node started from a snapshot (nothing before its milestone) follows the network:
+    /// it takes the next milestone's cone from the issuer and applies it to the same
+    /// digest, chain link and state root.
+    #[test]
+    fn a_node_started_from_a_snapshot_follows_the_next_milestone() {
+        let net = DevNetwork::new("snap", 2);
+        let (store, mut issuer) = history(&net);
+        let s = from_store(&store, &net.genesis, 42).unwrap();
+        s.verify(&net.genesis, state_root_of).unwrap();
+        let fresh = MemStore::new();
+        import(&fresh, &s).unwrap();
+        assert!(
+            import(&fresh, &s).is_err(),
+            "a store with a ledger is refused"
+        );
+        let t0 = DevNetwork::GENESIS_TIME_MS;
+        let (mut follower, report) = restore_from_store(
+            net.genesis.clone(),
+            ProtocolConfig::default(),
+            &fresh,
+            t0 + 3500,
+        )
+        .unwrap();
+        assert_eq!(report.pruned_milestone, 3);
+        assert_eq!(follower.ledger().digest(), issuer.ledger().digest());
+        // Milestone 4 at the issuer; its new transactions go to the follower.
+        let pay = vec![net.pay(&net.faucet, 9, Address([9; 32]), 5)];
+        for r in issuer.submit_payloads_inline(pay, t0 + 3600) {
+            r.unwrap();
+        }
+        issuer.handle_tick(t0 + 4000);
+        issuer.run_work_inline();
+        let mut new = Vec::new();
+        while let Some(w) = issuer.poll_store_write() {
+            if let crate::StoreWrite::Transactions(txs) = w {
+                new.extend(txs.into_iter().map(|t| t.bytes));
+            }
+        }
+        let items: Vec<(&[u8], bool)> = new.iter().map(|b| (b.as_slice(), true)).collect();
+        let checked = crate::validate_from_peers(&follower.validator(), &items, t0 + 4001);
+        let peer = crate::peering::PeerKey([7; 32]);
+        follower
+            .handle_peer_transactions(checked.into_iter().map(|v| (v, peer)).collect(), t0 + 4001);
+        assert_eq!(follower.halted(), None);
+        assert_eq!(follower.ledger().confirmed_index(), 4);
+        assert_eq!(follower.ledger().digest(), issuer.ledger().digest());
+        assert_eq!(follower.ledger().state_root(), issuer.ledger().state_root());
     }
 
     fn bytes_of(s: &Snapshot) -> Vec<u8> {

@@ -1035,26 +1035,8 @@ mod pruning_props {
 
 /// Carries out store writes as the node's driver does.
 fn write_to(store: &dyn dag_core::store::Store, writes: &[StoreWrite]) {
-    use dag_core::store::TxEntry;
     for w in writes {
-        match w {
-            StoreWrite::Transactions(txs) => {
-                let entries: Vec<TxEntry<'_>> = txs
-                    .iter()
-                    .map(|t| TxEntry {
-                        id: t.id,
-                        bytes: &t.bytes,
-                        meta: t.meta,
-                    })
-                    .collect();
-                store.put_transactions(&entries).unwrap();
-            }
-            StoreWrite::MarkSolid(ids) => {
-                store.mark_solid(ids).unwrap();
-            }
-            StoreWrite::Milestone(b) => store.apply_milestone(b).unwrap(),
-            StoreWrite::Pruned(b) => store.prune(b).unwrap(),
-        }
+        w.apply_to(store).unwrap();
     }
 }
 

@@ -1,6 +1,8 @@
 //! The core's inputs and outputs: settings, verdicts, store writes and events.
 
-use dag_core::store::{MilestoneBatch, MilestoneRecord, PayloadStatus, PruneBatch, TxMeta};
+use dag_core::store::{
+    MilestoneBatch, MilestoneRecord, PayloadStatus, PruneBatch, Store, StoreError, TxEntry, TxMeta,
+};
 use dag_core::tangle::{InsertError, TangleConfig};
 use dag_core::validate::ValidationError;
 use dag_core::{Address, Keypair, MilestoneIndex, PayloadId, TxId};
@@ -163,6 +165,29 @@ pub enum StoreWrite {
     /// store forgets the same transactions. Write it after the milestone batches polled
     /// before it (it drops what they confirmed).
     Pruned(PruneBatch),
+}
+
+impl StoreWrite {
+    /// Carries this write out on `store` (no flush); returns how many transactions were new.
+    /// Drivers write in the order the core polled the writes.
+    pub fn apply_to(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        match self {
+            StoreWrite::Transactions(txs) => {
+                let entries: Vec<TxEntry<'_>> = txs
+                    .iter()
+                    .map(|t| TxEntry {
+                        id: t.id,
+                        bytes: &t.bytes,
+                        meta: t.meta,
+                    })
+                    .collect();
+                store.put_transactions(&entries)
+            }
+            StoreWrite::MarkSolid(ids) => store.mark_solid(ids).map(|_| 0),
+            StoreWrite::Milestone(batch) => store.apply_milestone(batch).map(|()| 0),
+            StoreWrite::Pruned(batch) => store.prune(batch).map(|()| 0),
+        }
+    }
 }
 
 /// Summary of an applied milestone.

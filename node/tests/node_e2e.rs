@@ -495,4 +495,38 @@ async fn snapshot_create_and_inspect_through_the_binary() {
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("snapshot"), "{err}");
+
+    // A new node of the same network starts from the snapshot: its ledger is the
+    // snapshot's, at the snapshot's milestone. A changed snapshot is refused by `init`.
+    let join = |name: &str, file: &Path| {
+        run(&[
+            "init".as_ref(),
+            "--dir".as_ref(),
+            dir.path().join(name).as_os_str(),
+            "--genesis".as_ref(),
+            genesis_file.as_os_str(),
+            "--snapshot".as_ref(),
+            file.as_os_str(),
+        ])
+    };
+    let refused = join("tampered", &bad);
+    assert!(!refused.status.success());
+    let joined = join("joined", &out);
+    assert!(
+        joined.status.success(),
+        "{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    let r = start(&dir.path().join("joined"), 100).await;
+    let info = get(r.url("/api/v1/info")).await;
+    assert_eq!(info["confirmed_milestone"], v["milestone"]);
+    assert_eq!(info["ledger_digest"], v["ledger_digest"]);
+    assert_eq!(
+        account(&r, &Keypair::from_seed(&[41; 32]).address())
+            .await
+            .0,
+        77
+    );
+    assert_eq!(reqwest::get(r.url("/health")).await.unwrap().status(), 200);
+    r.stop().await;
 }

@@ -311,6 +311,11 @@ impl Protocol {
         if index == 0 {
             return Some(TxId::GENESIS);
         }
+        if let Some((i, id)) = self.last_milestone {
+            if i == index {
+                return Some(id);
+            }
+        }
         let r = self.tangle.milestone(index)?;
         let id = self.tangle.id(r);
         (id != TxId::GENESIS).then_some(id)

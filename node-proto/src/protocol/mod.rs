@@ -123,6 +123,9 @@ pub struct Protocol {
     reattach_failed: HashSet<PayloadId>,
     /// The cones of the milestones up to this index are no longer held (0: none pruned).
     pruned_index: MilestoneIndex,
+    /// The last applied milestone and its transaction, when the Tangle no longer holds it
+    /// (a node started from a snapshot).
+    last_milestone: Option<(MilestoneIndex, TxId)>,
 }
 
 impl Protocol {
@@ -193,6 +196,7 @@ impl Protocol {
             reattaching: false,
             reattach_failed: HashSet::new(),
             pruned_index: 0,
+            last_milestone: None,
         })
     }
 

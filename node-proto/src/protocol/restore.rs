@@ -202,11 +202,28 @@ pub fn restore_from_store(
     // Arrival order, so parents come first and the solidification buffer stays small.
     txs.sort_by_key(|t| (t.0, t.1));
     report.transactions = txs.len();
+    let confirmed = core.ledger.confirmed_index();
     for (_, id, bytes, meta) in &txs {
         if !core.restore_transaction(*id, bytes, meta) {
             report.bad += 1;
         }
     }
     core.finish_restore(now)?;
+    if core.milestone_tx(confirmed).is_none() {
+        // Started from a snapshot: the last applied milestone's transaction is stored (an
+        // entry point) but not held in the Tangle; the next milestone names it.
+        let found = txs.iter().find_map(|(_, id, bytes, _)| {
+            let tx = codec::decode(bytes).ok()?;
+            (tx.milestone()?.index == confirmed).then_some(*id)
+        });
+        match found {
+            Some(id) => core.last_milestone = Some((confirmed, id)),
+            None => {
+                return Err(ProtocolError::Restore(format!(
+                    "the transaction of the last applied milestone {confirmed} is not stored"
+                )))
+            }
+        }
+    }
     Ok((core, report))
 }

@@ -155,6 +155,11 @@ enum Command {
         /// Also create a funded faucet (dev/test networks).
         #[arg(long)]
         faucet: bool,
+        /// Start from this snapshot (with `--genesis`): it is verified against the
+        /// genesis committee and its signed state root, and the node starts at its
+        /// milestone instead of syncing from the genesis.
+        #[arg(long, requires = "genesis")]
+        snapshot: Option<PathBuf>,
     },
     /// Snapshot files: the ledger state at a milestone, with that milestone's signatures.
     Snapshot {
@@ -337,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
             network_name,
             pow_difficulty,
             faucet,
+            snapshot,
         } => {
             let rep = init(&InitOptions {
                 dir,
@@ -353,6 +359,19 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(k) = rep.faucet_key {
                 println!("faucet key:   {}", k.display());
+            }
+            if let Some(file) = snapshot {
+                let cfg = NodeConfig::load(&rep.config)?;
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                let snap = node_proto::snapshot::read(std::io::BufReader::new(f))?;
+                snap.verify(&rep.genesis, dag_core::ledger::state_root_of)?;
+                let store = node::store::SledStore::open(&cfg.data_dir)?;
+                node_proto::snapshot::import(&store, &snap)?;
+                println!(
+                    "started from the snapshot of milestone {} ({} accounts)",
+                    snap.header.milestone, snap.header.accounts
+                );
             }
             println!(
                 "start it with: tangle-node run --config {}",

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use dag_core::codec;
 use dag_core::ledger::{ConflictReason, PayloadOutcome};
-use dag_core::store::{PayloadStatus, Store, StoreError, TxEntry};
+use dag_core::store::{PayloadStatus, Store, StoreError};
 use dag_core::tangle::InsertError;
 use dag_core::validate::{BatchValidator, ValidationError};
 use dag_core::{

@@ -86,22 +86,7 @@ pub(super) fn milestone_writer(
 
 /// Carries out one protocol write (no flush); returns how many transactions were new.
 pub(super) fn write_one(store: &dyn Store, w: &StoreWrite) -> Result<usize, StoreError> {
-    match w {
-        StoreWrite::Transactions(txs) => {
-            let entries: Vec<TxEntry<'_>> = txs
-                .iter()
-                .map(|t| TxEntry {
-                    id: t.id,
-                    bytes: &t.bytes,
-                    meta: t.meta,
-                })
-                .collect();
-            store.put_transactions(&entries)
-        }
-        StoreWrite::MarkSolid(ids) => store.mark_solid(ids).map(|_| 0),
-        StoreWrite::Milestone(batch) => store.apply_milestone(batch).map(|()| 0),
-        StoreWrite::Pruned(batch) => store.prune(batch).map(|()| 0),
-    }
+    w.apply_to(store)
 }
 
 /// Builds the protocol from the store: ledger (or genesis), then transactions in arrival
