@@ -361,11 +361,4 @@ impl Protocol {
         v.dedup();
         v
     }
-
-    pub(super) fn parent_refs(&self, parents: &[TxId; 2]) -> Vec<TxRef> {
-        parents
-            .iter()
-            .filter_map(|p| self.tangle.lookup(p))
-            .collect()
-    }
 }

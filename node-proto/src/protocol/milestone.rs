@@ -1,15 +1,18 @@
 //! The timer, and milestones: issuing them (tip sweep, milestone transaction; their proof of
 //! work is the driver's), applying received ones white-flag, confirming their cones.
 
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
-use dag_core::ledger::PayloadOutcome;
+use dag_core::ledger::{ApplyError, Ledger, PayloadOutcome};
 use dag_core::store::{
     next_payload_status, ConfirmedTx, MilestoneBatch, MilestoneRecord, PayloadStatus, PruneBatch,
 };
+use dag_core::tangle::Tangle;
 use dag_core::validate::{ValidTransaction, ValidationError};
 use dag_core::whiteflag::{apply_cone, ConeOutcome};
-use dag_core::{Milestone, MilestoneIndex, Payload, PayloadId, TangleView, TxId, TxRef};
+use dag_core::{
+    Milestone, MilestoneIndex, Payload, PayloadId, SignedPayload, TangleView, TxId, TxRef,
+};
 use tip_selection::TipSelector;
 
 use super::work::{Job, Step, Work};
@@ -19,6 +22,19 @@ use crate::types::{Event, MilestoneSummary, StoreWrite};
 /// Reattachments for a sequence gap that go out at the next tick; later ones wait
 /// [`crate::ProtocolConfig::reattach_after_milestones`].
 const GAP_FAST_RETRIES: u32 = 3;
+
+/// White-flag application of the unconfirmed cone of `parents` to `ledger` as milestone
+/// `index` (the issuing and the receiving path share it).
+fn apply_parents(
+    tangle: &Tangle,
+    unconfirmed: &HashMap<TxRef, (PayloadId, SignedPayload)>,
+    ledger: &mut Ledger,
+    index: MilestoneIndex,
+    parents: &[TxId; 2],
+) -> Result<ConeOutcome, ApplyError> {
+    let roots: Vec<TxRef> = parents.iter().filter_map(|p| tangle.lookup(p)).collect();
+    apply_cone(tangle, ledger, index, &roots, payload_of(unconfirmed))
+}
 
 impl Protocol {
     /// Periodic work: drops transactions that waited too long for parents, starts issuing a
@@ -187,13 +203,12 @@ impl Protocol {
         now: u64,
     ) -> Option<Work> {
         let (signer, key) = self.config.milestone_signer.clone()?;
-        let roots = self.parent_refs(&parents);
-        let applied = apply_cone(
+        let applied = apply_parents(
             &self.tangle,
+            &self.unconfirmed_payloads,
             &mut self.ledger,
             index,
-            &roots,
-            payload_of(&self.unconfirmed_payloads),
+            &parents,
         );
         let applied = match applied {
             Ok(o) => o,
@@ -279,15 +294,14 @@ impl Protocol {
             let Some((ms_ref, milestone, parents)) = self.milestones.remove(&index) else {
                 break;
             };
-            let roots = self.parent_refs(&parents);
             // Apply to a copy: on a digest mismatch the ledger must stay as it was.
             let mut next = self.ledger.clone();
-            let applied = apply_cone(
+            let applied = apply_parents(
                 &self.tangle,
+                &self.unconfirmed_payloads,
                 &mut next,
                 index,
-                &roots,
-                payload_of(&self.unconfirmed_payloads),
+                &parents,
             );
             let applied = match applied {
                 Ok(o) => o,
