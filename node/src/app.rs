@@ -63,6 +63,9 @@ pub async fn start_node(cfg: &NodeConfig) -> anyhow::Result<Node> {
         queue_capacity: 100_000,
     })
     .await?;
+    if let Some(max) = cfg.pruning.max_disk_bytes() {
+        node.limit_disk(crate::runtime::DiskTarget::new(cfg.data_dir.clone(), max));
+    }
     Ok(node)
 }
 

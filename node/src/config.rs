@@ -69,12 +69,26 @@ pub struct PruningConfig {
     /// store after each milestone. Absent or 0: keep everything (`archive`).
     #[serde(default)]
     pub keep_milestones: Option<u32>,
+    /// Disk-size target for the database directory, in MiB: while the directory is larger,
+    /// the node keeps fewer milestones (never fewer than 2, never what an unconfirmed
+    /// transaction needs). Combined with `keep_milestones`, the stricter wins. The
+    /// transaction log is deleted in whole 64 MiB segments, so a target below a couple of
+    /// segments plus sled's files cannot be met. Absent or 0: no target.
+    #[serde(default)]
+    pub max_disk_mb: Option<u64>,
 }
 
 impl PruningConfig {
     /// The retention as the core takes it (`None`: archive).
     pub fn keep(&self) -> Option<u32> {
         self.keep_milestones.filter(|n| *n > 0)
+    }
+
+    /// The disk-size target in bytes (`None`: none).
+    pub fn max_disk_bytes(&self) -> Option<u64> {
+        self.max_disk_mb
+            .filter(|n| *n > 0)
+            .map(|n| n.saturating_mul(1 << 20))
     }
 }
 
@@ -210,9 +224,12 @@ impl NodeConfig {
              # public_key = \"<64 hex characters>\"\n\
              {}\n\
              # Retention: keep the history of the last N milestones (memory and disk stay\n\
-             # bounded); absent or 0 keeps everything (an archive node).\n\
+             # bounded); absent or 0 keeps everything (an archive node). max_disk_mb: while\n\
+             # the database directory is larger than this many MiB, keep fewer milestones\n\
+             # (at least 2; the stricter of the two wins; below ~200 MiB it cannot be met:\n\
+             # the transaction log is deleted in whole 64 MiB segments).\n\
              [pruning]\n\
-             {}",
+             {}{}",
             self.data_dir.display().to_string(),
             self.genesis.display().to_string(),
             self.api_addr,
@@ -246,6 +263,10 @@ impl NodeConfig {
             match self.pruning.keep_milestones {
                 Some(n) => format!("keep_milestones = {n}\n"),
                 None => "# keep_milestones = 60\n".into(),
+            },
+            match self.pruning.max_disk_mb {
+                Some(n) => format!("max_disk_mb = {n}\n"),
+                None => "# max_disk_mb = 4096\n".into(),
             },
         )
     }
@@ -281,5 +302,25 @@ mod tests {
             NodeConfig::load(&path),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn pruning_settings_round_trip_and_default_to_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let mut cfg = NodeConfig::new("data".into(), "genesis.toml".into());
+        std::fs::write(&path, cfg.to_documented_toml()).unwrap();
+        let back = NodeConfig::load(&path).unwrap();
+        assert_eq!(back.pruning, PruningConfig::default());
+        assert_eq!(
+            (back.pruning.keep(), back.pruning.max_disk_bytes()),
+            (None, None)
+        );
+        cfg.pruning.keep_milestones = Some(60);
+        cfg.pruning.max_disk_mb = Some(512);
+        std::fs::write(&path, cfg.to_documented_toml()).unwrap();
+        let back = NodeConfig::load(&path).unwrap();
+        assert_eq!(back.pruning, cfg.pruning);
+        assert_eq!(back.pruning.max_disk_bytes(), Some(512 << 20));
     }
 }

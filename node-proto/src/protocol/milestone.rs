@@ -486,18 +486,19 @@ impl Protocol {
         self.prune_history();
     }
 
-    /// Retention ([`ProtocolConfig::keep_milestones`]): drops the Tangle below the cones of
-    /// the kept milestones. The cut never passes the oldest unconfirmed transaction, so
-    /// nothing unconfirmed (a pending payload, a reattachment, a tip) and nothing it
-    /// approves is dropped; the confirmed transactions kept ones approve stay known as solid
-    /// entry points.
+    /// Retention ([`ProtocolConfig::keep_milestones`], tightened by
+    /// [`Protocol::set_retention_limit`]): drops the Tangle below the cones of the kept
+    /// milestones. The cut never passes the oldest unconfirmed transaction, so nothing
+    /// unconfirmed (a pending payload, a reattachment, a tip) and nothing it approves is
+    /// dropped; the confirmed transactions kept ones approve stay known as solid entry
+    /// points.
     pub(super) fn prune_history(&mut self) {
-        let Some(keep) = self.config.keep_milestones else {
+        // At least two (`effective_retention`): the last applied milestone's transaction
+        // stays held (the next milestone names it as its previous one).
+        let Some(keep) = self.effective_retention() else {
             return;
         };
-        // At least two: the last applied milestone's transaction stays held (the next
-        // milestone names it as its previous one).
-        let target = self.ledger.confirmed_index().saturating_sub(keep.max(2));
+        let target = self.ledger.confirmed_index().saturating_sub(keep);
         if target <= self.pruned_index {
             return;
         }
@@ -532,5 +533,228 @@ impl Protocol {
         tracing::error!(%reason, "confirmation halted");
         self.halted = Some(reason.clone());
         self.events.push_back(Event::Halted(reason));
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    //! [`Protocol::set_retention_limit`]: the driver's tighter retention (the disk target).
+
+    use super::*;
+    use crate::types::{Origin, ProtocolConfig};
+    use dag_core::{
+        codec, pow, Address, Allocation, Body, Genesis, Keypair, Transaction, TX_VERSION,
+    };
+    use tip_selection::SelectorKind;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn genesis(committee: &Keypair, faucet: &Keypair) -> Genesis {
+        Genesis {
+            network_name: "retention-test".into(),
+            timestamp: T0,
+            pow_difficulty: 2,
+            timestamp_window_ms: 60_000,
+            committee: vec![committee.address()],
+            threshold: 1,
+            allocations: vec![Allocation {
+                address: faucet.address(),
+                amount: 1_000_000,
+            }],
+        }
+    }
+
+    fn node(config: impl FnOnce(&mut ProtocolConfig)) -> (Protocol, Keypair) {
+        let committee = Keypair::from_seed(&[1; 32]);
+        let faucet = Keypair::from_seed(&[2; 32]);
+        let g = genesis(&committee, &faucet);
+        let mut c = ProtocolConfig {
+            milestone_signer: Some((0, committee)),
+            faucet: Some(faucet.clone()),
+            selector: SelectorKind::Urts,
+            ..ProtocolConfig::default()
+        };
+        config(&mut c);
+        let ledger = Ledger::from_genesis(&g).unwrap();
+        (Protocol::new(g, c, ledger).unwrap(), faucet)
+    }
+
+    fn pay(from: &Keypair, net: u64, seq: u64, to: Address) -> SignedPayload {
+        let body = Body::Pay {
+            to,
+            amount: 1,
+            memo: vec![],
+        };
+        SignedPayload::sign(from, net, seq, body)
+    }
+
+    /// What the driver does: submit, tick, run the work, drain the writes.
+    fn submit(p: &mut Protocol, payloads: Vec<SignedPayload>, now: u64) {
+        for r in p.submit_payloads_inline(payloads, now) {
+            r.unwrap();
+        }
+    }
+
+    fn tick(p: &mut Protocol, now: u64) {
+        p.handle_tick(now);
+        p.run_work_inline();
+    }
+
+    fn drain(p: &mut Protocol) -> Vec<StoreWrite> {
+        while p.poll_event().is_some() {}
+        std::iter::from_fn(|| p.poll_store_write()).collect()
+    }
+
+    /// Four payments before each milestone and one after it (unconfirmed across it).
+    fn run(p: &mut Protocol, faucet: &Keypair, from: u64, to: u64) {
+        let net = p.network_id();
+        for m in from..to {
+            let now = T0 + (m + 1) * 1000;
+            let ps: Vec<_> = (0..5)
+                .map(|k| pay(faucet, net, m * 5 + k, Address([3; 32])))
+                .collect();
+            submit(p, ps[..4].to_vec(), now - 500);
+            tick(p, now);
+            submit(p, ps[4..].to_vec(), now + 1);
+            drain(p);
+        }
+    }
+
+    /// Every unconfirmed transaction is solid and its parents are known.
+    fn assert_unconfirmed_solid(p: &Protocol) {
+        let t = p.tangle();
+        for r in t.unconfirmed() {
+            let id = t.id(r);
+            assert!(t.is_solid(&id), "unconfirmed {id} lost its solidity");
+            for parent in t.parents(r) {
+                assert!(t.is_known(&t.id(parent)), "a parent of {id} was dropped");
+            }
+        }
+    }
+
+    #[test]
+    fn a_limit_prunes_an_archive_down_to_it_and_never_below_two() {
+        let (mut p, faucet) = node(|_| {});
+        let (mut archive, _) = node(|_| {});
+        run(&mut p, &faucet, 0, 20);
+        run(&mut archive, &faucet, 0, 20);
+        assert_eq!((p.oldest_milestone(), p.effective_retention()), (1, None));
+        let before = p.tangle().len();
+
+        // Tighter than what is held: pruned at once, the prune handed to the store.
+        p.set_retention_limit(Some(5));
+        let writes = drain(&mut p);
+        let prune = writes
+            .iter()
+            .find_map(|w| match w {
+                StoreWrite::Pruned(b) => Some(b),
+                _ => None,
+            })
+            .expect("the prune goes to the store");
+        assert_eq!(prune.milestone, 15);
+        assert_eq!((p.held_milestones(), p.oldest_milestone()), (5, 16));
+        assert!(p.tangle().len() < before);
+        assert_unconfirmed_solid(&p);
+
+        // Below the floor: two milestones stay.
+        for limit in [1, 0] {
+            p.set_retention_limit(Some(limit));
+            drain(&mut p);
+            assert_eq!(p.effective_retention(), Some(2));
+            assert_eq!((p.held_milestones(), p.oldest_milestone()), (2, 19));
+            assert_unconfirmed_solid(&p);
+        }
+        // It keeps pruning to the limit as milestones come, with the archive's results.
+        run(&mut p, &faucet, 20, 30);
+        run(&mut archive, &faucet, 20, 30);
+        assert_eq!(p.held_milestones(), 2);
+        assert_eq!(p.ledger().digest(), archive.ledger().digest());
+        assert_eq!(p.ledger().balance(&Address([3; 32])), 150 - 1);
+
+        // Lifted: nothing more is pruned.
+        p.set_retention_limit(None);
+        run(&mut p, &faucet, 30, 35);
+        assert_eq!((p.held_milestones(), p.oldest_milestone()), (7, 29));
+    }
+
+    #[test]
+    fn the_stricter_of_the_limit_and_keep_milestones_applies() {
+        let (mut p, faucet) = node(|c| c.keep_milestones = Some(8));
+        run(&mut p, &faucet, 0, 20);
+        assert_eq!(p.held_milestones(), 8);
+        p.set_retention_limit(Some(50));
+        assert_eq!(p.effective_retention(), Some(8));
+        run(&mut p, &faucet, 20, 25);
+        assert_eq!(p.held_milestones(), 8);
+        p.set_retention_limit(Some(3));
+        assert_eq!(p.effective_retention(), Some(3));
+        assert_eq!(p.held_milestones(), 3);
+        p.set_retention_limit(None);
+        assert_eq!(p.effective_retention(), Some(8));
+        run(&mut p, &faucet, 25, 40);
+        assert_eq!(p.held_milestones(), 8);
+    }
+
+    /// An old unconfirmed transaction holds the cut: the tightest limit does not drop it or
+    /// anything it approves, and it is confirmed later with the right outcome.
+    #[test]
+    fn a_limit_never_cuts_what_an_unconfirmed_transaction_needs() {
+        let (mut p, faucet) = node(|c| {
+            // Tips older than max depth are not swept, so a lazy transaction stays
+            // unconfirmed; no reattachment of it during the test.
+            c.selector = SelectorKind::Rurts;
+            c.max_sweep_tips = 0;
+            c.reattach_after_milestones = 1_000;
+        });
+        run(&mut p, &faucet, 0, 20);
+        let net = p.network_id();
+        // A payment of another device attached to milestone 1's and 2's transactions, far
+        // below max depth: restricted URTS never picks it.
+        let device = Keypair::from_seed(&[9; 32]);
+        let parent = p.milestone_tx(2).unwrap();
+        let other = p.milestone_tx(1).unwrap();
+        let now = T0 + 20_600;
+        let mut tx = Transaction {
+            version: TX_VERSION,
+            network_id: net,
+            parents: [parent, other],
+            timestamp: now,
+            payload: Payload::Signed(pay(&device, net, 0, Address([4; 32]))),
+            nonce: 0,
+        };
+        pow::solve(&mut tx, 2);
+        let vt = p
+            .validator()
+            .validate_one(&codec::encode(&tx), now)
+            .unwrap();
+        let lazy = p.handle_transactions(vec![vt], Origin::Local, now)[0]
+            .clone()
+            .unwrap();
+        run(&mut p, &faucet, 20, 30);
+        let r = p.tangle().lookup(&lazy).expect("held");
+        assert!(
+            p.tangle().unconfirmed().any(|u| u == r),
+            "the lazy transaction was swept"
+        );
+
+        p.set_retention_limit(Some(2));
+        drain(&mut p);
+        assert_eq!(p.effective_retention(), Some(2));
+        // The cut stopped at the lazy transaction (entered after milestone 20, so what
+        // milestone 21 confirmed may go), short of the two-milestone target (29); the old
+        // transactions it approves stay known (as solid entry points).
+        assert!(
+            p.tangle().unconfirmed().any(|u| u == r),
+            "still unconfirmed"
+        );
+        assert!(p.tangle().is_solid(&lazy));
+        assert!(p.tangle().is_known(&parent) && p.tangle().is_known(&other));
+        assert!(
+            (2..=22).contains(&p.oldest_milestone()),
+            "cut at {}",
+            p.oldest_milestone()
+        );
+        assert!(p.held_milestones() > 2);
+        assert_unconfirmed_solid(&p);
     }
 }

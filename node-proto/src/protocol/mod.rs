@@ -126,6 +126,9 @@ pub struct Protocol {
     /// The last applied milestone and its transaction, when the Tangle no longer holds it
     /// (a node started from a snapshot).
     last_milestone: Option<(MilestoneIndex, TxId)>,
+    /// A tighter retention the driver set (a disk-size target): the core keeps the stricter
+    /// of this and [`ProtocolConfig::keep_milestones`] (see [`Protocol::set_retention_limit`]).
+    retention_limit: Option<u32>,
 }
 
 impl Protocol {
@@ -197,6 +200,7 @@ impl Protocol {
             reattach_failed: HashSet::new(),
             pruned_index: 0,
             last_milestone: None,
+            retention_limit: None,
         })
     }
 
@@ -251,6 +255,45 @@ impl Protocol {
     /// peers are told about (they can sync from the milestone after it).
     pub fn pruned_milestone(&self) -> MilestoneIndex {
         self.pruned_index
+    }
+
+    /// Retention the driver asks for on top of [`ProtocolConfig::keep_milestones`] (the
+    /// node's disk-size target): keep the cones of at most `limit` milestones (at least 2);
+    /// `None` lifts it. The stricter of the two applies, with the same cut rules (nothing
+    /// an unconfirmed transaction needs is dropped). Prunes at once when it is tighter than
+    /// what is held: drain [`Protocol::poll_store_write`] afterwards.
+    pub fn set_retention_limit(&mut self, limit: Option<u32>) {
+        self.retention_limit = limit.map(|n| n.max(2));
+        self.prune_history();
+    }
+
+    /// The configured retention, [`ProtocolConfig::keep_milestones`] (`None`: archive).
+    pub fn keep_milestones(&self) -> Option<u32> {
+        self.config.keep_milestones
+    }
+
+    /// The limit set by [`Protocol::set_retention_limit`].
+    pub fn retention_limit(&self) -> Option<u32> {
+        self.retention_limit
+    }
+
+    /// How many milestones' cones the core keeps: the stricter of
+    /// [`ProtocolConfig::keep_milestones`] and [`Protocol::retention_limit`], at least 2
+    /// (`None`: everything, an archive).
+    pub fn effective_retention(&self) -> Option<u32> {
+        let keep = match (self.keep_milestones(), self.retention_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        keep.map(|n| n.max(2))
+    }
+
+    /// Milestones whose cones the core holds now: from the oldest kept one to the last
+    /// applied one.
+    pub fn held_milestones(&self) -> u32 {
+        self.ledger
+            .confirmed_index()
+            .saturating_sub(self.pruned_index)
     }
 
     /// Set when confirmation stopped.

@@ -62,6 +62,10 @@ struct Overrides {
     /// Keep the last N milestones' history (0: keep everything).
     #[arg(long, env = "TANGLE_KEEP_MILESTONES")]
     keep_milestones: Option<u32>,
+    /// Disk-size target of the database directory, MiB: prune more while it is larger
+    /// (0: none).
+    #[arg(long, env = "TANGLE_MAX_DISK_MB")]
+    max_disk_mb: Option<u64>,
 }
 
 impl Overrides {
@@ -89,6 +93,9 @@ impl Overrides {
         }
         if let Some(v) = self.keep_milestones {
             cfg.pruning.keep_milestones = Some(v);
+        }
+        if let Some(v) = self.max_disk_mb {
+            cfg.pruning.max_disk_mb = Some(v);
         }
     }
 }
@@ -128,6 +135,10 @@ enum Command {
         /// Keep the last N milestones' history (0: keep everything).
         #[arg(long, default_value_t = 0, env = "TANGLE_KEEP_MILESTONES")]
         keep_milestones: u32,
+        /// Disk-size target of each node's database directory, MiB: prune more while it
+        /// is larger (0: none).
+        #[arg(long, default_value_t = 0, env = "TANGLE_MAX_DISK_MB")]
+        max_disk_mb: u64,
     },
     /// Runs a node from a config file written by `init`.
     Run {
@@ -395,6 +406,7 @@ async fn main() -> anyhow::Result<()> {
             admin_token,
             peers,
             keep_milestones,
+            max_disk_mb,
         } => {
             let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("tangle-dev"));
             let mut opts = LocalNetworkOptions::new(dir.clone());
@@ -409,6 +421,7 @@ async fn main() -> anyhow::Result<()> {
                 cfg.api_max_connections = api_max_connections;
                 cfg.admin_token.clone_from(&admin_token);
                 cfg.pruning.keep_milestones = Some(keep_milestones);
+                cfg.pruning.max_disk_mb = Some(max_disk_mb);
             }
             let mut cfg = configs[0].clone();
             // A single node binds before printing, so `--api-addr 127.0.0.1:0` prints the

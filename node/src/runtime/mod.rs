@@ -28,9 +28,11 @@ mod handle;
 mod ingest;
 mod persist;
 mod pruned;
+mod retention;
 
 use handle::{milestone_view, payload_state};
 use persist::{milestone_writer, restore, Backlog, MilestoneJob};
+pub use retention::{dir_bytes, DiskTarget, DISK_CHECK_PERIOD};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,6 +165,8 @@ pub struct Node {
     ingest: tokio::task::JoinHandle<()>,
     ticker: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
+    /// The disk-target task ([`Node::limit_disk`]), awaited at shutdown.
+    retention: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Cheap-to-clone access to a running node; implements [`NodeService`].
@@ -234,6 +238,7 @@ impl Node {
             ingest,
             ticker,
             stop,
+            retention: Mutex::new(None),
         })
     }
 
@@ -250,10 +255,14 @@ impl Node {
             ingest,
             ticker,
             stop,
+            retention,
         } = self;
         let _ = stop.send(true);
         handle.shared.stopping.store(true, Ordering::SeqCst);
         let _ = ticker.await;
+        if let Some(task) = retention.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            let _ = task.await;
+        }
         let shared = handle.shared.clone();
         drop(handle);
         // The ingest task ends when every handle (sender) is gone; API handles may still be
