@@ -204,6 +204,46 @@ enum SnapshotCommand {
     },
 }
 
+/// Writes a file so that a crash (SIGKILL, power loss) at any point leaves `out` absent,
+/// as it was, or complete, never partly written: the bytes go to `OUT.tmp` in the same
+/// directory (a leftover from an interrupted run is truncated and reused), which is
+/// fsynced, renamed over `out`, and the directory fsynced so the rename is durable. On an
+/// error the temporary file is removed.
+fn write_atomically(
+    out: &std::path::Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let name = out
+        .file_name()
+        .with_context(|| format!("{} is not a file name", out.display()))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = out.with_file_name(tmp_name);
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let result = (|| {
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        write(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        drop(file);
+        std::fs::rename(&tmp, out)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing the directory {}", dir.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
     use node_proto::snapshot;
     match command {
@@ -223,14 +263,7 @@ fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
                     genesis.network_name, snap.header.milestone
                 ))
             });
-            let tmp = out.with_extension("tsnap.partial");
-            let file = std::fs::File::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            snapshot::write(&mut w, &snap)?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &out)?;
+            write_atomically(&out, |w| Ok(snapshot::write(w, &snap)?))?;
             println!(
                 "snapshot of milestone {} ({} accounts, {} channels, {} entry points): {}",
                 snap.header.milestone,
