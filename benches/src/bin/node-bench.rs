@@ -26,6 +26,9 @@
 //! payment every ~10 s (confirmed before its next one is offered, and never two in flight
 //! at once), and holds more than it can spend in the run. `--per-account` does not apply.
 //!
+//! `--keep-data DIR` keeps the node's directory (database, and with `--spawn` its
+//! `node.toml`) after the run, for restart measurements.
+//!
 //! `--keep-milestones N` sets the node's retention (`[pruning] keep_milestones`; for
 //! `--spawn` also passed as `tangle-node run --keep-milestones N`); it applies to the
 //! fixed-count mode too. `--csv FILE` writes one row per second,
@@ -117,6 +120,49 @@ struct Args {
     /// (`seconds,rss_bytes,disk_bytes,confirmed`).
     #[arg(long, requires = "rate")]
     csv: Option<std::path::PathBuf>,
+    /// Put the node's directory here (created; must not exist or be empty) and keep it
+    /// after the run instead of a temporary one that is deleted: with `--spawn` it holds a
+    /// `node.toml` that `tangle-node run --config DIR/node.toml` starts again on the same
+    /// database (`scripts/restart-bench.sh`).
+    #[arg(long)]
+    keep_data: Option<std::path::PathBuf>,
+}
+
+/// The node's directory: a temporary one deleted on drop, or `--keep-data DIR`.
+struct NodeDir {
+    _tmp: Option<tempfile::TempDir>,
+    path: std::path::PathBuf,
+}
+
+impl NodeDir {
+    fn new(keep: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        match keep {
+            None => {
+                let tmp = tempfile::tempdir()?;
+                Ok(NodeDir {
+                    path: tmp.path().to_owned(),
+                    _tmp: Some(tmp),
+                })
+            }
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                anyhow::ensure!(
+                    std::fs::read_dir(dir)?.next().is_none(),
+                    "--keep-data {} is not empty",
+                    dir.display()
+                );
+                Ok(NodeDir {
+                    _tmp: None,
+                    path: dir.to_owned(),
+                })
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
 }
 
 /// Bytes of all files under `dir`.
@@ -441,7 +487,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let ids: Vec<PayloadId> = payloads.par_iter().map(|p| p.id()).collect();
 
-    let dir = tempfile::tempdir()?;
+    let dir = NodeDir::new(args.keep_data.as_deref())?;
     // Pre-sized so the bench's bookkeeping does not grow during the run.
     let confirmed_at: Arc<Mutex<HashMap<PayloadId, (Instant, bool)>>> =
         Arc::new(Mutex::new(HashMap::with_capacity(args.payments * 2)));
@@ -1033,7 +1079,7 @@ async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
     };
     let net = genesis.network_id();
 
-    let dir = tempfile::tempdir()?;
+    let dir = NodeDir::new(args.keep_data.as_deref())?;
     let soak = Arc::new(Soak::new());
     let sink = Sink::Soak(soak.clone());
     let lagged = Arc::new(AtomicU64::new(0));
