@@ -1136,6 +1136,11 @@ impl Cluster {
                     .collect();
                 answer_transactions(n, &peer, ids);
             }
+            // Harness nodes serve no snapshot files.
+            Inbound::SnapshotQuery | Inbound::SendSnapshot { .. } => {
+                n.peering
+                    .send_message(&peer, crate::wire::Message::SnapshotOffer(Vec::new()));
+            }
         }
         Ok(())
     }

@@ -10,6 +10,8 @@
 //! - [`peering`]: the peering state machine (handshake, gossip, requests, sync, scores and
 //!   bans), [`wire`]: its message format.
 //! - [`layout`]: the on-disk format of the node's store (frames, keys, records).
+//! - [`snapshot`]: snapshot files (format, verification, import); [`fetch`]: downloading one
+//!   from a peer.
 //!
 //! The core does no I/O, reads no clock and draws no randomness of its own: time comes in as
 //! `now` (ms since the Unix epoch), randomness from the seed in [`ProtocolConfig`], and no
@@ -30,6 +32,7 @@
 //!    submission only after its write is flushed), [`Protocol::poll_event`],
 //!    [`Protocol::poll_missing`] and [`Protocol::poll_expired`].
 
+pub mod fetch;
 pub mod harness;
 pub mod layout;
 pub mod peering;

@@ -227,6 +227,19 @@ pub enum Inbound {
         /// Last index.
         to: MilestoneIndex,
     },
+    /// Answer with the snapshot file we serve ([`Message::SnapshotOffer`], through
+    /// [`Peering::send_message`]).
+    SnapshotQuery,
+    /// Queue up to `count` chunks of the snapshot file `digest` from `offset` (or our
+    /// current offer if we no longer serve that file). The wire limits were checked.
+    SendSnapshot {
+        /// The file.
+        digest: dag_core::Digest,
+        /// First byte.
+        offset: u64,
+        /// Chunks.
+        count: u16,
+    },
     /// Protocol violation: close the connection.
     Disconnect(String),
 }
@@ -546,6 +559,19 @@ impl Peering {
                 self.drive_sync(now);
                 Inbound::Nothing
             }
+            Message::SnapshotQuery => Inbound::SnapshotQuery,
+            Message::SnapshotRequest {
+                digest,
+                offset,
+                count,
+            } => Inbound::SendSnapshot {
+                digest,
+                offset,
+                count,
+            },
+            // A running node downloads no snapshot (a new node fetches one before it
+            // starts, on a connection of its own): unsolicited, ignored.
+            Message::SnapshotOffer(_) | Message::SnapshotChunk { .. } => Inbound::Nothing,
         }
     }
 
@@ -659,6 +685,18 @@ impl Peering {
                 &mut p.queue,
                 self.config.queue_capacity,
                 Outbound::Transaction(bytes),
+                self.metrics.get_mut(peer),
+            );
+        }
+    }
+
+    /// Queues a control message for one peer (dropped, and counted, if its queue is full).
+    pub fn send_message(&mut self, peer: &PeerKey, message: Message) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            push(
+                &mut p.queue,
+                self.config.queue_capacity,
+                Outbound::Message(message),
                 self.metrics.get_mut(peer),
             );
         }

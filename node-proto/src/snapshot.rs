@@ -72,6 +72,20 @@ pub struct Header {
     /// The canonical bytes of the milestone's transaction, signatures included.
     #[serde(with = "serde_bytes")]
     pub milestone_tx: Vec<u8>,
+    /// Set for a **delta** snapshot: the full snapshot it applies to. A delta's sections
+    /// hold only the accounts and channels whose values differ from the base's (the counts
+    /// are theirs), and its entry points are all of those at its own milestone.
+    #[serde(default)]
+    pub base: Option<Base>,
+}
+
+/// The full snapshot a delta applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    /// Its milestone.
+    pub milestone: MilestoneIndex,
+    /// Its file checksum ([`end_digest`]).
+    pub digest: Digest,
 }
 
 /// One frame after the header.
@@ -177,26 +191,56 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// Writes the end frame and returns the output.
-    pub fn finish(mut self) -> Result<W, SnapshotError> {
+    /// Writes the end frame and returns the output and the file's checksum (the one the
+    /// end frame carries, which names the file: [`end_digest`]).
+    pub fn finish(mut self) -> Result<(W, Digest), SnapshotError> {
         use blake2::Digest as _;
-        let sum: [u8; 32] = self.hashed.clone().finalize().into();
-        let body =
-            rmp_serde::to_vec(&Section::End(Digest(sum))).map_err(|e| format(e.to_string()))?;
+        let sum = Digest(self.hashed.clone().finalize().into());
+        let body = rmp_serde::to_vec(&Section::End(sum)).map_err(|e| format(e.to_string()))?;
         self.frame(&body)?;
         self.out.flush()?;
-        Ok(self.out)
+        Ok((self.out, sum))
     }
 }
 
-/// Writes a whole snapshot.
-pub fn write(out: impl Write, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+/// Writes a whole snapshot; returns its checksum.
+pub fn write(out: impl Write, snapshot: &Snapshot) -> Result<Digest, SnapshotError> {
     let mut w = Writer::new(out, &snapshot.header)?;
     w.chunked(&snapshot.state.accounts, Section::Accounts)?;
     w.chunked(&snapshot.state.channels, Section::Channels)?;
     w.chunked(&snapshot.entry_points, Section::EntryPoints)?;
-    w.finish()?;
-    Ok(())
+    Ok(w.finish()?.1)
+}
+
+/// Length of the end frame (its head and its body): the same for every file.
+fn end_frame_len() -> usize {
+    8 + rmp_serde::to_vec(&Section::End(Digest([0; 32])))
+        .map(|b| b.len())
+        .unwrap_or(0)
+}
+
+/// The checksum in the end frame of the snapshot file of `len` bytes read by `input`,
+/// without reading the rest: what names a file a node serves to peers. The frame's own
+/// CRC is checked; the file as a whole is checked only by reading it ([`read`]).
+pub fn end_digest(mut input: impl Read + std::io::Seek, len: u64) -> Result<Digest, SnapshotError> {
+    let n = end_frame_len();
+    if len < (MAGIC.len() + n) as u64 {
+        return Err(format("too short for a snapshot"));
+    }
+    input.seek(std::io::SeekFrom::Start(len - n as u64))?;
+    let mut tail = vec![0u8; n];
+    input.read_exact(&mut tail)?;
+    let body = &tail[8..];
+    let crc = u32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]);
+    if u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize != body.len()
+        || crc32fast::hash(body) != crc
+    {
+        return Err(format("no end frame at the end"));
+    }
+    match rmp_serde::from_slice(body) {
+        Ok(Section::End(d)) => Ok(d),
+        _ => Err(format("no end frame at the end")),
+    }
 }
 
 /// Reads a snapshot in one pass.
@@ -204,6 +248,7 @@ pub struct Reader<R: Read> {
     input: R,
     hashed: Hasher,
     done: bool,
+    end: Option<Digest>,
 }
 
 impl<R: Read> Reader<R> {
@@ -214,6 +259,7 @@ impl<R: Read> Reader<R> {
             input,
             hashed: Hasher::new(),
             done: false,
+            end: None,
         };
         let mut magic = [0u8; 8];
         r.exact(&mut magic)?;
@@ -282,6 +328,7 @@ impl<R: Read> Reader<R> {
                 return Err(format("bytes after the end frame"));
             }
             self.done = true;
+            self.end = Some(*sum);
             return Ok(None);
         }
         Ok(Some(s))
@@ -291,6 +338,11 @@ impl<R: Read> Reader<R> {
 /// Reads a whole snapshot: every frame checked, the counts equal to the header's, keys
 /// strictly ascending. Not yet [`Snapshot::verify`]-ed.
 pub fn read(input: impl Read) -> Result<Snapshot, SnapshotError> {
+    read_with_digest(input).map(|(s, _)| s)
+}
+
+/// [`read`], also returning the file's checksum (what a delta names its base by).
+pub fn read_with_digest(input: impl Read) -> Result<(Snapshot, Digest), SnapshotError> {
     let (mut r, header) = Reader::open(input)?;
     let mut state = LedgerState {
         network_id: header.network_id,
@@ -336,11 +388,151 @@ pub fn read(input: impl Read) -> Result<Snapshot, SnapshotError> {
     {
         return Err(format("entries out of order or repeated"));
     }
-    Ok(Snapshot {
-        header,
-        state,
-        entry_points,
-    })
+    let digest = r.end.ok_or_else(|| format("no end frame"))?;
+    Ok((
+        Snapshot {
+            header,
+            state,
+            entry_points,
+        },
+        digest,
+    ))
+}
+
+/// The entries of `current` that are not in `base` with the same value (both sorted by
+/// key). Fails if `base` has a key `current` lacks (the ledger never removes one).
+fn changed<K: Ord + Copy, V: PartialEq + Copy>(
+    base: &[(K, V)],
+    current: &[(K, V)],
+) -> Result<Vec<(K, V)>, SnapshotError> {
+    let gone =
+        || SnapshotError::Refused("an entry of the base is gone: make a full snapshot".into());
+    let mut out = Vec::new();
+    let mut b = base.iter().peekable();
+    for (k, v) in current {
+        match b.peek() {
+            Some((bk, _)) if bk < k => return Err(gone()),
+            Some((bk, bv)) if bk == k => {
+                if bv != v {
+                    out.push((*k, *v));
+                }
+                b.next();
+            }
+            _ => out.push((*k, *v)),
+        }
+    }
+    match b.next() {
+        Some(_) => Err(gone()),
+        None => Ok(out),
+    }
+}
+
+/// `base` (sorted) with `changes` (sorted) written over it.
+fn merged<K: Ord + Copy, V: Copy>(base: Vec<(K, V)>, changes: &[(K, V)]) -> Vec<(K, V)> {
+    let mut out = Vec::with_capacity(base.len() + changes.len());
+    let mut c = changes.iter().peekable();
+    for (k, v) in base {
+        while let Some((ck, cv)) = c.peek() {
+            if *ck < k {
+                out.push((*ck, *cv));
+                c.next();
+            } else {
+                break;
+            }
+        }
+        match c.peek() {
+            Some((ck, cv)) if *ck == k => {
+                out.push((*ck, *cv));
+                c.next();
+            }
+            _ => out.push((k, v)),
+        }
+    }
+    out.extend(c.copied());
+    out
+}
+
+impl Snapshot {
+    /// Whether this is a delta ([`Header::base`]).
+    pub fn is_delta(&self) -> bool {
+        self.header.base.is_some()
+    }
+
+    /// The delta from the full snapshot `base` (whose file checksum is `base_digest`) to
+    /// `self`, a full snapshot of a later milestone: `self`'s header and entry points with
+    /// only the accounts and channels whose values changed.
+    pub fn delta_from(
+        self,
+        base: &Snapshot,
+        base_digest: Digest,
+    ) -> Result<Snapshot, SnapshotError> {
+        if self.is_delta() || base.is_delta() {
+            return Err(SnapshotError::Refused(
+                "a delta is made between full snapshots".into(),
+            ));
+        }
+        if base.header.network_id != self.header.network_id
+            || base.header.milestone >= self.header.milestone
+        {
+            return Err(SnapshotError::Refused(format!(
+                "no delta from milestone {} to milestone {}",
+                base.header.milestone, self.header.milestone
+            )));
+        }
+        let accounts = changed(&base.state.accounts, &self.state.accounts)?;
+        let channels = changed(&base.state.channels, &self.state.channels)?;
+        let mut header = self.header;
+        header.accounts = accounts.len() as u64;
+        header.channels = channels.len() as u64;
+        header.base = Some(Base {
+            milestone: base.header.milestone,
+            digest: base_digest,
+        });
+        Ok(Snapshot {
+            header,
+            state: LedgerState {
+                accounts,
+                channels,
+                ..self.state
+            },
+            entry_points: self.entry_points,
+        })
+    }
+
+    /// Applies the delta `delta` to `self`, the full snapshot it names (file checksum
+    /// `digest`): the full snapshot at the delta's milestone, still to be
+    /// [`Snapshot::verify`]-ed.
+    pub fn apply_delta(self, digest: Digest, delta: Snapshot) -> Result<Snapshot, SnapshotError> {
+        let Some(base) = delta.header.base else {
+            return Err(SnapshotError::Refused("not a delta".into()));
+        };
+        if self.is_delta() || base.milestone != self.header.milestone || base.digest != digest {
+            return Err(SnapshotError::Refused(format!(
+                "the delta applies to the snapshot of milestone {} ({}), not to this one",
+                base.milestone, base.digest
+            )));
+        }
+        if delta.header.network_id != self.header.network_id {
+            return Err(SnapshotError::Refused(
+                "the delta is of another network".into(),
+            ));
+        }
+        let accounts = merged(self.state.accounts, &delta.state.accounts);
+        let channels = merged(self.state.channels, &delta.state.channels);
+        let mut header = delta.header;
+        header.base = None;
+        header.accounts = accounts.len() as u64;
+        header.channels = channels.len() as u64;
+        Ok(Snapshot {
+            header,
+            state: LedgerState {
+                accounts,
+                channels,
+                ..delta.state
+            },
+            entry_points: delta.entry_points,
+        })
+    }
 }
 
 impl Snapshot {
@@ -355,6 +547,11 @@ impl Snapshot {
     ) -> Result<(), SnapshotError> {
         let refused = |why: String| SnapshotError::Refused(why);
         let h = &self.header;
+        if h.base.is_some() {
+            return Err(refused(
+                "it is a delta: apply it to its full snapshot first".into(),
+            ));
+        }
         if h.network_id != genesis.network_id() {
             return Err(refused(format!(
                 "it is of network {}, the genesis defines {}",
@@ -395,6 +592,98 @@ impl Snapshot {
             )));
         }
         Ok(())
+    }
+}
+
+/// What a running node's snapshot is made of, as [`crate::Protocol::capture_snapshot`]
+/// copies it under the core's lock: unsorted, and without the milestone transaction's
+/// bytes (the driver reads them from its store).
+#[derive(Clone, Debug)]
+pub struct Capture {
+    /// The network.
+    pub network_id: NetworkId,
+    /// Total supply.
+    pub supply: u64,
+    /// The last applied milestone.
+    pub milestone: MilestoneIndex,
+    /// The ledger digest after it.
+    pub ledger_digest: Digest,
+    /// Every account, in no order.
+    pub accounts: Vec<(Address, Account)>,
+    /// Every channel, in no order.
+    pub channels: Vec<(ChannelId, Channel)>,
+    /// Solid entry points, in no order, maybe repeated.
+    pub entry_points: Vec<(TxId, MilestoneIndex)>,
+    /// The transaction carrying the milestone.
+    pub milestone_tx: TxId,
+}
+
+impl Capture {
+    /// Sorts the capture into a snapshot: `milestone_tx` is the canonical bytes of
+    /// [`Capture::milestone_tx`] (checked), `genesis` gives the name and the committee,
+    /// `now` stamps it.
+    pub fn into_snapshot(
+        mut self,
+        genesis: &Genesis,
+        milestone_tx: Vec<u8>,
+        now: u64,
+    ) -> Result<Snapshot, SnapshotError> {
+        if codec::decode_with_id(&milestone_tx).map(|(_, id)| id).ok() != Some(self.milestone_tx) {
+            return Err(SnapshotError::Refused(
+                "the milestone transaction's bytes do not match its id".into(),
+            ));
+        }
+        self.accounts.sort_unstable_by_key(|e| e.0);
+        self.channels.sort_unstable_by_key(|e| e.0);
+        let state = LedgerState {
+            network_id: self.network_id,
+            supply: self.supply,
+            confirmed_index: self.milestone,
+            digest: self.ledger_digest,
+            accounts: self.accounts,
+            channels: self.channels,
+        };
+        Ok(assemble(
+            genesis,
+            state,
+            self.entry_points,
+            milestone_tx,
+            now,
+        ))
+    }
+}
+
+/// A snapshot of `state` (sorted) at its milestone, whose transaction is `milestone_tx`;
+/// the entry points are sorted and deduplicated here.
+fn assemble(
+    genesis: &Genesis,
+    state: LedgerState,
+    mut entry_points: Vec<(TxId, MilestoneIndex)>,
+    milestone_tx: Vec<u8>,
+    now: u64,
+) -> Snapshot {
+    entry_points.sort_unstable_by_key(|(id, _)| *id);
+    entry_points.dedup_by_key(|(id, _)| *id);
+    let header = Header {
+        version: VERSION,
+        network_id: state.network_id,
+        network_name: genesis.network_name.clone(),
+        milestone: state.confirmed_index,
+        ledger_digest: state.digest,
+        supply: state.supply,
+        accounts: state.accounts.len() as u64,
+        channels: state.channels.len() as u64,
+        entry_points: entry_points.len() as u64,
+        committee: genesis.committee.clone(),
+        threshold: genesis.threshold,
+        created_at: now,
+        milestone_tx,
+        base: None,
+    };
+    Snapshot {
+        header,
+        state,
+        entry_points,
     }
 }
 
@@ -448,30 +737,8 @@ pub fn from_store(
             }
         })
         .map_err(storage)?;
-    recent.sort_unstable_by_key(|(id, ms)| (*ms, *id));
     entry_points.extend(recent);
-    entry_points.sort_unstable_by_key(|(id, _)| *id);
-    entry_points.dedup_by_key(|(id, _)| *id);
-    let header = Header {
-        version: VERSION,
-        network_id: state.network_id,
-        network_name: genesis.network_name.clone(),
-        milestone: index,
-        ledger_digest: state.digest,
-        supply: state.supply,
-        accounts: state.accounts.len() as u64,
-        channels: state.channels.len() as u64,
-        entry_points: entry_points.len() as u64,
-        committee: genesis.committee.clone(),
-        threshold: genesis.threshold,
-        created_at: now,
-        milestone_tx,
-    };
-    Ok(Snapshot {
-        header,
-        state,
-        entry_points,
-    })
+    Ok(assemble(genesis, state, entry_points, milestone_tx, now))
 }
 
 /// Writes a verified snapshot into an empty store, so that a node restored from it
@@ -602,6 +869,66 @@ mod tests {
         let mut out = Vec::new();
         write(&mut out, s).unwrap();
         out
+    }
+
+    /// A delta carries what changed between two full snapshots; applied to the first it
+    /// gives the second, which verifies; a wrong base or a changed value is refused.
+    #[test]
+    fn a_delta_applied_to_its_base_gives_the_later_snapshot() {
+        let net = DevNetwork::new("snap", 2);
+        let (store, mut issuer) = history(&net);
+        let full = from_store(&store, &net.genesis, 42).unwrap();
+        let mut full_bytes = Vec::new();
+        let digest = write(&mut full_bytes, &full).unwrap();
+        assert_eq!(
+            end_digest(std::io::Cursor::new(&full_bytes), full_bytes.len() as u64).unwrap(),
+            digest
+        );
+        let t0 = DevNetwork::GENESIS_TIME_MS;
+        // Two more milestones: an existing account paid again, new ones.
+        for m in 0..2u64 {
+            let pay = vec![
+                net.pay(&net.faucet, 9 + m * 2, Address([1; 32]), 7),
+                net.pay(&net.faucet, 10 + m * 2, Address([50 + m as u8; 32]), 3),
+            ];
+            for r in issuer.submit_payloads_inline(pay, t0 + 3100 + m * 1000) {
+                r.unwrap();
+            }
+            issuer.handle_tick(t0 + 4000 + m * 1000);
+            issuer.run_work_inline();
+            while let Some(w) = issuer.poll_store_write() {
+                w.apply_to(&store).unwrap();
+            }
+        }
+        assert_eq!(issuer.ledger().confirmed_index(), 5);
+        let later = from_store(&store, &net.genesis, 43).unwrap();
+        let delta = later.clone().delta_from(&full, digest).unwrap();
+        assert!(delta.is_delta());
+        // The faucet, account 1 and the two new ones.
+        assert_eq!(delta.state.accounts.len(), 4);
+        assert!(delta.state.accounts.len() < later.state.accounts.len());
+        let back = read(&bytes_of(&delta)[..]).unwrap();
+        assert_eq!(back, delta);
+        assert!(
+            back.verify(&net.genesis, state_root_of).is_err(),
+            "a delta alone is not a state"
+        );
+        let applied = full.clone().apply_delta(digest, back.clone()).unwrap();
+        assert_eq!(applied, later);
+        applied.verify(&net.genesis, state_root_of).unwrap();
+        // Another base (same milestone, other file): refused.
+        assert!(full
+            .clone()
+            .apply_delta(Digest([1; 32]), back.clone())
+            .is_err());
+        // A changed value: applies, but does not verify.
+        let mut bad = back;
+        bad.state.accounts[0].1.balance += 1;
+        let err = full
+            .apply_delta(digest, bad)
+            .unwrap()
+            .verify(&net.genesis, state_root_of);
+        assert!(err.is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! [`FrameDecoder`] works on bytes only (no socket) and never panics on any input: the fuzz
 //! target and the property tests feed it arbitrary bytes.
 
-use dag_core::{MilestoneIndex, TxId};
+use dag_core::{Digest, MilestoneIndex, TxId};
 use serde::{Deserialize, Serialize};
 
 /// Version of this wire protocol; peers with another version are refused.
@@ -24,6 +24,29 @@ pub const MAX_REQUEST_IDS: usize = 256;
 
 /// Most milestones asked for by one [`Message::MilestoneRequest`].
 pub const MAX_MILESTONE_RANGE: u32 = 64;
+
+/// Most snapshot chunks asked for by one [`Message::SnapshotRequest`].
+pub const MAX_SNAPSHOT_CHUNKS: u16 = 64;
+
+/// Bytes of snapshot file in one [`Message::SnapshotChunk`] (the last chunk of a file may
+/// be shorter). With the message's framing it stays under [`MAX_FRAME_LEN`].
+pub const SNAPSHOT_CHUNK_LEN: usize = 15 * 1024;
+
+/// A snapshot file a node serves: enough to ask for it and to resume a download of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// The milestone its state is at.
+    pub milestone: MilestoneIndex,
+    /// Its length, bytes.
+    pub len: u64,
+    /// Its end checksum (the BLAKE2b-256 its end frame carries): names the file.
+    pub digest: Digest,
+    /// For a delta snapshot: the checksum of the full snapshot it applies to.
+    pub base: Option<Digest>,
+}
+
+/// Most files in one [`Message::SnapshotOffer`] (a full snapshot and a delta on it).
+pub const MAX_OFFERED_FILES: usize = 2;
 
 /// A node's progress, sent periodically to every peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -63,6 +86,32 @@ pub enum Message {
     },
     /// Progress report.
     Heartbeat(Heartbeat),
+    /// Which snapshot do you serve? Answered with [`Message::SnapshotOffer`].
+    SnapshotQuery,
+    /// The snapshot files the sender serves: its newest full snapshot and the newest delta
+    /// on it, if any (empty: none). At most [`MAX_OFFERED_FILES`].
+    SnapshotOffer(Vec<SnapshotFile>),
+    /// Please send up to `count` chunks of the snapshot file `digest` from byte `offset`
+    /// (a multiple of [`SNAPSHOT_CHUNK_LEN`]). A node that no longer serves that file
+    /// answers with its current [`Message::SnapshotOffer`].
+    SnapshotRequest {
+        /// The file ([`SnapshotFile::digest`]).
+        digest: Digest,
+        /// First byte.
+        offset: u64,
+        /// Chunks, at most [`MAX_SNAPSHOT_CHUNKS`].
+        count: u16,
+    },
+    /// Bytes `offset..offset + bytes.len()` of the snapshot file `digest`.
+    SnapshotChunk {
+        /// The file.
+        digest: Digest,
+        /// Where the bytes start.
+        offset: u64,
+        /// At most [`SNAPSHOT_CHUNK_LEN`] bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
 }
 
 /// Borrowing twin of [`Message`] for encoding without copies; same variants in the same
@@ -80,6 +129,19 @@ enum MessageRef<'a> {
         to: MilestoneIndex,
     },
     Heartbeat(&'a Heartbeat),
+    SnapshotQuery,
+    SnapshotOffer(&'a [SnapshotFile]),
+    SnapshotRequest {
+        digest: &'a Digest,
+        offset: u64,
+        count: u16,
+    },
+    SnapshotChunk {
+        digest: &'a Digest,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: &'a [u8],
+    },
 }
 
 /// A frame that cannot be decoded. The connection should be closed: framing is lost.
@@ -113,6 +175,21 @@ impl Message {
             {
                 Err(WireError::Limit(format!("milestone range {from}..={to}")))
             }
+            Message::SnapshotRequest { count, offset, .. }
+                if *count == 0
+                    || *count > MAX_SNAPSHOT_CHUNKS
+                    || offset % SNAPSHOT_CHUNK_LEN as u64 != 0 =>
+            {
+                Err(WireError::Limit(format!(
+                    "snapshot request of {count} chunks at {offset}"
+                )))
+            }
+            Message::SnapshotOffer(files) if files.len() > MAX_OFFERED_FILES => Err(
+                WireError::Limit(format!("{} snapshot files offered", files.len())),
+            ),
+            Message::SnapshotChunk { bytes, .. } if bytes.len() > SNAPSHOT_CHUNK_LEN => Err(
+                WireError::Limit(format!("snapshot chunk of {} bytes", bytes.len())),
+            ),
             _ => Ok(()),
         }
     }
@@ -134,6 +211,26 @@ impl Message {
                 to: *to,
             },
             Message::Heartbeat(h) => MessageRef::Heartbeat(h),
+            Message::SnapshotQuery => MessageRef::SnapshotQuery,
+            Message::SnapshotOffer(o) => MessageRef::SnapshotOffer(o),
+            Message::SnapshotRequest {
+                digest,
+                offset,
+                count,
+            } => MessageRef::SnapshotRequest {
+                digest,
+                offset: *offset,
+                count: *count,
+            },
+            Message::SnapshotChunk {
+                digest,
+                offset,
+                bytes,
+            } => MessageRef::SnapshotChunk {
+                digest,
+                offset: *offset,
+                bytes,
+            },
         };
         encode_ref(&r, out);
     }
@@ -246,6 +343,32 @@ mod tests {
                 sent_at_ms: 99,
                 echo_ms: 98,
             }),
+            Message::SnapshotQuery,
+            Message::SnapshotOffer(Vec::new()),
+            Message::SnapshotOffer(vec![
+                SnapshotFile {
+                    milestone: 7,
+                    len: 1 << 33,
+                    digest: Digest([3; 32]),
+                    base: None,
+                },
+                SnapshotFile {
+                    milestone: 9,
+                    len: 100,
+                    digest: Digest([4; 32]),
+                    base: Some(Digest([3; 32])),
+                },
+            ]),
+            Message::SnapshotRequest {
+                digest: Digest([4; 32]),
+                offset: 2 * SNAPSHOT_CHUNK_LEN as u64,
+                count: MAX_SNAPSHOT_CHUNKS,
+            },
+            Message::SnapshotChunk {
+                digest: Digest([5; 32]),
+                offset: 0,
+                bytes: vec![9; SNAPSHOT_CHUNK_LEN],
+            },
         ]
     }
 
@@ -285,10 +408,23 @@ mod tests {
         let mut buf = Vec::new();
         Message::MilestoneRequest { from: 1, to: 1000 }.encode_into(&mut buf);
         Message::TransactionRequest(vec![TxId([0; 32]); MAX_REQUEST_IDS + 1]).encode_into(&mut buf);
+        Message::SnapshotRequest {
+            digest: Digest([0; 32]),
+            offset: 0,
+            count: MAX_SNAPSHOT_CHUNKS + 1,
+        }
+        .encode_into(&mut buf);
+        Message::SnapshotRequest {
+            digest: Digest([0; 32]),
+            offset: 1,
+            count: 1,
+        }
+        .encode_into(&mut buf);
         let mut d = FrameDecoder::new();
         d.push(&buf);
-        assert!(matches!(d.next_message(), Err(WireError::Limit(_))));
-        assert!(matches!(d.next_message(), Err(WireError::Limit(_))));
+        for _ in 0..4 {
+            assert!(matches!(d.next_message(), Err(WireError::Limit(_))));
+        }
     }
 
     proptest! {

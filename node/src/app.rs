@@ -11,6 +11,7 @@ use crate::api::{self, ApiOptions};
 use crate::config::NodeConfig;
 use crate::init::{read_genesis, read_key};
 use crate::runtime::{Node, NodeSetup};
+use crate::snapshots::Snapshots;
 use crate::store::SledStore;
 use node_proto::ProtocolConfig;
 
@@ -53,11 +54,14 @@ pub fn protocol_config(
 pub async fn start_node(cfg: &NodeConfig) -> anyhow::Result<Node> {
     let genesis = read_genesis(&cfg.genesis)?;
     let protocol = protocol_config(cfg, &genesis)?;
-    let store = SledStore::open(&cfg.data_dir)
-        .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
+    let store = Arc::new(
+        SledStore::open(&cfg.data_dir)
+            .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?,
+    );
+    bootstrap_from_peers(cfg, &genesis, &store).await?;
     let node = Node::start(NodeSetup {
         genesis,
-        store: Arc::new(store),
+        store,
         protocol,
         max_batch: 2048,
         queue_capacity: 100_000,
@@ -69,18 +73,134 @@ pub async fn start_node(cfg: &NodeConfig) -> anyhow::Result<Node> {
     Ok(node)
 }
 
-/// Starts QUIC peering when the config has a `peering_addr` (identity from `identity_key`).
+/// With an empty database, peers configured and `[snapshots] fetch_from_peers`, starts
+/// from the newest snapshot a peer serves: downloads it into the snapshot directory
+/// (resuming an earlier attempt), checks it against the genesis (framing, checksum,
+/// milestone signatures, ledger digest and state root) and imports it. No peer serving one:
+/// the node starts from the genesis and syncs. A refused file is deleted and the start
+/// fails with the reason.
+async fn bootstrap_from_peers(
+    cfg: &NodeConfig,
+    genesis: &dag_core::Genesis,
+    store: &Arc<SledStore>,
+) -> anyhow::Result<()> {
+    use dag_core::store::Store;
+    if !cfg.snapshots.fetch_from_peers || cfg.peers.is_empty() || cfg.peering_addr.is_none() {
+        return Ok(());
+    }
+    if store.confirmed_index()?.is_some() {
+        return Ok(());
+    }
+    let identity = read_key(&cfg.identity_key)
+        .with_context(|| format!("reading the identity key {}", cfg.identity_key.display()))?;
+    let fc = crate::net::fetch::FetchConfig::new(
+        identity,
+        cfg.peers.clone(),
+        genesis.network_id(),
+        cfg.snapshots.dir_for(&cfg.data_dir),
+    );
+    tracing::info!(
+        peers = cfg.peers.len(),
+        "empty database: asking peers for a snapshot"
+    );
+    let Some(fetched) = crate::net::fetch::fetch_snapshot(&fc).await? else {
+        tracing::info!("no peer serves a snapshot: starting from the genesis");
+        return Ok(());
+    };
+    tracing::info!(
+        milestone = fetched.file.milestone,
+        bytes = fetched.file.len,
+        resumed_from = fetched.resumed_from,
+        took_ms = fetched.took.as_millis() as u64,
+        peer = %fetched.peer,
+        "snapshot downloaded; verifying it"
+    );
+    let (genesis, store) = (genesis.clone(), store.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use node_proto::snapshot;
+        let started = std::time::Instant::now();
+        let refuse = |what: &str, e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "the {what} of milestone {} served by peer {} is refused: {e}",
+                fetched.file.milestone,
+                fetched.peer
+            )
+        };
+        let read = |path: &std::path::Path| {
+            std::fs::File::open(path)
+                .map_err(snapshot::SnapshotError::from)
+                .and_then(|f| {
+                    snapshot::read_with_digest(std::io::BufReader::with_capacity(1 << 20, f))
+                })
+        };
+        let full = read(&fetched.path).and_then(|(s, digest)| {
+            if digest != fetched.file.digest {
+                return Err(snapshot::SnapshotError::Format(
+                    "its checksum is not the one offered".into(),
+                ));
+            }
+            Ok(s)
+        });
+        let full = match full {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&fetched.path);
+                if let Some((p, _)) = &fetched.delta {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(refuse("snapshot", &e));
+            }
+        };
+        // With the delta on it, the newer state; without (or if the delta is refused),
+        // the full snapshot's.
+        let with_delta = fetched.delta.as_ref().map(|(p, _)| {
+            read(p)
+                .and_then(|(d, _)| full.clone().apply_delta(fetched.file.digest, d))
+                .and_then(|s| {
+                    s.verify(&genesis, dag_core::ledger::state_root_of)?;
+                    Ok(s)
+                })
+        });
+        let snap = match with_delta {
+            Some(Ok(s)) => s,
+            other => {
+                if let (Some(Err(e)), Some((p, _))) = (&other, &fetched.delta) {
+                    tracing::warn!(error = %e, "the delta is refused; starting from the full snapshot");
+                    let _ = std::fs::remove_file(p);
+                }
+                if let Err(e) = full.verify(&genesis, dag_core::ledger::state_root_of) {
+                    let _ = std::fs::remove_file(&fetched.path);
+                    return Err(refuse("snapshot", &e));
+                }
+                full
+            }
+        };
+        snapshot::import(&*store, &snap)?;
+        tracing::info!(
+            milestone = snap.header.milestone,
+            accounts = snap.header.accounts,
+            took_ms = started.elapsed().as_millis() as u64,
+            "started from the peer's snapshot"
+        );
+        Ok(())
+    })
+    .await
+    .context("the snapshot import task failed")?
+}
+
+/// Starts QUIC peering on `addr` (identity from `identity_key`, peers from the config),
+/// serving `snapshots` to peers.
 pub async fn start_network(
     cfg: &NodeConfig,
     node: &Node,
-) -> anyhow::Result<Option<crate::net::Network>> {
-    let Some(addr) = cfg.peering_addr else {
-        return Ok(None);
-    };
+    addr: std::net::SocketAddr,
+    snapshots: Option<Arc<Snapshots>>,
+) -> anyhow::Result<crate::net::Network> {
     let identity = read_key(&cfg.identity_key)
         .with_context(|| format!("reading the identity key {}", cfg.identity_key.display()))?;
     let mut net = crate::net::NetConfig::new(addr, identity);
     net.peers = cfg.peers.clone();
+    net.snapshots = snapshots;
     let network = crate::net::Network::start(net, node.handle()).await?;
     tracing::info!(
         addr = %network.local_addr()?,
@@ -88,7 +208,100 @@ pub async fn start_network(
         peers = cfg.peers.len(),
         "peering started"
     );
-    Ok(Some(network))
+    Ok(network)
+}
+
+/// A started node with what runs beside it: peering, the snapshot directory (served to
+/// peers, made periodically) and the admin routes of both. What [`run`] serves, and each
+/// node of a [`crate::net::local::LocalNetwork`].
+pub struct Assembled {
+    /// The node.
+    pub node: Node,
+    /// Its peering layer, if peering is on.
+    pub network: Option<crate::net::Network>,
+    /// Its snapshot files.
+    pub snapshots: Arc<Snapshots>,
+    periodic: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Assembled {
+    /// Starts the node of `cfg` (fetching a snapshot from its peers first if its database
+    /// is empty), opens its snapshot directory, starts peering on `peering` (if any) and the
+    /// periodic snapshots.
+    pub async fn start(
+        cfg: &NodeConfig,
+        peering: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Assembled> {
+        let node = start_node(cfg).await?;
+        let snapshots = match open_snapshots(cfg, &node) {
+            Ok(s) => s,
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e);
+            }
+        };
+        let network = match peering {
+            Some(addr) => match start_network(cfg, &node, addr, Some(snapshots.clone())).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    node.shutdown().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let (full, delta) = (cfg.snapshots.every(), cfg.snapshots.delta_every());
+        let periodic = (full.is_some() || delta.is_some()).then(|| {
+            let (stop, rx) = tokio::sync::watch::channel(false);
+            let task = snapshots
+                .clone()
+                .spawn_periodic(node.handle(), full, delta, rx);
+            (stop, task)
+        });
+        Ok(Assembled {
+            node,
+            network,
+            snapshots,
+            periodic,
+        })
+    }
+
+    /// The admin routes: `/snapshot`, and the peering layer's `/peers`.
+    pub fn admin_router(&self) -> axum::Router {
+        let admin = self.snapshots.admin_router(self.node.handle());
+        match &self.network {
+            Some(n) => admin.merge(n.admin_router()),
+            None => admin,
+        }
+    }
+
+    /// Stops the periodic snapshots, peering, then the node (flushing its store).
+    pub async fn shutdown(self) {
+        if let Some((stop, task)) = self.periodic {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        if let Some(n) = self.network {
+            n.shutdown().await;
+        }
+        self.node.shutdown().await;
+    }
+}
+
+/// Opens the snapshot directory of `cfg` (files there are served to peers).
+pub fn open_snapshots(cfg: &NodeConfig, node: &Node) -> anyhow::Result<Arc<Snapshots>> {
+    let dir = cfg.snapshots.dir_for(&cfg.data_dir);
+    let snapshots = node
+        .handle()
+        .with_protocol(|p| Snapshots::open(&dir, cfg.snapshots.keep, p.genesis()))
+        .with_context(|| format!("opening the snapshot directory {}", dir.display()))?;
+    if let Some(m) = snapshots.newest_milestone() {
+        node.handle().set_snapshot_milestone(m);
+    }
+    Ok(snapshots)
 }
 
 /// The API settings of a config.
@@ -110,17 +323,16 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let node = start_node(&cfg).await?;
-    let options = api_options(&cfg);
-    let network = start_network(&cfg, &node).await?;
-    let admin = network
-        .as_ref()
-        .map(|n| n.admin_router())
-        .unwrap_or_default();
-    let served = api::serve_with_admin(listener, node.handle(), options, admin, shutdown).await;
-    if let Some(n) = network {
-        n.shutdown().await;
-    }
-    node.shutdown().await;
+    let assembled = Assembled::start(&cfg, cfg.peering_addr).await?;
+    let admin = assembled.admin_router();
+    let served = api::serve_with_admin(
+        listener,
+        assembled.node.handle(),
+        api_options(&cfg),
+        admin,
+        shutdown,
+    )
+    .await;
+    assembled.shutdown().await;
     served.context("serving the API")
 }

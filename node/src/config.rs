@@ -58,6 +58,73 @@ pub struct NodeConfig {
     /// Retention of history (`[pruning]`); by default everything is kept (archive).
     #[serde(default)]
     pub pruning: PruningConfig,
+    /// Snapshot files (`[snapshots]`): made periodically or on demand, served to peers,
+    /// fetched from them by a new node.
+    #[serde(default)]
+    pub snapshots: SnapshotsConfig,
+}
+
+/// `[snapshots]`: snapshot files of the running node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// Where they go (default: `snapshots` in the data directory).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Make one every this many milestones (when the applied index is a multiple of it).
+    /// Absent or 0: only on demand (`POST /api/v1/admin/snapshot`).
+    #[serde(default)]
+    pub interval: Option<u32>,
+    /// Make a delta (what changed since the newest full snapshot) every this many
+    /// milestones. Absent or 0: only on demand (`?kind=delta`).
+    #[serde(default)]
+    pub delta_interval: Option<u32>,
+    /// Keep the newest this many files (default 2, at least 1).
+    #[serde(default = "default_snapshot_keep")]
+    pub keep: usize,
+    /// With an empty database and peers configured, start from the newest snapshot a peer
+    /// serves (default true); without one, or with this off, sync from the genesis.
+    #[serde(default = "default_true")]
+    pub fetch_from_peers: bool,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig {
+            dir: None,
+            interval: None,
+            delta_interval: None,
+            keep: default_snapshot_keep(),
+            fetch_from_peers: true,
+        }
+    }
+}
+
+impl SnapshotsConfig {
+    /// The directory, given the data directory.
+    pub fn dir_for(&self, data_dir: &Path) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("snapshots"))
+    }
+
+    /// The period of full snapshots in milestones (`None`: on demand only).
+    pub fn every(&self) -> Option<u32> {
+        self.interval.filter(|n| *n > 0)
+    }
+
+    /// The period of deltas in milestones (`None`: on demand only).
+    pub fn delta_every(&self) -> Option<u32> {
+        self.delta_interval.filter(|n| *n > 0)
+    }
+}
+
+fn default_snapshot_keep() -> usize {
+    2
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[pruning]`: how much history the node keeps.
@@ -152,6 +219,7 @@ impl NodeConfig {
             identity_key: default_identity(),
             peers: Vec::new(),
             pruning: PruningConfig::default(),
+            snapshots: SnapshotsConfig::default(),
         }
     }
 
@@ -178,6 +246,9 @@ impl NodeConfig {
             fix(p);
         }
         if let Some(p) = cfg.faucet_key.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = cfg.snapshots.dir.as_mut() {
             fix(p);
         }
         Ok(cfg)
@@ -229,7 +300,18 @@ impl NodeConfig {
              # (at least 2; the stricter of the two wins; below ~200 MiB it cannot be met:\n\
              # the transaction log is deleted in whole 64 MiB segments).\n\
              [pruning]\n\
-             {}{}",
+             {}{}\
+             \n\
+             # Snapshot files: a full one every `interval` milestones, a delta (what changed\n\
+             # since the newest full one) every `delta_interval` (absent or 0: only on demand,\n\
+             # POST /api/v1/admin/snapshot?kind=full|delta); the newest `keep` full ones and\n\
+             # the newest delta stay in `dir` (default: the data directory's `snapshots`) and\n\
+             # are served to peers. A node with an empty database starts from the newest one\n\
+             # its peers serve (fetch_from_peers).\n\
+             [snapshots]\n\
+             {}{}\
+             keep = {}\n\
+             fetch_from_peers = {}\n",
             self.data_dir.display().to_string(),
             self.genesis.display().to_string(),
             self.api_addr,
@@ -268,6 +350,16 @@ impl NodeConfig {
                 Some(n) => format!("max_disk_mb = {n}\n"),
                 None => "# max_disk_mb = 4096\n".into(),
             },
+            match self.snapshots.interval {
+                Some(n) => format!("interval = {n}\n"),
+                None => "# interval = 1000\n".into(),
+            },
+            match self.snapshots.delta_interval {
+                Some(n) => format!("delta_interval = {n}\n"),
+                None => "# delta_interval = 100\n".into(),
+            },
+            self.snapshots.keep,
+            self.snapshots.fetch_from_peers,
         )
     }
 }

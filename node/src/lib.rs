@@ -15,6 +15,8 @@
 //! - [`net`]: QUIC transport of the [`node_proto::peering`] state machine.
 //! - [`service`]: the [`NodeService`] boundary; [`api`]: axum handlers, SSE, OpenAPI,
 //!   dashboard; [`metrics`]: Prometheus families.
+//! - [`snapshots`]: snapshot files of the running node (periodic, on demand, served to
+//!   peers).
 //! - [`config`], [`init`], [`app`]: settings, network creation, the binary's commands.
 
 pub mod api;
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod net;
 pub mod runtime;
 pub mod service;
+pub mod snapshots;
 pub mod store;
 
 pub use runtime::{Node, NodeHandle, NodeSetup};

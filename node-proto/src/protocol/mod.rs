@@ -5,6 +5,7 @@
 //! (keeping lazy local payloads alive) and [`work`] (the stateless work handed to the
 //! driver).
 
+mod capture;
 pub(crate) mod ingest;
 mod local;
 mod milestone;

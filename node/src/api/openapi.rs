@@ -395,6 +395,7 @@ impl Modify for Formats {
         handlers::metrics,
         handlers::faucet,
         handlers::admin_config,
+        crate::snapshots::make_snapshot,
         handlers::dashboard,
     ),
     components(schemas(
@@ -402,6 +403,7 @@ impl Modify for Formats {
         PayloadReceipt, PayloadState, PayloadView, BatchVerdict, TxMetadataView, AccountView,
         ChannelView, MilestoneView, NodeEvent, FaucetRequest, ApiConfigView, TransactionDoc,
         PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent,
+        crate::snapshots::SnapshotMade,
     )),
     modifiers(&BearerAuth, &Formats),
     tags(
@@ -540,6 +542,7 @@ mod tests {
             "reason",
             "type",
             "status",
+            "path",
         ];
         fn strings(v: &Value, name: &str, out: &mut Vec<(String, Value)>) {
             match v {
@@ -585,6 +588,7 @@ mod tests {
             "/api/v1/transactions/{id}",
             "/api/v1/milestones/{index}",
             "/api/v1/admin/config",
+            "/api/v1/admin/snapshot",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");
         }

@@ -263,7 +263,7 @@ fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
                     genesis.network_name, snap.header.milestone
                 ))
             });
-            write_atomically(&out, |w| Ok(snapshot::write(w, &snap)?))?;
+            write_atomically(&out, |w| snapshot::write(w, &snap).map(|_| ()).map_err(Into::into))?;
             println!(
                 "snapshot of milestone {} ({} accounts, {} channels, {} entry points): {}",
                 snap.header.milestone,
@@ -502,8 +502,8 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "  {role:<15}: http://{}/  peering {}  key {}  ({})",
                     n.api_addr,
-                    n.network.local_addr()?,
-                    n.network.public_key(),
+                    n.network().local_addr()?,
+                    n.network().public_key(),
                     n.config.data_dir.display()
                 );
             }

@@ -18,10 +18,10 @@ use anyhow::Context;
 use dag_core::{Digest, MilestoneIndex};
 use tokio::sync::watch;
 
-use super::{NetConfig, Network, PeerEntry};
+use super::{Network, PeerEntry};
 use crate::config::NodeConfig;
-use crate::init::{files, init, read_key, InitOptions};
-use crate::{Node, NodeHandle, NodeService};
+use crate::init::{files, init, InitOptions};
+use crate::{NodeHandle, NodeService};
 
 /// How to lay out a local network.
 #[derive(Clone, Debug)]
@@ -121,24 +121,30 @@ pub struct LocalNode {
     pub config: NodeConfig,
     /// The address its HTTP API is bound to.
     pub api_addr: SocketAddr,
-    /// The node.
-    pub node: Node,
-    /// Its peering layer.
-    pub network: Network,
+    /// The node, its peering layer and snapshot files.
+    pub assembled: crate::app::Assembled,
     api: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl LocalNode {
     /// A handle on the node.
     pub fn handle(&self) -> NodeHandle {
-        self.node.handle()
+        self.assembled.node.handle()
+    }
+
+    /// Its peering layer.
+    pub fn network(&self) -> &Network {
+        self.assembled
+            .network
+            .as_ref()
+            .expect("local nodes always peer")
     }
 
     /// Its key and bound peering address, as other nodes' allowlists need them.
     pub fn peer_entry(&self) -> std::io::Result<PeerEntry> {
         Ok(PeerEntry {
-            address: self.network.local_addr()?,
-            public_key: self.network.public_key(),
+            address: self.network().local_addr()?,
+            public_key: self.network().public_key(),
         })
     }
 }
@@ -173,8 +179,8 @@ impl LocalNetwork {
             .collect::<Result<_, _>>()?;
         for n in &net.nodes {
             for e in &entries {
-                if e.public_key != n.network.public_key() {
-                    n.network.add_peer(*e);
+                if e.public_key != n.network().public_key() {
+                    n.network().add_peer(*e);
                 }
             }
         }
@@ -196,7 +202,7 @@ impl LocalNetwork {
         let want = self.nodes.len().saturating_sub(1);
         self.nodes
             .iter()
-            .all(|n| n.network.connected().len() >= want)
+            .all(|n| n.network().connected().len() >= want)
     }
 
     /// Waits until [`Self::fully_connected`], polling every 20 ms; false after `timeout`.
@@ -222,8 +228,7 @@ impl LocalNetwork {
         let _ = self.stop.send(true);
         for n in self.nodes {
             let _ = n.api.await;
-            n.network.shutdown().await;
-            n.node.shutdown().await;
+            n.assembled.shutdown().await;
         }
     }
 }
@@ -243,35 +248,23 @@ pub fn digests_at(handles: &[NodeHandle], index: MilestoneIndex) -> Vec<Option<D
 }
 
 async fn start_one(cfg: NodeConfig, mut stop: watch::Receiver<bool>) -> anyhow::Result<LocalNode> {
-    let node = crate::app::start_node(&cfg).await?;
-    let identity = read_key(&cfg.identity_key)
-        .with_context(|| format!("reading the identity key {}", cfg.identity_key.display()))?;
     let listen = cfg
         .peering_addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let mut net = NetConfig::new(listen, identity);
-    net.peers = cfg.peers.clone();
-    let network = match Network::start(net, node.handle()).await {
-        Ok(n) => n,
-        Err(e) => {
-            node.shutdown().await;
-            return Err(e.into());
-        }
-    };
+    let assembled = crate::app::Assembled::start(&cfg, Some(listen)).await?;
     let listener = match tokio::net::TcpListener::bind(cfg.api_addr).await {
         Ok(l) => l,
         Err(e) => {
-            network.shutdown().await;
-            node.shutdown().await;
+            assembled.shutdown().await;
             return Err(anyhow::Error::new(e).context(format!("binding {}", cfg.api_addr)));
         }
     };
     let api_addr = listener.local_addr()?;
     let api = tokio::spawn(crate::api::serve_with_admin(
         listener,
-        node.handle(),
+        assembled.node.handle(),
         crate::app::api_options(&cfg),
-        network.admin_router(),
+        assembled.admin_router(),
         async move {
             let _ = stop.wait_for(|s| *s).await;
         },
@@ -279,8 +272,7 @@ async fn start_one(cfg: NodeConfig, mut stop: watch::Receiver<bool>) -> anyhow::
     Ok(LocalNode {
         config: cfg,
         api_addr,
-        node,
-        network,
+        assembled,
         api,
     })
 }

@@ -21,6 +21,7 @@
 //! [`Network::shutdown`] closes every connection with a reason, stops the tasks and waits
 //! for the endpoint to go idle.
 
+pub mod fetch;
 pub mod local;
 pub mod tls;
 
@@ -69,6 +70,8 @@ pub struct NetConfig {
     pub tick_ms: u64,
     /// Most peer transactions ingested per batch.
     pub ingest_batch: usize,
+    /// Snapshot files served to peers (none: every query is answered "none").
+    pub snapshots: Option<Arc<crate::snapshots::Snapshots>>,
 }
 
 impl NetConfig {
@@ -81,6 +84,7 @@ impl NetConfig {
             peering: PeeringConfig::default(),
             tick_ms: 100,
             ingest_batch: 4096,
+            snapshots: None,
         }
     }
 }
@@ -135,6 +139,7 @@ struct Inner {
     conns: Mutex<HashMap<PeerKey, ConnEntry>>,
     ingest: mpsc::Sender<InboundTx>,
     stop: watch::Receiver<bool>,
+    snapshots: Option<Arc<crate::snapshots::Snapshots>>,
 }
 
 /// The running peer-to-peer layer of a node.
@@ -205,6 +210,7 @@ impl Network {
             conns: Mutex::new(HashMap::new()),
             ingest: itx,
             stop: stop_rx,
+            snapshots: config.snapshots.clone(),
         });
         let hook_inner = Arc::downgrade(&inner);
         node.set_accepted_hook(Some(Arc::new(move |txs| {
@@ -673,6 +679,22 @@ async fn read_loop(
                 }
                 Inbound::SendTransactions(ids) => answer_transactions(inner, &peer, ids),
                 Inbound::SendMilestones { from, to } => answer_milestones(inner, &peer, from, to),
+                Inbound::SnapshotQuery => {
+                    let offer = inner
+                        .snapshots
+                        .as_ref()
+                        .map(|s| s.offer())
+                        .unwrap_or_default();
+                    inner
+                        .lock()
+                        .send_message(&peer, Message::SnapshotOffer(offer));
+                    inner.wake(&peer);
+                }
+                Inbound::SendSnapshot {
+                    digest,
+                    offset,
+                    count,
+                } => answer_snapshot(inner, &peer, digest, offset, count).await,
                 Inbound::Nothing | Inbound::Disconnect(_) => {}
             }
         }
@@ -713,6 +735,59 @@ fn answer_milestones(inner: &Inner, peer: &PeerKey, from: u32, to: u32) {
         .map(|m| m.transaction_id)
         .collect();
     answer_transactions(inner, peer, ids);
+}
+
+/// Most messages waiting for a peer for its snapshot request to be served: beyond it the
+/// request is dropped and the peer asks again (it stalls). Bounds what snapshot requests
+/// make us buffer to about this many chunks plus one request's.
+const SNAPSHOT_QUEUE_LIMIT: usize = 256;
+
+async fn answer_snapshot(
+    inner: &Arc<Inner>,
+    peer: &PeerKey,
+    digest: dag_core::Digest,
+    offset: u64,
+    count: u16,
+) {
+    let Some(snapshots) = inner.snapshots.clone() else {
+        inner
+            .lock()
+            .send_message(peer, Message::SnapshotOffer(Vec::new()));
+        inner.wake(peer);
+        return;
+    };
+    if inner.lock().queue_len(peer) > SNAPSHOT_QUEUE_LIMIT {
+        return;
+    }
+    let read =
+        tokio::task::spawn_blocking(
+            move || match snapshots.read_chunks(&digest, offset, count) {
+                Some(r) => Ok(r),
+                None => Err(snapshots.offer()),
+            },
+        )
+        .await;
+    let mut p = inner.lock();
+    match read {
+        Ok(Ok(Ok(chunks))) => {
+            for (offset, bytes) in chunks {
+                p.send_message(
+                    peer,
+                    Message::SnapshotChunk {
+                        digest,
+                        offset,
+                        bytes,
+                    },
+                );
+            }
+        }
+        // No longer kept: tell it what is.
+        Ok(Err(offer)) => p.send_message(peer, Message::SnapshotOffer(offer)),
+        Ok(Ok(Err(e))) => tracing::warn!(%peer, error = %e, "reading a snapshot file"),
+        Err(_) => tracing::error!("snapshot read task failed"),
+    }
+    drop(p);
+    inner.wake(peer);
 }
 
 async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTx>, max: usize) {

@@ -79,6 +79,14 @@ impl NodeHandle {
         self.shared.lock().poll_missing()
     }
 
+    /// Records the milestone of the newest snapshot file (`/api/v1/info`'s
+    /// `snapshot_milestone`).
+    pub fn set_snapshot_milestone(&self, index: MilestoneIndex) {
+        self.shared
+            .snapshot_milestone
+            .store(index, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Direct access to the protocol, for tests and tools (hold it briefly).
     pub fn with_protocol<R>(&self, f: impl FnOnce(&Protocol) -> R) -> R {
         f(&self.shared.lock())
@@ -131,7 +139,14 @@ impl NodeService for NodeHandle {
             total_supply,
             open_deposits,
             oldest_milestone: self.shared.pruned.milestone() + 1,
-            snapshot_milestone: None,
+            snapshot_milestone: match self
+                .shared
+                .snapshot_milestone
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                0 => None,
+                i => Some(i),
+            },
         }
     }
 

@@ -156,6 +156,8 @@ pub struct Shared {
     /// What was pruned: the milestone, and recently pruned ids (answered 410).
     pruned: pruned::Pruned,
     pow_difficulty: u8,
+    /// The newest snapshot file's milestone (0: none).
+    snapshot_milestone: std::sync::atomic::AtomicU32,
 }
 
 /// A running node. Drop or [`Node::shutdown`] to stop it.
@@ -216,6 +218,7 @@ impl Node {
             backlog: Mutex::new(Backlog::default()),
             stopping: AtomicBool::new(false),
             on_accepted: std::sync::RwLock::new(None),
+            snapshot_milestone: Default::default(),
         });
         shared.refresh_gauges();
         let stored = shared.store.transaction_count()?;
