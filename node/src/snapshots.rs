@@ -481,16 +481,30 @@ pub fn describe(path: &Path) -> Result<SnapshotFile, SnapshotError> {
     })
 }
 
-/// Writes `snap` to `path` so that `path` is either absent or complete: into `path.tmp`,
-/// synced, renamed, directory synced. Returns the length and checksum.
+/// Writes `snap` to `path` so that a crash (SIGKILL, power loss) at any point leaves `path`
+/// absent, as it was, or complete, never partly written: the bytes go to `PATH.tmp` in the
+/// same directory (a leftover of an interrupted run is truncated and reused), which is
+/// synced, renamed over `path`, and the directory synced so the rename is durable. On an
+/// error the temporary file is removed. Returns the length and the checksum.
 pub fn write_atomically(
     path: &Path,
     snap: &snapshot::Snapshot,
 ) -> Result<(u64, Digest), SnapshotError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let mut tmp_name = path
+        .file_name()
+        .ok_or_else(|| {
+            SnapshotError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a file name", path.display()),
+            ))
+        })?
+        .to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
     let result = (|| {
         let f = File::create(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
@@ -498,10 +512,9 @@ pub fn write_atomically(
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         let len = f.metadata()?.len();
+        drop(f);
         std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        File::open(&dir)?.sync_all()?;
         Ok((len, digest))
     })();
     if result.is_err() {

@@ -66,6 +66,16 @@ struct Overrides {
     /// (0: none).
     #[arg(long, env = "TANGLE_MAX_DISK_MB")]
     max_disk_mb: Option<u64>,
+    /// Make a full snapshot every N milestones (0: only on demand).
+    #[arg(long, env = "TANGLE_SNAPSHOT_INTERVAL")]
+    snapshot_interval: Option<u32>,
+    /// Make a delta snapshot every N milestones (0: only on demand).
+    #[arg(long, env = "TANGLE_SNAPSHOT_DELTA_INTERVAL")]
+    snapshot_delta_interval: Option<u32>,
+    /// With an empty database, start from a peer's snapshot (`true`, the default) or sync
+    /// from the genesis (`false`).
+    #[arg(long, env = "TANGLE_FETCH_SNAPSHOT")]
+    fetch_snapshot: Option<bool>,
 }
 
 impl Overrides {
@@ -96,6 +106,15 @@ impl Overrides {
         }
         if let Some(v) = self.max_disk_mb {
             cfg.pruning.max_disk_mb = Some(v);
+        }
+        if let Some(v) = self.snapshot_interval {
+            cfg.snapshots.interval = Some(v);
+        }
+        if let Some(v) = self.snapshot_delta_interval {
+            cfg.snapshots.delta_interval = Some(v);
+        }
+        if let Some(v) = self.fetch_snapshot {
+            cfg.snapshots.fetch_from_peers = v;
         }
     }
 }
@@ -139,6 +158,10 @@ enum Command {
         /// is larger (0: none).
         #[arg(long, default_value_t = 0, env = "TANGLE_MAX_DISK_MB")]
         max_disk_mb: u64,
+        /// Make a full snapshot every N milestones (0: only on demand, through
+        /// `POST /api/v1/admin/snapshot` with `--admin-token`).
+        #[arg(long, default_value_t = 0, env = "TANGLE_SNAPSHOT_INTERVAL")]
+        snapshot_interval: u32,
     },
     /// Runs a node from a config file written by `init`.
     Run {
@@ -198,50 +221,13 @@ enum SnapshotCommand {
         /// Verify against this genesis file.
         #[arg(long)]
         genesis: Option<PathBuf>,
+        /// For a delta snapshot: the full snapshot it applies to (needed to verify it).
+        #[arg(long)]
+        base: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Writes a file so that a crash (SIGKILL, power loss) at any point leaves `out` absent,
-/// as it was, or complete, never partly written: the bytes go to `OUT.tmp` in the same
-/// directory (a leftover from an interrupted run is truncated and reused), which is
-/// fsynced, renamed over `out`, and the directory fsynced so the rename is durable. On an
-/// error the temporary file is removed.
-fn write_atomically(
-    out: &std::path::Path,
-    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let name = out
-        .file_name()
-        .with_context(|| format!("{} is not a file name", out.display()))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = out.with_file_name(tmp_name);
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let result = (|| {
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::new(file);
-        write(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        drop(file);
-        std::fs::rename(&tmp, out)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing the directory {}", dir.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
@@ -263,9 +249,11 @@ fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
                     genesis.network_name, snap.header.milestone
                 ))
             });
-            write_atomically(&out, |w| snapshot::write(w, &snap).map(|_| ()).map_err(Into::into))?;
+            let (_, digest) = node::snapshots::write_atomically(&out, &snap)
+                .with_context(|| format!("writing {}", out.display()))?;
             println!(
-                "snapshot of milestone {} ({} accounts, {} channels, {} entry points): {}",
+                "snapshot of milestone {} ({} accounts, {} channels, {} entry points): {} \
+                 (checksum {digest})",
                 snap.header.milestone,
                 snap.header.accounts,
                 snap.header.channels,
@@ -277,15 +265,31 @@ fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
         SnapshotCommand::Inspect {
             file,
             genesis,
+            base,
             json,
         } => {
-            let f = std::fs::File::open(&file)
-                .with_context(|| format!("opening {}", file.display()))?;
-            let snap = snapshot::read(std::io::BufReader::new(f))?;
+            let read =
+                |path: &std::path::Path| -> anyhow::Result<(snapshot::Snapshot, dag_core::Digest)> {
+                    let f = std::fs::File::open(path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    Ok(snapshot::read_with_digest(std::io::BufReader::new(f))?)
+                };
+            let (snap, digest) = read(&file)?;
             let verified = match &genesis {
                 Some(g) => {
                     let g = node::init::read_genesis(g)?;
-                    snap.verify(&g, dag_core::ledger::state_root_of)?;
+                    let whole = match (snap.is_delta(), &base) {
+                        (false, _) => snap.clone(),
+                        (true, Some(b)) => {
+                            let (full, full_digest) = read(b)?;
+                            full.apply_delta(full_digest, snap.clone())?
+                        }
+                        (true, None) => anyhow::bail!(
+                            "{} is a delta snapshot: pass --base FULL to verify it",
+                            file.display()
+                        ),
+                    };
+                    whole.verify(&g, dag_core::ledger::state_root_of)?;
                     true
                 }
                 None => false,
@@ -307,6 +311,11 @@ fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
                     "committee": h.committee.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "threshold": h.threshold,
                     "created_at": h.created_at,
+                    "digest": digest.to_string(),
+                    "delta_of": h.base.map(|b| serde_json::json!({
+                        "milestone": b.milestone,
+                        "digest": b.digest.to_string(),
+                    })),
                     "verified": verified,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -328,6 +337,14 @@ fn snapshot_command(command: SnapshotCommand) -> anyhow::Result<()> {
                     h.threshold
                 );
                 println!("created at       {} ms", h.created_at);
+                println!("file checksum    {digest}");
+                if let Some(b) = h.base {
+                    println!(
+                        "delta of         the full snapshot of milestone {} ({}): the counts \
+                         above are of changed entries",
+                        b.milestone, b.digest
+                    );
+                }
                 println!(
                     "checks           framing and checksum ok{}",
                     if verified {
@@ -440,6 +457,7 @@ async fn main() -> anyhow::Result<()> {
             peers,
             keep_milestones,
             max_disk_mb,
+            snapshot_interval,
         } => {
             let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("tangle-dev"));
             let mut opts = LocalNetworkOptions::new(dir.clone());
@@ -455,6 +473,7 @@ async fn main() -> anyhow::Result<()> {
                 cfg.admin_token.clone_from(&admin_token);
                 cfg.pruning.keep_milestones = Some(keep_milestones);
                 cfg.pruning.max_disk_mb = Some(max_disk_mb);
+                cfg.snapshots.interval = Some(snapshot_interval);
             }
             let mut cfg = configs[0].clone();
             // A single node binds before printing, so `--api-addr 127.0.0.1:0` prints the
