@@ -290,6 +290,13 @@ impl Session {
                     self.p.send_transaction(&k, id, b);
                 }
             }
+            // As a node without snapshot files answers.
+            Inbound::SnapshotQuery => self.p.send_message(&k, Message::SnapshotOffer(Vec::new())),
+            Inbound::SendSnapshot { count, offset, .. } => {
+                assert!((1..=node_proto::wire::MAX_SNAPSHOT_CHUNKS).contains(&count));
+                assert_eq!(offset % node_proto::wire::SNAPSHOT_CHUNK_LEN as u64, 0);
+                self.p.send_message(&k, Message::SnapshotOffer(Vec::new()));
+            }
         }
     }
 
