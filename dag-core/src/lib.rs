@@ -14,6 +14,7 @@
 //! - [`validate()`], [`BatchValidator`] ([`mod@validate`]): stage 1 (syntactic and
 //!   cryptographic) validation, single or rayon-parallel with Ed25519 batch verification.
 //! - [`Ledger`]: the white-flag ledger (accounts, channels, `apply_milestone`, digest).
+//! - [`proof`]: proofs of confirmation a device checks with the committee's keys only.
 //! - [`Store`] and [`MemStore`] ([`store`]): storage behind a trait, one atomic batch per
 //!   milestone, with a conformance suite for backends (feature `test-utils`).
 //!
@@ -30,6 +31,7 @@ pub mod genesis;
 pub mod ledger;
 pub mod merkle;
 pub mod pow;
+pub mod proof;
 pub mod state_tree;
 pub mod store;
 pub mod tangle;

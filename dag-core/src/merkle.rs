@@ -60,7 +60,7 @@ pub struct AuditPath {
     /// Length of the list.
     pub len: u64,
     /// Sibling hashes from the leaf up.
-    pub siblings: Vec<[u8; 32]>,
+    pub siblings: Vec<Digest>,
 }
 
 /// The audit path of `ids[index]`; `None` if `index` is out of range.
@@ -74,10 +74,10 @@ pub fn audit_path(ids: &[[u8; 32]], index: usize) -> Option<AuditPath> {
     while hi - lo > 1 {
         let k = split(hi - lo);
         if i < k {
-            siblings.push(subtree(&ids[lo + k..hi]));
+            siblings.push(Digest(subtree(&ids[lo + k..hi])));
             hi = lo + k;
         } else {
-            siblings.push(subtree(&ids[lo..lo + k]));
+            siblings.push(Digest(subtree(&ids[lo..lo + k])));
             lo += k;
             i -= k;
         }
@@ -91,17 +91,14 @@ pub fn audit_path(ids: &[[u8; 32]], index: usize) -> Option<AuditPath> {
 }
 
 impl AuditPath {
-    /// Whether `id` is at [`AuditPath::index`] of a list of [`AuditPath::len`] ids whose
-    /// root is `root`. Malformed paths (wrong length, index out of range) are `false`.
-    /// Membership is what this proves: as in RFC 6962, the root does not fix the list's
-    /// length, and a few other (index, length) pairs may give the same path shape.
-    pub fn verify(&self, root: &Digest, id: &[u8; 32]) -> bool {
-        if self.index >= self.len || self.len > 1 << MAX_PATH || self.siblings.len() > MAX_PATH {
-            return false;
+    /// Which side each sibling is on, leaf-up (`true`: on the left), from the index and the
+    /// list's length. Empty for a malformed path (index out of range).
+    pub fn sides(&self) -> Vec<bool> {
+        if self.index >= self.len || self.len > 1 << MAX_PATH {
+            return Vec::new();
         }
-        // The shape of the path: which side each sibling is on, leaf-up.
         let (mut lo, mut hi, i) = (0u64, self.len, self.index);
-        let mut sides = Vec::with_capacity(self.siblings.len());
+        let mut sides = Vec::new();
         while hi - lo > 1 {
             let k = split_u64(hi - lo);
             if i - lo < k {
@@ -111,19 +108,29 @@ impl AuditPath {
                 sides.push(true); // sibling on the left
                 lo += k;
             }
-            if sides.len() > MAX_PATH {
-                return false;
-            }
         }
+        sides.reverse();
+        sides
+    }
+
+    /// Whether `id` is at [`AuditPath::index`] of a list of [`AuditPath::len`] ids whose
+    /// root is `root`. Malformed paths (wrong length, index out of range) are `false`.
+    /// Membership is what this proves: as in RFC 6962, the root does not fix the list's
+    /// length, and a few other (index, length) pairs may give the same path shape.
+    pub fn verify(&self, root: &Digest, id: &[u8; 32]) -> bool {
+        if self.index >= self.len || self.len > 1 << MAX_PATH || self.siblings.len() > MAX_PATH {
+            return false;
+        }
+        let sides = self.sides();
         if sides.len() != self.siblings.len() {
             return false;
         }
         let mut h = leaf_hash(id);
-        for (sibling, left) in self.siblings.iter().zip(sides.iter().rev()) {
+        for (sibling, left) in self.siblings.iter().zip(sides.iter()) {
             h = if *left {
-                node_hash(sibling, &h)
+                node_hash(&sibling.0, &h)
             } else {
-                node_hash(&h, sibling)
+                node_hash(&h, &sibling.0)
             };
         }
         h == root.0
@@ -176,7 +183,7 @@ mod tests {
                 }
                 for s in 0..p.siblings.len() {
                     let mut q = p.clone();
-                    q.siblings[s][0] ^= 1;
+                    q.siblings[s].0[0] ^= 1;
                     assert!(!q.verify(&r, &v[i]));
                 }
             }
@@ -192,7 +199,7 @@ mod tests {
             let p = AuditPath {
                 index,
                 len,
-                siblings: vec![[0; 32]; 3],
+                siblings: vec![Digest([0; 32]); 3],
             };
             assert!(!p.verify(&r, &v[0]));
         }

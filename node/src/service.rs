@@ -331,6 +331,18 @@ pub trait NodeService: Clone + Send + Sync + 'static {
     fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>, ServiceError>;
     /// A transaction's metadata.
     fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError>;
+    /// Proof that a transaction was confirmed (and its payload applied, if it was), checkable
+    /// with the committee's keys only; `None` if it is unknown or not confirmed yet.
+    fn transaction_proof(
+        &self,
+        id: &TxId,
+    ) -> Result<Option<dag_core::proof::TransactionProof>, ServiceError>;
+    /// The proof of the transaction whose confirmation decided a payload (the one that
+    /// applied it, or the one that conflicted); `None` if it is unknown or undecided.
+    fn payload_proof(
+        &self,
+        id: &PayloadId,
+    ) -> Result<Option<dag_core::proof::TransactionProof>, ServiceError>;
     /// A payload's status.
     fn payload(&self, id: &PayloadId) -> Result<Option<PayloadView>, ServiceError>;
     /// An account (zero balance and seq when unknown).

@@ -242,6 +242,21 @@ impl NodeService for TestNode {
         Ok(self.state.lock().unwrap().transactions.get(id).cloned())
     }
 
+    // This fake confirms nothing, so it has no proofs (the real ones: node_e2e.rs).
+    fn transaction_proof(
+        &self,
+        _: &TxId,
+    ) -> Result<Option<dag_core::proof::TransactionProof>, ServiceError> {
+        Ok(None)
+    }
+
+    fn payload_proof(
+        &self,
+        _: &PayloadId,
+    ) -> Result<Option<dag_core::proof::TransactionProof>, ServiceError> {
+        Ok(None)
+    }
+
     fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError> {
         let st = self.state.lock().unwrap();
         Ok(st.transactions.get(id).map(|_| TxMetadataView {

@@ -189,6 +189,42 @@ async fn payments_confirm_double_spend_once_and_state_survives_restart() {
         9_300
     );
 
+    // Proofs over HTTP (JSON and MessagePack) check with the genesis alone: the winner
+    // applied, the loser confirmed but not applied.
+    let params = dag_core::ValidationParams::new(&genesis).unwrap();
+    for f in [&fa, &fb] {
+        let id = f["payload_id"].as_str().unwrap();
+        let proof: dag_core::proof::TransactionProof =
+            reqwest::get(r.url(&format!("/api/v1/payloads/{id}/proof")))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let proven = proof.verify(&params).unwrap();
+        assert_eq!(proven.payload_id.unwrap().to_string(), id);
+        assert_eq!(proven.applied, f["status"] == "confirmed", "{f}");
+        let packed = reqwest::Client::new()
+            .get(r.url(&format!(
+                "/api/v1/transactions/{}/proof",
+                proven.transaction_id
+            )))
+            .header("accept", "application/msgpack")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let again: dag_core::proof::TransactionProof = rmp_serde::from_slice(&packed).unwrap();
+        assert_eq!(again, proof);
+    }
+    // Not confirmed (unknown): 404.
+    let resp = reqwest::get(r.url(&format!("/api/v1/transactions/{}/proof", "ab".repeat(32))))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
     // Replaying an applied payload: 409, nothing changes.
     let resp = post_payload(&r, &a).await;
     assert_eq!(resp.status(), 409);

@@ -357,11 +357,13 @@ pub fn milestone_batch_rules<S: Store>(s: &S) {
     assert_eq!(s.confirmed_index().unwrap(), Some(0));
     assert_eq!(s.milestone(1).unwrap(), None);
     assert_eq!(s.milestone(2).unwrap(), None);
+    assert_eq!(s.confirmations(1).unwrap(), None);
     assert_eq!(s.metadata(&known).unwrap().unwrap().confirmed_by, None);
     assert_eq!(s.load_ledger().unwrap().as_ref(), Some(&state));
 
     s.apply_milestone(&mk(1, &[known])).unwrap();
     assert_eq!(s.milestone(1).unwrap(), Some(mk(1, &[]).record));
+    assert_eq!(s.confirmations(1).unwrap(), Some(vec![(known, None)]));
     assert_eq!(s.metadata(&known).unwrap().unwrap().confirmed_by, Some(1));
     assert_eq!(s.account(&f.addr(0)).unwrap(), Some(diff.accounts[0].1));
     assert_eq!(
@@ -705,7 +707,13 @@ pub fn prune_forgets_listed_transactions<S: Store>(s: &S) {
     assert_eq!(s.payload(&p3).unwrap(), None, "no transaction left");
     assert_eq!(s.payload(&p4).unwrap(), before.payloads[3].1);
     assert_eq!(s.milestone(1).unwrap(), None);
+    assert_eq!(
+        s.confirmations(1).unwrap(),
+        None,
+        "pruned with its milestone"
+    );
     assert_eq!(s.milestone(2).unwrap(), before.milestones[1]);
+    assert!(s.confirmations(2).unwrap().is_some());
     assert_eq!(
         s.pruned().unwrap(),
         Some(PruneState {

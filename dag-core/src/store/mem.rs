@@ -10,7 +10,7 @@ use super::{
     PruneState, Result, Store, StoreError, TxEntry, TxMeta,
 };
 use crate::ids::{Address, ChannelId, Digest, PayloadId, TxId};
-use crate::ledger::{Account, Channel, LedgerState};
+use crate::ledger::{Account, Channel, LedgerState, PayloadOutcome};
 use crate::types::{MilestoneIndex, NetworkId};
 
 /// An in-memory [`Store`]: maps behind one `RwLock`, so every batch is atomic for readers.
@@ -27,6 +27,7 @@ struct Inner {
     txs: HashMap<TxId, (Vec<u8>, TxMeta)>,
     payloads: HashMap<PayloadId, PayloadRecord>,
     milestones: BTreeMap<MilestoneIndex, MilestoneRecord>,
+    confirmations: BTreeMap<MilestoneIndex, Vec<(TxId, Option<PayloadOutcome>)>>,
     ledger: Option<LedgerMeta>,
     accounts: HashMap<Address, Account>,
     channels: HashMap<ChannelId, Channel>,
@@ -131,6 +132,13 @@ impl Store for MemStore {
         Ok(self.read()?.ledger.map(|l| l.confirmed_index))
     }
 
+    fn confirmations(
+        &self,
+        index: MilestoneIndex,
+    ) -> Result<Option<Vec<(TxId, Option<PayloadOutcome>)>>> {
+        Ok(self.read()?.confirmations.get(&index).cloned())
+    }
+
     fn account(&self, address: &Address) -> Result<Option<Account>> {
         Ok(self.read()?.accounts.get(address).copied())
     }
@@ -201,6 +209,14 @@ impl Store for MemStore {
         meta.confirmed_index = index;
         meta.digest = batch.record.ledger_digest;
         inner.milestones.insert(index, batch.record);
+        inner.confirmations.insert(
+            index,
+            batch
+                .confirmed
+                .iter()
+                .map(|c| (c.tx, c.payload.map(|(_, o)| o)))
+                .collect(),
+        );
         for c in &batch.confirmed {
             if let Some((_, m)) = inner.txs.get_mut(&c.tx) {
                 m.confirmed_by = Some(index);
@@ -249,6 +265,10 @@ impl Store for MemStore {
             .map_or(batch.milestone, |p| p.milestone.max(batch.milestone));
         inner.milestones = match milestone.checked_add(1) {
             Some(keep_from) => inner.milestones.split_off(&keep_from),
+            None => BTreeMap::new(),
+        };
+        inner.confirmations = match milestone.checked_add(1) {
+            Some(keep_from) => inner.confirmations.split_off(&keep_from),
             None => BTreeMap::new(),
         };
         inner.pruned = Some(PruneState {

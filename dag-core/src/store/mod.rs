@@ -258,6 +258,14 @@ pub trait Store: Send + Sync {
     /// Index of the last applied milestone: 0 at genesis, `None` before `init_ledger`.
     fn confirmed_index(&self) -> Result<Option<MilestoneIndex>>;
 
+    /// The transactions milestone `index` confirmed, in white-flag order (its own
+    /// transaction last), with what the ledger did with each one's payload: what proofs of
+    /// confirmation are built from. `None` if the milestone is unknown or pruned.
+    fn confirmations(
+        &self,
+        index: MilestoneIndex,
+    ) -> Result<Option<Vec<(TxId, Option<PayloadOutcome>)>>>;
+
     /// A ledger account.
     fn account(&self, address: &Address) -> Result<Option<Account>>;
 

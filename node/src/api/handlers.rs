@@ -309,6 +309,57 @@ pub(crate) async fn transaction<S: NodeService>(
     Ok(Reply::ok(format, tx).into_response())
 }
 
+/// Proof that a transaction was confirmed by a milestone (and its payload applied, if it
+/// was): its bytes, the milestone's transaction with the committee's signatures, and the
+/// audit paths into the roots the milestone signed. Check it with the committee's keys only
+/// (`dag_core::proof::TransactionProof::verify`, `tangle-wallet verify-proof`); it stays
+/// valid after this node prunes.
+#[utoipa::path(get, path = "/api/v1/transactions/{id}/proof", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id, 64 hex characters")),
+    responses(
+        (status = 200, body = super::openapi::ProofDoc),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "Unknown, or not confirmed yet", body = ErrorBody),
+        (status = 410, description = "Pruned: this node keeps only recent history (see `oldest_milestone` in /info)", body = ErrorBody),
+    ))]
+pub(crate) async fn transaction_proof<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<dag_core::proof::TransactionProof>> {
+    let id: TxId = parse_path(id, "transaction id")?;
+    let proof = state.service.transaction_proof(&id)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no proof for transaction {id}: unknown or not confirmed yet"
+        ))
+    })?;
+    Ok(Reply::ok(Format::from_accept(&headers), proof))
+}
+
+/// Proof of the transaction whose confirmation decided a payload: applied (`applied` path
+/// present) or conflicting (confirmed, no `applied` path). See the transaction proof.
+#[utoipa::path(get, path = "/api/v1/payloads/{id}/proof", tag = "payloads",
+    params(("id" = String, Path, description = "Payload id, 64 hex characters")),
+    responses(
+        (status = 200, body = super::openapi::ProofDoc),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "Unknown, or not confirmed yet", body = ErrorBody),
+        (status = 410, description = "Pruned: this node keeps only recent history (see `oldest_milestone` in /info)", body = ErrorBody),
+    ))]
+pub(crate) async fn payload_proof<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<dag_core::proof::TransactionProof>> {
+    let id: PayloadId = parse_path(id, "payload id")?;
+    let proof = state.service.payload_proof(&id)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no proof for payload {id}: unknown or not confirmed yet"
+        ))
+    })?;
+    Ok(Reply::ok(Format::from_accept(&headers), proof))
+}
+
 /// A transaction's metadata (solidity, confirmation, ledger outcome, approvers).
 #[utoipa::path(get, path = "/api/v1/transactions/{id}/metadata", tag = "transactions",
     params(("id" = String, Path, description = "Transaction id, 64 hex characters")),

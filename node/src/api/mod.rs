@@ -15,6 +15,7 @@
 //! | `GET /api/v1/transactions/{id}` | the decoded transaction; its canonical bytes with `Accept: application/octet-stream` |
 //! | `GET /api/v1/transactions/{id}/metadata` | [`TxMetadataView`](crate::service::TxMetadataView) |
 //! | `GET /api/v1/payloads/{id}` | [`PayloadView`](crate::service::PayloadView): pending / reattaching / confirmed / conflicting + reason |
+//! | `GET /api/v1/transactions/{id}/proof`, `/api/v1/payloads/{id}/proof` | a self-contained [`TransactionProof`](dag_core::proof::TransactionProof) (JSON or MessagePack); 404 until confirmed |
 //! | `GET /api/v1/accounts/{address}` | [`AccountView`](crate::service::AccountView); bech32 or `did:key` |
 //! | `GET /api/v1/channels/{id}` | [`ChannelView`](crate::service::ChannelView) |
 //! | `GET /api/v1/milestones/{index\|latest}` | [`MilestoneView`](crate::service::MilestoneView) |
@@ -22,6 +23,7 @@
 //! | `GET /metrics` | the node's metrics, then `tangle_api_*`: Prometheus text 0.0.4, or OpenMetrics 1.0 with `Accept: application/openmetrics-text` |
 //! | `POST /api/v1/faucet` | dev mode only (404 otherwise): `{"address", "amount"}`; 202 receipt |
 //! | `GET /api/v1/admin/config` | bearer token; [`ApiConfigView`] |
+//! | `POST /api/v1/admin/snapshot?kind=full\|delta` | bearer token; makes a snapshot file now (see [`crate::snapshots`]) |
 //! | `GET /api/v1/openapi.json`, `/swagger-ui` | the [`ApiDoc`] document and Swagger UI (assets compiled in) |
 //! | `GET /` | the dashboard: one HTML page following info, tips and milestones live |
 //!
@@ -400,6 +402,14 @@ fn build<S: NodeService>(
         .route("/api/v1/payloads", post(handlers::submit_payload::<S>))
         .route("/api/v1/payloads/batch", post(handlers::submit_batch::<S>))
         .route("/api/v1/payloads/{id}", get(handlers::payload::<S>))
+        .route(
+            "/api/v1/payloads/{id}/proof",
+            get(handlers::payload_proof::<S>),
+        )
+        .route(
+            "/api/v1/transactions/{id}/proof",
+            get(handlers::transaction_proof::<S>),
+        )
         .route("/api/v1/accounts/{address}", get(handlers::account::<S>))
         .route("/api/v1/channels/{id}", get(handlers::channel::<S>))
         .route("/api/v1/milestones/{index}", get(handlers::milestone::<S>))

@@ -144,6 +144,34 @@ pub(crate) struct MilestoneDoc {
 #[schema(as = CanonicalBytes, value_type = String, format = Binary)]
 pub(crate) struct BinaryDoc(Vec<u8>);
 
+/// [`dag_core::proof::TransactionProof`] as JSON.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(as = TransactionProof)]
+pub(crate) struct ProofDoc {
+    /// The transaction's canonical bytes, hex.
+    transaction: String,
+    /// The milestone's transaction (with the committee's signatures), hex.
+    milestone: String,
+    /// The id of the milestone's transaction, hex.
+    milestone_id: String,
+    /// The path from the transaction's id to the milestone's `confirmed_root`, leaf up.
+    confirmed: Vec<StepDoc>,
+    /// The path to its `applied_root`, when the payload was applied.
+    applied: Option<Vec<StepDoc>>,
+}
+
+/// [`dag_core::proof::Step`] as JSON.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(as = ProofStep)]
+pub(crate) struct StepDoc {
+    /// The sibling is on the left.
+    left: bool,
+    /// The sibling's hash, hex.
+    hash: String,
+}
+
 /// Declares the bearer scheme the admin routes use.
 struct BearerAuth;
 
@@ -198,9 +226,13 @@ fn address_or_did() -> Value {
 fn string_format(name: &str) -> Option<Value> {
     Some(match name {
         "transaction_id" | "payload_id" | "channel_id" | "ledger_digest" | "channel" | "digest"
-        | "previous" | "confirmed_root" | "applied_root" | "state_root" | "parents" | "tips"
-        | "transactions" => hex32(),
+        | "base" | "previous" | "confirmed_root" | "applied_root" | "state_root" | "parents"
+        | "tips" | "transactions" => hex32(),
         "signature" | "voucher" => hex64(),
+        "hash" => hex32(),
+        "transaction" | "milestone" => {
+            json!({"type": "string", "pattern": "^([0-9a-f]{2})+$", "minLength": 2})
+        }
         "issuer" | "payer" | "payee" | "to" => bech32(),
         "address" => address_or_did(),
         "did" => did_key(),
@@ -395,6 +427,8 @@ impl Modify for Formats {
         handlers::metrics,
         handlers::faucet,
         handlers::admin_config,
+        handlers::transaction_proof,
+        handlers::payload_proof,
         crate::snapshots::make_snapshot,
         handlers::dashboard,
     ),
@@ -403,7 +437,7 @@ impl Modify for Formats {
         PayloadReceipt, PayloadState, PayloadView, BatchVerdict, TxMetadataView, AccountView,
         ChannelView, MilestoneView, NodeEvent, FaucetRequest, ApiConfigView, TransactionDoc,
         PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent,
-        crate::snapshots::SnapshotMade,
+        crate::snapshots::SnapshotMade, ProofDoc, StepDoc,
     )),
     modifiers(&BearerAuth, &Formats),
     tags(

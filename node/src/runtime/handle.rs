@@ -222,6 +222,44 @@ impl NodeService for NodeHandle {
         self.unless_pruned(found, &id.0, "transaction", id)
     }
 
+    fn transaction_proof(
+        &self,
+        id: &TxId,
+    ) -> Result<Option<dag_core::proof::TransactionProof>, ServiceError> {
+        // 410 for a transaction pruned from the store (and still remembered as such).
+        let known = Self::storage(self.shared.store.metadata(id))?;
+        if self
+            .unless_pruned(known, &id.0, "transaction", id)?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        use dag_core::proof::{Lookup, TransactionProof};
+        match Self::storage(TransactionProof::from_store(&*self.shared.store, id))? {
+            Lookup::Found(p) => Ok(Some(p)),
+            Lookup::None => Ok(None),
+            Lookup::Pruned(index) => Err(ServiceError::Pruned(format!(
+                "milestone {index}, which confirmed transaction {id}, is pruned"
+            ))),
+        }
+    }
+
+    fn payload_proof(
+        &self,
+        id: &PayloadId,
+    ) -> Result<Option<dag_core::proof::TransactionProof>, ServiceError> {
+        let found = Self::storage(self.shared.store.payload(id))?;
+        let Some(record) = self.unless_pruned(found, &id.0, "payload", id)? else {
+            return Ok(None);
+        };
+        match record.status {
+            PayloadStatus::Confirmed { tx, .. }
+            | PayloadStatus::Conflicting { tx, .. }
+            | PayloadStatus::Reattaching { tx, .. } => self.transaction_proof(&tx),
+            PayloadStatus::Pending => Ok(None),
+        }
+    }
+
     fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError> {
         let found = Self::storage(self.shared.store.metadata(id))?;
         let Some(meta) = self.unless_pruned(found, &id.0, "transaction", id)? else {

@@ -175,6 +175,27 @@ impl Store for SledStore {
         self.get("milestone record", &layout::milestone_key(index))
     }
 
+    fn confirmations(
+        &self,
+        index: MilestoneIndex,
+    ) -> Result<Option<Vec<(TxId, Option<dag_core::PayloadOutcome>)>>> {
+        if self.milestone(index)?.is_none() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for chunk in 0u32.. {
+            match self.raw(&layout::confirmation_key(index, chunk))? {
+                Some(v) => out.extend(
+                    layout::decode_confirmations(&v)?
+                        .into_iter()
+                        .map(|c| (c.tx, c.outcome)),
+                ),
+                None => break,
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// From the index, which takes a milestone's confirmations and its index in one step
     /// after its sled batch: whoever sees index `k` sees all of milestone `k`.
     fn confirmed_index(&self) -> Result<Option<MilestoneIndex>> {

@@ -1,0 +1,160 @@
+//! Proofs of confirmation built from a node's store after real milestones: they verify with
+//! the genesis alone, say applied or not as the ledger decided, and fail under any single
+//! bit changed in their binary encoding, under another network's committee, and with a
+//! milestone signed by a key outside the committee.
+
+use dag_core::proof::{Lookup, ProofError, TransactionProof};
+use dag_core::store::{MemStore, PayloadStatus, Store};
+use dag_core::validate::ValidationParams;
+use dag_core::{codec, crypto, Keypair, Payload, PayloadId, TxId};
+use node_proto::harness::DevNetwork;
+use node_proto::{restore_from_store, ProtocolConfig};
+
+struct History {
+    net: DevNetwork,
+    store: MemStore,
+    applied: Vec<PayloadId>,
+    conflicting: PayloadId,
+}
+
+/// Two milestones: the faucet pays alice and bob, then alice overspends (conflicting) and
+/// the faucet pays carol.
+fn history() -> History {
+    let net = DevNetwork::new("proofs", 0);
+    let store = MemStore::new();
+    let config = ProtocolConfig {
+        milestone_signer: Some((0, net.committee.clone())),
+        ..ProtocolConfig::default()
+    };
+    let t0 = DevNetwork::GENESIS_TIME_MS;
+    let (mut p, _) = restore_from_store(net.genesis.clone(), config, &store, t0).unwrap();
+    let alice = Keypair::from_seed(&[10; 32]);
+    let (bob, carol) = (Keypair::from_seed(&[11; 32]), Keypair::from_seed(&[12; 32]));
+    let rounds = [
+        vec![
+            net.pay(&net.faucet, 0, alice.address(), 10),
+            net.pay(&net.faucet, 1, bob.address(), 5),
+        ],
+        vec![
+            net.pay(&alice, 0, bob.address(), 1_000),
+            net.pay(&net.faucet, 2, carol.address(), 3),
+        ],
+    ];
+    let conflicting = rounds[1][0].id();
+    let mut applied = Vec::new();
+    for (m, pay) in rounds.into_iter().enumerate() {
+        let m = m as u64;
+        applied.extend(pay.iter().map(|p| p.id()).filter(|id| *id != conflicting));
+        for r in p.submit_payloads_inline(pay, t0 + m * 1000 + 10) {
+            r.unwrap();
+        }
+        p.handle_tick(t0 + (m + 1) * 1000);
+        p.run_work_inline();
+        while let Some(w) = p.poll_store_write() {
+            w.apply_to(&store).unwrap();
+        }
+    }
+    assert_eq!(p.ledger().confirmed_index(), 2);
+    History {
+        net,
+        store,
+        applied,
+        conflicting,
+    }
+}
+
+fn proof_of(h: &History, payload: &PayloadId) -> TransactionProof {
+    let tx = match h.store.payload(payload).unwrap().unwrap().status {
+        PayloadStatus::Confirmed { tx, .. } | PayloadStatus::Conflicting { tx, .. } => tx,
+        other => panic!("undecided: {other:?}"),
+    };
+    match TransactionProof::from_store(&h.store, &tx).unwrap() {
+        Lookup::Found(p) => p,
+        other => panic!("no proof: {other:?}"),
+    }
+}
+
+#[test]
+fn proofs_verify_and_say_what_the_ledger_did() {
+    let h = history();
+    let params = ValidationParams::new(&h.net.genesis).unwrap();
+    for id in &h.applied {
+        let proven = proof_of(&h, id).verify(&params).unwrap();
+        assert!(proven.applied);
+        assert_eq!(proven.payload_id, Some(*id));
+        assert!(proven.milestone >= 1);
+    }
+    let proven = proof_of(&h, &h.conflicting).verify(&params).unwrap();
+    assert!(
+        !proven.applied,
+        "a conflicting payload is confirmed, not applied"
+    );
+    assert_eq!(proven.payload_id, Some(h.conflicting));
+    // Claiming it applied with another payload's path fails.
+    let mut forged = proof_of(&h, &h.conflicting);
+    forged.applied = proof_of(&h, &h.applied[2]).applied;
+    assert_eq!(forged.verify(&params), Err(ProofError::Path("applied")));
+    // Unknown transactions have no proof.
+    assert_eq!(
+        TransactionProof::from_store(&h.store, &TxId([9; 32])).unwrap(),
+        Lookup::None
+    );
+    // Through the binary and the JSON encodings.
+    let p = proof_of(&h, &h.applied[0]);
+    let bin: TransactionProof = rmp_serde::from_slice(&rmp_serde::to_vec(&p).unwrap()).unwrap();
+    let json: TransactionProof = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(bin, p);
+    assert_eq!(json, p);
+}
+
+#[test]
+fn every_single_bit_change_of_a_proof_makes_it_fail() {
+    let h = history();
+    let params = ValidationParams::new(&h.net.genesis).unwrap();
+    for id in [h.applied[1], h.conflicting] {
+        let proof = proof_of(&h, &id);
+        let good = proof.verify(&params).unwrap();
+        let bytes = rmp_serde::to_vec(&proof).unwrap();
+        for i in 0..bytes.len() * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            if let Ok(changed) = rmp_serde::from_slice::<TransactionProof>(&b) {
+                match changed.verify(&params) {
+                    Err(_) => {}
+                    Ok(p) => panic!("bit {i} changed, still proves {p:?} (was {good:?})"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_milestone_outside_the_committee_fails() {
+    let h = history();
+    let proof = proof_of(&h, &h.applied[0]);
+    // Another network (its own committee): refused.
+    let other = DevNetwork::new("elsewhere", 0);
+    let params = ValidationParams::new(&other.genesis).unwrap();
+    assert!(matches!(
+        proof.verify(&params),
+        Err(ProofError::Milestone(_) | ProofError::Transaction(_))
+    ));
+    // The same milestone re-signed by a key that is not the committee's: refused.
+    let (mut tx, _) = codec::decode_with_id(&proof.milestone).unwrap();
+    let Payload::Milestone(m) = &mut tx.payload else {
+        panic!("not a milestone")
+    };
+    let intruder = Keypair::from_seed(&[66; 32]);
+    m.signatures.clear();
+    let msg = crypto::milestone_signing_message(h.net.network_id(), &tx.parents, m);
+    m.signatures.push((0, intruder.sign(&msg)));
+    let mut forged = proof.clone();
+    forged.milestone = codec::encode(&tx);
+    forged.milestone_id = codec::id_of_encoding(&forged.milestone);
+    let params = ValidationParams::new(&h.net.genesis).unwrap();
+    assert!(matches!(
+        forged.verify(&params),
+        Err(ProofError::Milestone(_))
+    ));
+    proof.verify(&params).unwrap();
+}
