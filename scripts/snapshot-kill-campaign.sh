@@ -70,18 +70,30 @@ for cycle in $(seq 1 "$CYCLES"); do
   fi
   $BIN snapshot create --config "$CFG" --out "$OUT" > /dev/null 2>&1 &
   cpid=$!
+  start_ms=$(ms_now)
   if [ $((cycle % 4)) -lt 2 ]; then
     # Anywhere in the run.
-    delay=$(awk -v m=$full_ms -v r=$RANDOM 'BEGIN { printf "%.3f", m * 1.1 * r / 32767 / 1000 }')
+    delay_ms=$(( full_ms * RANDOM / 32767 ))
     where=run
   else
     # Within the write: once OUT.tmp appears.
     until [ -e "$OUT.tmp" ] || ! kill -0 $cpid 2>/dev/null; do :; done
-    delay=$(awk -v m=$write_ms -v r=$RANDOM 'BEGIN { printf "%.3f", m * 1.2 * r / 32767 / 1000 }')
+    start_ms=$(ms_now)
+    delay_ms=$(( write_ms * RANDOM / 32767 ))
     where=write
   fi
-  sleep "$delay"
-  if kill -9 $cpid 2>/dev/null; then wait $cpid 2>/dev/null || true; else wait $cpid 2>/dev/null || true; finished=$((finished+1)); fi
+  # Wait for the delay, or for the create to end first: then the kill comes too late, and
+  # the next delays of this kind are drawn from the shorter time it took (the machine is
+  # shared: a create's duration varies several-fold).
+  while [ $(( $(ms_now) - start_ms )) -lt $delay_ms ] && kill -0 $cpid 2>/dev/null && { [ $where = run ] || [ -e "$OUT.tmp" ]; }; do :; done
+  took=$(( $(ms_now) - start_ms ))
+  if kill -9 $cpid 2>/dev/null; then
+    wait $cpid 2>/dev/null || true
+  else
+    wait $cpid 2>/dev/null || true; finished=$((finished+1))
+    if [ $where = run ]; then full_ms=$(( took > 1 ? took : 1 )); else write_ms=$(( took > 1 ? took : 1 )); fi
+  fi
+  delay=$(awk -v m=$took 'BEGIN { printf "%.3f", m / 1000 }')
   [ -e "$OUT.tmp" ] && leftovers=$((leftovers+1))
   if [ ! -e "$OUT" ]; then
     absent=$((absent+1)); what=absent
