@@ -550,6 +550,12 @@ impl NodeClient {
         self.get_json(&format!("/api/v1/payloads/{id}"))
     }
 
+    /// `GET /api/v1/payloads/{id}/proof`: the proof of the transaction that decided the
+    /// payload. Not checked here: [`crate::verify_proof`] does that.
+    pub fn payload_proof(&self, id: &PayloadId) -> Result<crate::TransactionProof, ClientError> {
+        self.get_json(&format!("/api/v1/payloads/{id}/proof"))
+    }
+
     /// Polls the payload's status until it is confirmed or conflicting, or `timeout` passed
     /// ([`ClientError::WaitTimeout`]). The poll interval grows from
     /// [`ClientOptions::poll_interval`] to [`ClientOptions::max_backoff`].

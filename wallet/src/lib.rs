@@ -17,6 +17,7 @@
 //! - [`PayerChannel`], [`PayeeChannel`], [`Voucher`], [`VoucherStore`]: both ends of a
 //!   unidirectional payment channel.
 //! - [`hash_file`], [`anchor_file`], [`verify_file`]: data anchors.
+//! - [`verify_proof`]: a [`TransactionProof`] checked against the genesis committee only.
 //! - `client::NodeClient` (feature `client`): submit payloads, wait for confirmation, read
 //!   accounts and channels, with timeouts and retries.
 //!
@@ -62,6 +63,7 @@ mod device;
 mod fsutil;
 mod keys;
 mod keystore;
+mod proof;
 
 pub use anchor::{
     anchor_file, anchor_reading, anchored_digest, hash_bytes, hash_file, hash_reader,
@@ -80,3 +82,4 @@ pub use keys::{
 pub use keystore::{
     DeviceEntry, KdfParams, Keystore, KeystoreError, KeystoreOptions, KEYSTORE_VERSION,
 };
+pub use proof::{verify_proof, ProofError, Proven, Step, TransactionProof};

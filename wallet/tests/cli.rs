@@ -460,3 +460,108 @@ fn init_restore_recovers_the_same_key_offline() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid backup phrase"));
     assert!(!other.exists());
 }
+
+/// Serves `body` as JSON to every request, like a node that lies: whatever it is asked.
+fn lying_node(body: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn proofs_are_checked_against_the_genesis_not_the_node() {
+    let node = TestNode::start(100);
+    let other = TestNode::start(100);
+    let to = Address([77; 32]).to_bech32();
+    let c = NodeClient::new(&node.url).unwrap();
+    let r = c.faucet(&to.parse().unwrap(), 5).unwrap();
+    let s = c.wait_final(&r.payload_id, HANG_GUARD).unwrap();
+    assert!(matches!(s, PayloadStatus::Confirmed { .. }), "{s:?}");
+    let id = r.payload_id.to_hex();
+    let genesis = node.genesis_path.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("proof.json");
+    let env = [("TANGLE_NODE_URL", node.url.as_str())];
+
+    // Fetched and checked, saved, checked again offline.
+    let out = wallet_env(
+        &[
+            "--json",
+            "proof",
+            &id,
+            "--genesis",
+            genesis,
+            "--out",
+            saved.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["applied"], true);
+    assert_eq!(v["payload_id"], id.as_str());
+    let out = wallet_env(
+        &[
+            "verify-proof",
+            saved.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.starts_with("OK"), "{}", out.stdout);
+
+    // Against another network's genesis (another committee): refused, exit 4.
+    let out = wallet_env(
+        &[
+            "verify-proof",
+            saved.to_str().unwrap(),
+            "--genesis",
+            other.genesis_path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+
+    // A lying node serving the proof of another transaction (the proven one with its last
+    // byte changed) as that of the payload: refused, exit 4.
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let mut proof: Value = serde_json::from_str(&text).unwrap();
+    let tx = proof["transaction"].as_str().unwrap().to_string();
+    let (head, last) = tx.split_at(tx.len() - 1);
+    let flipped = format!("{head}{}", if last == "0" { "1" } else { "0" });
+    proof["transaction"] = Value::String(flipped);
+    let liar = lying_node(proof.to_string());
+    let out = wallet_env(
+        &["--json", "proof", &id, "--genesis", genesis],
+        &[("TANGLE_NODE_URL", liar.as_str())],
+    );
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.json()["valid"], false);
+
+    // A lying node serving a real proof of another payload: refused (not the one asked for).
+    let r2 = c.faucet(&to.parse().unwrap(), 6).unwrap();
+    c.wait_final(&r2.payload_id, HANG_GUARD).unwrap();
+    let liar =
+        lying_node(serde_json::to_string(&c.payload_proof(&r2.payload_id).unwrap()).unwrap());
+    let out = wallet_env(
+        &["proof", &id, "--genesis", genesis],
+        &[("TANGLE_NODE_URL", liar.as_str())],
+    );
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+}

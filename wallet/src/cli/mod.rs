@@ -40,6 +40,7 @@ use crate::client::{
 use crate::device::{BuildError, Device};
 use crate::keys::Mnemonic;
 use crate::keystore::{KdfParams, Keystore, KeystoreError, KeystoreOptions};
+use crate::proof as wallet_proof;
 use channel::ChannelCommand;
 use local::HistoryEntry;
 use output::{emit, with_status};
@@ -129,6 +130,28 @@ enum Command {
         file: PathBuf,
         /// The anchor's payload id.
         payload_id: PayloadId,
+    },
+    /// Fetch the proof that a payload was confirmed (and applied) and check it against the
+    /// committee of the genesis, trusting nothing the node says (exit 4 if it fails or the
+    /// payload was not applied). Needs no keystore.
+    Proof {
+        /// The payload id.
+        payload_id: PayloadId,
+        /// The network's genesis file (TOML, as `tangle-node init` writes it).
+        #[arg(long, env = "TANGLE_GENESIS")]
+        genesis: PathBuf,
+        /// Also save the proof (JSON) to this file, to check it later offline.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a saved proof offline against the committee of the genesis (exit 4 if it fails
+    /// or the payload was not applied).
+    VerifyProof {
+        /// The proof file (JSON, from `proof --out` or `GET /api/v1/payloads/{id}/proof`).
+        file: PathBuf,
+        /// The network's genesis file (TOML).
+        #[arg(long, env = "TANGLE_GENESIS")]
+        genesis: PathBuf,
     },
     /// Payloads this keystore issued (kept in a local file next to it).
     History {
@@ -433,10 +456,92 @@ impl Ctx {
                 let (file, id) = (file.clone(), *payload_id);
                 self.verify_anchor(&file, &id)
             }
+            Command::Proof {
+                payload_id,
+                genesis,
+                out,
+            } => {
+                let (id, genesis, out) = (*payload_id, genesis.clone(), out.clone());
+                let proof = self.client()?.payload_proof(&id)?;
+                if let Some(out) = &out {
+                    let json = serde_json::to_vec_pretty(&proof)
+                        .map_err(|e| CliError::Input(e.to_string()))?;
+                    std::fs::write(out, json)
+                        .map_err(io_err(format!("writing {}", out.display())))?;
+                }
+                self.check_proof(&proof, &genesis, Some(id))
+            }
+            Command::VerifyProof { file, genesis } => {
+                let (file, genesis) = (file.clone(), genesis.clone());
+                let text =
+                    std::fs::read(&file).map_err(io_err(format!("reading {}", file.display())))?;
+                let proof: wallet_proof::TransactionProof =
+                    serde_json::from_slice(&text).map_err(|e| {
+                        CliError::VerifyFailed(format!("{} is not a proof: {e}", file.display()))
+                    })?;
+                self.check_proof(&proof, &genesis, None)
+            }
             Command::History { status } => {
                 let status = *status;
                 self.history(status)
             }
+        }
+    }
+
+    /// Verifies `proof` against the genesis file and reports; the payload must be `expect`
+    /// (when given) and applied.
+    fn check_proof(
+        &mut self,
+        proof: &wallet_proof::TransactionProof,
+        genesis: &Path,
+        expect: Option<PayloadId>,
+    ) -> Result<(), CliError> {
+        let text = std::fs::read_to_string(genesis)
+            .map_err(io_err(format!("reading {}", genesis.display())))?;
+        let genesis: dag_core::Genesis = toml::from_str(&text)
+            .map_err(|e| CliError::Input(format!("{} is not a genesis: {e}", genesis.display())))?;
+        let result = crate::verify_proof(proof, &genesis);
+        let problem = match &result {
+            Err(e) => Some(format!("the proof does not hold: {e}")),
+            Ok(p) if expect.is_some() && p.payload_id != expect => Some(format!(
+                "the proof is about {:?}, not payload {}",
+                p.payload_id.map(|i| i.to_hex()),
+                expect.map(|i| i.to_hex()).unwrap_or_default()
+            )),
+            Ok(p) if !p.applied => Some(format!(
+                "transaction {} was confirmed by milestone {}, but its payload was not applied \
+                 (conflicting)",
+                p.transaction_id, p.milestone
+            )),
+            Ok(_) => None,
+        };
+        let proven = result.ok();
+        emit(
+            self.cli.json,
+            || match (&problem, &proven) {
+                (None, Some(p)) => format!(
+                    "OK: payload {} applied by milestone {} (transaction {}), signed by the \
+                     genesis committee",
+                    p.payload_id.map(|i| i.to_hex()).unwrap_or_default(),
+                    p.milestone,
+                    p.transaction_id
+                ),
+                (Some(why), _) => format!("FAILED: {why}"),
+                (None, None) => "FAILED".into(),
+            },
+            json!({
+                "valid": problem.is_none(),
+                "problem": problem,
+                "payload_id": proven.as_ref().and_then(|p| p.payload_id).map(|i| i.to_hex()),
+                "transaction_id": proven.as_ref().map(|p| p.transaction_id.to_hex()),
+                "milestone": proven.as_ref().map(|p| p.milestone),
+                "milestone_id": proven.as_ref().map(|p| p.milestone_id.to_hex()),
+                "applied": proven.as_ref().map(|p| p.applied),
+            }),
+        );
+        match problem {
+            None => Ok(()),
+            Some(p) => Err(CliError::VerifyFailed(p)),
         }
     }
 

@@ -17,6 +17,8 @@ pub(crate) struct TestNode {
     pub(crate) url: String,
     /// Network id of its genesis.
     pub(crate) network_id: u64,
+    /// Its genesis file.
+    pub(crate) genesis_path: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -54,6 +56,7 @@ impl TestNode {
         let node = TestNode {
             url: format!("http://{addr}"),
             network_id: report.genesis.network_id(),
+            genesis_path: dir.path().join(node::init::files::GENESIS),
             stop: Some(stop),
             task: Some(task),
             runtime: Some(runtime),
