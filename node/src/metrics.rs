@@ -7,6 +7,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Label of [`Metrics::internal_entries`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct StructureLabels {
+    /// Which structure (e.g. `core_tangle`, `store_index_txs`).
+    pub structure: &'static str,
+}
+
 /// The node's metrics. Cheap to update from any thread.
 pub struct Metrics {
     registry: Registry,
@@ -30,6 +37,9 @@ pub struct Metrics {
     pub tangle_size: Gauge,
     /// Peer transactions waiting for parents (the solidification buffer).
     pub pending_transactions: Gauge,
+    /// Entries of the node's in-memory structures (the core's maps, the store's index), by
+    /// structure: what to watch when memory grows.
+    pub internal_entries: Family<StructureLabels, Gauge>,
     /// Transactions stored.
     pub store_transactions: Gauge,
     /// Seconds from arrival to confirmation.
@@ -92,6 +102,7 @@ impl Metrics {
             tangle_size: Gauge::default(),
             pending_transactions: Gauge::default(),
             store_transactions: Gauge::default(),
+            internal_entries: Family::default(),
             confirmation_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             store_flushes: Counter::default(),
             store_errors: Counter::default(),
@@ -145,8 +156,13 @@ impl Metrics {
             m.pending_transactions.clone(),
         );
         registry.register(
+            "internal_entries",
+            "Entries of in-memory structures (the core's maps, the store's index)",
+            m.internal_entries.clone(),
+        );
+        registry.register(
             "store_transactions",
-            "Transactions stored on disk",
+            "Transactions stored on disk (pruned ones leave the count)",
             m.store_transactions.clone(),
         );
         registry.register(

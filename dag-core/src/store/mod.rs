@@ -269,6 +269,12 @@ pub trait Store: Send + Sync {
     /// A ledger account.
     fn account(&self, address: &Address) -> Result<Option<Account>>;
 
+    /// Entries of the backend's in-memory structures, by name, for monitoring (a backend
+    /// that keeps nothing in memory reports nothing).
+    fn internal_sizes(&self) -> Vec<(&'static str, usize)> {
+        Vec::new()
+    }
+
     /// A channel.
     fn channel(&self, id: &ChannelId) -> Result<Option<Channel>>;
 

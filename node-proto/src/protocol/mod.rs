@@ -297,6 +297,25 @@ impl Protocol {
             .saturating_sub(self.pruned_index)
     }
 
+    /// Entries of the core's in-memory structures, by name (monitoring: what grows).
+    pub fn internal_sizes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("core_tangle", dag_core::TangleView::len(&self.tangle)),
+            ("core_tangle_unconfirmed", self.tangle.unconfirmed_len()),
+            ("core_tangle_pending", self.tangle.pending_len()),
+            ("core_state_tree", self.ledger.state_tree().len()),
+            ("core_unconfirmed_payloads", self.unconfirmed_payloads.len()),
+            ("core_pending_payloads", self.pending_payloads.len()),
+            ("core_issuer_tails", self.issuer_tail.len()),
+            ("core_milestones_waiting", self.milestones.len()),
+            ("core_own_payloads", self.own.len()),
+            ("core_buffered", self.buffered.len()),
+            ("core_faucet_taken", self.faucet_taken.len()),
+            ("core_writes_queued", self.writes.len()),
+            ("core_events_queued", self.events.len()),
+        ]
+    }
+
     /// Set when confirmation stopped.
     pub fn halted(&self) -> Option<&str> {
         self.halted.as_deref()

@@ -137,6 +137,7 @@ impl Shared {
             }
         }
         self.store.prune(b)?;
+        self.metrics.store_transactions.dec_by(b.txs.len() as i64);
         self.pruned.record(
             b.milestone,
             b.txs
@@ -351,6 +352,14 @@ impl Shared {
         self.metrics
             .latest_milestone
             .set(i64::from(core.latest_milestone()));
+        let sizes = core.internal_sizes();
+        drop(core);
+        for (structure, n) in sizes.into_iter().chain(self.store.internal_sizes()) {
+            self.metrics
+                .internal_entries
+                .get_or_create(&crate::metrics::StructureLabels { structure })
+                .set(n as i64);
+        }
     }
 
     pub(super) fn unavailable(&self) -> Option<SubmitError> {

@@ -175,6 +175,18 @@ impl Store for SledStore {
         self.get("milestone record", &layout::milestone_key(index))
     }
 
+    fn internal_sizes(&self) -> Vec<(&'static str, usize)> {
+        let index = self.read_index();
+        vec![
+            ("store_index_txs", index.txs.len()),
+            ("store_index_payloads", index.payloads.len()),
+            ("store_index_reattached", index.more.len()),
+            ("store_index_extra", index.extra.len()),
+            ("store_index_payload_bases", index.bases.len()),
+            ("store_log_segments", index.live.len()),
+        ]
+    }
+
     fn confirmations(
         &self,
         index: MilestoneIndex,
