@@ -227,7 +227,7 @@ fn string_format(name: &str) -> Option<Value> {
     Some(match name {
         "transaction_id" | "payload_id" | "channel_id" | "ledger_digest" | "channel" | "digest"
         | "base" | "previous" | "confirmed_root" | "applied_root" | "state_root" | "parents"
-        | "tips" | "transactions" => hex32(),
+        | "tips" | "transactions" | "milestone_id" => hex32(),
         "signature" | "voucher" => hex64(),
         "hash" => hex32(),
         "transaction" | "milestone" => {
