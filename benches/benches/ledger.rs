@@ -24,7 +24,7 @@ fn addr(i: usize) -> Address {
     Address(a)
 }
 
-fn genesis() -> Genesis {
+fn genesis(accounts: usize) -> Genesis {
     Genesis {
         network_name: "bench-ledger".into(),
         timestamp: 0,
@@ -32,7 +32,7 @@ fn genesis() -> Genesis {
         timestamp_window_ms: DEFAULT_TIMESTAMP_WINDOW_MS,
         committee: vec![Address([0xc0; 32])],
         threshold: 1,
-        allocations: (0..ACCOUNTS)
+        allocations: (0..accounts)
             .map(|i| Allocation {
                 address: addr(i),
                 amount: 1_000_000,
@@ -44,11 +44,15 @@ fn genesis() -> Genesis {
 /// `PAYLOADS` payments issued round-robin by the `ACCOUNTS` accounts with consecutive
 /// seqs. Every `conflict_every`-th payload (if any) reuses the previous seq of its issuer,
 /// so it conflicts as a double spend.
-fn payloads(conflict_every: Option<usize>) -> Vec<(TxId, SignedPayload)> {
-    let mut next = vec![0u64; ACCOUNTS];
-    (0..PAYLOADS)
+fn payloads(
+    accounts: usize,
+    n: usize,
+    conflict_every: Option<usize>,
+) -> Vec<(TxId, SignedPayload)> {
+    let mut next = vec![0u64; accounts];
+    (0..n)
         .map(|i| {
-            let from = i % ACCOUNTS;
+            let from = i % accounts;
             let replay = conflict_every.is_some_and(|k| i % k == k - 1) && next[from] > 0;
             let seq = if replay { next[from] - 1 } else { next[from] };
             if !replay {
@@ -60,7 +64,7 @@ fn payloads(conflict_every: Option<usize>) -> Vec<(TxId, SignedPayload)> {
                 issuer: addr(from),
                 seq,
                 body: Body::Pay {
-                    to: addr((from * 7 + 3 + i / ACCOUNTS) % ACCOUNTS),
+                    to: addr((from * 7 + 3 + i / accounts) % accounts),
                     amount: 1 + (i as u64 % 100),
                     memo: (i as u64).to_le_bytes().to_vec(),
                 },
@@ -72,9 +76,9 @@ fn payloads(conflict_every: Option<usize>) -> Vec<(TxId, SignedPayload)> {
 }
 
 fn ledger(c: &mut Criterion) {
-    let base = Ledger::from_genesis(&genesis()).expect("valid genesis");
-    let clean = payloads(None);
-    let mixed = payloads(Some(5));
+    let base = Ledger::from_genesis(&genesis(ACCOUNTS)).expect("valid genesis");
+    let clean = payloads(ACCOUNTS, PAYLOADS, None);
+    let mixed = payloads(ACCOUNTS, PAYLOADS, Some(5));
     {
         let mut l = base.clone();
         let out = l
@@ -102,6 +106,23 @@ fn ledger(c: &mut Criterion) {
             )
         });
     }
+    // The shape of a `node-bench --spawn` milestone: 30,000 payments among 20,000
+    // accounts, so nearly every account (and state-tree entry) is touched.
+    let big_base = Ledger::from_genesis(&genesis(20_000)).expect("valid genesis");
+    let big = payloads(20_000, 30_000, None);
+    g.throughput(Throughput::Elements(big.len() as u64));
+    g.bench_function("apply_30k_pay_20k_accounts", |b| {
+        b.iter_batched_ref(
+            || big_base.clone(),
+            |l| {
+                black_box(
+                    l.apply_milestone(1, big.iter().map(|(t, p)| (*t, p)))
+                        .unwrap(),
+                )
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 
     // A plain median for BENCHMARKS.md, outside criterion's statistics: 21 runs of one

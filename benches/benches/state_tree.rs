@@ -5,6 +5,9 @@
 //!
 //! `cargo bench -p benches --bench state_tree -- --warm-up-time 1 --measurement-time 3`
 //!
+//! `apply_20k_of_20k` is the shape of `node-bench --spawn`: 20,000 accounts, nearly all of
+//! them touched by each milestone.
+//!
 //! The batches rewrite existing entries (new balances of existing accounts), so the tree stays
 //! at 1M; the `mixed` batch also inserts 5% new keys and deletes as many existing ones.
 //! After criterion, a plain median of 11 runs per batch size is printed by wall clock and by
@@ -139,6 +142,30 @@ fn state_tree(c: &mut Criterion) {
             )
         });
         assert_eq!(mixed_tree.len(), ENTRIES as usize);
+    }
+
+    {
+        // The shape of `node-bench --spawn` (20,000 genesis accounts paying each other): a
+        // milestone rewrites nearly every entry of a small tree, so all of it is rehashed.
+        let n = 20_000u64;
+        let mut small = StateTree::new();
+        small.apply(
+            &mut (0..n)
+                .map(|i| (account_key(i), Some(account_value(1_000, 0))))
+                .collect::<Vec<_>>(),
+        );
+        g.throughput(Throughput::Elements(n));
+        g.bench_function("apply_20k_of_20k", |b| {
+            b.iter_batched(
+                || {
+                    (0..n)
+                        .map(|i| (account_key(i), Some(account_value(rng.gen(), i))))
+                        .collect::<Vec<_>>()
+                },
+                |mut ups| small.apply(&mut ups),
+                BatchSize::LargeInput,
+            )
+        });
     }
 
     let probes: Vec<[u8; 32]> = (0..1024)
