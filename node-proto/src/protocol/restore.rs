@@ -90,23 +90,11 @@ impl Protocol {
     /// [`Protocol::poll_store_write`] afterwards and write those batches first.
     pub fn finish_restore(&mut self, now: u64) -> Result<(), ProtocolError> {
         let confirmed = self.ledger.confirmed_index();
-        for index in (self.pruned_index + 1)..=confirmed {
-            self.milestones.remove(&index);
-            let Some(ms_ref) = self.tangle.solid_milestone(index) else {
-                return Err(ProtocolError::Restore(format!(
-                    "milestone {index} is applied in the ledger but its transaction is missing"
-                )));
-            };
-            let roots: Vec<TxRef> = self.tangle.parents(ms_ref).to_vec();
-            let mut order = self.tangle.unconfirmed_cone(&roots);
-            order.push(ms_ref);
-            for r in &order {
-                self.forget_unconfirmed(*r);
-            }
-            self.tangle
-                .confirm(&order, index, ms_ref)
-                .map_err(|e| ProtocolError::Restore(e.to_string()))?;
-            self.selector.on_confirmed(&self.tangle, index);
+        // Those not replayed yet ([`restore_from_store`] replays each as soon as its
+        // milestone's transaction is in).
+        let from = self.pruned_index.max(self.tangle.confirmed_milestone()) + 1;
+        for index in from..=confirmed {
+            self.replay_confirmation(index)?;
         }
         self.last_issued_at = now;
         // Keep alive what was not applied when the node stopped: the set of payloads this
@@ -141,6 +129,30 @@ impl Protocol {
         // Parents still missing after a restart: request them (e.g. the node stopped
         // while solidifying).
         self.missing = self.buffered_missing();
+        Ok(())
+    }
+}
+
+impl Protocol {
+    /// Marks the cone of applied milestone `index` confirmed in the Tangle, as it was when
+    /// the node stopped (the ledger is not touched: it was restored).
+    fn replay_confirmation(&mut self, index: MilestoneIndex) -> Result<(), ProtocolError> {
+        self.milestones.remove(&index);
+        let Some(ms_ref) = self.tangle.solid_milestone(index) else {
+            return Err(ProtocolError::Restore(format!(
+                "milestone {index} is applied in the ledger but its transaction is missing"
+            )));
+        };
+        let roots: Vec<TxRef> = self.tangle.parents(ms_ref).to_vec();
+        let mut order = self.tangle.unconfirmed_cone(&roots);
+        order.push(ms_ref);
+        for r in &order {
+            self.forget_unconfirmed(*r);
+        }
+        self.tangle
+            .confirm(&order, index, ms_ref)
+            .map_err(|e| ProtocolError::Restore(e.to_string()))?;
+        self.selector.on_confirmed(&self.tangle, index);
         Ok(())
     }
 }
@@ -203,9 +215,20 @@ pub fn restore_from_store(
     txs.sort_by_key(|t| (t.0, t.1));
     report.transactions = txs.len();
     let confirmed = core.ledger.confirmed_index();
+    // Each applied milestone's confirmation is replayed as soon as its transaction is in
+    // (solid, so its whole cone is in too). `Tangle::confirm` recomputes the unconfirmed
+    // transactions after the oldest one it confirms: replayed at the end, that is every
+    // transaction still to be confirmed, once per milestone, O(milestones x transactions)
+    // (30 s of a 40 s restart of 1.5M transactions and 260 milestones); replayed as they
+    // come, it is the few transactions of the last milestone or two.
+    let mut next = core.pruned_index.max(core.tangle.confirmed_milestone()) + 1;
     for (_, id, bytes, meta) in &txs {
         if !core.restore_transaction(*id, bytes, meta) {
             report.bad += 1;
+        }
+        while next <= confirmed && core.tangle.solid_milestone(next).is_some() {
+            core.replay_confirmation(next)?;
+            next += 1;
         }
     }
     core.finish_restore(now)?;
