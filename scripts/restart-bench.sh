@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
 done
 MODE=$([ "$KEEP" = 0 ] && echo archive || echo "keep$KEEP")
 DIR=${DIR:-${TMPDIR:-/tmp}/restart-bench-$MODE-$PAYMENTS}
-BIN=target/release/tangle-node
+BIN=${TANGLE_NODE:-target/release/tangle-node}   # env TANGLE_NODE: another build to time
 BENCH=target/release/node-bench
 
 if [ $BUILD = 1 ]; then
@@ -69,7 +69,7 @@ if [ $REUSE = 0 ]; then
   echo "history built in $((SECONDS - t)) s"
 fi
 [ -f "$DIR/node.toml" ] || { echo "no node in $DIR" >&2; exit 1; }
-echo "database: $(du -sh "$DIR/db" | cut -f1) ($(ls "$DIR/db" | grep -c '\.log$' || true) log segment files)"
+echo "database: $(du -sh "$DIR/db" | cut -f1) ($(ls "$DIR/db" | grep -c '^transactions\.log' || true) log segment files); binary $BIN"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$port
