@@ -10,7 +10,7 @@ use super::{
     Store, StoreError, TxEntry, TxMeta,
 };
 use crate::ids::{Address, ChannelId, PayloadId, TxId};
-use crate::ledger::{Account, Channel, LedgerDiff, LedgerState, PayloadOutcome};
+use crate::ledger::{Account, Channel, LedgerDiff, LedgerState};
 use crate::types::MilestoneIndex;
 
 /// A [`MemStore`] with switchable faults. All off by default.
@@ -97,10 +97,7 @@ impl Store for FaultyStore {
     fn confirmed_index(&self) -> Result<Option<MilestoneIndex>> {
         self.inner.confirmed_index()
     }
-    fn confirmations(
-        &self,
-        index: MilestoneIndex,
-    ) -> Result<Option<Vec<(TxId, Option<PayloadOutcome>)>>> {
+    fn confirmations(&self, index: MilestoneIndex) -> Result<Option<super::Confirmations>> {
         self.inner.confirmations(index)
     }
     fn account(&self, address: &Address) -> Result<Option<Account>> {

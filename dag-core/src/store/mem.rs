@@ -132,10 +132,7 @@ impl Store for MemStore {
         Ok(self.read()?.ledger.map(|l| l.confirmed_index))
     }
 
-    fn confirmations(
-        &self,
-        index: MilestoneIndex,
-    ) -> Result<Option<Vec<(TxId, Option<PayloadOutcome>)>>> {
+    fn confirmations(&self, index: MilestoneIndex) -> Result<Option<super::Confirmations>> {
         Ok(self.read()?.confirmations.get(&index).cloned())
     }
 

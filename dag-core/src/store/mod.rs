@@ -157,6 +157,10 @@ pub struct MilestoneBatch {
     pub diff: LedgerDiff,
 }
 
+/// A milestone's confirmed transactions in white-flag order, each with what the ledger did
+/// with its payload ([`Store::confirmations`]).
+pub type Confirmations = Vec<(TxId, Option<PayloadOutcome>)>;
+
 /// A store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -261,10 +265,7 @@ pub trait Store: Send + Sync {
     /// The transactions milestone `index` confirmed, in white-flag order (its own
     /// transaction last), with what the ledger did with each one's payload: what proofs of
     /// confirmation are built from. `None` if the milestone is unknown or pruned.
-    fn confirmations(
-        &self,
-        index: MilestoneIndex,
-    ) -> Result<Option<Vec<(TxId, Option<PayloadOutcome>)>>>;
+    fn confirmations(&self, index: MilestoneIndex) -> Result<Option<Confirmations>>;
 
     /// A ledger account.
     fn account(&self, address: &Address) -> Result<Option<Account>>;

@@ -193,7 +193,7 @@ impl Store for SledStore {
     fn confirmations(
         &self,
         index: MilestoneIndex,
-    ) -> Result<Option<Vec<(TxId, Option<dag_core::PayloadOutcome>)>>> {
+    ) -> Result<Option<dag_core::store::Confirmations>> {
         if self.milestone(index)?.is_none() {
             return Ok(None);
         }
