@@ -145,3 +145,37 @@ async fn acknowledged_payloads_survive_sigkill() {
 
 /// A payee (an Ed25519 did:key).
 const PAYEE: &str = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+
+/// SIGTERM (what systemd, `docker stop` and `kill` send) stops the node cleanly: it exits
+/// with success, and a restart finds everything it had acknowledged.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let (mut child, base) = spawn(dir.path());
+    let api = format!("{base}/api/v1");
+    let r = http
+        .post(format!("{api}/faucet"))
+        .json(&json!({"address": PAYEE, "amount": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let id = r.json::<Value>().await.unwrap()["payload_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid = rustix::process::Pid::from_raw(child.0.id() as i32).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    let (child, base) = spawn(dir.path());
+    let r = http
+        .get(format!("{base}/api/v1/payloads/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "acknowledged before SIGTERM, then lost");
+    drop(child);
+}

@@ -369,7 +369,25 @@ fn setup_logging(format: LogFormat) {
     }
 }
 
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what systemd, `docker stop` and `kill` send):
+/// either stops the node cleanly (the batch in flight finished, the store flushed).
 async fn ctrl_c() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down");
 }
