@@ -122,6 +122,26 @@ impl DevNetwork {
         self.genesis.network_id()
     }
 
+    /// One milestone round on an issuing core `p` over `store`: submits `payloads` at
+    /// `now`, issues the milestone at `now + 990` and writes everything to `store`. Returns
+    /// the time after the round (for the next one).
+    pub fn milestone_round(
+        p: &mut crate::Protocol,
+        store: &dyn dag_core::store::Store,
+        payloads: Vec<SignedPayload>,
+        now: u64,
+    ) -> u64 {
+        for r in p.submit_payloads_inline(payloads, now) {
+            r.expect("a valid payload");
+        }
+        p.handle_tick(now + 990);
+        p.run_work_inline();
+        while let Some(w) = p.poll_store_write() {
+            w.apply_to(store).expect("the store takes the write");
+        }
+        now + 1000
+    }
+
     /// A payment of `amount` from `from` (sequence number `seq`) to `to`.
     pub fn pay(&self, from: &Keypair, seq: u64, to: Address, amount: u64) -> SignedPayload {
         SignedPayload::sign(

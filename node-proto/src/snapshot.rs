@@ -799,18 +799,12 @@ mod tests {
         };
         let t0 = DevNetwork::GENESIS_TIME_MS;
         let (mut p, _) = restore_from_store(net.genesis.clone(), config, &store, t0).unwrap();
+        let mut now = t0 + 10;
         for m in 0..3u64 {
             let pay: Vec<_> = (0..3)
                 .map(|k| net.pay(&net.faucet, m * 3 + k, Address([k as u8 + 1; 32]), 10))
                 .collect();
-            for r in p.submit_payloads_inline(pay, t0 + m * 1000 + 10) {
-                r.unwrap();
-            }
-            p.handle_tick(t0 + (m + 1) * 1000);
-            p.run_work_inline();
-            while let Some(w) = p.poll_store_write() {
-                w.apply_to(&store).unwrap();
-            }
+            now = DevNetwork::milestone_round(&mut p, &store, pay, now);
         }
         assert_eq!(p.ledger().confirmed_index(), 3);
         (store, p)

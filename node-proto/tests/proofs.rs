@@ -42,17 +42,10 @@ fn history() -> History {
     ];
     let conflicting = rounds[1][0].id();
     let mut applied = Vec::new();
-    for (m, pay) in rounds.into_iter().enumerate() {
-        let m = m as u64;
+    let mut now = t0 + 10;
+    for pay in rounds {
         applied.extend(pay.iter().map(|p| p.id()).filter(|id| *id != conflicting));
-        for r in p.submit_payloads_inline(pay, t0 + m * 1000 + 10) {
-            r.unwrap();
-        }
-        p.handle_tick(t0 + (m + 1) * 1000);
-        p.run_work_inline();
-        while let Some(w) = p.poll_store_write() {
-            w.apply_to(&store).unwrap();
-        }
+        now = DevNetwork::milestone_round(&mut p, &store, pay, now);
     }
     assert_eq!(p.ledger().confirmed_index(), 2);
     History {

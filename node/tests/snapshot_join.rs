@@ -94,16 +94,18 @@ async fn a_new_node_joins_from_a_peer_served_snapshot() {
     // On demand, through the admin API.
     let api = net.nodes()[0].api_addr;
     let client = reqwest::Client::new();
-    let made: Value = {
+    let make = |kind: &'static str| {
         let r = client
-            .post(format!("http://{api}/api/v1/admin/snapshot"))
+            .post(format!("http://{api}/api/v1/admin/snapshot?kind={kind}"))
             .bearer_auth("secret")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        r.json().await.unwrap()
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()
+        }
     };
+    let made = make("full").await;
     let milestone = made["milestone"].as_u64().unwrap() as u32;
     assert!(made["accounts"].as_u64().unwrap() as usize > paid.len());
     assert_eq!(issuer.info().snapshot_milestone, Some(milestone));
@@ -132,16 +134,7 @@ async fn a_new_node_joins_from_a_peer_served_snapshot() {
             .is_ok_and(|a| a.balance == 1_049 + 7 + 99)
     })
     .await;
-    let delta: Value = {
-        let r = client
-            .post(format!("http://{api}/api/v1/admin/snapshot?kind=delta"))
-            .bearer_auth("secret")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        r.json().await.unwrap()
-    };
+    let delta = make("delta").await;
     let delta_milestone = delta["milestone"].as_u64().unwrap() as u32;
     assert!(delta_milestone > milestone);
     assert_eq!(delta["base"], made["digest"]);
