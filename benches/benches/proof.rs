@@ -28,7 +28,9 @@ struct Fixture {
 /// A 3-of-4 committee network, a milestone confirming `CONFIRMED` transactions (every
 /// other one applied) signed by three members, and the proof of one payment in it.
 fn fixture() -> Fixture {
-    let members: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed(&[0xd0 + i; 32])).collect();
+    let members: Vec<Keypair> = (0..4u8)
+        .map(|i| Keypair::from_seed(&[0xd0 + i; 32]))
+        .collect();
     let genesis = Genesis {
         network_name: "proof-bench".into(),
         timestamp: BENCH_NOW_MS - 1,
