@@ -348,10 +348,6 @@ fn channel_bytes(ch: &Channel) -> [u8; 85] {
     e
 }
 
-/// Touched accounts from which their state-tree entries are hashed on the rayon pool.
-#[cfg(feature = "parallel")]
-const PARALLEL_ENTRIES_MIN: usize = 2048;
-
 /// The state tree's entry of an account.
 pub fn account_entry(address: &Address, acc: Option<&Account>) -> Update {
     (
@@ -612,17 +608,19 @@ impl Ledger {
         }
 
         let diff = self.take_diff();
+        let mut updates = Vec::with_capacity(diff.accounts.len() + diff.channels.len());
         for (addr, acc) in &diff.accounts {
             h.update([b'A']);
             h.update(addr.0);
             h.update(account_bytes(acc));
+            updates.push(account_entry(addr, self.accounts.get(addr)));
         }
         for (id, ch) in &diff.channels {
             h.update([b'C']);
             h.update(id.0);
             h.update(channel_bytes(ch));
+            updates.push(channel_entry(id, Some(ch)));
         }
-        let mut updates = self.tree_updates(&diff);
         self.state.apply(&mut updates);
         self.digest = Digest(h.finalize().into());
         self.confirmed = index;
@@ -632,35 +630,6 @@ impl Ledger {
             outcomes,
             diff,
         })
-    }
-
-    /// The state tree's entries of what `diff` touched (two hashes each: key and value). With
-    /// the `parallel` feature a large diff is hashed on the rayon pool.
-    fn tree_updates(&self, diff: &LedgerDiff) -> Vec<Update> {
-        let channels = diff
-            .channels
-            .iter()
-            .map(|(id, ch)| channel_entry(id, Some(ch)));
-        #[cfg(feature = "parallel")]
-        if diff.accounts.len() >= PARALLEL_ENTRIES_MIN {
-            use rayon::prelude::*;
-            let mut updates: Vec<Update> = diff
-                .accounts
-                .par_iter()
-                .with_min_len(PARALLEL_ENTRIES_MIN / 2)
-                .map(|(addr, _)| account_entry(addr, self.accounts.get(addr)))
-                .collect();
-            updates.extend(channels);
-            return updates;
-        }
-        let mut updates = Vec::with_capacity(diff.accounts.len() + diff.channels.len());
-        updates.extend(
-            diff.accounts
-                .iter()
-                .map(|(addr, _)| account_entry(addr, self.accounts.get(addr))),
-        );
-        updates.extend(channels);
-        updates
     }
 
     /// Sorted, deduplicated new values of everything touched since the scratch lists were

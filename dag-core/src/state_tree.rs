@@ -58,12 +58,7 @@
 //! batch at every internal node by the next key bit: each internal node on the paths of a
 //! batch is rehashed exactly once, so the top levels, which every update shares, cost one hash
 //! per batch rather than one per update. No hash map is involved, so nothing depends on an
-//! iteration order. It works in two phases: the walk changes only the shape and lists every
-//! internal node whose hash went stale (children before parents), then those are rehashed.
-//! With the `parallel` feature and a large batch (4,096 stale nodes or more, e.g. a
-//! milestone that touches most of a small tree) the rehash goes level by level from the
-//! deepest, each level's hashes computed on the rayon pool: nodes of one depth never depend on
-//! each other, and a node's hash depends only on its subtree, so the root is the same.
+//! iteration order.
 //!
 //! Keys must be hashes (as from [`key_of`]): two chosen keys that share a 255-bit prefix cost
 //! a chain of 255 internal nodes.
@@ -205,33 +200,6 @@ struct Internal {
 /// One update of a batch: a key and its new value hash, `None` to delete it.
 pub type Update = ([u8; 32], Option<[u8; 32]>);
 
-/// An internal node whose hash an update made stale, and its depth.
-#[derive(Clone, Copy)]
-struct Dirty {
-    index: u32,
-    /// Read by the level-by-level rehash only.
-    #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
-    depth: u16,
-}
-
-impl Dirty {
-    fn new(index: usize, depth: usize) -> Dirty {
-        // Internal indices are below 2^31 (`NodeRef::internal`), depths below 256.
-        Dirty {
-            index: index as u32,
-            depth: depth as u16,
-        }
-    }
-}
-
-/// Stale nodes from which a batch's rehash goes level by level on the rayon pool.
-#[cfg(feature = "parallel")]
-const PARALLEL_REHASH_MIN: usize = 4096;
-
-/// Nodes of one level from which that level is hashed on the rayon pool.
-#[cfg(feature = "parallel")]
-const PARALLEL_LEVEL_MIN: usize = 512;
-
 /// The sparse Merkle tree of the ledger state (see the [module docs](self)).
 #[derive(Clone)]
 pub struct StateTree {
@@ -350,55 +318,46 @@ impl StateTree {
         if updates.is_empty() {
             return;
         }
-        // Phase 1: the new shape, no hashing; every internal node whose hash changes is
-        // listed (after its children).
-        let mut dirty = Vec::new();
-        self.root = self.apply_at(self.root, 0, updates, &mut dirty);
-        // Phase 2: their hashes, deepest first.
-        self.rehash(&mut dirty);
-        self.root_hash = self.hash_of(self.root);
+        let (root, hash) = self.apply_at(self.root, 0, updates);
+        self.root = root;
+        self.root_hash = hash;
     }
 
     /// Applies `updates` (sorted, distinct, all under the node's prefix of length `depth`)
-    /// to the subtree `node` and returns the new subtree. Internal nodes that are new or
-    /// whose children changed go to `dirty` (with their depth), each after its children;
-    /// their hashes are stale until [`StateTree::rehash`].
-    fn apply_at(
-        &mut self,
-        node: NodeRef,
-        depth: usize,
-        updates: &[Update],
-        dirty: &mut Vec<Dirty>,
-    ) -> NodeRef {
+    /// to the subtree `node`; returns the new subtree and its hash.
+    fn apply_at(&mut self, node: NodeRef, depth: usize, updates: &[Update]) -> (NodeRef, [u8; 32]) {
         if updates.is_empty() {
-            return node;
+            return (node, self.hash_of(node));
         }
         match node.node() {
-            Node::Empty => self.merge(None, depth, updates, dirty),
-            Node::Leaf(i) => self.merge(Some(i), depth, updates, dirty),
+            Node::Empty => self.merge(None, depth, updates),
+            Node::Leaf(i) => self.merge(Some(i), depth, updates),
             Node::Internal(i) => {
                 let [left, right] = self.internals[i].children;
                 let split = updates.partition_point(|(k, _)| bit(k, depth) == 0);
-                let left = self.apply_at(left, depth + 1, &updates[..split], dirty);
-                let right = self.apply_at(right, depth + 1, &updates[split..], dirty);
+                let (left, left_hash) = self.apply_at(left, depth + 1, &updates[..split]);
+                let (right, right_hash) = self.apply_at(right, depth + 1, &updates[split..]);
                 match (left.node(), right.node()) {
                     (Node::Empty, Node::Empty) => {
                         self.free_internal(i);
-                        NodeRef::EMPTY
+                        (NodeRef::EMPTY, EMPTY_HASH)
                     }
                     // One entry left under this node: the subtree is that leaf.
                     (Node::Leaf(_), Node::Empty) => {
                         self.free_internal(i);
-                        left
+                        (left, left_hash)
                     }
                     (Node::Empty, Node::Leaf(_)) => {
                         self.free_internal(i);
-                        right
+                        (right, right_hash)
                     }
                     _ => {
-                        self.internals[i].children = [left, right];
-                        dirty.push(Dirty::new(i, depth));
-                        NodeRef::internal(i)
+                        let hash = internal_hash(&left_hash, &right_hash);
+                        self.internals[i] = Internal {
+                            children: [left, right],
+                            hash,
+                        };
+                        (NodeRef::internal(i), hash)
                     }
                 }
             }
@@ -412,19 +371,18 @@ impl StateTree {
         leaf: Option<usize>,
         depth: usize,
         updates: &[Update],
-        dirty: &mut Vec<Dirty>,
-    ) -> NodeRef {
+    ) -> (NodeRef, [u8; 32]) {
         if let (Some(i), [(key, value)]) = (leaf, updates) {
             if self.leaves[i].key == *key {
                 // The common case of a milestone: an existing entry changes or goes.
                 return match value {
                     Some(v) => {
                         self.leaves[i].value = *v;
-                        NodeRef::leaf(i)
+                        (NodeRef::leaf(i), leaf_hash(key, v))
                     }
                     None => {
                         self.free_leaf(i);
-                        NodeRef::EMPTY
+                        (NodeRef::EMPTY, EMPTY_HASH)
                     }
                 };
             }
@@ -456,71 +414,28 @@ impl StateTree {
         if let Some(i) = pending {
             items.push(i as u32);
         }
-        self.build(depth, &items, dirty)
+        self.build(depth, &items)
     }
 
     /// The canonical subtree at `depth` over `items` (leaf indices, keys sorted, distinct,
-    /// sharing their first `depth` bits); its internal nodes go to `dirty`.
-    fn build(&mut self, depth: usize, items: &[u32], dirty: &mut Vec<Dirty>) -> NodeRef {
+    /// sharing their first `depth` bits).
+    fn build(&mut self, depth: usize, items: &[u32]) -> (NodeRef, [u8; 32]) {
         match items {
-            [] => NodeRef::EMPTY,
-            [i] => NodeRef::leaf(*i as usize),
+            [] => (NodeRef::EMPTY, EMPTY_HASH),
+            [i] => {
+                let leaf = &self.leaves[*i as usize];
+                (
+                    NodeRef::leaf(*i as usize),
+                    leaf_hash(&leaf.key, &leaf.value),
+                )
+            }
             _ => {
                 let split =
                     items.partition_point(|&i| bit(&self.leaves[i as usize].key, depth) == 0);
-                let left = self.build(depth + 1, &items[..split], dirty);
-                let right = self.build(depth + 1, &items[split..], dirty);
-                let node = self.alloc_internal([left, right], EMPTY_HASH);
-                dirty.push(Dirty::new(node.0 as usize, depth));
-                node
-            }
-        }
-    }
-
-    /// The hash of internal node `i` from its children (whose hashes are current).
-    fn internal_hash_of(&self, i: u32) -> [u8; 32] {
-        let [left, right] = self.internals[i as usize].children;
-        internal_hash(&self.hash_of(left), &self.hash_of(right))
-    }
-
-    /// Recomputes the hashes of the `dirty` internal nodes (listed children first).
-    ///
-    /// With the `parallel` feature and a large batch, the nodes are taken level by level
-    /// from the deepest: the nodes of one depth never depend on each other, so each level's
-    /// hashes are computed on the rayon pool (reading the tree) and then stored. The result
-    /// is the same either way: a node's hash depends only on its subtree.
-    fn rehash(&mut self, dirty: &mut [Dirty]) {
-        #[cfg(feature = "parallel")]
-        if dirty.len() >= PARALLEL_REHASH_MIN {
-            self.rehash_by_level(dirty);
-            return;
-        }
-        for d in dirty.iter() {
-            let hash = self.internal_hash_of(d.index);
-            self.internals[d.index as usize].hash = hash;
-        }
-    }
-
-    #[cfg(feature = "parallel")]
-    fn rehash_by_level(&mut self, dirty: &mut [Dirty]) {
-        use rayon::prelude::*;
-        // Deepest first; within a level the order does not matter.
-        dirty.sort_unstable_by_key(|d| std::cmp::Reverse(d.depth));
-        let mut hashes: Vec<[u8; 32]> = Vec::new();
-        for level in dirty.chunk_by(|a, b| a.depth == b.depth) {
-            let tree = &*self;
-            hashes.clear();
-            if level.len() >= PARALLEL_LEVEL_MIN {
-                level
-                    .par_iter()
-                    .with_min_len(PARALLEL_LEVEL_MIN / 2)
-                    .map(|d| tree.internal_hash_of(d.index))
-                    .collect_into_vec(&mut hashes);
-            } else {
-                hashes.extend(level.iter().map(|d| tree.internal_hash_of(d.index)));
-            }
-            for (d, h) in level.iter().zip(&hashes) {
-                self.internals[d.index as usize].hash = *h;
+                let (left, left_hash) = self.build(depth + 1, &items[..split]);
+                let (right, right_hash) = self.build(depth + 1, &items[split..]);
+                let hash = internal_hash(&left_hash, &right_hash);
+                (self.alloc_internal([left, right], hash), hash)
             }
         }
     }
@@ -1018,8 +933,8 @@ mod tests {
 
     #[test]
     fn large_batches_equal_small_ones() {
-        // Big batches take the level-by-level rehash (on the rayon pool with `parallel`),
-        // small ones the sequential one: same roots, whatever the path.
+        // A milestone-sized batch (rewrites, inserts and deletes of a 20,000-entry tree) gives
+        // the root of the same updates in small batches and of the result built from scratch.
         let mut ups: Vec<Update> = (0..20_000u64).map(|i| (k(i), Some(v(i)))).collect();
         let mut big = StateTree::new();
         big.apply(&mut ups.clone());
@@ -1028,7 +943,6 @@ mod tests {
             small.apply(&mut c.to_vec());
         }
         assert_eq!(big.root(), small.root());
-        // Rewrites, inserts and deletes in one large batch.
         for (i, u) in ups.iter_mut().enumerate() {
             u.1 = match i % 10 {
                 0 => None,

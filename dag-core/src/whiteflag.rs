@@ -39,46 +39,7 @@ impl ConeOutcome {
             .filter(|(_, o)| o.is_applied())
             .map(|(tx, _)| tx.0)
             .collect();
-        #[cfg(feature = "parallel")]
-        {
-            let (c, a) = rayon::join(|| par_root(&confirmed), || par_root(&applied));
-            (Digest(c), Digest(a))
-        }
-        #[cfg(not(feature = "parallel"))]
         (merkle::root(&confirmed), merkle::root(&applied))
-    }
-}
-
-/// Ids from which [`par_root`] splits a list across the rayon pool.
-#[cfg(feature = "parallel")]
-const PARALLEL_ROOT_MIN: usize = 4096;
-
-/// [`merkle::root`] on the rayon pool: a list of `n >= 2` ids splits at the largest power
-/// of two below `n` (RFC 6962), and the two halves are independent.
-#[cfg(feature = "parallel")]
-fn par_root(ids: &[[u8; 32]]) -> [u8; 32] {
-    if ids.len() < PARALLEL_ROOT_MIN {
-        return merkle::root(ids).0;
-    }
-    let k = 1usize << (usize::BITS - 1 - (ids.len() - 1).leading_zeros());
-    let (left, right) = rayon::join(|| par_root(&ids[..k]), || par_root(&ids[k..]));
-    merkle::node_hash(&left, &right)
-}
-
-#[cfg(all(test, feature = "parallel"))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn par_root_is_the_merkle_root() {
-        let ids: Vec<[u8; 32]> = (0..20_000u32)
-            .map(|i| crate::crypto::blake2b256(&i.to_le_bytes()))
-            .collect();
-        for n in [
-            0, 1, 2, 3, 4095, 4096, 4097, 8192, 8193, 12_345, 16_384, 20_000,
-        ] {
-            assert_eq!(par_root(&ids[..n]), merkle::root(&ids[..n]).0, "{n}");
-        }
     }
 }
 
