@@ -33,8 +33,8 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "{name:<11} API http://{}  peering {}  key {}",
             n.api_addr,
-            n.network.local_addr()?,
-            n.network.public_key()
+            n.network().local_addr()?,
+            n.network().public_key()
         );
     }
     let result = demo(&net).await;
