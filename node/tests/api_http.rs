@@ -1156,15 +1156,19 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/transactions", "post"),
         ("/api/v1/transactions/{id}", "get"),
         ("/api/v1/transactions/{id}/metadata", "get"),
+        ("/api/v1/transactions/{id}/proof", "get"),
         ("/api/v1/payloads", "post"),
         ("/api/v1/payloads/batch", "post"),
         ("/api/v1/payloads/{id}", "get"),
+        ("/api/v1/payloads/{id}/proof", "get"),
         ("/api/v1/accounts/{address}", "get"),
         ("/api/v1/channels/{id}", "get"),
         ("/api/v1/milestones/{index}", "get"),
         ("/api/v1/events", "get"),
         ("/api/v1/faucet", "post"),
         ("/api/v1/admin/config", "get"),
+        // Mounted by `app::run` (the snapshot directory's admin route).
+        ("/api/v1/admin/snapshot", "post"),
     ];
     for (path, method) in expected {
         assert!(

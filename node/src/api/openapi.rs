@@ -437,7 +437,7 @@ impl Modify for Formats {
         PayloadReceipt, PayloadState, PayloadView, BatchVerdict, TxMetadataView, AccountView,
         ChannelView, MilestoneView, NodeEvent, FaucetRequest, ApiConfigView, TransactionDoc,
         PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent,
-        crate::snapshots::SnapshotMade, ProofDoc, StepDoc,
+        crate::snapshots::SnapshotMade, crate::snapshots::Kind, ProofDoc, StepDoc,
     )),
     modifiers(&BearerAuth, &Formats),
     tags(
