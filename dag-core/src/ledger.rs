@@ -324,6 +324,39 @@ pub struct Ledger {
     /// The commitment to the whole state ([`Ledger::state_root`]), updated with each
     /// milestone's diff.
     state: StateTree,
+    /// What the last applied milestone overwrote, in write order (see [`LedgerUndo`]).
+    undo_accounts: Vec<(Address, Option<Account>)>,
+    undo_channels: Vec<(ChannelId, Option<Channel>)>,
+    /// Digest before the last applied milestone.
+    undo_digest: Digest,
+}
+
+/// What [`Ledger::revert_last`] needs to take the last applied milestone back: the previous
+/// digest and index, and the value each touched account and channel had before (`None`:
+/// it did not exist). O(touched entries), where a ledger clone costs O(accounts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerUndo {
+    index: MilestoneIndex,
+    digest: Digest,
+    accounts: Vec<(Address, Option<Account>)>,
+    channels: Vec<(ChannelId, Option<Channel>)>,
+}
+
+impl LedgerUndo {
+    /// The milestone it takes back.
+    pub fn index(&self) -> MilestoneIndex {
+        self.index
+    }
+}
+
+/// [`Ledger::revert_last`] was given the undo of a milestone that is not the last applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot revert milestone {undo}: the last applied milestone is {confirmed}")]
+pub struct RevertError {
+    /// The undo's milestone.
+    pub undo: MilestoneIndex,
+    /// The ledger's confirmed index.
+    pub confirmed: MilestoneIndex,
 }
 
 /// The bytes of an account in the ledger digest and the state tree: balance, next seq
@@ -420,6 +453,9 @@ impl Ledger {
             touched_accounts: Vec::new(),
             touched_channels: Vec::new(),
             state,
+            undo_accounts: Vec::new(),
+            undo_channels: Vec::new(),
+            undo_digest: Digest([0; 32]),
         })
     }
 
@@ -449,6 +485,9 @@ impl Ledger {
             touched_accounts: Vec::new(),
             touched_channels: Vec::new(),
             state: tree,
+            undo_accounts: Vec::new(),
+            undo_channels: Vec::new(),
+            undo_digest: Digest([0; 32]),
         };
         ledger.check_invariants()?;
         Ok(ledger)
@@ -586,6 +625,9 @@ impl Ledger {
         let mut outcomes = Vec::with_capacity(payloads.size_hint().0);
         self.touched_accounts.clear();
         self.touched_channels.clear();
+        self.undo_accounts.clear();
+        self.undo_channels.clear();
+        self.undo_digest = self.digest;
 
         let mut h = Blake2b256::new();
         h.update(DIGEST_TAG);
@@ -630,6 +672,67 @@ impl Ledger {
             outcomes,
             diff,
         })
+    }
+
+    /// [`Ledger::apply_milestone`], also returning what takes it back ([`Ledger::revert_last`]):
+    /// a committee member checks a proposed milestone by applying it and reverting it, and a
+    /// node applying a received milestone reverts it if its commitments do not match.
+    pub fn apply_milestone_undoable<'a, I>(
+        &mut self,
+        index: MilestoneIndex,
+        payloads: I,
+    ) -> Result<(MilestoneOutcome, LedgerUndo), ApplyError>
+    where
+        I: IntoIterator<Item = (TxId, &'a SignedPayload)>,
+    {
+        let outcome = self.apply_milestone(index, payloads)?;
+        Ok((outcome, self.take_undo()))
+    }
+
+    /// The undo of the last applied milestone (taken once: a second call returns an empty
+    /// undo, so take it right after applying).
+    pub fn take_undo(&mut self) -> LedgerUndo {
+        LedgerUndo {
+            index: self.confirmed,
+            digest: self.undo_digest,
+            accounts: std::mem::take(&mut self.undo_accounts),
+            channels: std::mem::take(&mut self.undo_channels),
+        }
+    }
+
+    /// Takes back the last applied milestone: every account and channel it touched gets its
+    /// previous value (or disappears), the state tree is updated the same way (its root
+    /// depends only on the entries), and the digest and confirmed index go back. O(touched
+    /// entries x tree depth).
+    pub fn revert_last(&mut self, undo: LedgerUndo) -> Result<(), RevertError> {
+        if undo.index != self.confirmed || undo.index == 0 {
+            return Err(RevertError {
+                undo: undo.index,
+                confirmed: self.confirmed,
+            });
+        }
+        let mut updates = Vec::with_capacity(undo.accounts.len() + undo.channels.len());
+        // Reverse write order: the first value recorded for a key (its value before the
+        // milestone) is restored last.
+        for (addr, old) in undo.accounts.into_iter().rev() {
+            match old {
+                Some(acc) => self.accounts.insert(addr, acc),
+                None => self.accounts.remove(&addr),
+            };
+            updates.push(account_entry(&addr, old.as_ref()));
+        }
+        for (id, old) in undo.channels.into_iter().rev() {
+            match old {
+                Some(ch) => self.channels.insert(id, ch),
+                None => self.channels.remove(&id),
+            };
+            updates.push(channel_entry(&id, old.as_ref()));
+        }
+        // `apply` keeps the last update of each key: reversed, that is the oldest value.
+        self.state.apply(&mut updates);
+        self.digest = undo.digest;
+        self.confirmed = undo.index - 1;
+        Ok(())
     }
 
     /// Sorted, deduplicated new values of everything touched since the scratch lists were
@@ -826,17 +929,21 @@ impl Ledger {
     }
 
     fn set_account(&mut self, address: Address, balance: u64, next_seq: u64) {
-        self.accounts.insert(address, Account { balance, next_seq });
+        let old = self.accounts.insert(address, Account { balance, next_seq });
+        self.undo_accounts.push((address, old));
         self.touched_accounts.push(address);
     }
 
     fn set_balance(&mut self, address: Address, balance: u64) {
+        let old = self.accounts.get(&address).copied();
         self.accounts.entry(address).or_default().balance = balance;
+        self.undo_accounts.push((address, old));
         self.touched_accounts.push(address);
     }
 
     fn set_channel(&mut self, id: ChannelId, channel: Channel) {
-        self.channels.insert(id, channel);
+        let old = self.channels.insert(id, channel);
+        self.undo_channels.push((id, old));
         self.touched_channels.push(id);
     }
 }
@@ -945,6 +1052,66 @@ mod tests {
 
     fn conflict(r: ConflictReason) -> PayloadOutcome {
         PayloadOutcome::Conflicting(r)
+    }
+
+    /// A milestone applied and reverted leaves the ledger exactly as it was (accounts,
+    /// channels, state root, digest, index), including accounts and channels it created,
+    /// an account touched twice and a conflicting payload; the same milestone applied again
+    /// gives the same outcome.
+    #[test]
+    fn revert_last_restores_everything_the_milestone_touched() {
+        let mut n = net();
+        let ch = n.open(0, 1, 300, 50);
+        n.apply(&[n.pay(1, 0, 2, 10)]);
+        let before = (n.ledger.to_state(), n.ledger.state_root());
+        let index = n.ledger.confirmed_index() + 1;
+        let voucher = n.voucher(0, &ch, 120);
+        let ps = vec![
+            // Account 3 is new; account 0 is touched three times.
+            n.pay(0, 1, 3, 100),
+            n.pay(0, 2, 3, 1),
+            n.sign(
+                1,
+                1,
+                Body::Claim {
+                    channel: ch,
+                    amount: 120,
+                    voucher,
+                },
+            ),
+            n.pay(2, 5, 0, 1), // a gap: conflicting, touches nothing
+            n.sign(
+                2,
+                0,
+                Body::Open {
+                    payee: n.addr(3),
+                    deposit: 50,
+                    expires_at: 99,
+                },
+            ),
+        ];
+        let payloads = || {
+            ps.iter()
+                .enumerate()
+                .map(|(i, p)| (TxId([i as u8 + 1; 32]), p))
+        };
+        let (first, undo) = n
+            .ledger
+            .apply_milestone_undoable(index, payloads())
+            .unwrap();
+        assert_eq!(first.applied(), 4);
+        assert_ne!(n.ledger.state_root(), before.1);
+        assert_eq!(undo.index(), index);
+        // Only the last milestone can be reverted.
+        let mut wrong = undo.clone();
+        wrong.index = index - 1;
+        assert!(n.ledger.revert_last(wrong).is_err());
+        n.ledger.revert_last(undo).unwrap();
+        assert_eq!((n.ledger.to_state(), n.ledger.state_root()), before);
+        assert!(n.ledger.account(&n.addr(3)).is_none());
+        n.ledger.check_invariants().unwrap();
+        let again = n.ledger.apply_milestone(index, payloads()).unwrap();
+        assert_eq!(again, first);
     }
 
     #[test]
