@@ -84,6 +84,10 @@ pub struct DevNetwork {
     pub committee: Keypair,
     /// The funded faucet key.
     pub faucet: Keypair,
+    /// Every committee key, in committee order (the first is [`DevNetwork::committee`]).
+    /// With more than one, node `i` of a [`Cluster`] holds key `i` and the members issue
+    /// milestones together (k of n).
+    pub members: Vec<Keypair>,
 }
 
 impl DevNetwork {
@@ -112,9 +116,25 @@ impl DevNetwork {
         };
         DevNetwork {
             genesis,
+            members: vec![committee.clone()],
             committee,
             faucet,
         }
+    }
+
+    /// [`DevNetwork::new`] with a committee of `members` keys (seeds `[1; 32]`, then
+    /// `[101; 32]`, `[102; 32]`, ...) and threshold `threshold`.
+    pub fn with_committee(name: &str, pow_difficulty: u8, members: usize, threshold: u8) -> Self {
+        let mut net = Self::new(name, pow_difficulty);
+        net.members = (0..members.max(1))
+            .map(|i| match i {
+                0 => net.committee.clone(),
+                _ => Keypair::from_seed(&[100u8.wrapping_add(i as u8); 32]),
+            })
+            .collect();
+        net.genesis.committee = net.members.iter().map(|k| k.address()).collect();
+        net.genesis.threshold = threshold;
+        net
     }
 
     /// The network id.
@@ -372,6 +392,9 @@ pub struct SimNode {
     inbox: Vec<InboundTx>,
     log: Vec<(u64, Logged)>,
     stats: NodeStats,
+    /// The committee member's last vote, durable like the store (written before the vote
+    /// is sent).
+    vote: Option<crate::VoteRecord>,
 }
 
 impl SimNode {
@@ -408,6 +431,11 @@ impl SimNode {
     /// Everything it logged, with the virtual time, oldest first.
     pub fn log(&self) -> &[(u64, Logged)] {
         &self.log
+    }
+
+    /// The committee member's last durable vote.
+    pub fn vote(&self) -> Option<&crate::VoteRecord> {
+        self.vote.as_ref()
     }
 
     /// Its counters.
@@ -658,6 +686,7 @@ impl Cluster {
                 inbox: Vec::new(),
                 log: Vec::new(),
                 stats: NodeStats::default(),
+                vote: None,
             });
         }
         let mut links = BTreeMap::new();
@@ -692,7 +721,12 @@ impl Cluster {
     fn node_protocol_config(config: &ClusterConfig, i: usize) -> ProtocolConfig {
         let mut pc = config.protocol.clone();
         let issuer = config.issuer == Some(i);
-        pc.milestone_signer = issuer.then(|| (0, config.network.committee.clone()));
+        let members = &config.network.members;
+        pc.milestone_signer = if members.len() > 1 {
+            members.get(i).map(|k| (i as u8, k.clone()))
+        } else {
+            issuer.then(|| (0, config.network.committee.clone()))
+        };
         pc.faucet = issuer.then(|| config.network.faucet.clone());
         pc.seed = config.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         pc
@@ -1156,6 +1190,7 @@ impl Cluster {
                     .collect();
                 answer_transactions(n, &peer, ids);
             }
+            Inbound::Committee(c) => n.protocol.handle_committee_message(*c, now),
             // Harness nodes serve no snapshot files.
             Inbound::SnapshotQuery | Inbound::SendSnapshot { .. } => {
                 n.peering
@@ -1181,6 +1216,16 @@ impl Cluster {
             n.peering.handle_missing(missing, now);
             while let Some(w) = n.protocol.poll_store_write() {
                 persist(n, w, now);
+            }
+            while let Some(out) = n.protocol.poll_committee() {
+                // The vote is durable before its signature leaves.
+                if let Some(v) = out.vote {
+                    n.vote = Some(v);
+                }
+                let msg = Message::Committee(Box::new(out.message));
+                for peer in n.peering.connected() {
+                    n.peering.send_message(&peer, msg.clone());
+                }
             }
             while let Some(e) = n.protocol.poll_event() {
                 n.stats.events += 1;
@@ -1407,6 +1452,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sets the committee key node `i` holds from its next restart (`None`: none; a test
+    /// holding the key can then act as that member, e.g. equivocate).
+    pub fn set_milestone_signer(
+        &mut self,
+        i: usize,
+        signer: Option<(u8, Keypair)>,
+    ) -> Result<(), HarnessError> {
+        let n = self.nodes.get_mut(i).ok_or(HarnessError::NoSuchNode(i))?;
+        n.config.milestone_signer = signer;
+        Ok(())
+    }
+
     /// Restarts crashed node `i` from its store ([`restore_from_store`]): a new
     /// [`Protocol`] and a new [`Peering`]; it re-dials its peers at once.
     pub fn restart(&mut self, i: usize) -> Result<(), HarnessError> {
@@ -1418,7 +1475,10 @@ impl Cluster {
         let now = self.now;
         let genesis = self.config.network.genesis.clone();
         let n = &mut self.nodes[i];
-        let (protocol, report) = restore(&genesis, n.config.clone(), &n.store, now)?;
+        let (mut protocol, report) = restore(&genesis, n.config.clone(), &n.store, now)?;
+        if let Some(v) = n.vote.clone() {
+            protocol.restore_vote(v);
+        }
         n.protocol = protocol;
         n.peering = Peering::new(self.config.peering.clone());
         n.up = true;

@@ -41,6 +41,9 @@ pub mod snapshot;
 mod types;
 pub mod wire;
 
+pub use protocol::committee::{
+    proposal_digest, CommitteeOutput, CommitteeStats, Evidence, VoteRecord, LATENCY_BUCKETS_MS,
+};
 pub use protocol::ingest::validate_from_peers;
 pub use protocol::restore::{restore_from_store, RestoreReport};
 pub use protocol::work::{self, Step, Work, WorkDone};

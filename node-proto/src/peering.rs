@@ -240,6 +240,9 @@ pub enum Inbound {
         /// Chunks.
         count: u16,
     },
+    /// A committee member's proposal or vote: hand it to
+    /// [`crate::Protocol::handle_committee_message`].
+    Committee(Box<crate::wire::CommitteeMessage>),
     /// Protocol violation: close the connection.
     Disconnect(String),
 }
@@ -572,6 +575,7 @@ impl Peering {
             // A running node downloads no snapshot (a new node fetches one before it
             // starts, on a connection of its own): unsolicited, ignored.
             Message::SnapshotOffer(_) | Message::SnapshotChunk { .. } => Inbound::Nothing,
+            Message::Committee(c) => Inbound::Committee(c),
         }
     }
 

@@ -47,6 +47,21 @@ pub struct ProtocolConfig {
     /// ([`StoreWrite::Pruned`]); `None`: keep everything, an archive node. Never dropped:
     /// unconfirmed transactions and what they approve.
     pub keep_milestones: Option<u32>,
+    /// A member of a committee of several waits this long in each round for a milestone
+    /// before the next member proposes, ms (0: twice the milestone interval, at least
+    /// 200 ms).
+    pub proposer_timeout_ms: u64,
+}
+
+impl ProtocolConfig {
+    /// [`ProtocolConfig::proposer_timeout_ms`], or its default.
+    pub fn proposer_timeout(&self) -> u64 {
+        if self.proposer_timeout_ms > 0 {
+            self.proposer_timeout_ms
+        } else {
+            self.milestone_interval_ms.saturating_mul(2).max(200)
+        }
+    }
 }
 
 impl Default for ProtocolConfig {
@@ -64,6 +79,7 @@ impl Default for ProtocolConfig {
             max_pending_per_peer: 50_000,
             pending_ttl_ms: 300_000,
             keep_milestones: None,
+            proposer_timeout_ms: 0,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! [`FrameDecoder`] works on bytes only (no socket) and never panics on any input: the fuzz
 //! target and the property tests feed it arbitrary bytes.
 
-use dag_core::{Digest, MilestoneIndex, TxId};
+use dag_core::{Digest, Milestone, MilestoneIndex, TxId};
 use serde::{Deserialize, Serialize};
 
 /// Version of this wire protocol; peers with another version are refused.
@@ -47,6 +47,29 @@ pub struct SnapshotFile {
 
 /// Most files in one [`Message::SnapshotOffer`] (a full snapshot and a delta on it).
 pub const MAX_OFFERED_FILES: usize = 2;
+
+/// Most signatures a [`CommitteeMessage`] carries (the committee's maximum size).
+pub const MAX_COMMITTEE_SIGNATURES: usize = dag_core::MAX_MILESTONE_SIGNATURES;
+
+/// A committee member's proposal of milestone `milestone.index`, or its vote for one: the
+/// proposed milestone and its parents, with the committee signatures the sender holds on it
+/// (see `node_proto::committee`). The proposer's own signature makes it a proposal; a
+/// member that checked it adds its own and sends it on, which is its vote. Every signature
+/// signs [`dag_core::crypto::milestone_signing_message`] of the parents and the milestone,
+/// so k of them make the milestone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitteeMessage {
+    /// The round of the index in which the proposer proposed it (the proposer of round `r`
+    /// of index `i` is committee member `(i + r) mod n`).
+    pub round: u32,
+    /// The proposer's committee index.
+    pub proposer: u8,
+    /// The milestone transaction's parents.
+    pub parents: [TxId; 2],
+    /// The proposed milestone, with the signatures the sender holds (at most
+    /// [`MAX_COMMITTEE_SIGNATURES`]).
+    pub milestone: Milestone,
+}
 
 /// A node's progress, sent periodically to every peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -112,6 +135,8 @@ pub enum Message {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// A committee member's proposal or vote (members only; other nodes ignore it).
+    Committee(Box<CommitteeMessage>),
 }
 
 /// Borrowing twin of [`Message`] for encoding without copies; same variants in the same
@@ -142,6 +167,7 @@ enum MessageRef<'a> {
         #[serde(with = "serde_bytes")]
         bytes: &'a [u8],
     },
+    Committee(&'a CommitteeMessage),
 }
 
 /// A frame that cannot be decoded. The connection should be closed: framing is lost.
@@ -190,6 +216,12 @@ impl Message {
             Message::SnapshotChunk { bytes, .. } if bytes.len() > SNAPSHOT_CHUNK_LEN => Err(
                 WireError::Limit(format!("snapshot chunk of {} bytes", bytes.len())),
             ),
+            Message::Committee(c) if c.milestone.signatures.len() > MAX_COMMITTEE_SIGNATURES => {
+                Err(WireError::Limit(format!(
+                    "{} committee signatures",
+                    c.milestone.signatures.len()
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -231,6 +263,7 @@ impl Message {
                 offset: *offset,
                 bytes,
             },
+            Message::Committee(c) => MessageRef::Committee(c),
         };
         encode_ref(&r, out);
     }
@@ -369,6 +402,24 @@ mod tests {
                 offset: 0,
                 bytes: vec![9; SNAPSHOT_CHUNK_LEN],
             },
+            Message::Committee(Box::new(CommitteeMessage {
+                round: 2,
+                proposer: 3,
+                parents: [TxId([1; 32]), TxId([2; 32])],
+                milestone: Milestone {
+                    index: 7,
+                    timestamp: 1_700_000_000_000,
+                    previous: TxId([3; 32]),
+                    confirmed_root: Digest([4; 32]),
+                    applied_root: Digest([5; 32]),
+                    state_root: Digest([6; 32]),
+                    ledger_digest: Digest([7; 32]),
+                    signatures: vec![
+                        (0, dag_core::Signature([8; 64])),
+                        (3, dag_core::Signature([9; 64])),
+                    ],
+                },
+            })),
         ]
     }
 

@@ -321,8 +321,12 @@ impl Protocol {
             }
             Payload::Milestone(m) => {
                 self.latest_milestone = self.latest_milestone.max(m.index);
+                self.note_milestone_copy(m.index, self.tangle.id(r), &tx.parents, m);
                 if m.index > self.ledger.confirmed_index() {
-                    self.milestones.insert(m.index, (r, m.clone(), tx.parents));
+                    // The first copy seen is the one applied (as the Tangle keeps it).
+                    self.milestones
+                        .entry(m.index)
+                        .or_insert_with(|| (r, m.clone(), tx.parents));
                 }
             }
             _ => {}

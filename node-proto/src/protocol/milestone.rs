@@ -25,7 +25,7 @@ const GAP_FAST_RETRIES: u32 = 3;
 
 /// White-flag application of the unconfirmed cone of `parents` to `ledger` as milestone
 /// `index` (the issuing and the receiving path share it).
-fn apply_parents(
+pub(super) fn apply_parents(
     tangle: &Tangle,
     unconfirmed: &HashMap<TxRef, (PayloadId, SignedPayload)>,
     ledger: &mut Ledger,
@@ -46,7 +46,9 @@ impl Protocol {
         if self.halted.is_some() {
             return;
         }
-        if self.config.milestone_signer.is_some()
+        if self.committee.is_some() {
+            self.committee_tick(now);
+        } else if self.config.milestone_signer.is_some()
             && !self.issuing
             && now.saturating_sub(self.last_issued_at) >= self.config.milestone_interval_ms
         {
@@ -202,6 +204,12 @@ impl Protocol {
         parents: [TxId; 2],
         now: u64,
     ) -> Option<Work> {
+        if self.committee.is_some() {
+            // A member of a committee of several proposes; the milestone is published
+            // once k members signed it.
+            self.propose(index, parents, now);
+            return None;
+        }
         let (signer, key) = self.config.milestone_signer.clone()?;
         let applied = apply_parents(
             &self.tangle,
@@ -294,12 +302,12 @@ impl Protocol {
             let Some((ms_ref, milestone, parents)) = self.milestones.remove(&index) else {
                 break;
             };
-            // Apply to a copy: on a digest mismatch the ledger must stay as it was.
-            let mut next = self.ledger.clone();
+            // Applied with the ledger's undo log: on a mismatch the ledger goes back to
+            // what it was (O(touched entries), where a clone cost O(accounts)).
             let applied = apply_parents(
                 &self.tangle,
                 &self.unconfirmed_payloads,
-                &mut next,
+                &mut self.ledger,
                 index,
                 &parents,
             );
@@ -310,11 +318,15 @@ impl Protocol {
                     break;
                 }
             };
-            if let Some(why) = self.commitment_mismatch(&milestone, &applied, &next) {
-                self.halt(format!("milestone {index}: {why}"));
+            let undo = self.ledger.take_undo();
+            if let Some(why) = self.commitment_mismatch(&milestone, &applied, &self.ledger) {
+                if let Err(e) = self.ledger.revert_last(undo) {
+                    self.halt(format!("milestone {index}: {why}; and {e}"));
+                } else {
+                    self.halt(format!("milestone {index}: {why}"));
+                }
                 break;
             }
-            self.ledger = next;
             let id = self.tangle.id(ms_ref);
             self.finish_milestone(index, ms_ref, id, &milestone, applied);
         }
@@ -338,14 +350,14 @@ impl Protocol {
     /// What a received milestone claims and its cone, applied to `ledger`, does not give:
     /// the chain, the Merkle roots of what it confirms and applies, the state root, the
     /// ledger digest. `None` if everything matches.
-    fn commitment_mismatch(
+    pub(super) fn commitment_mismatch(
         &self,
         m: &Milestone,
         applied: &ConeOutcome,
         ledger: &dag_core::ledger::Ledger,
     ) -> Option<String> {
         let previous = self.milestone_tx(m.index - 1);
-        if previous != Some(m.previous) {
+        if previous != Some(m.previous) && !self.is_copy_of_applied(m.index - 1, &m.previous) {
             return Some(format!(
                 "it follows {}, but milestone {} is {}",
                 m.previous,
@@ -483,6 +495,13 @@ impl Protocol {
             diff: outcome.diff,
         }));
         self.events.push_back(Event::Milestone(summary));
+        while self
+            .milestone_copies
+            .first_key_value()
+            .is_some_and(|(i, _)| i + 2 < index)
+        {
+            self.milestone_copies.pop_first();
+        }
         self.prune_history();
     }
 

@@ -6,6 +6,7 @@
 //! driver).
 
 mod capture;
+pub(crate) mod committee;
 pub(crate) mod ingest;
 mod local;
 mod milestone;
@@ -130,6 +131,13 @@ pub struct Protocol {
     /// A tighter retention the driver set (a disk-size target): the core keeps the stricter
     /// of this and [`ProtocolConfig::keep_milestones`] (see [`Protocol::set_retention_limit`]).
     retention_limit: Option<u32>,
+    /// This node's committee state, when it is a member of a committee of several
+    /// (`committee.rs`); a committee of one issues alone (`milestone.rs`).
+    committee: Option<committee::Committee>,
+    /// Transactions carrying recent milestones, with the digest of what their signatures
+    /// sign: another copy of an applied milestone is accepted as a next milestone's
+    /// previous one (bounded, `committee.rs`).
+    milestone_copies: BTreeMap<MilestoneIndex, Vec<(TxId, dag_core::Digest)>>,
 }
 
 impl Protocol {
@@ -161,6 +169,16 @@ impl Protocol {
             RestrictedUrtsConfig::default(),
             WalkConfig::default(),
         );
+        let committee = match &config.milestone_signer {
+            Some((idx, kp)) if genesis.committee.len() > 1 => Some(committee::Committee::new(
+                *idx,
+                kp.clone(),
+                genesis.committee.clone(),
+                genesis.threshold,
+                config.proposer_timeout(),
+            )),
+            _ => None,
+        };
         let faucet_seq = config
             .faucet
             .as_ref()
@@ -202,6 +220,8 @@ impl Protocol {
             pruned_index: 0,
             last_milestone: None,
             retention_limit: None,
+            committee,
+            milestone_copies: BTreeMap::new(),
         })
     }
 

@@ -92,6 +92,9 @@ pub(super) enum Job {
     },
     /// Reattachments of these local payloads, in the order of the work's transactions.
     Reattach { payloads: Vec<PayloadId> },
+    /// The transaction of committee milestone `index`, with k signatures
+    /// (`committee.rs`).
+    Publish { index: MilestoneIndex },
 }
 
 /// Local payloads on their way into the Tangle, with their results so far.
@@ -172,6 +175,7 @@ impl Protocol {
                 applied,
             } => self.milestone_done(index, *milestone, *applied, verdicts, now),
             Job::Reattach { payloads } => self.reattach_done(payloads, verdicts, now),
+            Job::Publish { index } => self.publish_done(index, verdicts, now),
         }
     }
 

@@ -1,0 +1,886 @@
+//! Milestone issuance by a committee of n members with threshold k, with no single
+//! coordinator.
+//!
+//! A member is a node whose [`crate::ProtocolConfig::milestone_signer`] is in a genesis
+//! committee of more than one key (a committee of one issues alone, as before: see
+//! `milestone.rs`). For each index `i` (the confirmed index + 1) the members go through
+//! rounds: round `r` begins `milestone_interval_ms + r * timeout` after the member entered
+//! index `i` (applied `i - 1`), and its proposer is member `(i + r) mod n`.
+//!
+//! - The proposer sweeps the tips as a single issuer does, applies the cone white-flag to its
+//!   ledger, reads the commitments, takes the cone back with the ledger's undo log
+//!   ([`Ledger::revert_last`]), signs the milestone and sends it to every peer as a
+//!   [`CommitteeMessage`]. A proposer that already voted at this index proposes what it
+//!   voted for again instead.
+//! - A member that has not voted at `i` checks a proposal (its proposer's signature, the
+//!   proposer of that round, the timestamp window, the parents solid (missing ones are
+//!   requested), then its cone applied to the ledger and taken back, every commitment
+//!   compared), signs it and sends it on with every signature it holds on it. It signs at
+//!   most one proposal per index, and the vote ([`VoteRecord`]) goes out through
+//!   [`Protocol::poll_committee`] with the message: the driver makes it durable before
+//!   sending the message, and gives it back with [`Protocol::restore_vote`] after a restart.
+//! - Each member merges the valid signatures it receives. A member's signature on a second
+//!   proposal at one index is equivocation: the evidence is logged and counted, and the
+//!   signature is not counted.
+//! - Whoever holds k signatures on a proposal publishes it: the proposer at once, any other
+//!   member half a timeout later if no milestone of that index has appeared (fewer
+//!   duplicates). The milestone transaction goes through proof of work ([`Work`]) and then
+//!   the same path as a received milestone.
+//! - Every member sends its vote again once per round (lost messages, restarted members).
+//!
+//! Safety: two proposals with k signatures at one index need two sets of k members, which
+//! share at least `2k - n` members; with at most `2k - n - 1` Byzantine members one of them
+//! is honest and signs once. Liveness: with at most `n - k` members crashed, the live members
+//! are k, every proposer re-proposes the proposal it voted for, and members send their votes
+//! again every round, so once a proposal reaches every live member that has not voted, it
+//! gets k signatures. Not covered (see ARCHITECTURE.md): live members that voted for two
+//! different proposals of one index, none of which can reach k any more.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use dag_core::validate::{ValidTransaction, ValidationError};
+use dag_core::{crypto, Digest, Keypair, Milestone, MilestoneIndex, Payload, Signature, TxId};
+use serde::{Deserialize, Serialize};
+
+use super::work::{Job, Step, Work};
+use super::Protocol;
+use crate::wire::CommitteeMessage;
+
+/// Evidence kept (the newest) of members that signed two proposals for one index.
+const MAX_EVIDENCE: usize = 16;
+
+/// Most proposals one index may gather (one per proposer and round, bounded by the rounds
+/// a member accepts; beyond this, new ones are ignored).
+const MAX_CANDIDATES: usize = 64;
+
+/// Upper bounds (ms) of the proposal-to-publication latency histogram's buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 10] =
+    [50, 100, 250, 500, 1000, 2000, 3000, 5000, 10_000, 30_000];
+
+/// A vote this member cast: the driver makes it durable before the message carrying its
+/// signature leaves the node, and hands it back with [`Protocol::restore_vote`] after a
+/// restart, so a restarted member never signs two proposals for one index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteRecord {
+    /// The index voted at.
+    pub index: MilestoneIndex,
+    /// The proposal's digest (of its signing message).
+    pub proposal: Digest,
+    /// The proposal with the signatures held when voting (this member's included).
+    pub message: CommitteeMessage,
+}
+
+/// A committee message to send to every peer; when `vote` is set, only after it is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitteeOutput {
+    /// A vote to make durable first.
+    pub vote: Option<VoteRecord>,
+    /// The message.
+    pub message: CommitteeMessage,
+}
+
+/// A member's signatures on two different proposals for one index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// The index.
+    pub index: MilestoneIndex,
+    /// The member's committee index.
+    pub member: u8,
+    /// The proposal it signed first (as seen here).
+    pub first: Digest,
+    /// The other one.
+    pub second: Digest,
+}
+
+/// A committee member's counters (monitoring).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitteeStats {
+    /// This member's committee index.
+    pub member: u8,
+    /// Committee size and threshold.
+    pub size: u8,
+    /// Signatures needed.
+    pub threshold: u8,
+    /// Proposals made (re-proposals of a proposal voted for included).
+    pub proposals: u64,
+    /// Votes cast (own proposals included).
+    pub votes: u64,
+    /// Rounds that ended without a milestone (the next proposer took over).
+    pub view_changes: u64,
+    /// Proposals refused after checking them (a commitment did not match, a bad timestamp).
+    pub rejected: u64,
+    /// Equivocations seen: a member's signature on a second proposal for one index.
+    pub equivocations: u64,
+    /// Milestones this member published.
+    pub published: u64,
+    /// Proposal-to-publication latency of those, ms: count per bucket of
+    /// [`LATENCY_BUCKETS_MS`] (the last entry: above every bound), sum and count.
+    pub latency_buckets: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    /// Sum of the latencies, ms.
+    pub latency_sum_ms: u64,
+    /// The round of the index being decided.
+    pub round: u32,
+    /// The index being decided.
+    pub index: MilestoneIndex,
+}
+
+/// A proposal gathered at the index being decided.
+#[derive(Debug)]
+struct Candidate {
+    /// The proposal, without signatures.
+    msg: CommitteeMessage,
+    /// Valid signatures on it (counted ones: a member's first proposal at this index).
+    sigs: BTreeMap<u8, Signature>,
+    /// Checked by applying its cone: `Some(true)` valid.
+    checked: Option<bool>,
+    /// Its missing parents were requested.
+    requested: bool,
+    /// When it reached k signatures here.
+    complete_at: Option<u64>,
+}
+
+/// The committee state of a member.
+pub(super) struct Committee {
+    me: u8,
+    key: Keypair,
+    members: Vec<dag_core::Address>,
+    threshold: usize,
+    timeout_ms: u64,
+    /// The index being decided (0: none yet) and when this member entered it.
+    index: MilestoneIndex,
+    started_at: u64,
+    round: u32,
+    /// The last round this member proposed in, and re-sent its vote in.
+    proposed_round: Option<u32>,
+    resent_round: Option<u32>,
+    candidates: BTreeMap<Digest, Candidate>,
+    /// The proposal each member's counted signature at this index is on.
+    signed: BTreeMap<u8, Digest>,
+    /// Members already reported as equivocating at this index.
+    reported: std::collections::BTreeSet<u8>,
+    /// This member's last vote (any index).
+    vote: Option<VoteRecord>,
+    publishing: bool,
+    out: VecDeque<CommitteeOutput>,
+    stats: CommitteeStats,
+    evidence: VecDeque<Evidence>,
+}
+
+impl Committee {
+    pub(super) fn new(
+        me: u8,
+        key: Keypair,
+        members: Vec<dag_core::Address>,
+        threshold: u8,
+        timeout_ms: u64,
+    ) -> Self {
+        let stats = CommitteeStats {
+            member: me,
+            size: members.len() as u8,
+            threshold,
+            ..CommitteeStats::default()
+        };
+        Committee {
+            me,
+            key,
+            members,
+            threshold: usize::from(threshold.max(1)),
+            timeout_ms: timeout_ms.max(1),
+            index: 0,
+            started_at: 0,
+            round: 0,
+            proposed_round: None,
+            resent_round: None,
+            candidates: BTreeMap::new(),
+            signed: BTreeMap::new(),
+            reported: Default::default(),
+            vote: None,
+            publishing: false,
+            out: VecDeque::new(),
+            stats,
+            evidence: VecDeque::new(),
+        }
+    }
+
+    fn n(&self) -> u64 {
+        self.members.len() as u64
+    }
+
+    /// The proposer of `round` at `index`.
+    fn proposer(&self, index: MilestoneIndex, round: u32) -> u8 {
+        ((u64::from(index) + u64::from(round)) % self.n()) as u8
+    }
+
+    /// The round at `now` (see the module documentation).
+    fn round_at(&self, now: u64, interval: u64) -> u32 {
+        let due = self.started_at.saturating_add(interval);
+        if now < due {
+            0
+        } else {
+            u32::try_from((now - due) / self.timeout_ms).unwrap_or(u32::MAX)
+        }
+    }
+
+    /// When round `round` begins.
+    fn round_start(&self, round: u32, interval: u64) -> u64 {
+        self.started_at
+            .saturating_add(interval)
+            .saturating_add(u64::from(round).saturating_mul(self.timeout_ms))
+    }
+
+    /// Whether this member may still sign a proposal `digest` at `index`.
+    fn may_vote(&self, index: MilestoneIndex, digest: &Digest) -> bool {
+        match &self.vote {
+            Some(v) if v.index > index => false,
+            Some(v) if v.index == index => v.proposal == *digest,
+            _ => true,
+        }
+    }
+
+    /// This member's vote at the index being decided, if any.
+    fn vote_here(&self) -> Option<&VoteRecord> {
+        self.vote.as_ref().filter(|v| v.index == self.index)
+    }
+
+    /// The message for `digest` with every counted signature held, ascending.
+    fn message_with_sigs(&self, digest: &Digest) -> Option<CommitteeMessage> {
+        let c = self.candidates.get(digest)?;
+        let mut msg = c.msg.clone();
+        msg.milestone.signatures = c.sigs.iter().map(|(s, sig)| (*s, *sig)).collect();
+        Some(msg)
+    }
+}
+
+/// The digest naming a proposal: BLAKE2b-256 of what its signatures sign.
+pub fn proposal_digest(network_id: u64, parents: &[TxId; 2], m: &Milestone) -> Digest {
+    Digest(crypto::blake2b256(&crypto::milestone_signing_message(
+        network_id, parents, m,
+    )))
+}
+
+impl Protocol {
+    /// Whether this node issues milestones as a member of a committee of several (see
+    /// [`Protocol::handle_committee_message`]).
+    pub fn is_committee_member(&self) -> bool {
+        self.committee.is_some()
+    }
+
+    /// The committee member's counters (`None`: not a member of a committee of several).
+    pub fn committee_stats(&self) -> Option<CommitteeStats> {
+        self.committee.as_ref().map(|c| c.stats.clone())
+    }
+
+    /// The newest evidence of equivocating members (at most 16).
+    pub fn committee_evidence(&self) -> Vec<Evidence> {
+        self.committee
+            .as_ref()
+            .map(|c| c.evidence.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The next committee message to send to every peer. If it carries a vote, make the vote
+    /// durable first (and hand it back with [`Protocol::restore_vote`] after a restart).
+    pub fn poll_committee(&mut self) -> Option<CommitteeOutput> {
+        self.committee.as_mut()?.out.pop_front()
+    }
+
+    /// The last vote this member made durable before it stopped: it signs no other proposal
+    /// at that index and none at an earlier one, and sends that vote again.
+    pub fn restore_vote(&mut self, vote: VoteRecord) {
+        if let Some(c) = self.committee.as_mut() {
+            if c.vote.as_ref().is_none_or(|v| v.index <= vote.index) {
+                c.vote = Some(vote);
+            }
+        }
+    }
+
+    /// The transaction carrying applied milestone `index`, if the core holds it.
+    pub fn milestone_tx_id(&self, index: MilestoneIndex) -> Option<TxId> {
+        self.milestone_tx(index)
+    }
+
+    /// The milestone a proposer would propose on `parents` at `now` (without signatures),
+    /// computed on a copy of the ledger: for tests and tools (a member uses its undo log).
+    pub fn proposal_on(&self, parents: [TxId; 2], now: u64) -> Result<Milestone, String> {
+        let index = self.ledger.confirmed_index() + 1;
+        let previous = self
+            .milestone_tx(index - 1)
+            .ok_or("the previous milestone's transaction is unknown")?;
+        let mut ledger = self.ledger.clone();
+        let applied = super::milestone::apply_parents(
+            &self.tangle,
+            &self.unconfirmed_payloads,
+            &mut ledger,
+            index,
+            &parents,
+        )
+        .map_err(|e| e.to_string())?;
+        let (confirmed_root, applied_root) = applied.roots(&self.tangle);
+        Ok(Milestone {
+            index,
+            timestamp: now,
+            previous,
+            confirmed_root,
+            applied_root,
+            state_root: ledger.state_root(),
+            ledger_digest: applied.outcome.ledger_digest,
+            signatures: Vec::new(),
+        })
+    }
+
+    /// Starts deciding index `confirmed + 1` if this member was still on an earlier one.
+    fn enter_index(&mut self, now: u64) {
+        let index = self.ledger.confirmed_index() + 1;
+        let Some(c) = self.committee.as_mut() else {
+            return;
+        };
+        if c.index == index {
+            return;
+        }
+        c.index = index;
+        c.started_at = now;
+        c.round = 0;
+        c.proposed_round = None;
+        c.resent_round = None;
+        c.candidates.clear();
+        c.signed.clear();
+        c.reported.clear();
+        c.publishing = false;
+        c.stats.index = index;
+        c.stats.round = 0;
+        // A restored vote at this index: its proposal is a candidate again.
+        if let Some(v) = c.vote.clone().filter(|v| v.index == index) {
+            let mut msg = v.message.clone();
+            let sigs = std::mem::take(&mut msg.milestone.signatures);
+            let mut cand = Candidate {
+                msg,
+                sigs: BTreeMap::new(),
+                checked: Some(true),
+                requested: false,
+                complete_at: None,
+            };
+            for (s, sig) in sigs {
+                if usize::from(s) < c.members.len() {
+                    cand.sigs.insert(s, sig);
+                    c.signed.insert(s, v.proposal);
+                }
+            }
+            c.candidates.insert(v.proposal, cand);
+        }
+    }
+
+    /// The committee's part of the timer: round changes, proposing, publishing, sending the
+    /// vote again.
+    pub(super) fn committee_tick(&mut self, now: u64) {
+        self.enter_index(now);
+        let interval = self.config.milestone_interval_ms;
+        let index = self.ledger.confirmed_index() + 1;
+        if self.milestones.contains_key(&index) {
+            // Published (received or ours): waiting to be applied.
+            return;
+        }
+        let Some(c) = self.committee.as_mut() else {
+            return;
+        };
+        let round = c.round_at(now, interval);
+        if round > c.round {
+            c.stats.view_changes += u64::from(round - c.round);
+            tracing::info!(
+                index,
+                round,
+                proposer = c.proposer(index, round),
+                "committee: view change (no milestone in time)"
+            );
+            c.round = round;
+            c.stats.round = round;
+        }
+        self.check_candidates(now);
+        self.maybe_publish(now);
+        let Some(c) = self.committee.as_mut() else {
+            return;
+        };
+        let my_turn = c.proposer(index, c.round) == c.me
+            && now >= c.round_start(c.round, interval)
+            && c.proposed_round != Some(c.round);
+        if my_turn && !self.issuing && !c.publishing {
+            c.proposed_round = Some(c.round);
+            c.stats.proposals += 1;
+            if let Some(v) = c.vote_here() {
+                // Propose what this member voted for: a second proposal could split the
+                // votes of this index for good.
+                let d = v.proposal;
+                if let Some(msg) = c.message_with_sigs(&d) {
+                    c.out.push_back(CommitteeOutput {
+                        vote: None,
+                        message: msg,
+                    });
+                }
+                c.resent_round = Some(c.round);
+            } else {
+                tracing::debug!(index, round = c.round, "committee: proposing");
+                // The single issuer's sweep; its end (`milestone_work`) comes to `propose`.
+                self.issue_milestone(now);
+            }
+        }
+        let Some(c) = self.committee.as_mut() else {
+            return;
+        };
+        if c.resent_round != Some(c.round) {
+            if let Some(d) = c.vote_here().map(|v| v.proposal) {
+                c.resent_round = Some(c.round);
+                if let Some(msg) = c.message_with_sigs(&d) {
+                    c.out.push_back(CommitteeOutput {
+                        vote: None,
+                        message: msg,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The end of a proposer's sweep: the proposal on `parents`, checked on the ledger and
+    /// taken back, signed and sent.
+    pub(super) fn propose(&mut self, index: MilestoneIndex, parents: [TxId; 2], now: u64) {
+        let Some(c) = self.committee.as_ref() else {
+            return;
+        };
+        let (round, me) = (c.round, c.me);
+        let Some(previous) = self.milestone_tx(index - 1) else {
+            tracing::warn!(index, "committee: cannot propose, milestone before unknown");
+            return;
+        };
+        let applied = match super::milestone::apply_parents(
+            &self.tangle,
+            &self.unconfirmed_payloads,
+            &mut self.ledger,
+            index,
+            &parents,
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(index, error = %e, "committee: cannot propose");
+                return;
+            }
+        };
+        let undo = self.ledger.take_undo();
+        let (confirmed_root, applied_root) = applied.roots(&self.tangle);
+        let milestone = Milestone {
+            index,
+            timestamp: now,
+            previous,
+            confirmed_root,
+            applied_root,
+            state_root: self.ledger.state_root(),
+            ledger_digest: applied.outcome.ledger_digest,
+            signatures: Vec::new(),
+        };
+        if let Err(e) = self.ledger.revert_last(undo) {
+            self.halt(format!("committee: taking back proposal {index}: {e}"));
+            return;
+        }
+        let msg = CommitteeMessage {
+            round,
+            proposer: me,
+            parents,
+            milestone,
+        };
+        let digest = proposal_digest(self.network_id, &parents, &msg.milestone);
+        if let Some(c) = self.committee.as_mut() {
+            if !c.may_vote(index, &digest) {
+                return;
+            }
+            c.candidates.entry(digest).or_insert(Candidate {
+                msg,
+                sigs: BTreeMap::new(),
+                checked: Some(true),
+                requested: false,
+                complete_at: None,
+            });
+        }
+        self.cast_vote(digest, now);
+    }
+
+    /// Signs proposal `digest` (which this member may sign), records the vote and queues it.
+    fn cast_vote(&mut self, digest: Digest, now: u64) {
+        let network_id = self.network_id;
+        let Some(c) = self.committee.as_mut() else {
+            return;
+        };
+        let index = c.index;
+        if !c.may_vote(index, &digest) {
+            return;
+        }
+        let me = c.me;
+        let Some(cand) = c.candidates.get_mut(&digest) else {
+            return;
+        };
+        let sig = c.key.sign(&crypto::milestone_signing_message(
+            network_id,
+            &cand.msg.parents,
+            &cand.msg.milestone,
+        ));
+        cand.sigs.insert(me, sig);
+        c.signed.insert(me, digest);
+        if cand.sigs.len() >= c.threshold && cand.complete_at.is_none() {
+            cand.complete_at = Some(now);
+        }
+        let Some(message) = c.message_with_sigs(&digest) else {
+            return;
+        };
+        let record = VoteRecord {
+            index,
+            proposal: digest,
+            message: message.clone(),
+        };
+        c.vote = Some(record.clone());
+        c.stats.votes += 1;
+        c.resent_round = Some(c.round);
+        c.out.push_back(CommitteeOutput {
+            vote: Some(record),
+            message,
+        });
+    }
+
+    /// A committee message from a peer: its valid signatures are merged; a proposal this
+    /// member can vote for is checked and voted for. Messages for another index than the
+    /// next one are ignored (members send their votes again every round). Never panics on
+    /// any message.
+    pub fn handle_committee_message(&mut self, msg: CommitteeMessage, now: u64) {
+        if self.halted.is_some() || self.committee.is_none() {
+            return;
+        }
+        self.enter_index(now);
+        let index = self.ledger.confirmed_index() + 1;
+        let interval = self.config.milestone_interval_ms;
+        let network_id = self.network_id;
+        let Some(c) = self.committee.as_mut() else {
+            return;
+        };
+        if msg.milestone.index != index
+            || msg.milestone.signatures.len() > c.members.len()
+            || usize::from(msg.proposer) >= c.members.len()
+            || msg.round > c.round_at(now, interval).saturating_add(1)
+            || c.proposer(index, msg.round) != msg.proposer
+        {
+            return;
+        }
+        let digest = proposal_digest(network_id, &msg.parents, &msg.milestone);
+        if !c.candidates.contains_key(&digest) {
+            if c.candidates.len() >= MAX_CANDIDATES {
+                return;
+            }
+            let mut bare = msg.clone();
+            bare.milestone.signatures.clear();
+            c.candidates.insert(
+                digest,
+                Candidate {
+                    msg: bare,
+                    sigs: BTreeMap::new(),
+                    checked: None,
+                    requested: false,
+                    complete_at: None,
+                },
+            );
+        }
+        let signing = crypto::milestone_signing_message(network_id, &msg.parents, &msg.milestone);
+        for (s, sig) in &msg.milestone.signatures {
+            let Some(addr) = c.members.get(usize::from(*s)) else {
+                continue;
+            };
+            if c.candidates
+                .get(&digest)
+                .is_some_and(|cand| cand.sigs.contains_key(s))
+            {
+                continue;
+            }
+            if crypto::verify(addr, &signing, sig).is_err() {
+                tracing::debug!(index, member = s, "committee: invalid signature ignored");
+                continue;
+            }
+            match c.signed.get(s) {
+                Some(first) if *first != digest => {
+                    if c.reported.insert(*s) {
+                        let e = Evidence {
+                            index,
+                            member: *s,
+                            first: *first,
+                            second: digest,
+                        };
+                        tracing::warn!(
+                            index,
+                            member = s,
+                            first = %e.first,
+                            second = %e.second,
+                            "committee: equivocation, a member signed two proposals for one index"
+                        );
+                        c.stats.equivocations += 1;
+                        if c.evidence.len() >= MAX_EVIDENCE {
+                            c.evidence.pop_front();
+                        }
+                        c.evidence.push_back(e);
+                    }
+                }
+                _ => {
+                    c.signed.insert(*s, digest);
+                    if let Some(cand) = c.candidates.get_mut(&digest) {
+                        cand.sigs.insert(*s, *sig);
+                        if cand.sigs.len() >= c.threshold && cand.complete_at.is_none() {
+                            cand.complete_at = Some(now);
+                        }
+                    }
+                }
+            }
+        }
+        self.check_candidates(now);
+    }
+
+    /// Checks the proposals this member could vote for (its proposer's signature counted
+    /// here, parents solid), most signed first, and votes for the first valid one.
+    pub(super) fn check_candidates(&mut self, now: u64) {
+        let Some(c) = self.committee.as_ref() else {
+            return;
+        };
+        if c.vote_here().is_some() || self.halted.is_some() {
+            return;
+        }
+        let index = c.index;
+        let mut order: Vec<(usize, u32, Digest)> = c
+            .candidates
+            .iter()
+            .filter(|(_, cand)| {
+                cand.checked.is_none() && cand.sigs.contains_key(&cand.msg.proposer)
+            })
+            .map(|(d, cand)| (usize::MAX - cand.sigs.len(), cand.msg.round, *d))
+            .collect();
+        order.sort_unstable();
+        for (_, _, digest) in order {
+            let Some(cand) = self
+                .committee
+                .as_ref()
+                .and_then(|c| c.candidates.get(&digest))
+            else {
+                continue;
+            };
+            let parents = cand.msg.parents;
+            let missing: Vec<TxId> = parents
+                .iter()
+                .filter(|p| !self.tangle.is_solid(p))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                let unknown: Vec<TxId> = missing
+                    .iter()
+                    .filter(|p| !self.tangle.is_known(p))
+                    .copied()
+                    .collect();
+                if let Some(cand) = self
+                    .committee
+                    .as_mut()
+                    .and_then(|c| c.candidates.get_mut(&digest))
+                {
+                    if !cand.requested {
+                        cand.requested = true;
+                        self.missing.extend(unknown);
+                    }
+                }
+                continue;
+            }
+            let milestone = cand.msg.milestone.clone();
+            let verdict = self.check_proposal(&milestone, &parents, now);
+            let Some(c) = self.committee.as_mut() else {
+                return;
+            };
+            let Some(cand) = c.candidates.get_mut(&digest) else {
+                continue;
+            };
+            match verdict {
+                Ok(()) => {
+                    cand.checked = Some(true);
+                    if c.may_vote(index, &digest) {
+                        self.cast_vote(digest, now);
+                        return;
+                    }
+                }
+                Err(why) => {
+                    cand.checked = Some(false);
+                    c.stats.rejected += 1;
+                    tracing::warn!(index, %digest, %why, "committee: proposal refused");
+                }
+            }
+        }
+    }
+
+    /// A proposal's timestamp and commitments against its cone applied to the ledger (and
+    /// taken back).
+    fn check_proposal(
+        &mut self,
+        m: &Milestone,
+        parents: &[TxId; 2],
+        now: u64,
+    ) -> Result<(), String> {
+        let window = self.genesis.timestamp_window_ms;
+        if m.timestamp > now.saturating_add(window) || m.timestamp.saturating_add(window) < now {
+            return Err(format!(
+                "timestamp {} outside the window at {now}",
+                m.timestamp
+            ));
+        }
+        let applied = super::milestone::apply_parents(
+            &self.tangle,
+            &self.unconfirmed_payloads,
+            &mut self.ledger,
+            m.index,
+            parents,
+        )
+        .map_err(|e| e.to_string())?;
+        let undo = self.ledger.take_undo();
+        let mismatch = self.commitment_mismatch(m, &applied, &self.ledger);
+        if let Err(e) = self.ledger.revert_last(undo) {
+            self.halt(format!("committee: taking back a checked proposal: {e}"));
+            return Err(e.to_string());
+        }
+        match mismatch {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes a proposal with k signatures: the proposer at once, another member half a
+    /// timeout after it had them.
+    fn maybe_publish(&mut self, now: u64) {
+        let Some(c) = self.committee.as_ref() else {
+            return;
+        };
+        if c.publishing || self.issuing {
+            return;
+        }
+        let ready = c.candidates.iter().find(|(_, cand)| {
+            cand.sigs.len() >= c.threshold
+                && cand.complete_at.is_some_and(|t| {
+                    cand.msg.proposer == c.me || now >= t.saturating_add(c.timeout_ms / 2)
+                })
+                && cand.msg.parents.iter().all(|p| self.tangle.is_solid(p))
+        });
+        let Some((digest, cand)) = ready else {
+            return;
+        };
+        let mut milestone = cand.msg.milestone.clone();
+        milestone.signatures = cand
+            .sigs
+            .iter()
+            .take(c.threshold)
+            .map(|(s, sig)| (*s, *sig))
+            .collect();
+        let (index, parents, digest) = (c.index, cand.msg.parents, *digest);
+        let tx = self.build(parents, Payload::Milestone(milestone), now);
+        let work = Work::new(
+            vec![tx],
+            self.genesis.pow_difficulty,
+            now,
+            Job::Publish { index },
+        );
+        if let Some(c) = self.committee.as_mut() {
+            c.publishing = true;
+            tracing::debug!(index, %digest, "committee: publishing");
+        }
+        self.work.push_back(work);
+    }
+
+    /// The published milestone's transaction came back: attach it and apply it as any
+    /// received milestone (unless one of that index arrived meanwhile).
+    pub(super) fn publish_done(
+        &mut self,
+        index: MilestoneIndex,
+        verdicts: Vec<Result<ValidTransaction, ValidationError>>,
+        now: u64,
+    ) -> Step {
+        if let Some(c) = self.committee.as_mut() {
+            c.publishing = false;
+        }
+        let vt = match verdicts.into_iter().next() {
+            Some(Ok(vt)) => vt,
+            Some(Err(e)) => {
+                tracing::warn!(index, error = %e, "committee: own milestone transaction invalid");
+                return Step::Idle;
+            }
+            None => return Step::Idle,
+        };
+        if self.halted.is_some()
+            || self.ledger.confirmed_index() + 1 != index
+            || self.milestones.contains_key(&index)
+        {
+            return Step::Idle;
+        }
+        let Some(milestone) = vt.tx().milestone().cloned() else {
+            return Step::Idle;
+        };
+        let parents = vt.tx().parents;
+        let mut batch = Vec::new();
+        let Some((id, r)) = self.attach_own(vt, Some(index), now, &mut batch) else {
+            tracing::warn!(index, "committee: own milestone transaction not attached");
+            return Step::Idle;
+        };
+        self.queue_batch(batch);
+        self.emit_solid(id);
+        self.latest_milestone = self.latest_milestone.max(index);
+        self.note_milestone_copy(index, id, &parents, &milestone);
+        if let Some(c) = self.committee.as_mut() {
+            c.stats.published += 1;
+            let latency = now.saturating_sub(milestone.timestamp);
+            let b = LATENCY_BUCKETS_MS
+                .iter()
+                .position(|b| latency <= *b)
+                .unwrap_or(LATENCY_BUCKETS_MS.len());
+            c.stats.latency_buckets[b] += 1;
+            c.stats.latency_sum_ms = c.stats.latency_sum_ms.saturating_add(latency);
+            tracing::info!(
+                index,
+                latency_ms = latency,
+                "committee: milestone published"
+            );
+        }
+        self.milestones
+            .entry(index)
+            .or_insert((r, milestone, parents));
+        self.apply_ready_milestones();
+        Step::Idle
+    }
+
+    /// Remembers a transaction carrying milestone `index` with the digest of what its
+    /// signatures sign (bounded: a few indexes around the confirmed one, four copies each),
+    /// so a next milestone naming another copy of the same milestone as its previous one is
+    /// accepted (two members may both publish one proposal, with other signature sets).
+    pub(super) fn note_milestone_copy(
+        &mut self,
+        index: MilestoneIndex,
+        id: TxId,
+        parents: &[TxId; 2],
+        m: &Milestone,
+    ) {
+        let confirmed = self.ledger.confirmed_index();
+        if index + 2 < confirmed || index > confirmed + 64 {
+            return;
+        }
+        let d = proposal_digest(self.network_id, parents, m);
+        let copies = self.milestone_copies.entry(index).or_default();
+        if copies.len() < 4 && !copies.iter().any(|(t, _)| *t == id) {
+            copies.push((id, d));
+        }
+        while self.milestone_copies.len() > 80 {
+            self.milestone_copies.pop_first();
+        }
+    }
+
+    /// Whether `id` carries the same milestone `index` (same signed content) as the one
+    /// applied here.
+    pub(super) fn is_copy_of_applied(&self, index: MilestoneIndex, id: &TxId) -> bool {
+        let Some(applied) = self.milestone_tx(index) else {
+            return false;
+        };
+        let Some(copies) = self.milestone_copies.get(&index) else {
+            return false;
+        };
+        let content = |t: &TxId| copies.iter().find(|(c, _)| c == t).map(|(_, d)| *d);
+        matches!((content(&applied), content(id)), (Some(a), Some(b)) if a == b)
+    }
+}
