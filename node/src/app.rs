@@ -201,6 +201,9 @@ pub async fn start_network(
     let mut net = crate::net::NetConfig::new(addr, identity);
     net.peers = cfg.peers.clone();
     net.snapshots = snapshots;
+    if cfg.milestone_key.is_some() {
+        net.vote_file = Some(crate::committee::VoteFile::in_dir(&cfg.data_dir));
+    }
     let network = crate::net::Network::start(net, node.handle()).await?;
     tracing::info!(
         addr = %network.local_addr()?,

@@ -200,6 +200,125 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
     })
 }
 
+/// Options of `tangle-node testnet`.
+#[derive(Clone, Debug)]
+pub struct TestnetOptions {
+    /// Directory holding the node directories `node-<i>`.
+    pub dir: PathBuf,
+    /// Number of nodes, each a committee member (1 to 32).
+    pub nodes: usize,
+    /// Committee signatures a milestone needs (1 to `nodes`).
+    pub threshold: u8,
+    /// Node `i` serves its API on 127.0.0.1:`base_port + i` and peers on
+    /// 127.0.0.1:`base_port + 100 + i`.
+    pub base_port: u16,
+    /// Name of the network.
+    pub network_name: String,
+    /// PoW difficulty.
+    pub pow_difficulty: u8,
+    /// Milestone interval, ms.
+    pub milestone_interval_ms: u64,
+    /// Genesis time (ms since the epoch).
+    pub now_ms: u64,
+}
+
+/// What `testnet` wrote.
+#[derive(Clone, Debug)]
+pub struct TestnetReport {
+    /// The config file of each node, in order.
+    pub configs: Vec<PathBuf>,
+    /// The shared genesis.
+    pub genesis: Genesis,
+}
+
+/// Writes `nodes` node directories `DIR/node-<i>` of one new network, as `cometbft testnet`
+/// does: each with its identity, its committee key, a config (API on 127.0.0.1:P+i, peering
+/// on 127.0.0.1:P+100+i, every other node an allowlisted peer) and the shared genesis (the
+/// committee of every node's key with threshold `threshold`, and a funded dev faucet whose
+/// key is in `node-0`). Each node then runs as its own process with
+/// `tangle-node run --config DIR/node-<i>/node.toml`. Refuses to overwrite a node directory.
+pub fn testnet(opts: &TestnetOptions) -> Result<TestnetReport, InitError> {
+    let n = opts.nodes;
+    let bad = |message: String| InitError::BadGenesis {
+        path: opts.dir.clone(),
+        message,
+    };
+    if n == 0 || n > dag_core::MAX_MILESTONE_SIGNATURES {
+        return Err(bad(format!(
+            "{n} nodes: 1 to {} are supported",
+            dag_core::MAX_MILESTONE_SIGNATURES
+        )));
+    }
+    if opts.threshold == 0 || usize::from(opts.threshold) > n {
+        return Err(bad(format!("threshold {} of {n} members", opts.threshold)));
+    }
+    let port = |offset: usize| -> Result<u16, InitError> {
+        u16::try_from(usize::from(opts.base_port) + offset).map_err(|_| {
+            bad(format!(
+                "port {} + {offset} is out of range",
+                opts.base_port
+            ))
+        })
+    };
+    let dirs: Vec<PathBuf> = (0..n).map(|i| opts.dir.join(format!("node-{i}"))).collect();
+    for d in &dirs {
+        if d.join(files::CONFIG).exists() {
+            return Err(InitError::Exists(d.join(files::CONFIG)));
+        }
+    }
+    let mut identities = Vec::with_capacity(n);
+    let mut committee = Vec::with_capacity(n);
+    for d in &dirs {
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
+        identities.push(write_new_key(&d.join(files::IDENTITY))?);
+        committee.push(write_new_key(&d.join(files::COMMITTEE))?.address());
+    }
+    let faucet = write_new_key(&dirs[0].join(files::FAUCET))?;
+    let genesis = Genesis {
+        network_name: opts.network_name.clone(),
+        timestamp: opts.now_ms,
+        pow_difficulty: opts.pow_difficulty,
+        timestamp_window_ms: dag_core::genesis::DEFAULT_TIMESTAMP_WINDOW_MS,
+        committee,
+        threshold: opts.threshold,
+        allocations: vec![Allocation {
+            address: faucet.address(),
+            amount: DEV_SUPPLY,
+        }],
+    };
+    genesis.validate()?;
+    let text = format!(
+        "# Genesis of test network {:?}: {n} committee members, {} signatures per milestone.\n{}",
+        genesis.network_name,
+        genesis.threshold,
+        toml::to_string(&genesis).expect("genesis serialises")
+    );
+    let mut configs = Vec::with_capacity(n);
+    for (i, d) in dirs.iter().enumerate() {
+        write_file(&d.join(files::GENESIS), text.as_bytes(), false)?;
+        let mut cfg = NodeConfig::new(files::DB.into(), files::GENESIS.into());
+        cfg.api_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port(i)?));
+        cfg.peering_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port(100 + i)?)));
+        cfg.milestone_key = Some(files::COMMITTEE.into());
+        cfg.milestone_interval_ms = opts.milestone_interval_ms.max(1);
+        if i == 0 {
+            cfg.faucet_key = Some(files::FAUCET.into());
+        }
+        for (j, id) in identities.iter().enumerate() {
+            if j != i {
+                cfg.peers.push(crate::net::PeerEntry {
+                    address: std::net::SocketAddr::from(([127, 0, 0, 1], port(100 + j)?)),
+                    public_key: node_proto::peering::PeerKey(id.address().0),
+                });
+            }
+        }
+        let path = d.join(files::CONFIG);
+        write_file(&path, cfg.to_documented_toml().as_bytes(), false)?;
+        configs.push(path);
+    }
+    Ok(TestnetReport { configs, genesis })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +352,59 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(matches!(init(&opts), Err(InitError::Exists(_))));
+    }
+
+    #[test]
+    fn testnet_writes_n_peered_members_of_one_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TestnetOptions {
+            dir: dir.path().join("net"),
+            nodes: 4,
+            threshold: 3,
+            base_port: 20_000,
+            network_name: "t".into(),
+            pow_difficulty: 4,
+            milestone_interval_ms: 1000,
+            now_ms: 1,
+        };
+        let rep = testnet(&opts).unwrap();
+        assert_eq!(rep.configs.len(), 4);
+        assert_eq!(rep.genesis.threshold, 3);
+        let mut identities = Vec::new();
+        for (i, path) in rep.configs.iter().enumerate() {
+            let cfg = NodeConfig::load(path).unwrap();
+            assert_eq!(read_genesis(&cfg.genesis).unwrap(), rep.genesis);
+            let member = read_key(cfg.milestone_key.as_ref().unwrap()).unwrap();
+            assert_eq!(rep.genesis.committee[i], member.address());
+            assert_eq!(
+                cfg.api_addr.to_string(),
+                format!("127.0.0.1:{}", 20_000 + i)
+            );
+            assert_eq!(
+                cfg.peering_addr.unwrap().to_string(),
+                format!("127.0.0.1:{}", 20_100 + i)
+            );
+            assert_eq!(cfg.faucet_key.is_some(), i == 0);
+            assert_eq!(cfg.peers.len(), 3);
+            identities.push(read_key(&cfg.identity_key).unwrap().address());
+        }
+        // Every node lists every other one by its identity and peering address.
+        for (i, path) in rep.configs.iter().enumerate() {
+            let cfg = NodeConfig::load(path).unwrap();
+            for (j, id) in identities.iter().enumerate().filter(|(j, _)| *j != i) {
+                assert!(cfg.peers.iter().any(|p| p.public_key.0 == id.0
+                    && p.address.to_string() == format!("127.0.0.1:{}", 20_100 + j)));
+            }
+        }
+        let faucet = read_key(&dir.path().join("net/node-0").join(files::FAUCET)).unwrap();
+        assert_eq!(rep.genesis.allocations[0].address, faucet.address());
+        assert!(matches!(testnet(&opts), Err(InitError::Exists(_))));
+        let too_many = TestnetOptions {
+            threshold: 5,
+            dir: dir.path().join("other"),
+            ..opts
+        };
+        assert!(testnet(&too_many).is_err());
     }
 
     #[test]

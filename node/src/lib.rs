@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod app;
+pub mod committee;
 pub mod config;
 pub mod init;
 pub mod metrics;

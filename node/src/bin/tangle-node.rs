@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use node::config::{NodeConfig, TipSelectorKind};
-use node::init::{init, InitOptions};
+use node::init::{init, testnet, InitOptions, TestnetOptions};
 use node::net::local::{local_configs, LocalNetwork, LocalNetworkOptions};
 
 // mimalloc: the node allocates per transaction on its hot path, where glibc malloc costs ~30%.
@@ -194,6 +194,34 @@ enum Command {
         /// milestone instead of syncing from the genesis.
         #[arg(long, requires = "genesis")]
         snapshot: Option<PathBuf>,
+    },
+    /// Writes the node directories of a local test network whose nodes all sit on the
+    /// milestone committee (k of n signatures per milestone): `DIR/node-<i>` with its
+    /// identity, committee key, config (API on 127.0.0.1:P+i, peering on 127.0.0.1:P+100+i,
+    /// every other node an allowlisted peer) and the shared genesis (a funded dev faucet on
+    /// node 0). Start each with `tangle-node run --config DIR/node-<i>/node.toml`.
+    Testnet {
+        /// Number of nodes (committee members), 1 to 32.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Signatures a milestone needs (k).
+        #[arg(long, default_value_t = 3)]
+        threshold: u8,
+        /// Directory for the node directories.
+        #[arg(long, default_value = "testnet")]
+        dir: PathBuf,
+        /// First API port P (peering ports start at P + 100).
+        #[arg(long, default_value_t = 14265)]
+        base_port: u16,
+        /// Name of the network.
+        #[arg(long, default_value = "testnet")]
+        network_name: String,
+        /// PoW difficulty.
+        #[arg(long, default_value_t = 8)]
+        pow_difficulty: u8,
+        /// Milestone interval, ms.
+        #[arg(long, default_value_t = 1000)]
+        milestone_interval_ms: u64,
     },
     /// Snapshot files: the ledger state at a milestone, with that milestone's signatures.
     Snapshot {
@@ -456,6 +484,40 @@ async fn main() -> anyhow::Result<()> {
                 "start it with: tangle-node run --config {}",
                 rep.config.display()
             );
+            Ok(())
+        }
+        Command::Testnet {
+            nodes,
+            threshold,
+            dir,
+            base_port,
+            network_name,
+            pow_difficulty,
+            milestone_interval_ms,
+        } => {
+            let rep = testnet(&TestnetOptions {
+                dir,
+                nodes,
+                threshold,
+                base_port,
+                network_name,
+                pow_difficulty,
+                milestone_interval_ms,
+                now_ms: node::runtime::now_ms(),
+            })?;
+            println!(
+                "network id:   {} ({} members, {} signatures per milestone)",
+                rep.genesis.network_id(),
+                rep.genesis.committee.len(),
+                rep.genesis.threshold
+            );
+            for (i, c) in rep.configs.iter().enumerate() {
+                println!(
+                    "node {i}: tangle-node run --config {}   (API http://127.0.0.1:{})",
+                    c.display(),
+                    u32::from(base_port) + i as u32
+                );
+            }
             Ok(())
         }
         Command::Snapshot { command } => snapshot_command(command),

@@ -72,6 +72,9 @@ pub struct NetConfig {
     pub ingest_batch: usize,
     /// Snapshot files served to peers (none: every query is answered "none").
     pub snapshots: Option<Arc<crate::snapshots::Snapshots>>,
+    /// Where a committee member makes its vote durable before sending it (none: votes are
+    /// not kept across restarts; tests only).
+    pub vote_file: Option<crate::committee::VoteFile>,
 }
 
 impl NetConfig {
@@ -85,6 +88,7 @@ impl NetConfig {
             tick_ms: 100,
             ingest_batch: 4096,
             snapshots: None,
+            vote_file: None,
         }
     }
 }
@@ -103,6 +107,9 @@ pub enum NetError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The committee vote file.
+    #[error(transparent)]
+    Vote(#[from] crate::committee::VoteFileError),
 }
 
 /// One peer as the admin API shows it.
@@ -140,6 +147,7 @@ struct Inner {
     ingest: mpsc::Sender<InboundTx>,
     stop: watch::Receiver<bool>,
     snapshots: Option<Arc<crate::snapshots::Snapshots>>,
+    vote_file: Option<crate::committee::VoteFile>,
 }
 
 /// The running peer-to-peer layer of a node.
@@ -211,7 +219,15 @@ impl Network {
             ingest: itx,
             stop: stop_rx,
             snapshots: config.snapshots.clone(),
+            vote_file: config.vote_file.clone(),
         });
+        if let Some(vote) = match &config.vote_file {
+            Some(f) => f.read()?,
+            None => None,
+        } {
+            tracing::info!(index = vote.index, "committee: restored the last vote");
+            node.with_protocol_mut(|p| p.restore_vote(vote));
+        }
         let hook_inner = Arc::downgrade(&inner);
         node.set_accepted_hook(Some(Arc::new(move |txs| {
             if let Some(inner) = hook_inner.upgrade() {
@@ -695,6 +711,17 @@ async fn read_loop(
                     offset,
                     count,
                 } => answer_snapshot(inner, &peer, digest, offset, count).await,
+                Inbound::Committee(c) => {
+                    let i = inner.clone();
+                    // Signature checks and, for a proposal, its cone applied and taken back:
+                    // not on the async runtime.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        i.node
+                            .with_protocol_mut(|p| p.handle_committee_message(*c, now_ms()));
+                        drain_committee(&i);
+                    })
+                    .await;
+                }
                 Inbound::Nothing | Inbound::Disconnect(_) => {}
             }
         }
@@ -822,6 +849,44 @@ async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTx>, max: 
     }
 }
 
+/// Sends what the committee member queued (proposals, votes) to every connected peer, each
+/// vote only once it is durable in the vote file (a vote that cannot be written is not
+/// sent). Blocking (file sync): call it off the async runtime.
+fn drain_committee(inner: &Inner) {
+    let (outputs, missing) = inner.node.with_protocol_mut(|p| {
+        let out: Vec<_> = std::iter::from_fn(|| p.poll_committee()).collect();
+        let missing = if out.is_empty() {
+            Vec::new()
+        } else {
+            p.poll_missing()
+        };
+        (out, missing)
+    });
+    let now = now_ms();
+    let mut sent = false;
+    {
+        let mut p = inner.lock();
+        p.handle_missing(missing, now);
+    }
+    for out in outputs {
+        if let (Some(vote), Some(file)) = (&out.vote, &inner.vote_file) {
+            if let Err(e) = file.write(vote) {
+                tracing::error!(error = %e, index = vote.index, "committee: vote not durable, not sent");
+                continue;
+            }
+        }
+        let msg = Message::Committee(Box::new(out.message));
+        let mut p = inner.lock();
+        for peer in p.connected() {
+            p.send_message(&peer, msg.clone());
+        }
+        sent = true;
+    }
+    if sent {
+        inner.wake_all();
+    }
+}
+
 async fn tick_loop(inner: Arc<Inner>, period_ms: u64) {
     let mut interval = tokio::time::interval(Duration::from_millis(period_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -846,6 +911,10 @@ async fn tick_loop(inner: Arc<Inner>, period_ms: u64) {
             p.metrics()
         };
         inner.node.metrics_registry().observe_peers(&peer_metrics);
+        if inner.node.with_protocol(|p| p.is_committee_member()) {
+            let i = inner.clone();
+            let _ = tokio::task::spawn_blocking(move || drain_committee(&i)).await;
+        }
         inner.handle_events();
         inner.wake_all();
     }

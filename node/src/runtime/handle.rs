@@ -92,6 +92,12 @@ impl NodeHandle {
         f(&self.shared.lock())
     }
 
+    /// Mutable access to the protocol, for calls that produce no store write (committee
+    /// messages: `net`); hold it briefly.
+    pub fn with_protocol_mut<R>(&self, f: impl FnOnce(&mut Protocol) -> R) -> R {
+        f(&mut self.shared.lock())
+    }
+
     pub(super) fn storage<T>(r: Result<T, StoreError>) -> Result<T, ServiceError> {
         r.map_err(|e| ServiceError::Storage(e.to_string()))
     }
