@@ -54,7 +54,10 @@ pub struct TipsConfig {
     pub kind: TipsKind,
     /// Weighted walk: randomness `alpha`.
     pub alpha: f64,
-    /// Weighted walk: window depth, in time units.
+    /// Weighted walk: window depth, in time units. Default 20: walks start 20 delays back,
+    /// below every current tip's past at the loads of the closed-form checks (a shallower
+    /// window strands tips, which the walker then approves as second parents: more tips
+    /// and later confirmations, never lost ones; see `tip_selection::WeightedWalk`).
     pub depth: f64,
     /// Weighted walk: cap on the window size, in transactions.
     pub max_window: usize,
@@ -71,7 +74,7 @@ impl Default for TipsConfig {
         TipsConfig {
             kind: TipsKind::Urts,
             alpha: 0.01,
-            depth: 5.0,
+            depth: 20.0,
             max_window: 4096,
             max_approvers: 2,
             max_referenced_age: 3.0,
@@ -405,6 +408,12 @@ impl Scenario {
         }
         if self.tips.max_window == 0 {
             return bad("tips.max_window must be >= 1");
+        }
+        if !(self.tips.alpha.is_finite() && self.tips.alpha >= 0.0) {
+            return bad("tips.alpha must be >= 0");
+        }
+        if !(self.tips.depth.is_finite() && self.tips.depth > 0.0) {
+            return bad("tips.depth must be > 0");
         }
         if self.parents != 2 && (self.tips.kind != TipsKind::Urts || self.attack.is_some()) {
             return bad("parents != 2 (research mode) supports only tips = urts and no attack");

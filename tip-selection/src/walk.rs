@@ -1,6 +1,8 @@
 //! [`WeightedWalk`]: the weighted random walk (MCMC) of the IOTA white paper, with
 //! cumulative weights kept incrementally inside a sliding window.
 
+use std::collections::VecDeque;
+
 use dag_core::{MilestoneIndex, TangleView, TxRef};
 use rand::Rng;
 
@@ -101,6 +103,22 @@ const STACK_APPROVERS: usize = 32;
 /// than about `window / 64` selections per arrival (a node selects about once per
 /// transaction it issues, a simulator once per transaction it creates).
 ///
+/// # Stranded tips
+///
+/// A walk only moves from a transaction to its approvers, so it reaches only the future
+/// cone of its entry point, which lies inside the window. A tip that leaves the window
+/// (it arrived more than `depth` before the newest transaction, or more than
+/// `max_window` transactions ago) without an approver can never be reached again: with
+/// nothing else it would stay a tip for ever and its payload would never be confirmed
+/// (issue #14 measured 19% of transactions at lambda 10 and half at lambda 50 with a
+/// window of 5 delays). So the walker queues every such tip as it slides the window
+/// (oldest first) and each selection takes the oldest one still unapproved as its second
+/// parent, instead of a second walk. No setting can strand a transaction: one that is
+/// too shallow for the load costs tips (each stranded one waits for a selection), never
+/// confirmations. The price: a transaction attached on purpose to old parents and left
+/// alone (a lazy tip) is approved after `depth`, one per selection; its cone is old, so
+/// approving it adds nothing unconfirmed to the Tangle.
+///
 /// Weights are brought up to date lazily: [`TipSelector::on_solid`] and every selection
 /// process all transactions up to `view.newest()` not processed yet. When the walker is
 /// created on a large Tangle, or falls more than a window behind, it starts from the
@@ -120,6 +138,14 @@ pub struct WeightedWalk {
     stamps: Vec<u32>,
     epoch: u32,
     stack: Vec<TxRef>,
+    /// Tips that fell below the window unapproved and were not handed out yet, oldest first
+    /// (see "Stranded tips" in the type's documentation). An entry leaves once it has an
+    /// approver or is pruned.
+    stranded: VecDeque<u32>,
+    /// Stranded tips already handed out once, with the arrival time from which they are
+    /// handed out again if still unapproved (the selecting transaction may never have
+    /// been attached); in that order.
+    handed: VecDeque<(u32, u64)>,
 }
 
 impl WeightedWalk {
@@ -134,6 +160,8 @@ impl WeightedWalk {
             stamps: Vec::new(),
             epoch: 0,
             stack: Vec::new(),
+            stranded: VecDeque::new(),
+            handed: VecDeque::new(),
         }
     }
 
@@ -210,11 +238,30 @@ impl WeightedWalk {
             .min(newest);
         let lo = self.depth_floor(view, floor);
         if lo > self.next || self.next == 0 {
-            // More than a window behind (or first use): start at the window bottom.
+            // More than a window behind (or first use): start at the window bottom. Every
+            // tip below it is stranded (one pass over the tips, not over the history).
+            let mut below: Vec<u32> = view
+                .tips()
+                .iter()
+                .map(|t| t.0)
+                .filter(|&t| t >= root && t < lo)
+                .collect();
+            below.sort_unstable();
+            self.stranded.clear();
+            self.handed.clear();
+            self.stranded.extend(below);
             self.base = lo;
             self.next = lo;
             self.weights.clear();
             self.stamps.clear();
+        } else {
+            // Transactions leaving the window without an approver can no longer be reached
+            // by a walk: they are stranded until a selection approves them.
+            for r in self.lo.max(root)..lo {
+                if view.approvers(TxRef(r)).is_empty() {
+                    self.stranded.push_back(r);
+                }
+            }
         }
         self.lo = lo;
         // Drop weights below the window once they are half the buffer.
@@ -348,6 +395,43 @@ impl WeightedWalk {
         }
     }
 
+    /// Takes the oldest stranded tip (a tip that arrived below the window, so no walk
+    /// reaches it) still unapproved, if any, and marks it handed out: it comes back only
+    /// if it is still a tip `depth` time units later (its approver was never attached), so
+    /// the transactions selected while the first approver is in flight do not all pick
+    /// it. Entries approved or pruned since are dropped. Call [`Self::update`] first.
+    pub fn take_stranded<V: TangleView + ?Sized>(&mut self, view: &V) -> Option<TxRef> {
+        let (root, newest) = (view.root().0, view.newest().0);
+        let now = view.arrival(TxRef(newest));
+        let live = |r: u32| r >= root && r <= newest && view.approvers(TxRef(r)).is_empty();
+        let again = now.saturating_add(self.config.depth.max(1));
+        while let Some(r) = self.stranded.pop_front() {
+            if live(r) {
+                self.handed.push_back((r, again));
+                return Some(TxRef(r));
+            }
+        }
+        while let Some(&(r, due)) = self.handed.front() {
+            if !live(r) {
+                self.handed.pop_front();
+                continue;
+            }
+            if due > now {
+                return None;
+            }
+            self.handed.pop_front();
+            self.handed.push_back((r, again));
+            return Some(TxRef(r));
+        }
+        None
+    }
+
+    /// Number of stranded tips queued, handed out or not (some may have been approved
+    /// since; see [`Self::take_stranded`]).
+    pub fn stranded_len(&self) -> usize {
+        self.stranded.len() + self.handed.len()
+    }
+
     /// One walk from the entry point to a tip (call [`Self::update`] first).
     pub fn walk<V: TangleView + ?Sized, R: Rng + ?Sized>(&self, view: &V, rng: &mut R) -> TxRef {
         self.walk_from(view, self.entry(view), rng)
@@ -381,6 +465,11 @@ impl TipSelector for WeightedWalk {
         self.update(view);
         let entry = self.entry(view);
         let first = self.walk_from(view, entry, rng);
+        if let Some(s) = self.take_stranded(view) {
+            if s != first {
+                return Ok([first, s]);
+            }
+        }
         for _ in 0..=self.config.distinct_retries {
             let second = self.walk_from(view, entry, rng);
             if second != first {
