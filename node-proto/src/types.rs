@@ -220,6 +220,9 @@ pub struct MilestoneSummary {
     /// For each confirmed transaction, ms from its local arrival to the milestone's
     /// timestamp.
     pub delays_ms: Vec<u64>,
+    /// The committee members (indices in the genesis committee) whose signatures the
+    /// milestone carries, ascending.
+    pub signers: Vec<u8>,
 }
 
 /// What happened, for subscribers.

@@ -4,8 +4,9 @@
 //! for bit, and the time bounds below are virtual time, not wall-clock deadlines.
 
 use dag_core::{Address, Digest, MilestoneIndex, PayloadId, TangleView, TxId};
-use node_proto::harness::{Cluster, ClusterConfig, DevNetwork};
+use node_proto::harness::{Cluster, ClusterConfig, DevNetwork, Logged};
 use node_proto::wire::{CommitteeMessage, Message};
+use node_proto::Event;
 
 const INTERVAL: u64 = 500;
 const TIMEOUT: u64 = 1_000;
@@ -152,6 +153,16 @@ fn four_members_threshold_three_survive_one_crash_halt_at_two_and_resume() {
     let digest = c.node(0).ledger_digest();
     assert!(c.nodes().iter().all(|n| n.ledger_digest() == digest));
     assert_eq!(c.node(3).balance(&Address([7; 32])), 3);
+    // Every milestone applied carries at least three signers, ascending.
+    let mut seen = 0;
+    for (_, l) in c.node(3).log() {
+        if let Logged::Protocol(Event::Milestone(s)) = l {
+            assert!(s.signers.len() >= 3, "signers {:?}", s.signers);
+            assert!(s.signers.windows(2).all(|w| w[0] < w[1]));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3);
 }
 
 /// Crashing each member in turn, the proposer of the next index every time: the milestone

@@ -50,6 +50,29 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Per-peer counters (label `peer`: its key in hex), filled by [`Metrics::observe_peers`].
     pub peers: PeerFamilies,
+    /// A committee member's counters, filled by [`Metrics::observe_committee`].
+    pub committee: CommitteeMetrics,
+}
+
+/// A committee member's metrics (`tangle_committee_*`; zero on other nodes).
+pub struct CommitteeMetrics {
+    /// Proposals made.
+    pub proposals: Counter,
+    /// Votes cast.
+    pub votes: Counter,
+    /// Rounds that ended without a milestone.
+    pub view_changes: Counter,
+    /// Proposals refused after checking.
+    pub rejected: Counter,
+    /// Equivocations seen (a member signing two proposals for one index).
+    pub equivocations: Counter,
+    /// Milestones this member published.
+    pub published: Counter,
+    /// The round of the index being decided.
+    pub round: Gauge,
+    /// Seconds from a proposal to the publication of its milestone (milestones this member
+    /// published).
+    pub publication_latency: Histogram,
 }
 
 /// Labels of a per-peer series: `peer` = the peer's key (hex).
@@ -107,6 +130,16 @@ impl Metrics {
             store_flushes: Counter::default(),
             store_errors: Counter::default(),
             peers: PeerFamilies::default(),
+            committee: CommitteeMetrics {
+                proposals: Counter::default(),
+                votes: Counter::default(),
+                view_changes: Counter::default(),
+                rejected: Counter::default(),
+                equivocations: Counter::default(),
+                published: Counter::default(),
+                round: Gauge::default(),
+                publication_latency: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            },
             registry: Registry::default(),
         };
         registry.register(
@@ -232,6 +265,52 @@ impl Metrics {
             "1 while a peer is connected",
             p.connected.clone(),
         );
+        let c = &m.committee;
+        let committee_counters = [
+            (
+                "committee_proposals",
+                "Milestone proposals this committee member made",
+                &c.proposals,
+            ),
+            (
+                "committee_votes",
+                "Proposals this committee member signed",
+                &c.votes,
+            ),
+            (
+                "committee_view_changes",
+                "Rounds that ended without a milestone (the next proposer took over)",
+                &c.view_changes,
+            ),
+            (
+                "committee_rejected_proposals",
+                "Proposals refused after checking their cone",
+                &c.rejected,
+            ),
+            (
+                "committee_equivocations",
+                "Committee members seen signing two proposals for one index",
+                &c.equivocations,
+            ),
+            (
+                "committee_published",
+                "Milestones this committee member published",
+                &c.published,
+            ),
+        ];
+        for (name, help, counter) in committee_counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "committee_round",
+            "Round of the milestone index being decided",
+            c.round.clone(),
+        );
+        registry.register(
+            "committee_publication_latency_seconds",
+            "Seconds from a proposal to the publication of its milestone",
+            c.publication_latency.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -270,6 +349,28 @@ impl Metrics {
             p.connected
                 .get_or_create(&labels)
                 .set(i64::from(m.connected));
+        }
+    }
+
+    /// Brings the committee series up to date with the member's counters (cumulative) and
+    /// the proposal-to-publication latencies (ms) since the last call.
+    pub fn observe_committee(&self, stats: &node_proto::CommitteeStats, latencies_ms: &[u64]) {
+        let c = &self.committee;
+        let bump = |counter: &Counter, value: u64| {
+            let now = counter.get();
+            if value > now {
+                counter.inc_by(value - now);
+            }
+        };
+        bump(&c.proposals, stats.proposals);
+        bump(&c.votes, stats.votes);
+        bump(&c.view_changes, stats.view_changes);
+        bump(&c.rejected, stats.rejected);
+        bump(&c.equivocations, stats.equivocations);
+        bump(&c.published, stats.published);
+        c.round.set(i64::from(stats.round));
+        for ms in latencies_ms {
+            c.publication_latency.observe(*ms as f64 / 1000.0);
         }
     }
 

@@ -255,6 +255,10 @@ pub struct MilestoneView {
     pub applied: Option<usize>,
     /// Of which payloads conflicting.
     pub conflicting: Option<usize>,
+    /// The committee members (indices in the genesis committee) whose signatures it
+    /// carries, ascending.
+    #[serde(default)]
+    pub signers: Vec<u8>,
 }
 
 /// Node health for `GET /health`.

@@ -139,6 +139,7 @@ impl TestNode {
             confirmed_transactions: Some(confirmed.len()),
             applied: Some(confirmed.len()),
             conflicting: Some(0),
+            signers: vec![0],
         };
         st.milestones.push(view.clone());
         let _ = self.events.send(NodeEvent::Milestone(view.clone()));

@@ -53,6 +53,9 @@ const MAX_EVIDENCE: usize = 16;
 /// a member accepts; beyond this, new ones are ignored).
 const MAX_CANDIDATES: usize = 64;
 
+/// Latency samples kept for the driver between two [`Protocol::take_committee_latencies`].
+const MAX_LATENCY_SAMPLES: usize = 1024;
+
 /// Upper bounds (ms) of the proposal-to-publication latency histogram's buckets.
 pub const LATENCY_BUCKETS_MS: [u64; 10] =
     [50, 100, 250, 500, 1000, 2000, 3000, 5000, 10_000, 30_000];
@@ -164,6 +167,8 @@ pub(super) struct Committee {
     out: VecDeque<CommitteeOutput>,
     stats: CommitteeStats,
     evidence: VecDeque<Evidence>,
+    /// Proposal-to-publication latencies not yet taken by the driver (bounded).
+    latencies: VecDeque<u64>,
 }
 
 impl Committee {
@@ -199,6 +204,7 @@ impl Committee {
             out: VecDeque::new(),
             stats,
             evidence: VecDeque::new(),
+            latencies: VecDeque::new(),
         }
     }
 
@@ -268,6 +274,15 @@ impl Protocol {
     /// The committee member's counters (`None`: not a member of a committee of several).
     pub fn committee_stats(&self) -> Option<CommitteeStats> {
         self.committee.as_ref().map(|c| c.stats.clone())
+    }
+
+    /// Proposal-to-publication latencies (ms) of the milestones this member published since
+    /// the last call (at most 1,024, the newest): for the driver's histogram.
+    pub fn take_committee_latencies(&mut self) -> Vec<u64> {
+        self.committee
+            .as_mut()
+            .map(|c| c.latencies.drain(..).collect())
+            .unwrap_or_default()
     }
 
     /// The newest evidence of equivocating members (at most 16).
@@ -833,6 +848,10 @@ impl Protocol {
                 .unwrap_or(LATENCY_BUCKETS_MS.len());
             c.stats.latency_buckets[b] += 1;
             c.stats.latency_sum_ms = c.stats.latency_sum_ms.saturating_add(latency);
+            if c.latencies.len() >= MAX_LATENCY_SAMPLES {
+                c.latencies.pop_front();
+            }
+            c.latencies.push_back(latency);
             tracing::info!(
                 index,
                 latency_ms = latency,

@@ -488,6 +488,7 @@ impl Protocol {
             applied,
             conflicting,
             delays_ms,
+            signers: milestone.signatures.iter().map(|(s, _)| *s).collect(),
         };
         self.writes.push_back(StoreWrite::Milestone(MilestoneBatch {
             record,

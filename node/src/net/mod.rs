@@ -911,7 +911,14 @@ async fn tick_loop(inner: Arc<Inner>, period_ms: u64) {
             p.metrics()
         };
         inner.node.metrics_registry().observe_peers(&peer_metrics);
-        if inner.node.with_protocol(|p| p.is_committee_member()) {
+        if let Some((stats, latencies)) = inner.node.with_protocol_mut(|p| {
+            p.committee_stats()
+                .map(|s| (s, p.take_committee_latencies()))
+        }) {
+            inner
+                .node
+                .metrics_registry()
+                .observe_committee(&stats, &latencies);
             let i = inner.clone();
             let _ = tokio::task::spawn_blocking(move || drain_committee(&i)).await;
         }

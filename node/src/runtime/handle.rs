@@ -371,18 +371,28 @@ impl NodeService for NodeHandle {
         {
             return Ok(Some(s.clone()));
         }
-        // Applied before this process started: the store has the record, not the counts.
-        Ok(
-            Self::storage(self.shared.store.milestone(index))?.map(|r| MilestoneView {
-                index: r.index,
-                transaction_id: r.tx,
-                timestamp: r.timestamp,
-                ledger_digest: r.ledger_digest,
-                confirmed_transactions: None,
-                applied: None,
-                conflicting: None,
-            }),
-        )
+        // Applied before this process started: the store has the record, not the counts;
+        // the signers are in the milestone's transaction.
+        let Some(r) = Self::storage(self.shared.store.milestone(index))? else {
+            return Ok(None);
+        };
+        let signers = Self::storage(self.shared.store.transaction(&r.tx))?
+            .and_then(|bytes| dag_core::codec::decode(&bytes).ok())
+            .and_then(|tx| {
+                tx.milestone()
+                    .map(|m| m.signatures.iter().map(|(s, _)| *s).collect())
+            })
+            .unwrap_or_default();
+        Ok(Some(MilestoneView {
+            index: r.index,
+            transaction_id: r.tx,
+            timestamp: r.timestamp,
+            ledger_digest: r.ledger_digest,
+            confirmed_transactions: None,
+            applied: None,
+            conflicting: None,
+            signers,
+        }))
     }
 
     fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
@@ -432,5 +442,6 @@ pub(super) fn milestone_view(s: &MilestoneSummary) -> MilestoneView {
         confirmed_transactions: Some(s.confirmed),
         applied: Some(s.applied),
         conflicting: Some(s.conflicting),
+        signers: s.signers.clone(),
     }
 }
