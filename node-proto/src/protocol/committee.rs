@@ -149,9 +149,11 @@ pub(super) struct Committee {
     members: Vec<dag_core::Address>,
     threshold: usize,
     timeout_ms: u64,
-    /// The index being decided (0: none yet) and when this member entered it.
+    /// The index being decided (0: none yet) and when its round 0 began here.
     index: MilestoneIndex,
     started_at: u64,
+    /// The timestamp of the last milestone applied (its proposer's clock when proposed).
+    last_timestamp: u64,
     round: u32,
     /// The last round this member proposed in, and re-sent its vote in.
     proposed_round: Option<u32>,
@@ -193,6 +195,7 @@ impl Committee {
             timeout_ms: timeout_ms.max(1),
             index: 0,
             started_at: 0,
+            last_timestamp: 0,
             round: 0,
             proposed_round: None,
             resent_round: None,
@@ -215,6 +218,21 @@ impl Committee {
     /// The proposer of `round` at `index`.
     fn proposer(&self, index: MilestoneIndex, round: u32) -> u8 {
         ((u64::from(index) + u64::from(round)) % self.n()) as u8
+    }
+
+    /// Round 0 of the next index proposes one interval after the last milestone was
+    /// proposed (its timestamp), not after this member applied it, so the cadence is the
+    /// interval; but never before this member entered the index and never more than one
+    /// interval later than that (a timestamp from a skewed clock moves nothing further).
+    fn round_zero_base(&self, entered: u64, interval: u64) -> u64 {
+        if self.last_timestamp == 0 {
+            return entered;
+        }
+        // `started_at + interval` is when round 0 proposes.
+        self.last_timestamp
+            .saturating_add(interval)
+            .clamp(entered, entered.saturating_add(interval))
+            .saturating_sub(interval)
     }
 
     /// The round at `now` (see the module documentation).
@@ -353,7 +371,7 @@ impl Protocol {
             return;
         }
         c.index = index;
-        c.started_at = now;
+        c.started_at = c.round_zero_base(now, self.config.milestone_interval_ms);
         c.round = 0;
         c.proposed_round = None;
         c.resent_round = None;
@@ -865,6 +883,13 @@ impl Protocol {
         Step::Idle
     }
 
+    /// A milestone was applied: the next index's schedule starts from its timestamp.
+    pub(super) fn committee_applied(&mut self, m: &Milestone) {
+        if let Some(c) = self.committee.as_mut() {
+            c.last_timestamp = m.timestamp;
+        }
+    }
+
     /// Remembers a transaction carrying milestone `index` with the digest of what its
     /// signatures sign (bounded: a few indexes around the confirmed one, four copies each),
     /// so a next milestone naming another copy of the same milestone as its previous one is
@@ -901,5 +926,132 @@ impl Protocol {
         };
         let content = |t: &TxId| copies.iter().find(|(c, _)| c == t).map(|(_, d)| *d);
         matches!((content(&applied), content(id)), (Some(a), Some(b)) if a == b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ProtocolConfig;
+    use dag_core::ledger::Ledger;
+    use dag_core::{Allocation, Genesis};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn keys() -> Vec<Keypair> {
+        (0..2u8)
+            .map(|i| Keypair::from_seed(&[30 + i; 32]))
+            .collect()
+    }
+
+    fn genesis() -> Genesis {
+        Genesis {
+            network_name: "committee-unit".into(),
+            timestamp: T0,
+            pow_difficulty: 0,
+            timestamp_window_ms: 60_000,
+            committee: keys().iter().map(|k| k.address()).collect(),
+            threshold: 2,
+            allocations: vec![Allocation {
+                address: Keypair::from_seed(&[2; 32]).address(),
+                amount: 1_000,
+            }],
+        }
+    }
+
+    /// Member 0 of a committee of two (threshold 2).
+    fn member0() -> Protocol {
+        let g = genesis();
+        let config = ProtocolConfig {
+            milestone_signer: Some((0, keys()[0].clone())),
+            ..ProtocolConfig::default()
+        };
+        let ledger = Ledger::from_genesis(&g).unwrap();
+        Protocol::new(g, config, ledger).unwrap()
+    }
+
+    /// A proposal of milestone 1 by member 1 (its proposer in round 0), signed by it.
+    fn proposal(p: &Protocol, timestamp: u64) -> CommitteeMessage {
+        let parents = [TxId::GENESIS; 2];
+        let mut m = p.proposal_on(parents, timestamp).unwrap();
+        let msg = crypto::milestone_signing_message(p.network_id(), &parents, &m);
+        m.signatures = vec![(1, keys()[1].sign(&msg))];
+        CommitteeMessage {
+            round: 0,
+            proposer: 1,
+            parents,
+            milestone: m,
+        }
+    }
+
+    #[test]
+    fn a_member_signs_one_proposal_per_index_even_after_a_restart() {
+        let mut a = member0();
+        let x = proposal(&a, T0 + 10);
+        let y = proposal(&a, T0 + 11);
+        assert_ne!(
+            proposal_digest(a.network_id(), &x.parents, &x.milestone),
+            proposal_digest(a.network_id(), &y.parents, &y.milestone)
+        );
+        a.handle_committee_message(x.clone(), T0 + 20);
+        let out = a.poll_committee().expect("a vote for the first proposal");
+        let vote = out.vote.expect("made durable first");
+        assert_eq!(vote.index, 1);
+        assert_eq!(out.message.milestone.signatures.len(), 2);
+        assert_eq!(a.committee_stats().unwrap().votes, 1);
+        // The second proposal of the same index and round: no second signature, and the
+        // proposer is reported.
+        a.handle_committee_message(y.clone(), T0 + 21);
+        assert!(a.poll_committee().is_none());
+        assert_eq!(a.committee_stats().unwrap().equivocations, 1);
+        assert_eq!(a.committee_evidence()[0].member, 1);
+
+        // Restarted with its vote: the other proposal gets no signature either.
+        let mut b = member0();
+        b.restore_vote(vote.clone());
+        b.handle_committee_message(y, T0 + 30);
+        assert!(b.poll_committee().is_none());
+        assert_eq!(b.committee_stats().unwrap().votes, 0);
+        // A restart without the vote would sign it: the record is what prevents it.
+        let mut c = member0();
+        c.handle_committee_message(proposal(&c, T0 + 11), T0 + 30);
+        assert!(c.poll_committee().and_then(|o| o.vote).is_some());
+    }
+
+    #[test]
+    fn a_proposal_with_a_wrong_commitment_or_proposer_is_not_signed() {
+        let mut a = member0();
+        let before = (a.ledger().digest(), a.ledger().state_root());
+        let mut bad = proposal(&a, T0 + 10);
+        bad.milestone.ledger_digest = Digest([7; 32]);
+        let msg = crypto::milestone_signing_message(a.network_id(), &bad.parents, &bad.milestone);
+        bad.milestone.signatures = vec![(1, keys()[1].sign(&msg))];
+        a.handle_committee_message(bad, T0 + 20);
+        assert!(a.poll_committee().is_none());
+        assert_eq!(a.committee_stats().unwrap().rejected, 1);
+        // Member 0 is not the proposer of round 0 at index 1.
+        let mut wrong = proposal(&a, T0 + 12);
+        wrong.proposer = 0;
+        a.handle_committee_message(wrong, T0 + 20);
+        assert!(a.poll_committee().is_none());
+        // A signature that does not verify is ignored (and nothing is signed without the
+        // proposer's).
+        let mut forged = proposal(&a, T0 + 13);
+        forged.milestone.signatures[0].1 = Signature([3; 64]);
+        a.handle_committee_message(forged, T0 + 20);
+        assert!(a.poll_committee().is_none());
+        // The ledger was taken back after each check.
+        assert_eq!(a.ledger().confirmed_index(), 0);
+        assert_eq!((a.ledger().digest(), a.ledger().state_root()), before);
+        // A valid proposal after the bad one is the proposer's second at this index: its
+        // signature does not count, so it is not signed either.
+        a.handle_committee_message(proposal(&a, T0 + 14), T0 + 20);
+        assert!(a.poll_committee().is_none());
+        assert_eq!(a.committee_stats().unwrap().equivocations, 1);
+        // A member that saw only the valid one signs it.
+        let mut fresh = member0();
+        fresh.handle_committee_message(proposal(&fresh, T0 + 14), T0 + 20);
+        assert!(fresh.poll_committee().is_some());
+        assert_eq!(fresh.ledger().confirmed_index(), 0);
     }
 }

@@ -496,6 +496,7 @@ impl Protocol {
             diff: outcome.diff,
         }));
         self.events.push_back(Event::Milestone(summary));
+        self.committee_applied(milestone);
         while self
             .milestone_copies
             .first_key_value()
