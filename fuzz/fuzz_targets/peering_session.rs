@@ -297,6 +297,10 @@ impl Session {
                 assert_eq!(offset % node_proto::wire::SNAPSHOT_CHUNK_LEN as u64, 0);
                 self.p.send_message(&k, Message::SnapshotOffer(Vec::new()));
             }
+            // A committee message is the core's (its decoder enforced the signature cap).
+            Inbound::Committee(c) => {
+                assert!(c.milestone.signatures.len() <= node_proto::wire::MAX_COMMITTEE_SIGNATURES);
+            }
         }
     }
 
