@@ -719,6 +719,11 @@ impl Protocol {
                 continue;
             }
             let milestone = cand.msg.milestone.clone();
+            if self.previous_not_seen_yet(&milestone) {
+                // Another copy of the previous milestone: check once it is here.
+                self.missing.push(milestone.previous);
+                continue;
+            }
             let verdict = self.check_proposal(&milestone, &parents, now);
             let Some(c) = self.committee.as_mut() else {
                 return;
@@ -1053,5 +1058,89 @@ mod tests {
         fresh.handle_committee_message(proposal(&fresh, T0 + 14), T0 + 20);
         assert!(fresh.poll_committee().is_some());
         assert_eq!(fresh.ledger().confirmed_index(), 0);
+    }
+
+    /// Two copies of milestone 1 (one content, two signature sets), as two members that
+    /// both publish make: a node that applied one accepts a milestone 2 naming the other as
+    /// its previous one, once it has it (it asks for it and waits; it does not halt).
+    #[test]
+    fn a_next_milestone_may_follow_another_copy_of_the_previous_one() {
+        use crate::types::Origin;
+        use dag_core::{codec, pow, Transaction, TX_VERSION};
+        let members: Vec<Keypair> = (0..3u8)
+            .map(|i| Keypair::from_seed(&[50 + i; 32]))
+            .collect();
+        let mut g = genesis();
+        g.committee = members.iter().map(|k| k.address()).collect();
+        let ledger = Ledger::from_genesis(&g).unwrap();
+        let mut node = Protocol::new(g, ProtocolConfig::default(), ledger).unwrap();
+        let net = node.network_id();
+        let signed = |m: &Milestone, parents: [TxId; 2], who: &[usize]| {
+            let msg = crypto::milestone_signing_message(net, &parents, m);
+            let mut m = m.clone();
+            m.signatures = who
+                .iter()
+                .map(|i| (*i as u8, members[*i].sign(&msg)))
+                .collect();
+            m
+        };
+        let carry = |node: &Protocol, parents: [TxId; 2], m: Milestone, at: u64| {
+            let mut tx = Transaction {
+                version: TX_VERSION,
+                network_id: net,
+                parents,
+                timestamp: at,
+                payload: Payload::Milestone(m),
+                nonce: 0,
+            };
+            pow::solve(&mut tx, 0);
+            node.validator()
+                .validate_one(&codec::encode(&tx), at)
+                .unwrap()
+        };
+        let g2 = [TxId::GENESIS; 2];
+        let m1 = node.proposal_on(g2, T0 + 10).unwrap();
+        let copy_a = carry(&node, g2, signed(&m1, g2, &[0, 1]), T0 + 20);
+        let copy_b = carry(&node, g2, signed(&m1, g2, &[1, 2]), T0 + 21);
+        let (id_a, id_b) = (copy_a.id(), copy_b.id());
+        assert_ne!(id_a, id_b);
+        node.handle_transactions(vec![copy_a], Origin::Peer, T0 + 30)[0]
+            .clone()
+            .unwrap();
+        assert_eq!(node.ledger().confirmed_index(), 1);
+        assert_eq!(node.milestone_tx_id(1), Some(id_a));
+
+        // Milestone 2 follows copy b, which this node has not seen.
+        let p2 = [id_a, TxId::GENESIS];
+        let mut m2 = node.proposal_on(p2, T0 + 40).unwrap();
+        m2.previous = id_b;
+        let ms2 = carry(&node, p2, signed(&m2, p2, &[0, 2]), T0 + 41);
+        node.handle_transactions(vec![ms2], Origin::Peer, T0 + 50)[0]
+            .clone()
+            .unwrap();
+        assert_eq!(node.ledger().confirmed_index(), 1);
+        assert_eq!(node.halted(), None);
+        assert!(node.poll_missing().contains(&id_b));
+        // Copy b arrives: milestone 2 applies.
+        node.handle_transactions(vec![copy_b], Origin::Peer, T0 + 60)[0]
+            .clone()
+            .unwrap();
+        assert_eq!(node.halted(), None);
+        assert_eq!(node.ledger().confirmed_index(), 2);
+
+        // A milestone naming an unrelated known transaction as its previous one halts.
+        let p3 = [node.milestone_tx_id(2).unwrap(), TxId::GENESIS];
+        let mut m3 = node.proposal_on(p3, T0 + 70).unwrap();
+        m3.previous = id_a;
+        let ms3 = carry(&node, p3, signed(&m3, p3, &[0, 1]), T0 + 71);
+        node.handle_transactions(vec![ms3], Origin::Peer, T0 + 80)[0]
+            .clone()
+            .unwrap();
+        assert!(
+            node.halted().is_some_and(|h| h.contains("follows")),
+            "{:?}",
+            node.halted()
+        );
+        assert_eq!(node.ledger().confirmed_index(), 2);
     }
 }

@@ -302,6 +302,13 @@ impl Protocol {
             let Some((ms_ref, milestone, parents)) = self.milestones.remove(&index) else {
                 break;
             };
+            if self.previous_not_seen_yet(&milestone) {
+                // It follows another copy of the previous milestone (a committee may publish
+                // one milestone twice), which this node has not received: fetch it first.
+                self.missing.push(milestone.previous);
+                self.milestones.insert(index, (ms_ref, milestone, parents));
+                break;
+            }
             // Applied with the ledger's undo log: on a mismatch the ledger goes back to
             // what it was (O(touched entries), where a clone cost O(accounts)).
             let applied = apply_parents(
@@ -330,6 +337,16 @@ impl Protocol {
             let id = self.tangle.id(ms_ref);
             self.finish_milestone(index, ms_ref, id, &milestone, applied);
         }
+    }
+
+    /// Whether `m` names as its previous milestone a transaction this node does not know,
+    /// while it applied another one at that index (a copy it has not received yet).
+    pub(super) fn previous_not_seen_yet(&self, m: &Milestone) -> bool {
+        m.index > 1
+            && self
+                .milestone_tx(m.index - 1)
+                .is_some_and(|t| t != m.previous)
+            && !self.tangle.is_known(&m.previous)
     }
 
     /// The transaction carrying applied milestone `index` ([`TxId::GENESIS`] for 0), if held.
