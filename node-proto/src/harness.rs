@@ -20,11 +20,15 @@
 //!   [`restore_from_store`], as the node does, and re-dials its peers. A decoding error or
 //!   a protocol violation closes the connection; dropped connections are re-dialled with
 //!   exponential backoff (100 ms doubling to 5 s, like the node's dial loop).
+//! - **Chaos faults** ([`Faults`], off by default): duplicated frames, frames that overtake
+//!   others, delay spikes, store writes that become durable only after a lag (a crash keeps
+//!   the durable ones and a seeded prefix of the rest), and per-node clock skew
+//!   ([`Cluster::set_clock_skew`]). `tangle-sim chaos` drives them.
 //! - **Per node**: a [`MemStore`] fed from [`Protocol::poll_store_write`] (transaction and
 //!   milestone lookups for peers' requests are answered from it, restarts read it), the
 //!   peer ingest path ([`validate_from_peers`], [`Protocol::handle_peer_transactions`],
 //!   [`Peering::handle_verdict`], [`Peering::handle_missing`]), gossip of every stored
-//!   transaction ([`StoredTx::node_signed`] ones once written: at once, here), the protocol
+//!   transaction ([`StoredTx::node_signed`](crate::StoredTx::node_signed) ones once written: at once, here), the protocol
 //!   timer ([`Protocol::handle_tick`] + [`Protocol::run_work_inline`]) and the peering timer
 //!   ([`Peering::handle_tick`] with the node's [`LocalStatus`], expired senders penalised).
 //! - **Events**: one queue ordered by (time, sequence number). Everything at one instant is
@@ -65,7 +69,7 @@ use crate::peering::{
 use crate::wire::{encode_transaction, FrameDecoder, Message, PROTOCOL_VERSION};
 use crate::{
     restore_from_store, validate_from_peers, Event, Protocol, ProtocolConfig, ProtocolError,
-    Refusal, RestoreReport, StoreWrite, StoredTx, Submitted,
+    Refusal, RestoreReport, StoreWrite, Submitted,
 };
 
 /// First re-dial delay after a connection is lost, ms (doubled per failure).
@@ -209,6 +213,39 @@ pub struct ClusterConfig {
     pub idle_timeout_ms: u64,
     /// Virtual time at start, ms since the Unix epoch.
     pub start_ms: u64,
+    /// Faults beyond loss and cuts, for chaos runs (none by default).
+    pub faults: Faults,
+}
+
+/// Faults of a chaos run beyond [`ClusterConfig::loss`] and [`Cluster::partition`]
+/// (every probability 0 to 1; all off by default, and then the harness draws nothing
+/// for them, so runs without faults are unchanged).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// Probability that a frame is delivered twice (the copy up to `jitter_ms` + 1 later).
+    pub duplicate: f64,
+    /// Probability that a frame gets up to `reorder_ms` more delay and is not held behind
+    /// the frames sent before it, so it may overtake them or be overtaken. Stronger than
+    /// QUIC's ordered stream (only the handshake stays first): the protocol must not rely
+    /// on the order of messages.
+    pub reorder: f64,
+    /// See `reorder`, ms.
+    pub reorder_ms: u64,
+    /// Probability of a delay spike: the frame gets up to `spike_ms` more delay and the
+    /// later frames of its direction wait behind it (head-of-line blocking).
+    pub spike: f64,
+    /// See `spike`, ms.
+    pub spike_ms: u64,
+    /// Store writes become durable (flushed) this long after they are made; 0: at once. A
+    /// crash keeps the durable writes and a seeded prefix of the others (a torn tail),
+    /// never more. As the node's driver does: local submissions are answered only once
+    /// their writes are durable (group commit), transactions are gossiped on acceptance
+    /// and node-signed ones only once durable.
+    pub durable_lag_ms: u64,
+    /// Test-only, a deliberately injected bug for the chaos harness's own test: local
+    /// submissions are answered before their writes are durable (with `durable_lag_ms`).
+    #[doc(hidden)]
+    pub bug_ack_before_durable: bool,
 }
 
 impl ClusterConfig {
@@ -236,6 +273,7 @@ impl ClusterConfig {
             loss: 0.0,
             peering_tick_ms: 100,
             idle_timeout_ms: 10_000,
+            faults: Faults::default(),
         }
     }
 }
@@ -395,6 +433,11 @@ pub struct SimNode {
     /// The committee member's last vote, durable like the store (written before the vote
     /// is sent).
     vote: Option<crate::VoteRecord>,
+    /// Store writes not durable yet ([`Faults::durable_lag_ms`]), oldest first, with the
+    /// time they become durable.
+    pending: std::collections::VecDeque<(u64, StoreWrite)>,
+    /// This node's clock minus the virtual clock, ms (what its protocol core reads).
+    skew_ms: i64,
 }
 
 impl SimNode {
@@ -503,6 +546,21 @@ impl SimNode {
         self.protocol.tangle().is_known(id)
     }
 
+    /// This node's clock at virtual time `now` (see [`Cluster::set_clock_skew`]).
+    fn clock(&self, now: u64) -> u64 {
+        now.saturating_add_signed(self.skew_ms)
+    }
+
+    /// Its clock minus the virtual clock, ms.
+    pub fn clock_skew_ms(&self) -> i64 {
+        self.skew_ms
+    }
+
+    /// Store writes made but not durable yet ([`Faults::durable_lag_ms`]).
+    pub fn pending_writes(&self) -> usize {
+        self.pending.len()
+    }
+
     fn note(&mut self, now: u64, what: Logged) {
         self.log.push((now, what));
     }
@@ -528,6 +586,8 @@ struct Conn {
     decoders: [FrameDecoder; 2],
     /// Per receiving side: delivery time of the last frame queued to it (order is kept).
     last_at: [u64; 2],
+    /// Per receiving side: delivery time of the handshake (nothing arrives before it).
+    hello_at: [u64; 2],
 }
 
 /// The link between two nodes.
@@ -586,6 +646,11 @@ enum Action {
     IdleCheck {
         link: (usize, usize),
         cut_gen: u64,
+    },
+    /// Node `node`'s writes due by now become durable ([`Faults::durable_lag_ms`]).
+    Durable {
+        node: usize,
+        incarnation: u64,
     },
 }
 
@@ -665,6 +730,13 @@ impl Cluster {
         if !(0.0..=1.0).contains(&config.loss) {
             return Err(HarnessError::Config("loss is a probability".into()));
         }
+        let f = &config.faults;
+        if ![f.duplicate, f.reorder, f.spike]
+            .iter()
+            .all(|p| (0.0..=1.0).contains(p))
+        {
+            return Err(HarnessError::Config("fault rates are probabilities".into()));
+        }
         let now = config.start_ms;
         let mut nodes = Vec::with_capacity(n);
         let mut keys = BTreeMap::new();
@@ -687,6 +759,8 @@ impl Cluster {
                 log: Vec::new(),
                 stats: NodeStats::default(),
                 vote: None,
+                pending: std::collections::VecDeque::new(),
+                skew_ms: 0,
             });
         }
         let mut links = BTreeMap::new();
@@ -900,7 +974,8 @@ impl Cluster {
                 if !n.up || n.incarnation != incarnation {
                     return;
                 }
-                n.protocol.handle_tick(self.now);
+                let local = n.clock(self.now);
+                n.protocol.handle_tick(local);
                 n.protocol.run_work_inline();
                 let at = self.now + self.config.protocol_tick_ms;
                 self.schedule(at, Action::ProtocolTick { node, incarnation });
@@ -920,6 +995,13 @@ impl Cluster {
                 self.schedule(at, Action::PeeringTick { node, incarnation });
             }
             Action::Dial { link, gen } => self.dial(link, gen),
+            Action::Durable { node, incarnation } => {
+                let now = self.now;
+                let n = &mut self.nodes[node];
+                if n.up && n.incarnation == incarnation {
+                    make_durable(n, Some(now), now);
+                }
+            }
             Action::IdleCheck { link, cut_gen } => {
                 let idle = self
                     .links
@@ -995,6 +1077,7 @@ impl Cluster {
             up: [false, false],
             decoders: [FrameDecoder::new(), FrameDecoder::new()],
             last_at: [0, 0],
+            hello_at: [0, 0],
         });
         let network_id = self.config.network.network_id();
         let mut hello = Vec::new();
@@ -1051,13 +1134,42 @@ impl Cluster {
             && self.config.loss > 0.0
             && ((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < self.config.loss;
         self.nodes[from].stats.frames_sent += 1;
-        let at = self.now + self.config.link_delay_ms + jitter;
+        let mut at = self.now + self.config.link_delay_ms + jitter;
+        // Chaos faults (no draw at all when off).
+        let f = &self.config.faults;
+        let (spike, reorder, duplicate) = (f.spike, f.reorder, f.duplicate);
+        let (spike_ms, reorder_ms) = (f.spike_ms, f.reorder_ms);
+        let mut reordered = false;
+        let mut copy_at = None;
+        if !handshake {
+            if spike > 0.0 && self.chance(spike) {
+                at += self.rng.next_u64() % (spike_ms + 1);
+            }
+            if reorder > 0.0 && self.chance(reorder) {
+                reordered = true;
+                at += self.rng.next_u64() % (reorder_ms + 1);
+            }
+            if duplicate > 0.0 && self.chance(duplicate) {
+                copy_at = Some(1 + self.rng.next_u64() % (self.config.jitter_ms + 1));
+            }
+        }
         let conn_id = match self.links.get_mut(&link) {
             Some(l) if !l.cut && !lost_at_random => match l.conn.as_mut() {
                 Some(c) => {
                     let s = side(link, to);
-                    let at = at.max(c.last_at[s]);
-                    c.last_at[s] = at;
+                    let at = if handshake {
+                        c.hello_at[s] = at;
+                        at.max(c.last_at[s])
+                    } else if reordered {
+                        // Not held behind earlier frames, nor holding later ones back;
+                        // never ahead of the handshake.
+                        at.max(c.hello_at[s])
+                    } else {
+                        at.max(c.last_at[s])
+                    };
+                    if !reordered {
+                        c.last_at[s] = at;
+                    }
                     Some((c.id, at))
                 }
                 None => None,
@@ -1065,17 +1177,35 @@ impl Cluster {
             _ => None,
         };
         match conn_id {
-            Some((conn, at)) => self.schedule(
-                at,
-                Action::Deliver {
-                    conn,
-                    from,
-                    to,
-                    frame,
-                },
-            ),
+            Some((conn, at)) => {
+                if let Some(d) = copy_at {
+                    self.schedule(
+                        at + d,
+                        Action::Deliver {
+                            conn,
+                            from,
+                            to,
+                            frame: frame.clone(),
+                        },
+                    );
+                }
+                self.schedule(
+                    at,
+                    Action::Deliver {
+                        conn,
+                        from,
+                        to,
+                        frame,
+                    },
+                )
+            }
             None => self.nodes[from].stats.frames_lost += 1,
         }
+    }
+
+    /// A seeded coin with probability `p`.
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
     /// A frame arrives: decoded by the receiver's stream decoder, each message handled as
@@ -1190,7 +1320,10 @@ impl Cluster {
                     .collect();
                 answer_transactions(n, &peer, ids);
             }
-            Inbound::Committee(c) => n.protocol.handle_committee_message(*c, now),
+            Inbound::Committee(c) => {
+                let local = n.clock(now);
+                n.protocol.handle_committee_message(*c, local)
+            }
             // Harness nodes serve no snapshot files.
             Inbound::SnapshotQuery | Inbound::SendSnapshot { .. } => {
                 n.peering
@@ -1209,13 +1342,19 @@ impl Cluster {
         }
         let mut closes = Vec::new();
         let mut frames = Vec::new();
+        let mut durable_at = None;
         {
             let n = &mut self.nodes[i];
             ingest(n, &self.keys, now);
             let missing = n.protocol.poll_missing();
             n.peering.handle_missing(missing, now);
+            let lag = self.config.faults.durable_lag_ms;
+            let had = n.pending.len();
             while let Some(w) = n.protocol.poll_store_write() {
-                persist(n, w, now);
+                persist(n, w, now, lag);
+            }
+            if n.pending.len() > had {
+                durable_at = Some((now + lag, n.incarnation));
             }
             while let Some(out) = n.protocol.poll_committee() {
                 // The vote is durable before its signature leaves.
@@ -1272,6 +1411,15 @@ impl Cluster {
                 }
             }
         }
+        if let Some((at, incarnation)) = durable_at {
+            self.schedule(
+                at,
+                Action::Durable {
+                    node: i,
+                    incarnation,
+                },
+            );
+        }
         for (j, frame) in frames {
             self.send_frame(i, j, frame, false);
         }
@@ -1301,8 +1449,16 @@ impl Cluster {
     ) -> Result<Vec<Result<Submitted, Refusal>>, HarnessError> {
         self.check(i)?;
         let now = self.now;
-        let r = self.nodes[i].protocol.submit_payloads_inline(payloads, now);
+        let local = self.nodes[i].clock(now);
+        let r = self.nodes[i]
+            .protocol
+            .submit_payloads_inline(payloads, local);
         self.flush_node(i);
+        if !self.config.faults.bug_ack_before_durable {
+            // The answer waits for the round's writes to be durable (group commit).
+            make_durable(&mut self.nodes[i], None, now);
+            self.flush_node(i);
+        }
         Ok(r)
     }
 
@@ -1422,6 +1578,26 @@ impl Cluster {
         self.links.get(&pair(a, b)).is_some_and(|l| l.cut)
     }
 
+    /// Sets node `i`'s clock to the virtual clock plus `skew_ms` (negative: behind): its
+    /// protocol core reads that time (timestamps, the timestamp window, timers). Peering
+    /// timers keep the virtual clock. No effect if there is no such node.
+    pub fn set_clock_skew(&mut self, i: usize, skew_ms: i64) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.skew_ms = skew_ms;
+        }
+    }
+
+    /// Replaces the chaos faults (probabilities clamped to 0..=1, NaN as 0).
+    pub fn set_faults(&mut self, faults: Faults) {
+        let p = |x: f64| if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) };
+        self.config.faults = Faults {
+            duplicate: p(faults.duplicate),
+            reorder: p(faults.reorder),
+            spike: p(faults.spike),
+            ..faults
+        };
+    }
+
     /// Sets the probability that a frame is lost (clamped to 0..=1).
     pub fn set_loss(&mut self, loss: f64) {
         self.config.loss = if loss.is_nan() {
@@ -1433,7 +1609,8 @@ impl Cluster {
 
     /// Crashes node `i`: it stops, its connections close (its peers notice at once), frames
     /// to and from it are lost, and its peer transactions not yet ingested are gone. Its
-    /// store survives (every write was complete: the harness writes synchronously).
+    /// store survives: every durable write, and of those not durable yet
+    /// ([`Faults::durable_lag_ms`]) a seeded prefix (none to all), as a torn log tail.
     pub fn crash(&mut self, i: usize) -> Result<(), HarnessError> {
         self.check(i)?;
         let now = self.now;
@@ -1444,7 +1621,18 @@ impl Cluster {
         for l in links {
             self.close_conn(l, "peer crashed");
         }
+        let waiting = self.nodes[i].pending.len() as u64;
+        let keep = if waiting > 0 {
+            self.rng.next_u64() % (waiting + 1)
+        } else {
+            0
+        };
         let n = &mut self.nodes[i];
+        for (_, w) in n.pending.drain(..).take(keep as usize) {
+            if let Err(e) = write_one(&n.store, &w) {
+                n.log.push((now, Logged::StoreFailed(e.to_string())));
+            }
+        }
         n.up = false;
         n.incarnation += 1;
         n.inbox.clear();
@@ -1475,7 +1663,8 @@ impl Cluster {
         let now = self.now;
         let genesis = self.config.network.genesis.clone();
         let n = &mut self.nodes[i];
-        let (mut protocol, report) = restore(&genesis, n.config.clone(), &n.store, now)?;
+        let local = n.clock(now);
+        let (mut protocol, report) = restore(&genesis, n.config.clone(), &n.store, local)?;
         if let Some(v) = n.vote.clone() {
             protocol.restore_vote(v);
         }
@@ -1523,13 +1712,16 @@ fn ingest(n: &mut SimNode, keys: &BTreeMap<PeerKey, usize>, now: u64) {
     }
     let batch = std::mem::take(&mut n.inbox);
     let validator = n.protocol.validator();
+    let local = n.clock(now);
     let items: Vec<(&[u8], bool)> = batch
         .iter()
         .map(|t| (t.bytes.as_slice(), t.solicited))
         .collect();
-    let checked = validate_from_peers(&validator, &items, now);
+    let checked = validate_from_peers(&validator, &items, local);
     let checked = checked.into_iter().zip(&batch).map(|(v, t)| (v, t.peer));
-    let verdicts = n.protocol.handle_peer_transactions(checked.collect(), now);
+    let verdicts = n
+        .protocol
+        .handle_peer_transactions(checked.collect(), local);
     for (t, v) in batch.iter().zip(verdicts) {
         match v {
             Verdict::New => n.stats.new += 1,
@@ -1553,22 +1745,44 @@ fn ingest(n: &mut SimNode, keys: &BTreeMap<PeerKey, usize>, now: u64) {
     }
 }
 
-/// Writes one protocol write to the node's store; new transactions are gossiped (those
-/// the node signed once written, as the node does).
-fn persist(n: &mut SimNode, w: StoreWrite, now: u64) {
-    let gossip = |n: &mut SimNode, txs: &[StoredTx], node_signed: bool| {
-        for t in txs.iter().filter(|t| t.node_signed == node_signed) {
+/// Takes one protocol write: new transactions are gossiped at once, the write goes to the
+/// store now (`lag` 0, nothing waiting) or once durable ([`Faults::durable_lag_ms`]), and
+/// transactions the node signed are gossiped only then (as the node does).
+fn persist(n: &mut SimNode, w: StoreWrite, now: u64, lag: u64) {
+    if let StoreWrite::Transactions(txs) = &w {
+        for t in txs.iter().filter(|t| !t.node_signed) {
             n.peering.gossip(t.id, Arc::from(t.bytes.as_slice()));
         }
-    };
-    if let StoreWrite::Transactions(txs) = &w {
-        gossip(n, txs, false);
     }
+    if lag == 0 && n.pending.is_empty() {
+        write_durable(n, w, now);
+    } else {
+        n.pending.push_back((now + lag, w));
+    }
+}
+
+/// Writes `w` to the store (durable); gossips the node-signed transactions it holds.
+fn write_durable(n: &mut SimNode, w: StoreWrite, now: u64) {
     if let Err(e) = write_one(&n.store, &w) {
         n.note(now, Logged::StoreFailed(e.to_string()));
         return;
     }
     if let StoreWrite::Transactions(txs) = &w {
-        gossip(n, txs, true);
+        for t in txs.iter().filter(|t| t.node_signed) {
+            n.peering.gossip(t.id, Arc::from(t.bytes.as_slice()));
+        }
+    }
+}
+
+/// Makes the node's waiting writes durable, in order: those due by `until`, or all.
+fn make_durable(n: &mut SimNode, until: Option<u64>, now: u64) {
+    while n
+        .pending
+        .front()
+        .is_some_and(|(due, _)| until.is_none_or(|u| *due <= u))
+    {
+        if let Some((_, w)) = n.pending.pop_front() {
+            write_durable(n, w, now);
+        }
     }
 }
