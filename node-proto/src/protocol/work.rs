@@ -233,7 +233,11 @@ impl Protocol {
             id,
             bytes,
             meta: TxMeta::new(now, true, None),
-            node_signed: false,
+            // A milestone this node issued is announced only once durable, like the
+            // faucet's payloads: gossiped before its write, a crash lost it here while a
+            // peer held it, and the restarted issuer signed another milestone of that
+            // index (a fork: peers halted). Found by `tangle-sim chaos` (seed 344).
+            node_signed: milestone.is_some(),
         });
         Some((id, r))
     }
