@@ -17,7 +17,8 @@
 //!   [`PeeringConfig::ban_ms`].
 //! - **Solidification requests**: [`Peering::handle_missing`] queues requests for missing
 //!   parents; they go out in batches, time out after [`PeeringConfig::request_timeout_ms`]
-//!   and are retried on another peer up to [`PeeringConfig::request_attempts`] times.
+//!   and are retried on another peer up to [`PeeringConfig::request_attempts`] times, then
+//!   once per 10 timeouts until 5 minutes after the first attempt.
 //! - **Sync**: peers' [`Heartbeat`]s tell how far they are; while a peer has applied
 //!   milestones we have not, [`Peering::handle_tick`] asks it for the next range
 //!   (at most [`PeeringConfig::sync_range`] milestones) and re-asks another peer on timeout.
@@ -102,7 +103,8 @@ pub struct PeeringConfig {
     pub seen_capacity: usize,
     /// A transaction request unanswered this long is retried elsewhere, ms.
     pub request_timeout_ms: u64,
-    /// Attempts per requested transaction before giving up.
+    /// Quick attempts per requested transaction (one per timeout); then one per 10
+    /// timeouts until 5 minutes after the first, then it is given up.
     pub request_attempts: u32,
     /// Most requests outstanding at once.
     pub max_requests: usize,
@@ -303,7 +305,19 @@ struct Request {
     sent_at: Option<u64>,
     peer: Option<PeerKey>,
     attempts: u32,
+    /// When it was first asked for.
+    first_at: u64,
 }
+
+/// After [`PeeringConfig::request_attempts`] quick attempts, a request is retried once per
+/// this many request timeouts...
+const SLOW_RETRY_FACTOR: u64 = 10;
+/// ...until this long after it was first made, ms (the core's default lifetime of a
+/// transaction waiting for its parents). Giving up for good after the quick attempts left
+/// a node whose answers were all lost (a partition, frame loss) without the parent for
+/// ever: the core reports a missing parent once, so nothing asked again, and the node
+/// never applied another milestone (found by `tangle-sim chaos`, seed 64).
+const REQUEST_LIFETIME_MS: u64 = 300_000;
 
 struct SyncRequest {
     peer: PeerKey,
@@ -741,6 +755,7 @@ impl Peering {
                     sent_at: None,
                     peer: None,
                     attempts: 0,
+                    first_at: now,
                 },
             );
             self.unsent.push_back(id);
@@ -821,14 +836,18 @@ impl Peering {
         let attempts = self.config.request_attempts;
         let mut retry = Vec::new();
         let mut drop = Vec::new();
+        let slow = timeout.saturating_mul(SLOW_RETRY_FACTOR);
         for (id, r) in &self.requests {
             if let Some(at) = r.sent_at {
-                if now.saturating_sub(at) >= timeout {
-                    if r.attempts >= attempts {
-                        drop.push(*id);
-                    } else {
+                let waited = now.saturating_sub(at);
+                if r.attempts < attempts {
+                    if waited >= timeout {
                         retry.push(*id);
                     }
+                } else if now.saturating_sub(r.first_at) >= REQUEST_LIFETIME_MS {
+                    drop.push(*id);
+                } else if waited >= slow {
+                    retry.push(*id);
                 }
             }
         }
@@ -1120,7 +1139,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_time_out_and_move_to_another_peer_then_give_up() {
+    fn requests_time_out_move_to_another_peer_slow_down_then_give_up() {
         let cfg = PeeringConfig {
             request_attempts: 3,
             ..PeeringConfig::default()
@@ -1152,7 +1171,22 @@ mod tests {
         assert_ne!(second[0], first[0], "retried on the other peer");
         p.handle_tick(2000, LocalStatus::default());
         assert_eq!(asked(&mut p).len(), 1);
+        // The quick attempts are used up: asked again once per 10 timeouts, not dropped
+        // (a node whose answers were all lost stayed without the parent for ever).
         p.handle_tick(3000, LocalStatus::default());
+        assert!(asked(&mut p).is_empty());
+        assert_eq!(p.pending_requests(), 1);
+        p.handle_tick(11_999, LocalStatus::default());
+        assert!(asked(&mut p).is_empty(), "not before 10 timeouts");
+        p.handle_tick(12_000, LocalStatus::default());
+        assert_eq!(asked(&mut p).len(), 1, "a slow retry");
+        p.handle_tick(21_999, LocalStatus::default());
+        assert!(asked(&mut p).is_empty());
+        p.handle_tick(22_000, LocalStatus::default());
+        assert_eq!(asked(&mut p).len(), 1);
+        assert_eq!(p.given_up(), 0);
+        // Given up once the request's lifetime (the core's pending lifetime) is over.
+        p.handle_tick(REQUEST_LIFETIME_MS, LocalStatus::default());
         assert_eq!(p.pending_requests(), 0);
         assert_eq!(p.given_up(), 1);
     }
