@@ -75,8 +75,10 @@
 //! ## Layout
 //! `scenario` (config), `engine` (event loop, nodes, metrics), `workload` (devices and
 //! payloads), `research` (k != 2), `report` (summary, CSV, SVG), `sweep`, `check`,
-//! `node_mode` (the real node core on the harness).
+//! `node_mode` (the real node core on the harness), `chaos` (seeded fault runs of the real
+//! node core with invariants: `tangle-sim chaos`).
 
+pub mod chaos;
 pub mod check;
 pub mod engine;
 pub mod node_mode;

@@ -30,6 +30,78 @@ enum Command {
     Sweep(SweepArgs),
     /// Compare the base mode with the closed form L0 = 2 lambda h (URTS, high load).
     Check(CheckArgs),
+    /// Deterministic chaos: the real node core under seeded faults, invariants checked.
+    /// `--seeds N [--start S] [--nodes K]` runs seeds S..S+N-1, prints one line per failing
+    /// seed and a summary line, exits 1 if any failed; `--seed S --trace FILE` replays one
+    /// seed and writes its event trace.
+    Chaos(ChaosArgs),
+}
+
+#[derive(Args)]
+struct ChaosArgs {
+    /// Number of seeds to run.
+    #[arg(long, conflicts_with = "seed")]
+    seeds: Option<u64>,
+    /// First seed of --seeds.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Nodes per run (2 to 16; node 0 issues milestones).
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Replay this one seed.
+    #[arg(long, requires = "trace")]
+    seed: Option<u64>,
+    /// Where to write the replayed seed's event trace.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Worker threads for --seeds.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+}
+
+fn chaos(a: &ChaosArgs) -> Result<ExitCode> {
+    if !(2..=16).contains(&a.nodes) {
+        anyhow::bail!("--nodes must be 2 to 16");
+    }
+    if let Some(seed) = a.seed {
+        let path = a
+            .trace
+            .as_ref()
+            .context("--trace FILE is required with --seed")?;
+        let o = simulator::chaos::run_seed(simulator::chaos::ChaosConfig::new(seed, a.nodes), true);
+        let mut text = o.trace.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        if let Some(f) = &o.failure {
+            println!("seed {seed}: {f}");
+        }
+        let failed = u64::from(o.failure.is_some());
+        println!(
+            "chaos: 1 seeds, {failed} failed, trace hash of seed {seed}: {}",
+            o.trace_hash.to_hex()
+        );
+        return Ok(if failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let Some(n) = a.seeds else {
+        anyhow::bail!("give --seeds N or --seed S --trace FILE");
+    };
+    if n == 0 {
+        anyhow::bail!("--seeds must be at least 1");
+    }
+    let outcomes = simulator::chaos::run_seeds(a.start, n, a.nodes, a.jobs);
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    for line in simulator::chaos::report(&outcomes) {
+        println!("{line}");
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Scenario flags shared by `run` and `sweep`; they override the scenario file.
@@ -432,6 +504,10 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a).map(|_| true),
         Command::Sweep(a) => sweep(a).map(|_| true),
         Command::Check(a) => check(a),
+        Command::Chaos(a) => match chaos(&a) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

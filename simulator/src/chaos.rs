@@ -1,0 +1,708 @@
+//! Deterministic chaos (`tangle-sim chaos`): several real protocol cores
+//! (`node_proto::harness::Cluster`) on a virtual clock under seeded faults and a client
+//! workload, with invariants checked after every instant of virtual time.
+//!
+//! One seed fixes everything: the faults' rates, the clock skews, the schedule of client
+//! actions and faults, and every random choice of the harness and of the nodes. So a seed
+//! replays bit for bit ([`ChaosOutcome::trace_hash`]), and a failing seed is a complete
+//! bug report.
+//!
+//! **Faults** (drawn per seed): frame loss (0-10%, changed during the run), duplication
+//! (0-5%), reordering (0-5%, up to 50 ms), delay spikes (0-2% of frames, up to 3 s, later
+//! frames held behind), partitions into two random sides and heals, crashes and restarts
+//! where only durable store writes survive plus a torn prefix of the rest (writes durable
+//! after 5-50 ms; a node isolated just before a submission and crashed within that lag is
+//! one scripted pattern), clock skew of each node within +-15 s (the genesis window is
+//! 60 s), and junk from peers (random bytes, and real transactions with one byte changed).
+//!
+//! **Client workload**: payments from devices funded at genesis through random nodes,
+//! replays of acknowledged payloads at other nodes, and double spends (two payloads with
+//! one sequence number) at nodes on different sides of a partition when there is one.
+//! A payload is *acknowledged* when its submission returned `Ok` (the harness answers
+//! once the writes are durable, as the node does).
+//!
+//! **Invariants**, checked after every instant: for each milestone index the same ledger
+//! digest on every node that applied it; no node halted; balances plus open deposits equal
+//! the supply on every node (checked when its milestone changes); no (issuer, seq) has two
+//! payloads confirmed on one node. After the final heal (every link healed, crashed nodes
+//! restarted, faults off) within [`SETTLE_MS`] of virtual time: milestones resume (every
+//! node applies a milestone newer than the newest at the heal, all with one digest), and
+//! every acknowledged payload is `confirmed` or `conflicting` (with its reason) on every
+//! node.
+
+use std::collections::BTreeMap;
+
+use dag_core::store::PayloadStatus;
+use dag_core::{Address, Allocation, Body, Digest, Keypair, PayloadId, SignedPayload, TangleView};
+use node_proto::harness::{Cluster, ClusterConfig, DevNetwork, Faults, HarnessError};
+use node_proto::wire::Message;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Virtual time of the chaos phase, ms.
+pub const CHAOS_MS: u64 = 15_000;
+/// Bound on the virtual time from the final heal until every acknowledged payload is
+/// decided everywhere and milestones resumed, ms.
+pub const SETTLE_MS: u64 = 90_000;
+/// Devices funded at genesis.
+const DEVICES: usize = 4;
+/// Each device's genesis balance.
+const DEVICE_FUNDS: u64 = 500;
+
+/// Settings of one chaos run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChaosConfig {
+    /// The seed.
+    pub seed: u64,
+    /// Nodes (2 to 16); node 0 issues milestones.
+    pub nodes: usize,
+    /// Test-only: inject the harness's deliberate bug (submissions answered before their
+    /// writes are durable), to show the invariants catch it.
+    pub inject_bug: bool,
+}
+
+impl ChaosConfig {
+    /// `nodes` nodes, seed `seed`, no injected bug.
+    pub fn new(seed: u64, nodes: usize) -> Self {
+        ChaosConfig {
+            seed,
+            nodes,
+            inject_bug: false,
+        }
+    }
+}
+
+/// Counters of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChaosStats {
+    /// Payloads acknowledged.
+    pub acknowledged: usize,
+    /// Submissions refused.
+    pub refused: usize,
+    /// Crashes.
+    pub crashes: usize,
+    /// Partitions.
+    pub partitions: usize,
+    /// Junk frames injected.
+    pub junk: usize,
+    /// Double spends attempted.
+    pub double_spends: usize,
+    /// Highest milestone applied on every node at the end.
+    pub milestone: u32,
+    /// Frames delivered.
+    pub frames: u64,
+}
+
+/// The result of one seed.
+#[derive(Clone, Debug)]
+pub struct ChaosOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// The first invariant broken, with the virtual time; `None`: the seed passed.
+    pub failure: Option<String>,
+    /// Hash of the run: every delivered frame (time, ends, bytes), every client and fault
+    /// action, and each node's final ledger digest. Equal for equal seeds.
+    pub trace_hash: Digest,
+    /// Counters.
+    pub stats: ChaosStats,
+    /// The event trace (client and fault actions, every node's log), when asked for.
+    pub trace: Vec<String>,
+}
+
+/// A device: its key and the next sequence number to sign.
+struct Device {
+    key: Keypair,
+    next_seq: u64,
+}
+
+/// The checks run after every instant.
+#[derive(Default)]
+struct Checker {
+    /// Ledger digest of each milestone index, as the first node to apply it had it.
+    digests: BTreeMap<u32, (usize, Digest)>,
+    /// Last milestone seen on each node.
+    last: Vec<u32>,
+    /// Highest milestone whose stored digest was checked, per node.
+    durable: Vec<u32>,
+    /// Every payload the workload signed, by (issuer, seq).
+    by_seq: BTreeMap<(Address, u64), Vec<PayloadId>>,
+    supply: u128,
+    failure: Option<String>,
+}
+
+impl Checker {
+    fn fail(&mut self, now: u64, what: String) {
+        if self.failure.is_none() {
+            self.failure = Some(format!("{what} (virtual ms {now})"));
+        }
+    }
+
+    /// Every invariant that must hold at every instant. Returns whether one broke.
+    fn check(&mut self, c: &Cluster) -> bool {
+        let now = c.now();
+        for n in c.nodes() {
+            if !n.is_up() {
+                continue;
+            }
+            let i = n.index();
+            if let Some(why) = n.protocol().halted() {
+                self.fail(now, format!("node {i} halted: {why}"));
+                return true;
+            }
+            let ci = n.confirmed_index();
+            if ci == self.last[i] {
+                continue;
+            }
+            // The digests of the milestones this node has durably applied (its store's
+            // records; an issuer's ledger runs ahead of them while it issues, and what a
+            // crash takes back never existed for anyone else).
+            let mut m = self.durable[i] + 1;
+            while let Some(d) = n.digest_at(m) {
+                match self.digests.get(&m) {
+                    Some(&(j, e)) if e != d => {
+                        self.fail(
+                            now,
+                            format!(
+                                "milestone {m}: ledger digest {} on node {i}, {} on node {j}",
+                                d.to_hex(),
+                                e.to_hex()
+                            ),
+                        );
+                        return true;
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.digests.insert(m, (i, d));
+                    }
+                }
+                self.durable[i] = m;
+                m += 1;
+            }
+            self.last[i] = ci;
+            let l = n.protocol().ledger();
+            let total = l.total_balances() + l.open_deposits();
+            if total != self.supply {
+                self.fail(
+                    now,
+                    format!(
+                        "node {i} milestone {ci}: balances and deposits {total}, supply {}",
+                        self.supply
+                    ),
+                );
+                return true;
+            }
+            for ((issuer, seq), ids) in &self.by_seq {
+                let applied = ids.iter().filter(|p| n.is_confirmed(p)).count();
+                if applied > 1 {
+                    let what = format!(
+                        "node {i}: {applied} payloads of issuer {} seq {seq} applied",
+                        hex::encode(issuer.0)
+                    );
+                    self.fail(now, what);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Runs the cluster `ms` forward, checking after every instant; false once an invariant
+/// broke.
+fn run_checked(c: &mut Cluster, chk: &mut Checker, ms: u64) -> bool {
+    let _ = c.run_until(ms, |c| chk.check(c));
+    chk.failure.is_none()
+}
+
+/// What the run does, recorded for the trace and its hash.
+struct Log {
+    lines: Vec<String>,
+    hash: [u8; 32],
+}
+
+impl Log {
+    fn note(&mut self, now: u64, line: String) {
+        self.hash =
+            dag_core::crypto::blake2b256_parts(&[&self.hash, &now.to_le_bytes(), line.as_bytes()]);
+        self.lines.push(format!("{now} chaos {line}"));
+    }
+}
+
+fn fresh_address(rng: &mut ChaCha8Rng) -> Address {
+    let mut a = [0u8; 32];
+    rng.fill(&mut a);
+    Address(a)
+}
+
+fn pay(net: u64, from: &Keypair, seq: u64, to: Address, amount: u64) -> SignedPayload {
+    SignedPayload::sign(
+        from,
+        net,
+        seq,
+        Body::Pay {
+            to,
+            amount,
+            memo: Vec::new(),
+        },
+    )
+}
+
+/// Runs one seed.
+pub fn run_seed(cfg: ChaosConfig, want_trace: bool) -> ChaosOutcome {
+    let mut log = Log {
+        lines: Vec::new(),
+        hash: [0; 32],
+    };
+    let mut chk = Checker::default();
+    let mut stats = ChaosStats::default();
+    let result = run_inner(cfg, &mut log, &mut chk, &mut stats, want_trace);
+    let (failure, frames_hash, mut trace) = match result {
+        Ok((h, t)) => (chk.failure.take(), h, t),
+        Err(e) => (Some(format!("harness: {e}")), [0; 32], Vec::new()),
+    };
+    let trace_hash = Digest(dag_core::crypto::blake2b256_parts(&[
+        &frames_hash,
+        &log.hash,
+    ]));
+    if want_trace {
+        trace.splice(0..0, std::mem::take(&mut log.lines));
+        trace.sort_by_key(|l| {
+            l.split(' ')
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        if let Some(f) = &failure {
+            trace.push(format!("FAILED {f}"));
+        }
+        trace.push(format!("trace hash {}", trace_hash.to_hex()));
+    }
+    ChaosOutcome {
+        seed: cfg.seed,
+        failure,
+        trace_hash,
+        stats,
+        trace,
+    }
+}
+
+/// The run; returns the harness's trace digest mixed with the final digests, and the
+/// nodes' logs as trace lines (if wanted).
+fn run_inner(
+    cfg: ChaosConfig,
+    log: &mut Log,
+    chk: &mut Checker,
+    stats: &mut ChaosStats,
+    want_trace: bool,
+) -> Result<([u8; 32], Vec<String>), HarnessError> {
+    let k = cfg.nodes.clamp(2, 16);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xc4a0_5c4a_05c4_a05c);
+
+    // The network: devices funded at genesis.
+    let mut network = DevNetwork::new("chaos", 2);
+    let mut devices: Vec<Device> = (0..DEVICES)
+        .map(|d| {
+            let mut seed = [0xd0; 32];
+            seed[..8].copy_from_slice(&(d as u64).to_le_bytes());
+            Device {
+                key: Keypair::from_seed(&seed),
+                next_seq: 0,
+            }
+        })
+        .collect();
+    network
+        .genesis
+        .allocations
+        .extend(devices.iter().map(|d| Allocation {
+            address: d.key.address(),
+            amount: DEVICE_FUNDS,
+        }));
+    chk.supply = network.genesis.supply().map(u128::from).unwrap_or(0);
+    let net = network.network_id();
+
+    let mut cc = ClusterConfig::dev(k, cfg.seed);
+    cc.network = network;
+    cc.loss = [0.0, 0.02, 0.1][rng.gen_range(0..3)];
+    cc.faults = Faults {
+        duplicate: rng.gen_range(0.0..0.05),
+        reorder: rng.gen_range(0.0..0.05),
+        reorder_ms: 50,
+        spike: rng.gen_range(0.0..0.02),
+        spike_ms: 3_000,
+        durable_lag_ms: rng.gen_range(5..=50),
+        bug_ack_before_durable: cfg.inject_bug,
+    };
+    log.note(0, format!("nodes {k} loss {} {:?}", cc.loss, cc.faults));
+    let lag = cc.faults.durable_lag_ms;
+    let mut c = Cluster::new(cc)?;
+    chk.last = vec![0; k];
+    chk.durable = vec![0; k];
+    for i in 0..k {
+        let skew = rng.gen_range(-15_000i64..=15_000);
+        c.set_clock_skew(i, skew);
+        log.note(c.now(), format!("node {i} clock skew {skew} ms"));
+    }
+    if c.run_until(10_000, |c| c.all_connected()).is_err() {
+        chk.fail(c.now(), "the nodes did not connect".into());
+    }
+
+    let start = c.now();
+    let end = start + CHAOS_MS;
+    let mut acked: Vec<SignedPayload> = Vec::new();
+    let mut restarts: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    // The current partition: side of each node (all 0: none).
+    let mut side = vec![0u8; k];
+
+    while chk.failure.is_none() && c.now() < end {
+        let wait = 1 + (-(1.0 - rng.gen::<f64>()).ln() * 250.0) as u64;
+        // Restarts due before the next action.
+        let next = (c.now() + wait).min(end);
+        while let Some((&t, _)) = restarts.first_key_value() {
+            if t > next {
+                break;
+            }
+            let nodes = restarts.remove(&t).unwrap_or_default();
+            let ms = t.saturating_sub(c.now());
+            if !run_checked(&mut c, chk, ms) {
+                break;
+            }
+            for i in nodes {
+                if !c.node(i).is_up() {
+                    c.restart(i)?;
+                    log.note(c.now(), format!("restart {i}"));
+                }
+            }
+        }
+        let ms = next.saturating_sub(c.now());
+        if !run_checked(&mut c, chk, ms) {
+            break;
+        }
+        let now = c.now();
+        let up: Vec<usize> = (0..k).filter(|&i| c.node(i).is_up()).collect();
+        if up.is_empty() {
+            continue;
+        }
+        let at = up[rng.gen_range(0..up.len())];
+        let roll = rng.gen_range(0..100);
+        match roll {
+            // A payment.
+            0..=39 => {
+                let d = rng.gen_range(0..DEVICES);
+                let to = if rng.gen_bool(0.5) {
+                    devices[rng.gen_range(0..DEVICES)].key.address()
+                } else {
+                    fresh_address(&mut rng)
+                };
+                let amount = rng.gen_range(1..=20);
+                let p = pay(net, &devices[d].key, devices[d].next_seq, to, amount);
+                if submit(&mut c, log, chk, stats, at, &p, &mut acked)? {
+                    devices[d].next_seq += 1;
+                }
+            }
+            // A replay of an acknowledged payload at another node.
+            40..=49 => {
+                if !acked.is_empty() {
+                    let p = acked[rng.gen_range(0..acked.len())].clone();
+                    log.note(now, format!("replay {} at {at}", p.id().to_hex()));
+                    let _ = c.submit(at, vec![p])?;
+                }
+            }
+            // A double spend: one seq, two payloads, two nodes (on different sides of the
+            // partition when there is one).
+            50..=59 => {
+                let d = rng.gen_range(0..DEVICES);
+                let seq = devices[d].next_seq;
+                let other: Vec<usize> = up
+                    .iter()
+                    .copied()
+                    .filter(|&j| j != at && side[j] != side[at])
+                    .collect();
+                let pool = if other.is_empty() {
+                    up.iter().copied().filter(|&j| j != at).collect()
+                } else {
+                    other
+                };
+                if let Some(&b) = pool.get(rng.gen_range(0..pool.len().max(1))) {
+                    stats.double_spends += 1;
+                    let p1 = pay(net, &devices[d].key, seq, fresh_address(&mut rng), 3);
+                    let p2 = pay(net, &devices[d].key, seq, fresh_address(&mut rng), 4);
+                    log.note(
+                        now,
+                        format!("double spend device {d} seq {seq} at {at} and {b}"),
+                    );
+                    let a1 = submit(&mut c, log, chk, stats, at, &p1, &mut acked)?;
+                    let a2 = submit(&mut c, log, chk, stats, b, &p2, &mut acked)?;
+                    if a1 || a2 {
+                        devices[d].next_seq += 1;
+                    }
+                }
+            }
+            // A partition into two random sides.
+            60..=67 => {
+                c.heal_all();
+                for s in side.iter_mut() {
+                    *s = rng.gen_range(0..2);
+                }
+                stats.partitions += 1;
+                for a in 0..k {
+                    for b in a + 1..k {
+                        if side[a] != side[b] {
+                            c.partition(a, b);
+                        }
+                    }
+                }
+                log.note(now, format!("partition {side:?}"));
+            }
+            68..=75 => {
+                c.heal_all();
+                side.iter_mut().for_each(|s| *s = 0);
+                log.note(now, "heal".into());
+            }
+            // A crash, restarted 0.2-3 s later.
+            76..=81 => {
+                c.crash(at)?;
+                stats.crashes += 1;
+                let back = now + rng.gen_range(200..=3_000);
+                restarts.entry(back).or_default().push(at);
+                log.note(now, format!("crash {at} until {back}"));
+            }
+            // Cut off, take a payment, crash before the writes are durable.
+            82..=85 => {
+                c.isolate(at);
+                side.iter_mut().for_each(|s| *s = 0);
+                side[at] = 1;
+                let d = rng.gen_range(0..DEVICES);
+                let p = pay(
+                    net,
+                    &devices[d].key,
+                    devices[d].next_seq,
+                    fresh_address(&mut rng),
+                    5,
+                );
+                log.note(now, format!("isolate {at}"));
+                if submit(&mut c, log, chk, stats, at, &p, &mut acked)? {
+                    devices[d].next_seq += 1;
+                }
+                if !run_checked(&mut c, chk, rng.gen_range(0..lag)) {
+                    break;
+                }
+                if c.node(at).is_up() {
+                    c.crash(at)?;
+                    stats.crashes += 1;
+                    let back = c.now() + rng.gen_range(200..=3_000);
+                    restarts.entry(back).or_default().push(at);
+                    log.note(c.now(), format!("crash {at} until {back}"));
+                }
+            }
+            // Junk from a peer.
+            86..=93 => {
+                let to = up[rng.gen_range(0..up.len())];
+                if to != at {
+                    let sent = if rng.gen_bool(0.5) {
+                        let mut bytes = vec![0u8; rng.gen_range(1..64)];
+                        rng.fill(&mut bytes[..]);
+                        log.note(now, format!("junk bytes {at} -> {to}"));
+                        c.inject_bytes(at, to, bytes)
+                    } else {
+                        // A real transaction with one byte changed.
+                        let tx = c.node(at).protocol().tangle().tips().first().copied();
+                        let bytes = tx
+                            .map(|t| c.node(at).protocol().tangle().id(t))
+                            .and_then(|id| c.node(at).transaction(&id));
+                        match bytes {
+                            Some(mut b) if !b.is_empty() => {
+                                let i = rng.gen_range(0..b.len());
+                                b[i] ^= 1 << rng.gen_range(0..8);
+                                log.note(now, format!("corrupt transaction {at} -> {to}"));
+                                c.inject(at, to, &Message::Transaction(b))
+                            }
+                            _ => Ok(()),
+                        }
+                    };
+                    if sent.is_ok() {
+                        stats.junk += 1;
+                    }
+                }
+            }
+            // The loss rate changes.
+            _ => {
+                let loss = [0.0, 0.05, 0.2][rng.gen_range(0..3)];
+                c.set_loss(loss);
+                log.note(now, format!("loss {loss}"));
+            }
+        }
+        if chk.failure.is_none() {
+            chk.check(&c);
+        }
+    }
+
+    // The final heal: every link, every node back, no more faults.
+    if chk.failure.is_none() {
+        c.heal_all();
+        c.set_loss(0.0);
+        c.set_faults(Faults {
+            durable_lag_ms: lag,
+            bug_ack_before_durable: cfg.inject_bug,
+            ..Faults::default()
+        });
+        for i in 0..k {
+            if !c.node(i).is_up() {
+                c.restart(i)?;
+            }
+        }
+        let healed_at = c.now();
+        let newest = (0..k)
+            .map(|i| c.node(i).confirmed_index())
+            .max()
+            .unwrap_or(0);
+        log.note(healed_at, format!("final heal at milestone {newest}"));
+        let ids: Vec<PayloadId> = acked.iter().map(|p| p.id()).collect();
+        let done = |c: &Cluster| {
+            c.converged_at_least(newest + 1)
+                && ids.iter().all(|id| {
+                    c.nodes().iter().all(|n| {
+                        matches!(
+                            n.payload_status(id),
+                            Some(
+                                PayloadStatus::Confirmed { .. } | PayloadStatus::Conflicting { .. }
+                            )
+                        )
+                    })
+                })
+        };
+        let r = c.run_until(SETTLE_MS, |c| chk.check(c) || done(c));
+        if chk.failure.is_none() && (r.is_err() || !done(&c)) {
+            let mut what =
+                format!(
+                "not settled {} ms after the final heal (milestones {:?}, newest at heal {newest})",
+                SETTLE_MS,
+                (0..k).map(|i| c.node(i).confirmed_index()).collect::<Vec<_>>()
+            );
+            'find: for id in &ids {
+                for n in c.nodes() {
+                    let st = n.payload_status(id);
+                    if !matches!(
+                        st,
+                        Some(PayloadStatus::Confirmed { .. } | PayloadStatus::Conflicting { .. })
+                    ) {
+                        what.push_str(&format!(
+                            "; acknowledged payload {} is {st:?} on node {}",
+                            id.to_hex(),
+                            n.index()
+                        ));
+                        break 'find;
+                    }
+                }
+            }
+            chk.fail(c.now(), what);
+        }
+    }
+    stats.milestone = (0..k)
+        .map(|i| c.node(i).confirmed_index())
+        .min()
+        .unwrap_or(0);
+    stats.frames = c.frames_delivered();
+    stats.acknowledged = acked.len();
+
+    let mut parts: Vec<Vec<u8>> = vec![c.trace_digest().0.to_vec()];
+    for n in c.nodes() {
+        parts.push(n.ledger_digest().0.to_vec());
+        parts.push(n.confirmed_index().to_le_bytes().to_vec());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    let hash = dag_core::crypto::blake2b256_parts(&refs);
+    let mut lines = Vec::new();
+    if want_trace {
+        for n in c.nodes() {
+            for (t, what) in n.log() {
+                lines.push(format!("{t} node {} {what:?}", n.index()));
+            }
+        }
+    }
+    Ok((hash, lines))
+}
+
+/// Submits `p` at node `at`; an acknowledged payload is remembered. Returns whether it was
+/// acknowledged.
+fn submit(
+    c: &mut Cluster,
+    log: &mut Log,
+    chk: &mut Checker,
+    stats: &mut ChaosStats,
+    at: usize,
+    p: &SignedPayload,
+    acked: &mut Vec<SignedPayload>,
+) -> Result<bool, HarnessError> {
+    chk.by_seq
+        .entry((p.issuer, p.seq))
+        .or_default()
+        .push(p.id());
+    let r = c.submit(at, vec![p.clone()])?;
+    let ok = matches!(r.first(), Some(Ok(_)));
+    log.note(
+        c.now(),
+        format!(
+            "submit {} issuer {} seq {} at {at}: {}",
+            p.id().to_hex(),
+            &hex::encode(p.issuer.0)[..8],
+            p.seq,
+            if ok { "acknowledged" } else { "refused" }
+        ),
+    );
+    if ok {
+        acked.push(p.clone());
+    } else {
+        stats.refused += 1;
+    }
+    Ok(ok)
+}
+
+/// What `tangle-sim chaos --seeds` prints: one line per failing seed (`seed S: why`), in
+/// seed order, then `chaos: N seeds, F failed, trace hash of seed S: <hex>` (S the first
+/// seed run).
+pub fn report(outcomes: &[ChaosOutcome]) -> Vec<String> {
+    let mut lines: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.failure.as_ref().map(|f| format!("seed {}: {f}", o.seed)))
+        .collect();
+    let failed = lines.len();
+    let (first, hash) = outcomes
+        .first()
+        .map(|o| (o.seed, o.trace_hash.to_hex()))
+        .unwrap_or_default();
+    lines.push(format!(
+        "chaos: {} seeds, {failed} failed, trace hash of seed {first}: {hash}",
+        outcomes.len()
+    ));
+    lines
+}
+
+/// Runs seeds `start..start + count` (on `jobs` threads) and returns their outcomes in seed
+/// order.
+pub fn run_seeds(start: u64, count: u64, nodes: usize, jobs: usize) -> Vec<ChaosOutcome> {
+    run_seeds_with(start, count, jobs, |s| ChaosConfig::new(s, nodes))
+}
+
+/// [`run_seeds`] with the configuration of each seed from `config`.
+pub fn run_seeds_with(
+    start: u64,
+    count: u64,
+    jobs: usize,
+    config: impl Fn(u64) -> ChaosConfig + Sync,
+) -> Vec<ChaosOutcome> {
+    use rayon::prelude::*;
+    let seeds: Vec<u64> = (0..count).map(|i| start.wrapping_add(i)).collect();
+    let run = || {
+        seeds
+            .par_iter()
+            .map(|&s| run_seed(config(s), false))
+            .collect::<Vec<_>>()
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build()
+    {
+        Ok(pool) => pool.install(run),
+        Err(_) => seeds.iter().map(|&s| run_seed(config(s), false)).collect(),
+    }
+}
