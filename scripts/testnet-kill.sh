@@ -36,6 +36,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$BIN" ] || cargo build --release -p node --bin tangle-node
 [ -n "$DIR" ] || DIR=$(mktemp -d "${TMPDIR:-/tmp}/testnet-kill.XXXXXX")
+mkdir -p "$DIR"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -668,12 +668,52 @@ impl Tangle {
         self.applied.insert(index, milestone_tx);
         self.solid_milestones.entry(index).or_insert(milestone_tx);
         self.confirmed_milestone = index;
-        // Only transactions newer than the oldest one just confirmed can have it in their
-        // cone: compact and recompute that suffix of the unconfirmed list, in ref order
-        // (parents first). Old orphans before it are not touched.
-        let Some(&oldest) = order.iter().min() else {
-            return Ok(());
+        if let Some(&oldest) = order.iter().min() {
+            self.refresh_unconfirmed_from(oldest);
+        }
+        Ok(())
+    }
+
+    /// Marks `r`, another transaction carrying the already applied milestone `index` (a
+    /// committee may publish one milestone in two transactions, with other signature
+    /// sets), as confirmed by `index`, so that no later milestone's cone holds it on one
+    /// node and not on another. Its parents must be confirmed (they are those of the
+    /// applied carrier). Nothing changes on an error.
+    pub fn confirm_copy(&mut self, r: TxRef, index: MilestoneIndex) -> Result<(), ConfirmError> {
+        if index > self.confirmed_milestone || index == 0 {
+            return Err(ConfirmError::IndexNotIncreasing {
+                index,
+                confirmed: self.confirmed_milestone,
+            });
+        }
+        if !self.holds(r) {
+            return Err(ConfirmError::UnknownTx(r));
+        }
+        if !self.is_open(r) {
+            return Err(ConfirmError::AlreadyConfirmed(r));
+        }
+        let s = r.index() - self.base as usize;
+        if self.nodes[s]
+            .parents
+            .iter()
+            .any(|&p| p != r && self.is_open(p))
+        {
+            return Err(ConfirmError::NotParentClosed(r));
+        }
+        self.nodes[s].confirmed_by = index;
+        self.nodes[s].referenced = ReferencedMilestones {
+            oldest: index,
+            youngest: index,
         };
+        self.refresh_unconfirmed_from(r);
+        Ok(())
+    }
+
+    /// Drops newly confirmed transactions from the unconfirmed list at and after `oldest`
+    /// and recomputes the referenced milestones of the rest of that suffix, in ref order
+    /// (parents first): only transactions newer than `oldest` can have it in their cone.
+    /// Old orphans before it are not touched.
+    fn refresh_unconfirmed_from(&mut self, oldest: TxRef) {
         let base = self.base as usize;
         let start = self.unconfirmed.partition_point(|r| *r < oldest);
         let mut write = start;
@@ -689,7 +729,6 @@ impl Tangle {
             write += 1;
         }
         self.unconfirmed.truncate(write);
-        Ok(())
     }
 
     /// Whether `r` is in the arena (at or above the root, at or below the newest).
@@ -1052,6 +1091,41 @@ mod tests {
             Ok(InsertOutcome::Duplicate)
         );
         assert_eq!(t.pending_len(), 1);
+    }
+
+    /// A second transaction carrying an applied milestone is confirmed by it: it leaves
+    /// the unconfirmed set and no later cone holds it; a transaction approving it references
+    /// that milestone.
+    #[test]
+    fn a_copy_of_an_applied_milestone_is_confirmed_by_it() {
+        let mut t = Tangle::default();
+        let a = solid(t.insert(tid(1), [G, G], None, 1))[0].1;
+        let ms = solid(t.insert(tid(2), [tid(1), G], Some(1), 2))[0].1;
+        let cone = t.unconfirmed_cone(&[a]);
+        let mut order = cone.clone();
+        order.push(ms);
+        t.confirm(&order, 1, ms).unwrap();
+        // Another carrier of milestone 1 (same parents), and a transaction approving it.
+        let copy = solid(t.insert(tid(3), [tid(1), G], Some(1), 3))[0].1;
+        let child = solid(t.insert(tid(4), [tid(3), tid(2)], None, 4))[0].1;
+        assert_eq!(t.unconfirmed_cone(&[child]), vec![copy, child]);
+        // Not for a milestone not applied yet, nor twice.
+        assert!(t.confirm_copy(copy, 2).is_err());
+        t.confirm_copy(copy, 1).unwrap();
+        assert_eq!(
+            t.confirm_copy(copy, 1),
+            Err(ConfirmError::AlreadyConfirmed(copy))
+        );
+        assert_eq!(t.confirmed_by(copy), Some(1));
+        assert_eq!(t.unconfirmed_cone(&[child]), vec![child]);
+        assert_eq!(t.unconfirmed().collect::<Vec<_>>(), vec![child]);
+        assert_eq!(t.referenced_milestones(child).youngest, 1);
+        // A transaction with an unconfirmed parent cannot be confirmed as a copy.
+        let other = solid(t.insert(tid(5), [tid(4), G], Some(1), 5))[0].1;
+        assert_eq!(
+            t.confirm_copy(other, 1),
+            Err(ConfirmError::NotParentClosed(other))
+        );
     }
 
     #[test]

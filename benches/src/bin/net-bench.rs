@@ -1,5 +1,6 @@
-//! net-bench: three in-process nodes peered over QUIC on 127.0.0.1 (one milestone issuer),
-//! payments submitted to the issuer; reports payments/s confirmed on all three nodes and
+//! net-bench: in-process nodes (three by default, `--nodes`) peered over QUIC on 127.0.0.1
+//! (one milestone issuer, or with `--committee K` a committee of all of them, k of n),
+//! payments submitted to node 0; reports payments/s confirmed on every node and
 //! the p50/p99 propagation latency (from the submitting node's durable acknowledgement to
 //! the transaction becoming solid on each other node).
 //!
@@ -42,6 +43,13 @@ struct Args {
     /// Offered load, payments per second (0: as fast as the issuer acknowledges).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Nodes, fully meshed.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Milestones from a committee of every node with this threshold (k of `--nodes`);
+    /// 0: node 0 issues alone (a committee of one).
+    #[arg(long, default_value_t = 0)]
+    committee: u8,
     /// PoW difficulty of the network (leading zero bits); the submitting node does the work
     /// for every payment.
     #[arg(long, default_value_t = 0)]
@@ -58,7 +66,11 @@ struct Seen {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let committee = Keypair::from_seed(&[1; 32]);
+    let n_nodes = args.nodes.clamp(2, 32);
+    // Member i's key: seed [1 + i; 32] (a committee of one: node 0's).
+    let members: Vec<Keypair> = (0..if args.committee > 0 { n_nodes } else { 1 })
+        .map(|i| Keypair::from_seed(&[1 + i as u8; 32]))
+        .collect();
     let devices: Vec<Keypair> = (0..args.devices)
         .map(|i| {
             let mut s = [0u8; 32];
@@ -71,8 +83,8 @@ async fn main() -> anyhow::Result<()> {
         timestamp: node::runtime::now_ms(),
         pow_difficulty: args.pow_difficulty,
         timestamp_window_ms: dag_core::genesis::DEFAULT_TIMESTAMP_WINDOW_MS,
-        committee: vec![committee.address()],
-        threshold: 1,
+        committee: members.iter().map(|k| k.address()).collect(),
+        threshold: args.committee.max(1),
         allocations: devices
             .iter()
             .map(|d| Allocation {
@@ -84,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     let mut nets = Vec::new();
     let mut dirs = Vec::new();
-    for i in 0..3u8 {
+    for i in 0..n_nodes as u8 {
         let store: Arc<dyn Store> = match args.store.as_str() {
             "mem" => Arc::new(MemStore::new()),
             _ => {
@@ -99,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
             genesis: genesis.clone(),
             store,
             protocol: ProtocolConfig {
-                milestone_signer: (i == 0).then(|| (0, committee.clone())),
+                milestone_signer: members.get(usize::from(i)).map(|k| (i, k.clone())),
                 milestone_interval_ms: args.milestone_interval_ms,
                 ..ProtocolConfig::default()
             },
@@ -126,11 +138,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    while !nets.iter().all(|(n, _)| n.connected().len() == 2) {
+    while !nets.iter().all(|(n, _)| n.connected().len() == n_nodes - 1) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Event recorders.
-    let seen: Vec<Arc<Mutex<Seen>>> = (0..3).map(|_| Arc::default()).collect();
+    let seen: Vec<Arc<Mutex<Seen>>> = (0..n_nodes).map(|_| Arc::default()).collect();
     for (node, s) in nodes.iter().zip(&seen) {
         let mut rx = node.handle().subscribe();
         let s = s.clone();
@@ -254,17 +266,22 @@ async fn main() -> anyhow::Result<()> {
     };
     let elapsed = last.duration_since(start).as_secs_f64();
     println!(
-        "net-bench: 3 nodes on loopback (QUIC), store={}, {} payments ({} devices x {} rounds), milestone interval {} ms, pow difficulty {}, offered load {}",
+        "net-bench: {n_nodes} nodes on loopback (QUIC), {}, store={}, {} payments ({} devices x {} rounds), milestone interval {} ms, pow difficulty {}, offered load {}",
+        if args.committee > 0 {
+            format!("a committee of all {n_nodes}, threshold {}", args.committee)
+        } else {
+            "node 0 issues milestones".to_string()
+        },
         args.store, total, args.devices, args.rounds, args.milestone_interval_ms, args.pow_difficulty,
         if args.rate == 0 { "unpaced".to_string() } else { format!("{}/s", args.rate) }
     );
     println!(
-        "submitted in {:.2} s; confirmed on all three: {confirmed_all}/{total} in {elapsed:.2} s = {:.0} payments/s",
+        "submitted in {:.2} s; confirmed on all {n_nodes}: {confirmed_all}/{total} in {elapsed:.2} s = {:.0} payments/s",
         submitted.as_secs_f64(),
         confirmed_all as f64 / elapsed
     );
     println!(
-        "propagation (ack on node 0 -> solid on node 1/2): n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms; events lagged: {}",
+        "propagation (ack on node 0 -> solid on the others): n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms; events lagged: {}",
         lat.len(),
         pct(0.50),
         pct(0.90),
@@ -282,6 +299,14 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| i.confirmed_milestone)
         .min()
         .unwrap_or(0);
+    for (i, info) in digests.iter().enumerate() {
+        if info.confirmed_milestone != digests[0].confirmed_milestone || info.halted.is_some() {
+            println!(
+                "node {i}: confirmed milestone {} (latest seen {}), halted: {:?}",
+                info.confirmed_milestone, info.latest_milestone, info.halted
+            );
+        }
+    }
     let same = nodes
         .iter()
         .map(|n| {
@@ -293,9 +318,44 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect::<Vec<_>>();
     println!(
-        "digest at milestone {at} identical on all three: {}",
+        "digest at milestone {at} identical on all {n_nodes}: {}",
         same.iter().all(|d| *d == same[0] && d.is_some())
     );
+    if args.committee > 0 {
+        // Proposal-to-publication latency of the milestones each member published, from
+        // the members' histograms (bucket upper bounds) and their sums.
+        let mut buckets = [0u64; node_proto::LATENCY_BUCKETS_MS.len() + 1];
+        let (mut published, mut sum, mut view_changes) = (0u64, 0u64, 0u64);
+        for n in &nodes {
+            if let Some(s) = n.handle().with_protocol(|p| p.committee_stats()) {
+                for (b, c) in buckets.iter_mut().zip(s.latency_buckets) {
+                    *b += c;
+                }
+                published += s.published;
+                sum += s.latency_sum_ms;
+                view_changes += s.view_changes;
+            }
+        }
+        let bound = |q: f64| {
+            let want = (published as f64 * q).ceil() as u64;
+            let mut acc = 0;
+            for (i, c) in buckets.iter().enumerate() {
+                acc += c;
+                if acc >= want.max(1) {
+                    return node_proto::LATENCY_BUCKETS_MS
+                        .get(i)
+                        .map_or("more".to_string(), |b| format!("<= {b} ms"));
+                }
+            }
+            "n/a".to_string()
+        };
+        println!(
+            "committee: {published} milestones published, proposal-to-publication mean {:.0} ms, p50 {}, p99 {}; view changes {view_changes}",
+            sum as f64 / published.max(1) as f64,
+            bound(0.5),
+            bound(0.99)
+        );
+    }
     for (n, _) in nets {
         n.shutdown().await;
     }

@@ -39,7 +39,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use dag_core::validate::{ValidTransaction, ValidationError};
-use dag_core::{crypto, Digest, Keypair, Milestone, MilestoneIndex, Payload, Signature, TxId};
+use dag_core::{
+    crypto, Digest, Keypair, Milestone, MilestoneIndex, Payload, Signature, TangleView, TxId,
+};
 use serde::{Deserialize, Serialize};
 
 use super::work::{Job, Step, Work};
@@ -52,6 +54,11 @@ const MAX_EVIDENCE: usize = 16;
 /// Most proposals one index may gather (one per proposer and round, bounded by the rounds
 /// a member accepts; beyond this, new ones are ignored).
 const MAX_CANDIDATES: usize = 64;
+
+/// Copies of one milestone remembered (two members publishing one proposal make two; a
+/// member holding k signatures could make more: beyond this many, a copy held before the
+/// milestone is applied is not confirmed with it).
+const MAX_COPIES: usize = dag_core::MAX_MILESTONE_SIGNATURES;
 
 /// Latency samples kept for the driver between two [`Protocol::take_committee_latencies`].
 const MAX_LATENCY_SAMPLES: usize = 1024;
@@ -138,6 +145,8 @@ struct Candidate {
     checked: Option<bool>,
     /// Its missing parents were requested.
     requested: bool,
+    /// When it was first received here.
+    received_at: u64,
     /// When it reached k signatures here.
     complete_at: Option<u64>,
 }
@@ -239,17 +248,24 @@ impl Committee {
     fn round_at(&self, now: u64, interval: u64) -> u32 {
         let due = self.started_at.saturating_add(interval);
         if now < due {
-            0
-        } else {
-            u32::try_from((now - due) / self.timeout_ms).unwrap_or(u32::MAX)
+            return 0;
         }
+        let t = (now - due) / self.timeout_ms;
+        if t >= timeouts_before(GROWTH_ROUNDS) {
+            let r = u64::from(GROWTH_ROUNDS)
+                + (t - timeouts_before(GROWTH_ROUNDS)) / u64::from(GROWTH_ROUNDS);
+            return u32::try_from(r).unwrap_or(u32::MAX);
+        }
+        (0..GROWTH_ROUNDS)
+            .take_while(|r| timeouts_before(r + 1) <= t)
+            .count() as u32
     }
 
     /// When round `round` begins.
     fn round_start(&self, round: u32, interval: u64) -> u64 {
         self.started_at
             .saturating_add(interval)
-            .saturating_add(u64::from(round).saturating_mul(self.timeout_ms))
+            .saturating_add(timeouts_before(round).saturating_mul(self.timeout_ms))
     }
 
     /// Whether this member may still sign a proposal `digest` at `index`.
@@ -272,6 +288,22 @@ impl Committee {
         let mut msg = c.msg.clone();
         msg.milestone.signatures = c.sigs.iter().map(|(s, sig)| (*s, *sig)).collect();
         Some(msg)
+    }
+}
+
+/// Round `r` lasts `min(r + 1, GROWTH_ROUNDS)` proposer timeouts: a round that ended
+/// because checking a proposal took longer than a timeout (a loaded member) gives the next
+/// one more time, as Tendermint's timeouts grow with the round.
+const GROWTH_ROUNDS: u32 = 8;
+
+/// Proposer timeouts before round `round` begins (after round 0's start).
+fn timeouts_before(round: u32) -> u64 {
+    let r = u64::from(round);
+    let g = u64::from(GROWTH_ROUNDS);
+    if r <= g {
+        r * (r + 1) / 2
+    } else {
+        g * (g + 1) / 2 + (r - g) * g
     }
 }
 
@@ -390,6 +422,7 @@ impl Protocol {
                 sigs: BTreeMap::new(),
                 checked: Some(true),
                 requested: false,
+                received_at: now,
                 complete_at: None,
             };
             for (s, sig) in sigs {
@@ -435,7 +468,16 @@ impl Protocol {
         let my_turn = c.proposer(index, c.round) == c.me
             && now >= c.round_start(c.round, interval)
             && c.proposed_round != Some(c.round);
-        if my_turn && !self.issuing && !c.publishing {
+        // A proposal this member has not checked yet (its parents on the way, its cone
+        // being applied) is not met with a new one: that could split the index's votes
+        // for good. One whose parents did not come within a timeout does not hold it back.
+        let pending = c.vote_here().is_none()
+            && c.candidates.values().any(|cand| {
+                cand.checked.is_none()
+                    && cand.sigs.contains_key(&cand.msg.proposer)
+                    && now < cand.received_at.saturating_add(c.timeout_ms)
+            });
+        if my_turn && !pending && !self.issuing && !c.publishing {
             c.proposed_round = Some(c.round);
             c.stats.proposals += 1;
             if let Some(v) = c.vote_here() {
@@ -527,6 +569,7 @@ impl Protocol {
                 sigs: BTreeMap::new(),
                 checked: Some(true),
                 requested: false,
+                received_at: now,
                 complete_at: None,
             });
         }
@@ -611,6 +654,7 @@ impl Protocol {
                     sigs: BTreeMap::new(),
                     checked: None,
                     requested: false,
+                    received_at: now,
                     complete_at: None,
                 },
             );
@@ -888,6 +932,43 @@ impl Protocol {
         Step::Idle
     }
 
+    /// `r` carries milestone `index`: if that milestone is applied and `r` is not the
+    /// transaction it was applied from, `r` is another copy (two members published it), and
+    /// it is confirmed by it at once ([`Tangle::confirm_copy`]), on every node alike, so no
+    /// later milestone's cone holds it on one node and not on another.
+    pub(super) fn confirm_if_copy(&mut self, r: dag_core::TxRef, index: MilestoneIndex) {
+        if index == 0
+            || index > self.tangle.confirmed_milestone()
+            || self.tangle.solid_milestone(index) == Some(r)
+        {
+            return;
+        }
+        match self.tangle.confirm_copy(r, index) {
+            Ok(()) => tracing::debug!(index, "another copy of an applied milestone confirmed"),
+            Err(e) => tracing::debug!(index, error = %e, "milestone copy left as it is"),
+        }
+    }
+
+    /// Milestone `index` was applied from `applied`: the other copies of it already held are
+    /// confirmed by it too (see [`Protocol::confirm_if_copy`]).
+    pub(super) fn confirm_copies(&mut self, index: MilestoneIndex, applied: TxId) {
+        let ids: Vec<TxId> = self
+            .milestone_copies
+            .get(&index)
+            .map(|c| {
+                c.iter()
+                    .map(|(id, _)| *id)
+                    .filter(|id| *id != applied)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in ids {
+            if let Some(r) = self.tangle.lookup(&id) {
+                self.confirm_if_copy(r, index);
+            }
+        }
+    }
+
     /// A milestone was applied: the next index's schedule starts from its timestamp.
     pub(super) fn committee_applied(&mut self, m: &Milestone) {
         if let Some(c) = self.committee.as_mut() {
@@ -912,7 +993,7 @@ impl Protocol {
         }
         let d = proposal_digest(self.network_id, parents, m);
         let copies = self.milestone_copies.entry(index).or_default();
-        if copies.len() < 4 && !copies.iter().any(|(t, _)| *t == id) {
+        if copies.len() < MAX_COPIES && !copies.iter().any(|(t, _)| *t == id) {
             copies.push((id, d));
         }
         while self.milestone_copies.len() > 80 {
@@ -986,6 +1067,31 @@ mod tests {
             proposer: 1,
             parents,
             milestone: m,
+        }
+    }
+
+    #[test]
+    fn rounds_grow_to_eight_timeouts_and_round_at_inverts_round_start() {
+        let mut c = Committee::new(0, keys()[0].clone(), genesis().committee, 2, 1000);
+        c.started_at = T0;
+        let interval = 500;
+        assert_eq!(c.round_at(T0, interval), 0);
+        assert_eq!(
+            c.round_start(1, interval) - c.round_start(0, interval),
+            1000
+        );
+        assert_eq!(
+            c.round_start(2, interval) - c.round_start(1, interval),
+            2000
+        );
+        assert_eq!(
+            c.round_start(12, interval) - c.round_start(11, interval),
+            8000
+        );
+        for r in 0..40 {
+            let start = c.round_start(r, interval);
+            assert_eq!(c.round_at(start, interval), r);
+            assert_eq!(c.round_at(c.round_start(r + 1, interval) - 1, interval), r);
         }
     }
 
@@ -1121,12 +1227,28 @@ mod tests {
         assert_eq!(node.ledger().confirmed_index(), 1);
         assert_eq!(node.halted(), None);
         assert!(node.poll_missing().contains(&id_b));
-        // Copy b arrives: milestone 2 applies.
-        node.handle_transactions(vec![copy_b], Origin::Peer, T0 + 60)[0]
+        // Copy b arrives: it is confirmed by milestone 1 at once (no later cone holds it),
+        // and milestone 2 applies.
+        node.handle_transactions(vec![copy_b.clone()], Origin::Peer, T0 + 60)[0]
             .clone()
             .unwrap();
         assert_eq!(node.halted(), None);
         assert_eq!(node.ledger().confirmed_index(), 2);
+        let rb = node.tangle().lookup(&id_b).unwrap();
+        assert_eq!(node.tangle().confirmed_by(rb), Some(1));
+
+        // A node that gets both copies before it applies milestone 1 applies the first and
+        // confirms the other with it.
+        let ledger = Ledger::from_genesis(node.genesis()).unwrap();
+        let mut other =
+            Protocol::new(node.genesis().clone(), ProtocolConfig::default(), ledger).unwrap();
+        let copy_a2 = carry(&other, g2, signed(&m1, g2, &[0, 1]), T0 + 20);
+        other.handle_transactions(vec![copy_b, copy_a2], Origin::Peer, T0 + 30);
+        assert_eq!(other.ledger().confirmed_index(), 1);
+        assert_eq!(other.milestone_tx_id(1), Some(id_b));
+        let ra = other.tangle().lookup(&id_a).unwrap();
+        assert_eq!(other.tangle().confirmed_by(ra), Some(1));
+        assert_eq!(other.tangle().unconfirmed_len(), 0);
 
         // A milestone naming an unrelated known transaction as its previous one halts.
         let p3 = [node.milestone_tx_id(2).unwrap(), TxId::GENESIS];

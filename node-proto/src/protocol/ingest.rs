@@ -322,6 +322,7 @@ impl Protocol {
             Payload::Milestone(m) => {
                 self.latest_milestone = self.latest_milestone.max(m.index);
                 self.note_milestone_copy(m.index, self.tangle.id(r), &tx.parents, m);
+                self.confirm_if_copy(r, m.index);
                 if m.index > self.ledger.confirmed_index() {
                     // The first copy seen is the one applied (as the Tangle keeps it).
                     self.milestones

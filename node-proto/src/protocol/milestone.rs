@@ -430,6 +430,7 @@ impl Protocol {
             return;
         }
         self.selector.on_confirmed(&self.tangle, index);
+        self.confirm_copies(index, ms_id);
         // `payloads` and the outcomes both follow the cone's order (the ledger applied the
         // cone's payloads in it), so one cursor pairs them with the cone's transactions.
         debug_assert!(payloads
