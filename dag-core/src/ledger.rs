@@ -1066,7 +1066,7 @@ mod tests {
         let before = (n.ledger.to_state(), n.ledger.state_root());
         let index = n.ledger.confirmed_index() + 1;
         let voucher = n.voucher(0, &ch, 120);
-        let ps = vec![
+        let ps = [
             // Account 3 is new; account 0 is touched three times.
             n.pay(0, 1, 3, 100),
             n.pay(0, 2, 3, 1),
