@@ -25,6 +25,7 @@ mod error;
 mod ids;
 mod types;
 
+pub mod capacity;
 pub mod codec;
 pub mod crypto;
 pub mod genesis;

@@ -32,6 +32,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use hashbrown::{HashMap, HashSet};
 use smallvec::SmallVec;
 
+use crate::capacity;
 use crate::ids::TxId;
 use crate::types::MilestoneIndex;
 use crate::view::{ReferencedMilestones, TangleView, TxRef};
@@ -238,6 +239,8 @@ pub struct Tangle {
     /// Largest confirming index among pruned transactions: what they read as.
     pruned_index: MilestoneIndex,
     last_arrival: u64,
+    /// Prunes so far (every [`capacity::SHRINK_EVERY`]th gives spare capacity back).
+    prunes: u32,
 }
 
 impl Tangle {
@@ -274,6 +277,7 @@ impl Tangle {
             entry_points: HashMap::new(),
             pruned_index: 0,
             last_arrival: 0,
+            prunes: 0,
         }
     }
 
@@ -817,7 +821,22 @@ impl Tangle {
         self.unconfirmed.drain(..below.len());
         self.applied.retain(|_, r| r.0 >= base);
         self.solid_milestones.retain(|_, r| r.0 >= base);
+        self.prunes = self.prunes.wrapping_add(1);
+        if self.prunes % capacity::SHRINK_EVERY == 0 {
+            self.shrink();
+        }
         Ok(count)
+    }
+
+    /// Gives back the capacity a larger window left behind ([`capacity`]).
+    fn shrink(&mut self) {
+        capacity::shrink_sparse(&mut self.nodes);
+        capacity::shrink_sparse(&mut self.index);
+        capacity::shrink_sparse(&mut self.tips);
+        capacity::shrink_sparse(&mut self.unconfirmed);
+        capacity::shrink_sparse(&mut self.pending);
+        capacity::shrink_sparse(&mut self.waiters);
+        capacity::shrink_sparse(&mut self.entry_points);
     }
 
     /// Removes waiting transactions received before `older_than` (their parents never came)
@@ -1408,6 +1427,40 @@ mod tests {
         assert_eq!(t.solid_milestone(2), None);
         solid(t.insert(tid(2), [tid(1), G], None, 0));
         assert_eq!(t.solid_milestone(2), t.lookup(&tid(3)));
+    }
+
+    #[test]
+    fn memory_follows_the_window_held_not_the_largest_one() {
+        // A window of 20,000 shrinks to 4,000 in prunes of 1,000: the arena and the id
+        // index give their spare room back (every SHRINK_EVERY prunes).
+        let mut t = Tangle::default();
+        let mut prev = [G, G];
+        for n in 1..=20_000 {
+            add(&mut t, n, prev);
+            prev = [tid(n), if n > 1 { tid(n - 1) } else { G }];
+        }
+        let last = t.lookup(&tid(20_000)).unwrap();
+        let cone = t.unconfirmed_cone(&[last]);
+        t.confirm(&cone, 1, last).unwrap();
+        let (nodes_room, index_room) = (t.nodes.capacity(), t.index.capacity());
+        assert!(nodes_room >= 20_000 && index_room >= 20_000);
+        for step in 1..=capacity::SHRINK_EVERY {
+            let cut = TxRef(t.root().0 + 1_000);
+            assert_eq!(t.prune_before(cut), Ok(1_000), "prune {step}");
+        }
+        let held = t.len();
+        assert!(held <= 4_001, "{held}");
+        assert!(
+            t.nodes.capacity() < nodes_room / 2 && t.index.capacity() < index_room / 2,
+            "{} of {nodes_room}, {} of {index_room}",
+            t.nodes.capacity(),
+            t.index.capacity()
+        );
+        // Nothing held was lost.
+        assert_eq!(t.lookup(&tid(20_000)), Some(last));
+        assert_eq!(t.id(last), tid(20_000));
+        let x = add(&mut t, 30_000, [tid(20_000), tid(19_999)]);
+        assert_eq!(t.parents(x)[0], last);
     }
 
     #[test]

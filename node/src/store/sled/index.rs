@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(doc)]
 use dag_core::store::Store;
 use dag_core::store::{next_payload_status, PayloadStatus, PruneState, Result, StoreError, TxMeta};
-use dag_core::{MilestoneIndex, PayloadId, PayloadOutcome, TxId};
+use dag_core::{capacity, MilestoneIndex, PayloadId, PayloadOutcome, TxId};
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,8 @@ pub(super) struct Index {
     /// Per live segment from `seg_first`: its entries that are indexed (not pruned, not a
     /// duplicate). Tombstone and solid frames do not count.
     pub(super) live: VecDeque<u64>,
+    /// Prunes taken so far (every [`capacity::SHRINK_EVERY`]th gives spare capacity back).
+    pub(super) prunes: u32,
 }
 
 impl Index {
@@ -115,6 +117,20 @@ impl Index {
     fn live_mut(&mut self, pos: LogPos) -> Option<&mut u64> {
         let i = segment_index(self.seg_first, pos.tag());
         self.live.get_mut(i)
+    }
+
+    /// After a prune: every [`capacity::SHRINK_EVERY`]th one gives back the capacity a
+    /// larger window left behind, so the index follows the window it holds, not the
+    /// largest it ever held.
+    pub(super) fn pruned_once_more(&mut self) {
+        self.prunes = self.prunes.wrapping_add(1);
+        if self.prunes % capacity::SHRINK_EVERY == 0 {
+            capacity::shrink_sparse(&mut self.txs);
+            capacity::shrink_sparse(&mut self.payloads);
+            capacity::shrink_sparse(&mut self.more);
+            capacity::shrink_sparse(&mut self.extra);
+            capacity::shrink_sparse(&mut self.bases);
+        }
     }
 
     /// How many of the oldest segments may be deleted: each has no live entry, nor has any

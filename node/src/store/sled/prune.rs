@@ -131,6 +131,7 @@ impl SledStore {
                 milestone: plan.milestone,
                 entry_points: batch.entry_points.clone(),
             });
+            index.pruned_once_more();
         }
         let mut cleanup = plan.cleanup;
         cleanup.insert(
