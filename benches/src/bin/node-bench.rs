@@ -754,6 +754,9 @@ struct Tracker {
 }
 
 /// Soak-mode bookkeeping, bounded: only payments in flight are remembered.
+/// Payments without a final status at the end whose status `--rate` mode asks the node.
+const STRAGGLER_SAMPLE: usize = 50;
+
 struct Soak {
     tracker: std::sync::Mutex<Tracker>,
     /// Payments signed and handed to the senders.
@@ -1212,6 +1215,30 @@ async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let total_secs = start.elapsed().as_secs_f64();
+    // What the node says of a sample of the payments still without a final status
+    // here: pending, reattaching, or confirmed with the event missed (or unknown: lost).
+    let stragglers: Vec<PayloadId> = soak
+        .lock()
+        .in_flight
+        .iter()
+        .filter(|(_, f)| !f.conflicting)
+        .map(|(id, _)| *id)
+        .take(STRAGGLER_SAMPLE)
+        .collect();
+    let mut straggler_states: std::collections::BTreeMap<String, u64> = Default::default();
+    for id in &stragglers {
+        let state = match reqwest::get(format!("http://{addr}/api/v1/payloads/{id}")).await {
+            Ok(r) if r.status().is_success() => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "unreadable".into()),
+            Ok(r) => format!("HTTP {}", r.status().as_u16()),
+            Err(e) => format!("transport error {e}"),
+        };
+        *straggler_states.entry(state).or_default() += 1;
+    }
     let _ = stop_tx.send(true);
     let sampled = sampler.await??;
     let info: serde_json::Value = match reqwest::get(format!("http://{addr}/api/v1/info")).await {
@@ -1267,6 +1294,17 @@ async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
         t.conflicting,
         t.in_flight.len() as u64 - t.conflicting
     );
+    if !stragglers.is_empty() {
+        let states: Vec<String> = straggler_states
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        println!(
+            "  unconfirmed, asked  : {} of them: {}",
+            stragglers.len(),
+            states.join(", ")
+        );
+    }
     println!(
         "  backlog             : at most {} payments due and not sent (generator behind by \
          at most {}); sends at most {:.0} ms behind schedule",

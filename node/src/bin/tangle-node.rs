@@ -10,6 +10,9 @@ use node::init::{init, testnet, InitOptions, TestnetOptions};
 use node::net::local::{local_configs, LocalNetwork, LocalNetworkOptions};
 
 // mimalloc: the node allocates per transaction on its hot path, where glibc malloc costs ~30%.
+// The `system-alloc` feature leaves the C allocator in place, for heap profilers that
+// interpose malloc (heaptrack, jemalloc's profiler via LD_PRELOAD).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
