@@ -86,6 +86,9 @@ fn init_address_balance_pay_contract() {
     // init: network id from the node; refuses to overwrite.
     // The EV keystore uses a light KDF (as a small device would) so this test runs fast; the
     // charger's uses the defaults.
+    // `--genesis` pins the network's genesis next to the keystore: `--wait` checks proofs
+    // against its committee from then on.
+    let genesis = node.genesis_path.to_str().unwrap();
     let o = wallet(
         &ev_ks,
         url,
@@ -96,6 +99,8 @@ fn init_address_balance_pay_contract() {
             "64",
             "--kdf-iterations",
             "1",
+            "--genesis",
+            genesis,
         ],
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
@@ -130,10 +135,31 @@ fn init_address_balance_pay_contract() {
         serde_json::json!({"balance": 10_000, "next_seq": 0})
     );
 
-    // pay to a did:key, --wait: exactly {"payload_id"}, confirmed.
+    // pay to a did:key, --wait: exactly {"payload_id"}, confirmed (and proven).
     let o = wallet(&charger_ks, url, &["--json", "init"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let charger_did = o.json()["did"].as_str().unwrap().to_string();
+    // The charger's keystore pinned no genesis: its `--wait` refuses to run (nothing is
+    // submitted) unless told where the committee is, or to trust the node.
+    fund(url, &charger_did, 10);
+    let elsewhere = Address([9; 32]).to_bech32();
+    let o = wallet(&charger_ks, url, &["pay", &elsewhere, "1", "--wait"]);
+    assert_eq!(o.code, 1, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("--trust-node"), "{}", o.stderr);
+    let o = wallet(&charger_ks, url, &["--json", "balance"]);
+    assert_eq!(o.json(), serde_json::json!({"balance": 10, "next_seq": 0}));
+    let o = wallet(
+        &charger_ks,
+        url,
+        &["pay", &elsewhere, "1", "--wait", "--trust-node"],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = wallet(
+        &charger_ks,
+        url,
+        &["pay", &elsewhere, "1", "--wait", "--genesis", genesis],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
     let o = wallet(
         &ev_ks,
         url,
@@ -162,7 +188,7 @@ fn init_address_balance_pay_contract() {
         serde_json::json!({"balance": 9_750, "next_seq": 1})
     );
     let o = wallet(&charger_ks, url, &["--json", "balance"]);
-    assert_eq!(o.json()["balance"], 250);
+    assert_eq!(o.json()["balance"], 8 + 250);
 
     // Overspending with --wait: conflicting, exit 3, the payload id is still printed.
     let o = wallet(
@@ -237,11 +263,20 @@ fn channel_session_and_anchor_through_the_cli() {
     let charger_ks = dir.path().join("charger.json");
     let url = node.url.as_str();
     let nid = node.network_id.to_string();
+    let genesis = node.genesis_path.to_str().unwrap();
     for ks in [&ev_ks, &charger_ks] {
         let o = wallet(
             ks,
             url,
-            &["init", "--network-id", &nid, "--kdf-memory-kib", "64"],
+            &[
+                "init",
+                "--network-id",
+                &nid,
+                "--kdf-memory-kib",
+                "64",
+                "--genesis",
+                genesis,
+            ],
         );
         assert_eq!(o.code, 0, "{}", o.stderr);
     }
@@ -564,4 +599,154 @@ fn proofs_are_checked_against_the_genesis_not_the_node() {
         &[("TANGLE_NODE_URL", liar.as_str())],
     );
     assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+}
+
+/// A proxy to the node at `real` that forwards every request but those `lie` answers itself
+/// (status, JSON body): a compromised node in front of an honest network.
+fn lying_proxy(
+    real: String,
+    lie: impl Fn(&str, &str) -> Option<(u16, String)> + Send + 'static,
+) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let http = reqwest::blocking::Client::new();
+        for stream in listener.incoming().flatten() {
+            let mut r = BufReader::new(stream);
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("GET").to_string();
+            let path = parts.next().unwrap_or("/").to_string();
+            let (mut len, mut headers) = (0usize, Vec::new());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim_end().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.trim_end().split_once(':') {
+                    let (k, v) = (k.to_ascii_lowercase(), v.trim().to_string());
+                    match k.as_str() {
+                        "content-length" => len = v.parse().unwrap_or(0),
+                        "content-type" | "accept" => headers.push((k, v)),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let (status, ctype, out) = match lie(&method, &path) {
+                Some((code, json)) => (code, "application/json".to_string(), json.into_bytes()),
+                None => {
+                    let method: reqwest::Method = method.parse().unwrap();
+                    let mut req = http.request(method, format!("{real}{path}")).body(body);
+                    for (k, v) in headers {
+                        req = req.header(k, v);
+                    }
+                    match req.send() {
+                        Ok(resp) => {
+                            let code = resp.status().as_u16();
+                            let ctype = resp
+                                .headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("application/json")
+                                .to_string();
+                            (
+                                code,
+                                ctype,
+                                resp.bytes().map(|b| b.to_vec()).unwrap_or_default(),
+                            )
+                        }
+                        Err(_) => (502, "text/plain".to_string(), b"bad gateway".to_vec()),
+                    }
+                }
+            };
+            let mut s = r.into_inner();
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                out.len()
+            );
+            let _ = s.write_all(&out);
+        }
+    });
+    url
+}
+
+#[test]
+fn wait_and_verify_anchor_refuse_what_a_lying_node_cannot_prove() {
+    let node = TestNode::start(100);
+    let dir = tempfile::tempdir().unwrap();
+    let ks = dir.path().join("ev.json");
+    let genesis = node.genesis_path.to_str().unwrap();
+    let o = wallet(
+        &ks,
+        &node.url,
+        &[
+            "--json",
+            "init",
+            "--kdf-memory-kib",
+            "64",
+            "--genesis",
+            genesis,
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let me = o.json()["address"].as_str().unwrap().to_string();
+    fund(&node.url, &me, 1_000);
+    let to = Address([5; 32]).to_bech32();
+
+    // A node that answers the proof of every payload with the (valid) proof of another one:
+    // the payment is real and confirmed, but the wallet cannot see it proven, so `--wait`
+    // fails with exit 4 rather than report success on the node's word.
+    let c = NodeClient::new(&node.url).unwrap();
+    let other = c.faucet(&to.parse().unwrap(), 3).unwrap();
+    c.wait_final(&other.payload_id, HANG_GUARD).unwrap();
+    let swapped = serde_json::to_string(&c.payload_proof(&other.payload_id).unwrap()).unwrap();
+    let liar = lying_proxy(node.url.clone(), move |m, p| {
+        (m == "GET" && p.ends_with("/proof")).then(|| (200, swapped.clone()))
+    });
+    let o = wallet(&ks, &liar, &["--json", "pay", &to, "7", "--wait"]);
+    assert_eq!(o.code, 4, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("another payload"), "{}", o.stderr);
+    // The same payment through the honest node proves fine.
+    let o = wallet(&ks, &node.url, &["--json", "pay", &to, "7", "--wait"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
+    // A node that says an anchor that never was is confirmed, and has no proof of it.
+    let file = dir.path().join("reading.csv");
+    std::fs::write(&file, "42\n").unwrap();
+    let ghost = PayloadId([0xab; 32]).to_hex();
+    let tx = "cd".repeat(32);
+    let fake = serde_json::json!({
+        "payload_id": ghost, "issuer": me, "seq": 0, "kind": "anchor",
+        "transactions": [tx], "status": "confirmed", "milestone": 3, "transaction_id": tx,
+    })
+    .to_string();
+    let asked = format!("/api/v1/payloads/{ghost}");
+    let liar = lying_proxy(node.url.clone(), move |_, p| {
+        if p == asked {
+            Some((200, fake.clone()))
+        } else if p.ends_with("/proof") {
+            Some((
+                404,
+                r#"{"code":"not_found","message":"unknown payload"}"#.into(),
+            ))
+        } else {
+            None
+        }
+    });
+    let o = wallet(
+        &ks,
+        &liar,
+        &["--json", "verify-anchor", file.to_str().unwrap(), &ghost],
+    );
+    assert_eq!(o.code, 4, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("serves no proof"), "{}", o.stderr);
 }

@@ -84,6 +84,11 @@ pub(crate) fn history_path(keystore: &Path) -> PathBuf {
     sibling(keystore, ".history")
 }
 
+/// The genesis pinned next to `keystore` by `init --genesis` (its committee checks proofs).
+pub(crate) fn genesis_path(keystore: &Path) -> PathBuf {
+    sibling(keystore, ".genesis.toml")
+}
+
 /// The payer channel directory of `keystore`.
 pub(crate) fn channels_dir(keystore: &Path) -> PathBuf {
     sibling(keystore, ".channels")

@@ -11,8 +11,15 @@
 //! stdout. Errors go to stderr as `tangle-wallet: error: ...`.
 //!
 //! Exit codes: 0 success; 1 error (keystore, node, input, I/O); 2 usage; 3 a payload waited
-//! for with `--wait` was conflicting (not applied); 4 `verify-anchor` failed (the file does
-//! not match, or the anchor is not confirmed).
+//! for with `--wait` was conflicting (not applied); 4 a verification failed: `verify-anchor`
+//! (the file does not match, or the anchor is not confirmed), `proof`/`verify-proof`, or the
+//! proof of confirmation behind a `--wait` (the node said "confirmed" but could not prove it).
+//!
+//! Trust: `--wait` and `verify-anchor` do not take the node's word for a confirmation. They
+//! fetch the payload's proof (`GET /api/v1/payloads/{id}/proof`) and check it against the
+//! committee of the network's genesis: `--genesis FILE` (or `TANGLE_GENESIS`), else the copy
+//! `init --genesis FILE` pinned next to the keystore. Without either they refuse to run,
+//! unless `--trust-node` says to believe the node.
 //!
 //! Layout: this file holds the arguments, the errors, the context shared by the commands and
 //! the commands but `channel`; `channel` the channel subcommands, `output` the human and JSON
@@ -28,7 +35,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dag_core::{Address, PayloadId, SignedPayload};
+use dag_core::{Address, Genesis, PayloadId, SignedPayload};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -41,6 +48,7 @@ use crate::device::{BuildError, Device};
 use crate::keys::Mnemonic;
 use crate::keystore::{KdfParams, Keystore, KeystoreError, KeystoreOptions};
 use crate::proof as wallet_proof;
+use crate::Proven;
 use channel::ChannelCommand;
 use local::HistoryEntry;
 use output::{emit, with_status};
@@ -67,6 +75,14 @@ struct Cli {
     /// How long `--wait` waits for confirmation, in seconds.
     #[arg(long, global = true, default_value_t = 120)]
     wait_timeout: u64,
+    /// The network's genesis file (TOML, as `tangle-node init` writes it): its committee
+    /// checks proofs [default: the copy `init --genesis` pinned next to the keystore].
+    #[arg(long, global = true, env = "TANGLE_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// Take the node's word that a payload is confirmed (`--wait`, `verify-anchor`) instead
+    /// of checking a proof against the committee.
+    #[arg(long, global = true)]
+    trust_node: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -137,9 +153,6 @@ enum Command {
     Proof {
         /// The payload id.
         payload_id: PayloadId,
-        /// The network's genesis file (TOML, as `tangle-node init` writes it).
-        #[arg(long, env = "TANGLE_GENESIS")]
-        genesis: PathBuf,
         /// Also save the proof (JSON) to this file, to check it later offline.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -149,9 +162,6 @@ enum Command {
     VerifyProof {
         /// The proof file (JSON, from `proof --out` or `GET /api/v1/payloads/{id}/proof`).
         file: PathBuf,
-        /// The network's genesis file (TOML).
-        #[arg(long, env = "TANGLE_GENESIS")]
-        genesis: PathBuf,
     },
     /// Payloads this keystore issued (kept in a local file next to it).
     History {
@@ -213,6 +223,9 @@ enum CliError {
     /// `verify-anchor` found no valid, confirmed anchor of the file.
     #[error("anchor verification failed: {0}")]
     VerifyFailed(String),
+    /// The node said a payload was confirmed but did not prove it.
+    #[error("{0}")]
+    Unproven(String),
 }
 
 impl From<SyncError> for CliError {
@@ -228,10 +241,18 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Conflicting { .. } => 3,
-            CliError::VerifyFailed(_) => 4,
+            CliError::VerifyFailed(_) | CliError::Unproven(_) => 4,
             _ => 1,
         }
     }
+}
+
+/// Reads and parses a genesis file.
+fn read_genesis(path: &Path) -> Result<Genesis, CliError> {
+    let text =
+        std::fs::read_to_string(path).map_err(io_err(format!("reading {}", path.display())))?;
+    toml::from_str(&text)
+        .map_err(|e| CliError::Input(format!("{} is not a genesis: {e}", path.display())))
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> CliError {
@@ -350,8 +371,80 @@ impl Ctx {
         Ok(info)
     }
 
+    /// The genesis whose committee checks proofs: `--genesis` (or `TANGLE_GENESIS`), else
+    /// the copy pinned next to the keystore by `init --genesis`, else none.
+    fn genesis(&self) -> Result<Option<Genesis>, CliError> {
+        let path = match &self.cli.genesis {
+            Some(p) => p.clone(),
+            None => match self.keystore_path() {
+                Ok(ks) if local::genesis_path(&ks).exists() => local::genesis_path(&ks),
+                _ => return Ok(None),
+            },
+        };
+        read_genesis(&path).map(Some)
+    }
+
+    /// [`genesis`](Self::genesis), required by `command`.
+    fn required_genesis(&self, command: &str) -> Result<Genesis, CliError> {
+        self.genesis()?.ok_or_else(|| {
+            CliError::Input(format!(
+                "`{command}` checks against the network's committee: pass --genesis FILE (or \
+                 set TANGLE_GENESIS), or pin one with `init --genesis FILE`"
+            ))
+        })
+    }
+
+    /// What checks a confirmation before it is reported: the genesis, or `None` with
+    /// `--trust-node`. Asked before anything is submitted, so a missing genesis fails early.
+    fn verifier(&self, command: &str) -> Result<Option<Genesis>, CliError> {
+        if self.cli.trust_node {
+            return Ok(None);
+        }
+        self.genesis()?.map(Some).ok_or_else(|| {
+            CliError::Input(format!(
+                "`{command}` checks the node's \"confirmed\" against a proof signed by the \
+                 committee: pass --genesis FILE (or set TANGLE_GENESIS, or pin one with `init \
+                 --genesis FILE`), or --trust-node to take the node's word"
+            ))
+        })
+    }
+
+    /// Fetches the proof of payload `id`, said to be confirmed, and checks it against the
+    /// committee of `genesis`: the node must prove that a milestone applied exactly this
+    /// payload ([`CliError::Unproven`] otherwise).
+    fn prove_applied(&mut self, genesis: &Genesis, id: &PayloadId) -> Result<Proven, CliError> {
+        let proof = match self.client()?.payload_proof(id) {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(CliError::Unproven(format!(
+                    "the node says payload {id} is confirmed but serves no proof of it: {e}"
+                )))
+            }
+        };
+        let proven = crate::verify_proof(&proof, genesis).map_err(|e| {
+            CliError::Unproven(format!(
+                "the node says payload {id} is confirmed, but its proof does not hold: {e}"
+            ))
+        })?;
+        if proven.payload_id != Some(*id) {
+            return Err(CliError::Unproven(format!(
+                "the node answered with a proof about another payload ({:?}) than {id}",
+                proven.payload_id.map(|p| p.to_hex())
+            )));
+        }
+        if !proven.applied {
+            return Err(CliError::Unproven(format!(
+                "the node says payload {id} is confirmed, but milestone {} did not apply it",
+                proven.milestone
+            )));
+        }
+        Ok(proven)
+    }
+
     /// Syncs the sequence number, builds and signs a payload with `build`, records it
-    /// (keystore counter, history), submits it and, with `wait`, waits for its final status.
+    /// (keystore counter, history), submits it and, with `wait`, waits for its final status;
+    /// a confirmation is then checked against a proof signed by the committee (unless
+    /// `--trust-node`).
     fn issue(
         &mut self,
         ks: &mut Keystore,
@@ -365,6 +458,7 @@ impl Ctx {
             .map(|e| (e.seq, e.payload_id))
             .collect();
         let timeout = Duration::from_secs(self.cli.wait_timeout);
+        let verifier = if wait { self.verifier("--wait")? } else { None };
         let client = self.client()?;
         client.sync_seq(ks, DEVICE, &issued)?;
         let mut device = ks.device(DEVICE);
@@ -378,6 +472,9 @@ impl Ctx {
         } else {
             None
         };
+        if let (Some(genesis), Some(PayloadStatus::Confirmed { .. })) = (&verifier, &status) {
+            self.prove_applied(genesis, &receipt.payload_id)?;
+        }
         Ok((receipt, status))
     }
 
@@ -456,12 +553,9 @@ impl Ctx {
                 let (file, id) = (file.clone(), *payload_id);
                 self.verify_anchor(&file, &id)
             }
-            Command::Proof {
-                payload_id,
-                genesis,
-                out,
-            } => {
-                let (id, genesis, out) = (*payload_id, genesis.clone(), out.clone());
+            Command::Proof { payload_id, out } => {
+                let (id, out) = (*payload_id, out.clone());
+                let genesis = self.required_genesis("proof")?;
                 let proof = self.client()?.payload_proof(&id)?;
                 if let Some(out) = &out {
                     let json = serde_json::to_vec_pretty(&proof)
@@ -471,8 +565,9 @@ impl Ctx {
                 }
                 self.check_proof(&proof, &genesis, Some(id))
             }
-            Command::VerifyProof { file, genesis } => {
-                let (file, genesis) = (file.clone(), genesis.clone());
+            Command::VerifyProof { file } => {
+                let file = file.clone();
+                let genesis = self.required_genesis("verify-proof")?;
                 let text =
                     std::fs::read(&file).map_err(io_err(format!("reading {}", file.display())))?;
                 let proof: wallet_proof::TransactionProof =
@@ -493,14 +588,10 @@ impl Ctx {
     fn check_proof(
         &mut self,
         proof: &wallet_proof::TransactionProof,
-        genesis: &Path,
+        genesis: &Genesis,
         expect: Option<PayloadId>,
     ) -> Result<(), CliError> {
-        let text = std::fs::read_to_string(genesis)
-            .map_err(io_err(format!("reading {}", genesis.display())))?;
-        let genesis: dag_core::Genesis = toml::from_str(&text)
-            .map_err(|e| CliError::Input(format!("{} is not a genesis: {e}", genesis.display())))?;
-        let result = crate::verify_proof(proof, &genesis);
+        let result = crate::verify_proof(proof, genesis);
         let problem = match &result {
             Err(e) => Some(format!("the proof does not hold: {e}")),
             Ok(p) if expect.is_some() && p.payload_id != expect => Some(format!(
@@ -556,9 +647,26 @@ impl Ctx {
         if path.exists() {
             return Err(KeystoreError::AlreadyExists(path).into());
         }
-        let network_id = match network_id {
-            Some(n) => n,
-            None => self.client()?.info()?.network_id,
+        // `--genesis`: pinned next to the keystore (its committee checks proofs later), and
+        // the network id comes from it rather than from a node.
+        let pinned = match &self.cli.genesis {
+            Some(g) => {
+                let text = std::fs::read_to_string(g)
+                    .map_err(io_err(format!("reading {}", g.display())))?;
+                Some((read_genesis(g)?, text))
+            }
+            None => None,
+        };
+        let network_id = match (network_id, &pinned) {
+            (Some(n), Some((g, _))) if g.network_id() != n => {
+                return Err(CliError::Input(format!(
+                    "--network-id {n} is not the network of the genesis ({})",
+                    g.network_id()
+                )))
+            }
+            (Some(n), _) => n,
+            (None, Some((g, _))) => g.network_id(),
+            (None, None) => self.client()?.info()?.network_id,
         };
         let mnemonic = if restore {
             let mut line = Zeroizing::new(String::new());
@@ -585,6 +693,11 @@ impl Ctx {
                 ..KeystoreOptions::default()
             },
         )?;
+        if let Some((_, text)) = &pinned {
+            let to = local::genesis_path(&path);
+            crate::fsutil::write_atomic(&to, text.as_bytes())
+                .map_err(io_err(format!("writing {}", to.display())))?;
+        }
         let d = ks.device(DEVICE);
         let (address, did) = (d.address().to_bech32(), d.did());
         let phrase = mnemonic.phrase();
@@ -644,12 +757,29 @@ impl Ctx {
         check_final(&r, &status)
     }
 
+    /// Checks `file` against anchor `id`. The anchor's payload and its confirmation come
+    /// from a proof checked against the committee (the node is trusted for nothing), or
+    /// with `--trust-node` from the node's word.
     fn verify_anchor(&mut self, file: &Path, id: &PayloadId) -> Result<(), CliError> {
         let actual = hash_file(file).map_err(io_err(format!("reading {}", file.display())))?;
-        let client = self.client()?;
-        let info = client.info()?;
-        let status = client.payload(id)?.status;
-        let payload = client.signed_payload(id)?;
+        let verifier = self.verifier("verify-anchor")?;
+        let info = self.client()?.info()?;
+        let mut status = self.client()?.payload(id)?.status;
+        let payload = match (&verifier, &status) {
+            (Some(genesis), PayloadStatus::Confirmed { .. }) => {
+                let proven = self.prove_applied(genesis, id)?;
+                status = PayloadStatus::Confirmed {
+                    milestone: proven.milestone,
+                    transaction_id: proven.transaction_id,
+                };
+                proven.payload.ok_or_else(|| {
+                    CliError::VerifyFailed(format!(
+                        "the proven transaction carries no payload {id}"
+                    ))
+                })?
+            }
+            _ => self.client()?.signed_payload(id)?,
+        };
         let (tag, anchored) = match anchored_digest(&payload) {
             Ok((t, d)) => (String::from_utf8_lossy(t).into_owned(), d),
             Err(e) => return Err(CliError::VerifyFailed(e.to_string())),
