@@ -46,7 +46,11 @@ fn two_hundred_seeds_hold_every_invariant() {
         crashes > 200 && acked > 2_000 && double > 100,
         "{crashes} {acked} {double}"
     );
-    let lowest = outcomes.iter().map(|o| o.stats.milestone).min().unwrap_or(0);
+    let lowest = outcomes
+        .iter()
+        .map(|o| o.stats.milestone)
+        .min()
+        .unwrap_or(0);
     assert!(lowest >= 2, "a run ended at milestone {lowest}");
 }
 
