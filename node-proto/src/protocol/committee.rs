@@ -1265,4 +1265,47 @@ mod tests {
         );
         assert_eq!(node.ledger().confirmed_index(), 2);
     }
+
+    proptest::proptest! {
+        /// Any committee message, however malformed (index, round, proposer, signers,
+        /// signatures, parents), is handled without a panic, and nothing is signed for it.
+        #[test]
+        fn any_committee_message_is_handled_without_a_panic(
+            index in 0u32..4,
+            round in proptest::prelude::any::<u32>(),
+            proposer in proptest::prelude::any::<u8>(),
+            signers in proptest::collection::vec(
+                (proptest::prelude::any::<u8>(), proptest::prelude::any::<[u8; 32]>()), 0..40),
+            parent in proptest::prelude::any::<[u8; 32]>(),
+            timestamp in proptest::prelude::any::<u64>(),
+        ) {
+            let mut a = member0();
+            let msg = CommitteeMessage {
+                round,
+                proposer,
+                parents: [TxId(parent), TxId::GENESIS],
+                milestone: Milestone {
+                    index,
+                    timestamp,
+                    previous: TxId(parent),
+                    confirmed_root: Digest(parent),
+                    applied_root: Digest(parent),
+                    state_root: Digest(parent),
+                    ledger_digest: Digest(parent),
+                    signatures: signers
+                        .iter()
+                        .map(|(s, b)| {
+                            let mut sig = [0u8; 64];
+                            sig[..32].copy_from_slice(b);
+                            (*s, Signature(sig))
+                        })
+                        .collect(),
+                },
+            };
+            a.handle_committee_message(msg, T0 + 20);
+            a.handle_tick(T0 + 30);
+            proptest::prop_assert!(a.poll_committee().is_none_or(|o| o.vote.is_none()));
+            proptest::prop_assert_eq!(a.ledger().confirmed_index(), 0);
+        }
+    }
 }
