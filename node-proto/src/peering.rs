@@ -596,6 +596,17 @@ impl Peering {
     /// The result of ingesting a transaction `peer` sent.
     pub fn handle_verdict(&mut self, peer: &PeerKey, id: TxId, verdict: Verdict, now: u64) {
         self.requests.remove(&id);
+        // Not taken: forget that it was seen, whether or not the sender is still here, or
+        // the transaction would be dropped as a duplicate when it comes back (an answer this
+        // node asked for, e.g. while syncing) and never requested again. Refused: its time,
+        // a full buffer... Invalid: the id was computed from bytes that failed validation,
+        // so it may be a real transaction's (the id covers the essence and the nonce, not
+        // the nonce's 2-byte `bin` marker: a peer flipping a marker bit sent invalid bytes
+        // under a valid transaction's id, and the node never took that transaction again;
+        // found by `tangle-sim chaos`, seeds 3246, 4407, 5003 ...).
+        if matches!(verdict, Verdict::Refused | Verdict::Invalid) {
+            self.seen.remove(&id);
+        }
         let Some(m) = self.metrics.get_mut(peer) else {
             return;
         };
@@ -605,12 +616,7 @@ impl Peering {
                 m.score = (m.score + 1).min(100);
             }
             Verdict::Duplicate => m.duplicates += 1,
-            // Not taken (its time, a full buffer, ...): forget that it was seen, or the
-            // same transaction would be dropped as a duplicate when it comes back as an
-            // answer this node asked for (e.g. while syncing), and never requested again.
-            Verdict::Refused => {
-                self.seen.remove(&id);
-            }
+            Verdict::Refused => {}
             Verdict::Invalid => {
                 m.invalid += 1;
                 let penalty = self.config.invalid_penalty;
@@ -1189,6 +1195,49 @@ mod tests {
         p.handle_tick(REQUEST_LIFETIME_MS, LocalStatus::default());
         assert_eq!(p.pending_requests(), 0);
         assert_eq!(p.given_up(), 1);
+    }
+
+    /// Invalid bytes under a real transaction's id (its nonce's `bin` marker changed: the
+    /// id does not cover those two bytes) must not keep the real one out.
+    #[test]
+    fn an_invalid_copy_does_not_shadow_the_real_transaction() {
+        let mut p = Peering::new(PeeringConfig::default());
+        p.handle_connected(key(1), 0).unwrap();
+        p.handle_connected(key(2), 0).unwrap();
+        let real = tx_bytes(7);
+        let id = codec::id_of_encoding(&real);
+        let mut forged = real.to_vec();
+        let at = forged.len() - codec::NONCE_TRAILER_LEN;
+        forged[at] ^= 0x01;
+        assert_eq!(codec::id_of_encoding(&forged), id, "same id, other bytes");
+        match p.handle_message(&key(1), Message::Transaction(forged), 1) {
+            Inbound::Transaction { id: got, .. } => assert_eq!(got, id),
+            other => panic!("{other:?}"),
+        }
+        p.handle_verdict(&key(1), id, Verdict::Invalid, 1);
+        // Asked for again when missing, and taken when it comes.
+        p.handle_missing([id], 2);
+        assert_eq!(p.pending_requests(), 1);
+        assert!(matches!(
+            p.handle_message(&key(2), Message::Transaction(real.to_vec()), 3),
+            Inbound::Transaction {
+                solicited: true,
+                ..
+            }
+        ));
+        // A refusal after its sender left is forgotten too.
+        let other = tx_bytes(8);
+        let id2 = codec::id_of_encoding(&other);
+        assert!(matches!(
+            p.handle_message(&key(2), Message::Transaction(other.to_vec()), 4),
+            Inbound::Transaction { .. }
+        ));
+        p.handle_disconnected(&key(2));
+        p.handle_verdict(&key(2), id2, Verdict::Refused, 5);
+        assert!(matches!(
+            p.handle_message(&key(1), Message::Transaction(other.to_vec()), 6),
+            Inbound::Transaction { .. }
+        ));
     }
 
     #[test]
