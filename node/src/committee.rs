@@ -74,6 +74,25 @@ impl VoteFile {
             })
     }
 
+    /// Records `vote` unless the file holds a vote it contradicts (another proposal at the
+    /// same index, or a later index): returns that vote then, and writes nothing. The file
+    /// is the last word on what this member signed, whatever the core's state (e.g. a core
+    /// that signed before the vote file was handed back to it at start).
+    pub fn record(&self, vote: &VoteRecord) -> Result<Option<VoteRecord>, VoteFileError> {
+        if let Some(held) = self.read()? {
+            if held.index > vote.index
+                || (held.index == vote.index && held.proposal != vote.proposal)
+            {
+                return Ok(Some(held));
+            }
+            if held == *vote {
+                return Ok(None);
+            }
+        }
+        self.write(vote)?;
+        Ok(None)
+    }
+
     /// Replaces the stored vote with `vote`, durably (returns once synced).
     pub fn write(&self, vote: &VoteRecord) -> Result<(), VoteFileError> {
         let io = |source| VoteFileError::Io {
@@ -135,6 +154,15 @@ mod tests {
         f.write(&vote(7)).unwrap();
         f.write(&vote(8)).unwrap();
         assert_eq!(VoteFile::in_dir(dir.path()).read().unwrap(), Some(vote(8)));
+        // A vote contradicting the stored one is refused and the stored one returned.
+        let mut other = vote(8);
+        other.proposal = Digest([99; 32]);
+        assert_eq!(f.record(&other).unwrap(), Some(vote(8)));
+        assert_eq!(f.record(&vote(7)).unwrap(), Some(vote(8)));
+        assert_eq!(f.read().unwrap(), Some(vote(8)));
+        assert_eq!(f.record(&vote(8)).unwrap(), None);
+        assert_eq!(f.record(&vote(9)).unwrap(), None);
+        assert_eq!(f.read().unwrap(), Some(vote(9)));
         std::fs::write(f.path(), b"\xc1junk").unwrap();
         assert!(matches!(f.read(), Err(VoteFileError::Damaged { .. })));
     }

@@ -351,9 +351,24 @@ impl Protocol {
 
     /// The last vote this member made durable before it stopped: it signs no other proposal
     /// at that index and none at an earlier one, and sends that vote again.
+    /// If this core signed another proposal at that index meanwhile (the driver handed the
+    /// vote back late), that signature is dropped here, so it is neither counted nor
+    /// published.
     pub fn restore_vote(&mut self, vote: VoteRecord) {
         if let Some(c) = self.committee.as_mut() {
             if c.vote.as_ref().is_none_or(|v| v.index <= vote.index) {
+                if c.index == vote.index {
+                    let me = c.me;
+                    for (d, cand) in c.candidates.iter_mut() {
+                        if *d != vote.proposal {
+                            cand.sigs.remove(&me);
+                            if cand.sigs.len() < c.threshold {
+                                cand.complete_at = None;
+                            }
+                        }
+                    }
+                    c.signed.insert(me, vote.proposal);
+                }
                 c.vote = Some(vote);
             }
         }
@@ -1123,6 +1138,17 @@ mod tests {
         b.handle_committee_message(y, T0 + 30);
         assert!(b.poll_committee().is_none());
         assert_eq!(b.committee_stats().unwrap().votes, 0);
+        // Handed back late, after the core signed the other proposal: that signature is
+        // dropped (neither counted nor published), and the vote stands.
+        let mut late = member0();
+        late.handle_committee_message(proposal(&late, T0 + 11), T0 + 30);
+        assert!(late.poll_committee().is_some());
+        late.restore_vote(vote.clone());
+        let other = proposal(&late, T0 + 11);
+        let d = proposal_digest(late.network_id(), &other.parents, &other.milestone);
+        let c = late.committee.as_ref().unwrap();
+        assert!(!c.candidates[&d].sigs.contains_key(&0));
+        assert_eq!(c.vote.as_ref().unwrap().proposal, vote.proposal);
         // A restart without the vote would sign it: the record is what prevents it.
         let mut c = member0();
         c.handle_committee_message(proposal(&c, T0 + 11), T0 + 30);

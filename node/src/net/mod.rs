@@ -870,9 +870,22 @@ fn drain_committee(inner: &Inner) {
     }
     for out in outputs {
         if let (Some(vote), Some(file)) = (&out.vote, &inner.vote_file) {
-            if let Err(e) = file.write(vote) {
-                tracing::error!(error = %e, index = vote.index, "committee: vote not durable, not sent");
-                continue;
+            match file.record(vote) {
+                Ok(None) => {}
+                Ok(Some(held)) => {
+                    // The core signed what the file says this member must not (it voted
+                    // otherwise before a restart): not sent, and the core is told.
+                    tracing::error!(
+                        index = vote.index,
+                        "committee: a vote contradicting the stored one was not sent"
+                    );
+                    inner.node.with_protocol_mut(|p| p.restore_vote(held));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, index = vote.index, "committee: vote not durable, not sent");
+                    continue;
+                }
             }
         }
         let msg = Message::Committee(Box::new(out.message));
