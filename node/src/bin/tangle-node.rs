@@ -514,6 +514,12 @@ async fn main() -> anyhow::Result<()> {
                 rep.genesis.committee.len(),
                 rep.genesis.threshold
             );
+            if 2 * usize::from(threshold) <= nodes {
+                println!(
+                    "warning: with {threshold} of {nodes} signatures two milestones of one index \
+                     can each get enough (a fork): use more than half"
+                );
+            }
             for (i, c) in rep.configs.iter().enumerate() {
                 println!(
                     "node {i}: tangle-node run --config {}   (API http://127.0.0.1:{})",
