@@ -108,6 +108,13 @@ fn proofs(c: &mut Criterion) {
     g.bench_function("verify_3_of_4", |b| {
         b.iter(|| black_box(f.proof.verify(&f.params).unwrap()))
     });
+    // A verifier that already checked this milestone (proofs of many payments confirmed by
+    // one milestone: a charger's or a gateway's case): the signatures are checked once.
+    let mut known = dag_core::proof::VerifiedMilestones::new(64);
+    f.proof.verify_with(&f.params, &mut known).unwrap();
+    g.bench_function("verify_3_of_4_milestone_known", |b| {
+        b.iter(|| black_box(f.proof.verify_with(&f.params, &mut known).unwrap()))
+    });
     g.bench_function("decode_and_verify_msgpack", |b| {
         b.iter(|| {
             let p: TransactionProof = rmp_serde::from_slice(black_box(&bin)).unwrap();

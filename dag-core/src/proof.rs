@@ -12,6 +12,8 @@
 //! paths. A proof without an applied path proves confirmation only: a payload confirmed as
 //! conflicting (or a transaction without payload) verifies with `applied: false`.
 
+use std::collections::{HashSet, VecDeque};
+
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -93,6 +95,55 @@ pub struct Proven {
     pub applied: bool,
 }
 
+/// Ids of milestones a verifier has validated ([`TransactionProof::verify_with`]): the
+/// newest `capacity` of them (oldest forgotten first), so it stays small on a device. It
+/// belongs to one network: an id validated against one committee says nothing about
+/// another, so never share a set between [`ValidationParams`] (the wallet's `ProofVerifier`
+/// keeps them together).
+#[derive(Clone, Debug)]
+pub struct VerifiedMilestones {
+    order: VecDeque<TxId>,
+    ids: HashSet<TxId>,
+    capacity: usize,
+}
+
+impl VerifiedMilestones {
+    /// An empty set remembering at most `capacity` milestones (at least one).
+    pub fn new(capacity: usize) -> Self {
+        VerifiedMilestones {
+            order: VecDeque::new(),
+            ids: HashSet::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Whether milestone `id` was validated.
+    pub fn contains(&self, id: &TxId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn insert(&mut self, id: TxId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 /// What [`TransactionProof::from_store`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
@@ -121,6 +172,27 @@ pub enum ProofError {
 impl TransactionProof {
     /// Checks the proof against the network of `params` (its committee and threshold).
     pub fn verify(&self, params: &ValidationParams) -> Result<Proven, ProofError> {
+        self.check(params, None)
+    }
+
+    /// [`verify`](Self::verify), skipping the milestone's validation (its committee
+    /// signatures, proof of work and format) when `known` holds its id from an earlier
+    /// proof: the id is the hash of the milestone's whole encoding, signatures included, so
+    /// the same id means the same bytes, already validated. A device checking the proofs of
+    /// many payments confirmed by one milestone pays for the signatures once.
+    pub fn verify_with(
+        &self,
+        params: &ValidationParams,
+        known: &mut VerifiedMilestones,
+    ) -> Result<Proven, ProofError> {
+        self.check(params, Some(known))
+    }
+
+    fn check(
+        &self,
+        params: &ValidationParams,
+        known: Option<&mut VerifiedMilestones>,
+    ) -> Result<Proven, ProofError> {
         let (tx, id) = codec::decode_with_id(&self.transaction)
             .map_err(|e| ProofError::Transaction(e.to_string()))?;
         let (ms_tx, ms_id) = codec::decode_with_id(&self.milestone)
@@ -131,9 +203,11 @@ impl TransactionProof {
                 self.milestone_id
             )));
         }
-        // Checked as of its own timestamp: a proof is kept and checked later.
-        validate(&self.milestone, ms_tx.timestamp, params)
-            .map_err(|e| ProofError::Milestone(e.to_string()))?;
+        if !known.as_deref().is_some_and(|k| k.contains(&ms_id)) {
+            // Checked as of its own timestamp: a proof is kept and checked later.
+            validate(&self.milestone, ms_tx.timestamp, params)
+                .map_err(|e| ProofError::Milestone(e.to_string()))?;
+        }
         let Payload::Milestone(m) = &ms_tx.payload else {
             return Err(ProofError::Milestone("it carries no milestone".into()));
         };
@@ -154,6 +228,9 @@ impl TransactionProof {
         };
         if applied && payload.is_none() {
             return Err(ProofError::Path("applied"));
+        }
+        if let Some(k) = known {
+            k.insert(ms_id);
         }
         Ok(Proven {
             transaction_id: id,

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
+use dag_core::Genesis;
 use node::config::NodeConfig;
 use node::init::{init, InitOptions};
 use wallet::client::{NodeClient, PayloadStatus};
@@ -47,7 +48,7 @@ fn main() -> anyhow::Result<()> {
         let _ = stopped.await;
     }));
 
-    let result = session(dir.path(), &url);
+    let result = session(dir.path(), &url, &report.genesis);
 
     let _ = stop.send(());
     runtime.block_on(node_task)??;
@@ -61,7 +62,7 @@ fn confirmed(step: &str, status: PayloadStatus) -> anyhow::Result<u32> {
     }
 }
 
-fn session(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
+fn session(dir: &std::path::Path, url: &str, genesis: &Genesis) -> anyhow::Result<()> {
     let client = NodeClient::new(url)?;
     let mut info = None;
     for _ in 0..250 {
@@ -127,20 +128,37 @@ fn session(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
         r.payload_id
     );
 
-    // 5. The charger reads the channel's terms from the ledger and keeps its vouchers on disk.
-    let ch = client.channel(&payer.id())?;
+    // 5. The charger does not take the node's word for the channel before it delivers the
+    //    first kWh: it fetches the proof that a milestone of the committee applied the Open,
+    //    checks it against the genesis (nothing the node says is trusted), and takes the
+    //    channel's terms from the proven payload itself.
+    let proof = client.payload_proof(&r.payload_id)?;
+    let mut verifier = wallet::ProofVerifier::new(genesis)?;
+    let proven = verifier
+        .verify(&proof)
+        .context("the proof of the channel's opening does not hold")?;
     ensure!(
-        ch.payee == charger_addr && ch.deposit == DEPOSIT,
-        "channel terms on the ledger are wrong: {ch:?}"
+        proven.applied && proven.payload_id == Some(r.payload_id),
+        "the proof is not of the applied opening: {proven:?}"
     );
-    let mut payee = PayeeChannel::new(
+    let opened = proven
+        .payload
+        .context("the proven transaction carries no payload")?;
+    let mut payee = PayeeChannel::from_open(
         net,
-        ch.terms(),
+        &opened,
+        charger_addr,
         FileVoucherStore::open(dir.join("charger-vouchers"))?,
     )?;
+    let terms = *payee.terms();
+    ensure!(
+        terms.id == payer.id() && terms.deposit == DEPOSIT,
+        "channel terms proven are not the ones agreed: {terms:?}"
+    );
     println!(
-        "[charger] sees the channel on the ledger: payer {}, deposit {}",
-        ch.payer, ch.deposit
+        "[charger] checked the proof of the opening: applied by milestone {}, signed by the \
+         genesis committee; payer {}, deposit {}",
+        proven.milestone, terms.payer, terms.deposit
     );
 
     // 6. 50 kWh, one voucher each, off the ledger.

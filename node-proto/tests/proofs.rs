@@ -3,7 +3,7 @@
 //! bit changed in their binary encoding, under another network's committee, and with a
 //! milestone signed by a key outside the committee.
 
-use dag_core::proof::{Lookup, ProofError, TransactionProof};
+use dag_core::proof::{Lookup, ProofError, TransactionProof, VerifiedMilestones};
 use dag_core::store::{MemStore, PayloadStatus, Store};
 use dag_core::validate::ValidationParams;
 use dag_core::{codec, crypto, Keypair, Payload, PayloadId, TxId};
@@ -119,6 +119,42 @@ fn every_single_bit_change_of_a_proof_makes_it_fail() {
             }
         }
     }
+}
+
+#[test]
+fn a_warm_milestone_cache_changes_no_verdict() {
+    // Milestones validated once are remembered by id (the hash of their whole encoding):
+    // every proof still verifies the same, and every single bit change still fails.
+    let h = history();
+    let params = ValidationParams::new(&h.net.genesis).unwrap();
+    let mut known = VerifiedMilestones::new(8);
+    for id in h.applied.iter().chain([&h.conflicting]) {
+        let proof = proof_of(&h, id);
+        assert_eq!(
+            proof.verify_with(&params, &mut known),
+            proof.verify(&params)
+        );
+    }
+    assert_eq!(known.len(), 2, "two milestones, each validated once");
+    let proof = proof_of(&h, &h.applied[1]);
+    let good = proof.verify_with(&params, &mut known).unwrap();
+    let bytes = rmp_serde::to_vec(&proof).unwrap();
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        if let Ok(changed) = rmp_serde::from_slice::<TransactionProof>(&b) {
+            if let Ok(p) = changed.verify_with(&params, &mut known) {
+                panic!("bit {i} changed, still proves {p:?} (was {good:?})");
+            }
+        }
+    }
+    // It keeps only the newest milestones.
+    let mut one = VerifiedMilestones::new(1);
+    proof.verify_with(&params, &mut one).unwrap();
+    proof_of(&h, &h.applied[0])
+        .verify_with(&params, &mut one)
+        .unwrap();
+    assert_eq!(one.len(), 1, "bounded");
 }
 
 #[test]

@@ -17,7 +17,8 @@
 //! - [`PayerChannel`], [`PayeeChannel`], [`Voucher`], [`VoucherStore`]: both ends of a
 //!   unidirectional payment channel.
 //! - [`hash_file`], [`anchor_file`], [`verify_file`]: data anchors.
-//! - [`verify_proof`]: a [`TransactionProof`] checked against the genesis committee only.
+//! - [`verify_proof`]: a [`TransactionProof`] checked against the genesis committee only;
+//!   [`ProofVerifier`] checks many, each milestone's signatures once.
 //! - `client::NodeClient` (feature `client`): submit payloads, wait for confirmation, read
 //!   accounts and channels, with timeouts and retries.
 //!
@@ -82,4 +83,7 @@ pub use keys::{
 pub use keystore::{
     DeviceEntry, KdfParams, Keystore, KeystoreError, KeystoreOptions, KEYSTORE_VERSION,
 };
-pub use proof::{verify_proof, ProofError, Proven, Step, TransactionProof};
+pub use proof::{
+    verify_proof, ProofError, ProofVerifier, Proven, Step, TransactionProof, VerifiedMilestones,
+    REMEMBERED_MILESTONES,
+};
