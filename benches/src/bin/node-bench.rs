@@ -355,6 +355,7 @@ async fn spawn_node(
     committee: &Keypair,
     dir: &std::path::Path,
     sink: &Sink,
+    lagged: &Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<Target> {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     std::fs::write(dir.join("genesis.toml"), toml::to_string(genesis)?)?;
@@ -400,12 +401,16 @@ async fn spawn_node(
         .send()
         .await?;
     let sink = sink.clone();
+    let lagged = lagged.clone();
     let watcher = tokio::spawn(async move {
         let mut buf = Vec::new();
         while let Ok(Some(chunk)) = resp.chunk().await {
             buf.extend_from_slice(&chunk);
             while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
                 let event: Vec<u8> = buf.drain(..end + 2).collect();
+                // A `lagged` notice: the node's stream lost events (this client or the
+                // API's own subscription fell behind); count what it says was missed.
+                let notice = event.split(|b| *b == b'\n').any(|l| l == b"event: lagged");
                 for line in event.split(|b| *b == b'\n') {
                     let Some(data) = line.strip_prefix(b"data: ") else {
                         continue;
@@ -413,6 +418,11 @@ async fn spawn_node(
                     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
                         continue;
                     };
+                    if notice {
+                        let missed = v["missed"].as_u64().unwrap_or(1);
+                        lagged.fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
                     if v["type"] != "payload" {
                         continue;
                     }
@@ -506,7 +516,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(bin) => {
             let sink = Sink::All(confirmed_at.clone());
-            spawn_node(bin, &args, &genesis, &committee, dir.path(), &sink).await?
+            spawn_node(bin, &args, &genesis, &committee, dir.path(), &sink, &lagged).await?
         }
     };
     let addr = target.addr();
@@ -1088,7 +1098,9 @@ async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
     let lagged = Arc::new(AtomicU64::new(0));
     let target = match &args.spawn {
         None => start_in_process(&args, genesis, committee, dir.path(), &sink, &lagged).await?,
-        Some(bin) => spawn_node(bin, &args, &genesis, &committee, dir.path(), &sink).await?,
+        Some(bin) => {
+            spawn_node(bin, &args, &genesis, &committee, dir.path(), &sink, &lagged).await?
+        }
     };
     let addr = target.addr();
     let data_dir = dir.path().join("db");
