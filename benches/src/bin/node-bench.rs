@@ -764,6 +764,37 @@ struct Tracker {
 }
 
 /// Soak-mode bookkeeping, bounded: only payments in flight are remembered.
+/// The sum of the `next_seq` of `payers` as the node at `addr` reports them, asked over
+/// `clients` concurrent connections.
+async fn ledger_count(
+    addr: &std::net::SocketAddr,
+    payers: &[dag_core::Address],
+    clients: usize,
+) -> anyhow::Result<u64> {
+    let client = reqwest::Client::new();
+    let chunk = payers.len().div_ceil(clients.max(1)).max(1);
+    let mut tasks = Vec::new();
+    for part in payers.chunks(chunk) {
+        let (client, part, addr) = (client.clone(), part.to_vec(), *addr);
+        tasks.push(tokio::spawn(async move {
+            let mut sum = 0u64;
+            for a in part {
+                let url = format!("http://{addr}/api/v1/accounts/{}", a.to_bech32());
+                let v: serde_json::Value = client.get(&url).send().await?.json().await?;
+                sum += v["next_seq"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow::anyhow!("{url}: no next_seq in {v}"))?;
+            }
+            anyhow::Ok(sum)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total)
+}
+
 /// Payments without a final status at the end whose status `--rate` mode asks the node.
 const STRAGGLER_SAMPLE: usize = 50;
 
@@ -1105,6 +1136,7 @@ async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
     let addr = target.addr();
     let data_dir = dir.path().join("db");
 
+    let payers: Vec<dag_core::Address> = keys.iter().map(Keypair::address).collect();
     // About a second of requests signed ahead (at least two per client).
     let capacity = ((rate / batch as f64).ceil() as usize).max(2 * clients);
     let (tx, rx) = tokio::sync::mpsc::channel::<Request>(capacity);
@@ -1237,6 +1269,10 @@ async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
         .map(|(id, _)| *id)
         .take(STRAGGLER_SAMPLE)
         .collect();
+    // The ledger's own count: each applied payment advanced its payer's sequence number, so
+    // the payers' sequence numbers add up to the payments applied (a conflicting one
+    // advances it too; refused ones do not), whatever the event stream delivered.
+    let applied_by_ledger = ledger_count(&addr, &payers, clients).await;
     let mut straggler_states: std::collections::BTreeMap<String, u64> = Default::default();
     for id in &stragglers {
         let state = match reqwest::get(format!("http://{addr}/api/v1/payloads/{id}")).await {
@@ -1306,6 +1342,14 @@ async fn soak(args: Args, rate: f64) -> anyhow::Result<()> {
         t.conflicting,
         t.in_flight.len() as u64 - t.conflicting
     );
+    match applied_by_ledger {
+        Ok(n) => println!(
+            "  ledger check        : the payers' sequence numbers add up to {n} payments \
+             applied or conflicting, of {accepted} accepted ({} not applied)",
+            accepted.saturating_sub(n)
+        ),
+        Err(e) => println!("  ledger check        : failed: {e}"),
+    }
     if !stragglers.is_empty() {
         let states: Vec<String> = straggler_states
             .iter()
