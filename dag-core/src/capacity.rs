@@ -27,53 +27,27 @@ pub trait Shrink {
     fn shrink_room_to(&mut self, to: usize);
 }
 
-impl<K: Eq + Hash, V, S: BuildHasher> Shrink for hashbrown::HashMap<K, V, S> {
-    fn held(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room_to(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
+/// `Shrink` for a collection with the usual `len`, `capacity` and `shrink_to`.
+macro_rules! shrink_by_inherent_methods {
+    (impl<$($g:ident),*> for $t:ty $(where $($bound:tt)*)?) => {
+        impl<$($g),*> Shrink for $t $(where $($bound)*)? {
+            fn held(&self) -> usize {
+                self.len()
+            }
+            fn room(&self) -> usize {
+                self.capacity()
+            }
+            fn shrink_room_to(&mut self, to: usize) {
+                self.shrink_to(to);
+            }
+        }
+    };
 }
 
-impl<T: Eq + Hash, S: BuildHasher> Shrink for hashbrown::HashSet<T, S> {
-    fn held(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room_to(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
-}
-
-impl<T> Shrink for VecDeque<T> {
-    fn held(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room_to(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
-}
-
-impl<T> Shrink for Vec<T> {
-    fn held(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room_to(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
-}
+shrink_by_inherent_methods!(impl<K, V, S> for hashbrown::HashMap<K, V, S> where K: Eq + Hash, S: BuildHasher);
+shrink_by_inherent_methods!(impl<T, S> for hashbrown::HashSet<T, S> where T: Eq + Hash, S: BuildHasher);
+shrink_by_inherent_methods!(impl<T> for VecDeque<T>);
+shrink_by_inherent_methods!(impl<T> for Vec<T>);
 
 /// Shrinks `c` to 1.25 times its length if it uses less than half of its capacity (and the
 /// capacity is worth the reallocation); returns whether it did.
