@@ -45,7 +45,6 @@ macro_rules! shrink_by_inherent_methods {
 }
 
 shrink_by_inherent_methods!(impl<K, V, S> for hashbrown::HashMap<K, V, S> where K: Eq + Hash, S: BuildHasher);
-shrink_by_inherent_methods!(impl<T, S> for hashbrown::HashSet<T, S> where T: Eq + Hash, S: BuildHasher);
 shrink_by_inherent_methods!(impl<T> for VecDeque<T>);
 shrink_by_inherent_methods!(impl<T> for Vec<T>);
 

@@ -247,6 +247,28 @@ impl CliError {
     }
 }
 
+/// Why a verified proof does not show what the caller needs (payload `expect`, when given,
+/// applied), or why it failed to verify; `None` if it shows it.
+fn proof_problem(
+    result: &Result<Proven, wallet_proof::ProofError>,
+    expect: Option<PayloadId>,
+) -> Option<String> {
+    match result {
+        Err(e) => Some(format!("the proof does not hold: {e}")),
+        Ok(p) if expect.is_some() && p.payload_id != expect => Some(format!(
+            "the proof is about another payload ({:?}) than {}",
+            p.payload_id.map(|i| i.to_hex()),
+            expect.map(|i| i.to_hex()).unwrap_or_default()
+        )),
+        Ok(p) if !p.applied => Some(format!(
+            "transaction {} was confirmed by milestone {}, but its payload was not applied \
+             (conflicting)",
+            p.transaction_id, p.milestone
+        )),
+        Ok(_) => None,
+    }
+}
+
 /// Reads and parses a genesis file.
 fn read_genesis(path: &Path) -> Result<Genesis, CliError> {
     let text =
@@ -421,24 +443,13 @@ impl Ctx {
                 )))
             }
         };
-        let proven = crate::verify_proof(&proof, genesis).map_err(|e| {
-            CliError::Unproven(format!(
-                "the node says payload {id} is confirmed, but its proof does not hold: {e}"
-            ))
-        })?;
-        if proven.payload_id != Some(*id) {
-            return Err(CliError::Unproven(format!(
-                "the node answered with a proof about another payload ({:?}) than {id}",
-                proven.payload_id.map(|p| p.to_hex())
-            )));
+        let result = crate::verify_proof(&proof, genesis);
+        match proof_problem(&result, Some(*id)) {
+            Some(why) => Err(CliError::Unproven(format!(
+                "the node says payload {id} is confirmed, but {why}"
+            ))),
+            None => result.map_err(|e| CliError::Unproven(e.to_string())),
         }
-        if !proven.applied {
-            return Err(CliError::Unproven(format!(
-                "the node says payload {id} is confirmed, but milestone {} did not apply it",
-                proven.milestone
-            )));
-        }
-        Ok(proven)
     }
 
     /// Syncs the sequence number, builds and signs a payload with `build`, records it
@@ -592,20 +603,7 @@ impl Ctx {
         expect: Option<PayloadId>,
     ) -> Result<(), CliError> {
         let result = crate::verify_proof(proof, genesis);
-        let problem = match &result {
-            Err(e) => Some(format!("the proof does not hold: {e}")),
-            Ok(p) if expect.is_some() && p.payload_id != expect => Some(format!(
-                "the proof is about {:?}, not payload {}",
-                p.payload_id.map(|i| i.to_hex()),
-                expect.map(|i| i.to_hex()).unwrap_or_default()
-            )),
-            Ok(p) if !p.applied => Some(format!(
-                "transaction {} was confirmed by milestone {}, but its payload was not applied \
-                 (conflicting)",
-                p.transaction_id, p.milestone
-            )),
-            Ok(_) => None,
-        };
+        let problem = proof_problem(&result, expect);
         let proven = result.ok();
         emit(
             self.cli.json,
