@@ -11,16 +11,22 @@
 //! work, the committee's signatures against the genesis, at least the threshold), then the
 //! paths. A proof without an applied path proves confirmation only: a payload confirmed as
 //! conflicting (or a transaction without payload) verifies with `applied: false`.
+//!
+//! A [`StateProof`] proves an account's or a channel's state (or its absence) after a
+//! milestone: the milestone's transaction and the state tree's path ([`crate::state_tree`])
+//! to the `state_root` it signed. A node can build one only at the milestone its ledger
+//! stands at (the tree is not versioned); the device keeps it as long as it likes.
 
 use std::collections::{HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::ledger::{Account, Channel, Ledger};
 use crate::merkle::{leaf_hash, node_hash, AuditPath, MAX_PATH};
 use crate::validate::{validate, ValidationParams};
 use crate::Digest;
-use crate::{MilestoneIndex, Payload, PayloadId, SignedPayload, TxId};
+use crate::{Address, ChannelId, MilestoneIndex, Payload, PayloadId, SignedPayload, TxId};
 
 /// Proof that a transaction was confirmed by a milestone (and its payload applied).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +175,33 @@ pub enum ProofError {
     Path(&'static str),
 }
 
+/// Decodes a proof's milestone transaction, checks its id, and validates it as a node would
+/// (unless `known` holds its id): the encoding, proof of work, the committee's signatures
+/// against `params`, at least the threshold. Checked as of its own timestamp: a proof is
+/// kept and checked later.
+fn checked_milestone(
+    bytes: &[u8],
+    claimed: &TxId,
+    params: &ValidationParams,
+    known: Option<&VerifiedMilestones>,
+) -> Result<(crate::Transaction, TxId), ProofError> {
+    let (ms_tx, ms_id) =
+        codec::decode_with_id(bytes).map_err(|e| ProofError::Milestone(e.to_string()))?;
+    if ms_id != *claimed {
+        return Err(ProofError::Milestone(format!(
+            "its bytes are those of {ms_id}, not of {claimed}"
+        )));
+    }
+    if !known.is_some_and(|k| k.contains(&ms_id)) {
+        validate(bytes, ms_tx.timestamp, params)
+            .map_err(|e| ProofError::Milestone(e.to_string()))?;
+    }
+    if ms_tx.milestone().is_none() {
+        return Err(ProofError::Milestone("it carries no milestone".into()));
+    }
+    Ok((ms_tx, ms_id))
+}
+
 impl TransactionProof {
     /// Checks the proof against the network of `params` (its committee and threshold).
     pub fn verify(&self, params: &ValidationParams) -> Result<Proven, ProofError> {
@@ -195,19 +228,12 @@ impl TransactionProof {
     ) -> Result<Proven, ProofError> {
         let (tx, id) = codec::decode_with_id(&self.transaction)
             .map_err(|e| ProofError::Transaction(e.to_string()))?;
-        let (ms_tx, ms_id) = codec::decode_with_id(&self.milestone)
-            .map_err(|e| ProofError::Milestone(e.to_string()))?;
-        if ms_id != self.milestone_id {
-            return Err(ProofError::Milestone(format!(
-                "its bytes are those of {ms_id}, not of {}",
-                self.milestone_id
-            )));
-        }
-        if !known.as_deref().is_some_and(|k| k.contains(&ms_id)) {
-            // Checked as of its own timestamp: a proof is kept and checked later.
-            validate(&self.milestone, ms_tx.timestamp, params)
-                .map_err(|e| ProofError::Milestone(e.to_string()))?;
-        }
+        let (ms_tx, ms_id) = checked_milestone(
+            &self.milestone,
+            &self.milestone_id,
+            params,
+            known.as_deref(),
+        )?;
         let Payload::Milestone(m) = &ms_tx.payload else {
             return Err(ProofError::Milestone("it carries no milestone".into()));
         };
@@ -306,6 +332,155 @@ impl TransactionProof {
             milestone,
             confirmed: confirmed_path,
             applied: applied_path,
+        })
+    }
+}
+
+/// Proof of one entry of the ledger state (an account's balance and next sequence number,
+/// or a payment channel) after a milestone: the milestone's transaction with the committee's
+/// signatures, and the state tree's path from the entry to the `state_root` the milestone
+/// signed ([`crate::state_tree`]). It proves absence too: an unknown account holds nothing
+/// (balance 0, next seq 0), an unknown channel does not exist. Self-contained, like
+/// [`TransactionProof`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateProof {
+    /// The canonical bytes of the milestone's transaction, signatures included.
+    #[serde(with = "bytes")]
+    pub milestone: Vec<u8>,
+    /// The id of that transaction (checked against the bytes).
+    pub milestone_id: TxId,
+    /// The entry proven, as of that milestone.
+    pub entry: StateEntry,
+    /// The path from the entry's leaf (or from where it would be) to the state root.
+    pub path: crate::state_tree::Proof,
+}
+
+/// An entry of the ledger state; `None` proves its absence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateEntry {
+    /// An account.
+    Account {
+        /// Its address.
+        address: Address,
+        /// Its state; `None`: the ledger has no such account (a zero balance).
+        account: Option<Account>,
+    },
+    /// A payment channel.
+    Channel {
+        /// Its id.
+        channel_id: ChannelId,
+        /// Its state; `None`: no such channel.
+        channel: Option<Channel>,
+    },
+}
+
+impl StateEntry {
+    /// The same entry (account or channel, same id) as `ledger` holds it now, and its path
+    /// in the ledger's state tree. With the milestone the ledger stands at, that is a
+    /// [`StateProof`]; a node reads both under one lock and the milestone's bytes after.
+    pub fn read(self, ledger: &Ledger) -> (StateEntry, crate::state_tree::Proof) {
+        let entry = match self {
+            StateEntry::Account { address, .. } => StateEntry::Account {
+                address,
+                account: ledger.account(&address).copied(),
+            },
+            StateEntry::Channel { channel_id, .. } => StateEntry::Channel {
+                channel_id,
+                channel: ledger.channel(&channel_id).copied(),
+            },
+        };
+        let (key, _) = entry.tree_entry();
+        (entry, ledger.state_tree().prove(&key))
+    }
+
+    /// The state tree's key and value hash of this entry.
+    fn tree_entry(&self) -> crate::state_tree::Update {
+        match self {
+            StateEntry::Account { address, account } => {
+                crate::ledger::account_entry(address, account.as_ref())
+            }
+            StateEntry::Channel {
+                channel_id,
+                channel,
+            } => crate::ledger::channel_entry(channel_id, channel.as_ref()),
+        }
+    }
+}
+
+/// What a verified [`StateProof`] establishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProvenState {
+    /// The entry, as of the milestone.
+    pub entry: StateEntry,
+    /// The milestone.
+    pub milestone: MilestoneIndex,
+    /// The milestone's transaction.
+    pub milestone_id: TxId,
+    /// The milestone's timestamp, ms.
+    pub milestone_timestamp: u64,
+}
+
+impl StateProof {
+    /// The proof of `entry` (read from `ledger`) after the milestone whose transaction is
+    /// `milestone`. `None` unless the ledger stands exactly at that milestone (its index and
+    /// its state root are the ones the milestone carries).
+    pub fn build(ledger: &Ledger, milestone: Vec<u8>, entry: StateEntry) -> Option<StateProof> {
+        let tx = codec::decode(&milestone).ok()?;
+        let m = tx.milestone()?;
+        if m.index != ledger.confirmed_index() || m.state_root != ledger.state_root() {
+            return None;
+        }
+        let (entry, path) = entry.read(ledger);
+        Some(StateProof {
+            milestone_id: codec::id_of_encoding(&milestone),
+            milestone,
+            entry,
+            path,
+        })
+    }
+
+    /// Checks the proof against the network of `params` (its committee and threshold).
+    pub fn verify(&self, params: &ValidationParams) -> Result<ProvenState, ProofError> {
+        self.check(params, None)
+    }
+
+    /// [`verify`](Self::verify), skipping the milestone's validation when `known` holds it
+    /// (see [`TransactionProof::verify_with`]).
+    pub fn verify_with(
+        &self,
+        params: &ValidationParams,
+        known: &mut VerifiedMilestones,
+    ) -> Result<ProvenState, ProofError> {
+        self.check(params, Some(known))
+    }
+
+    fn check(
+        &self,
+        params: &ValidationParams,
+        known: Option<&mut VerifiedMilestones>,
+    ) -> Result<ProvenState, ProofError> {
+        let (ms_tx, ms_id) = checked_milestone(
+            &self.milestone,
+            &self.milestone_id,
+            params,
+            known.as_deref(),
+        )?;
+        let Payload::Milestone(m) = &ms_tx.payload else {
+            return Err(ProofError::Milestone("it carries no milestone".into()));
+        };
+        let (key, value) = self.entry.tree_entry();
+        if !self.path.verify(&m.state_root.0, &key, value) {
+            return Err(ProofError::Path("state"));
+        }
+        if let Some(k) = known {
+            k.insert(ms_id);
+        }
+        Ok(ProvenState {
+            entry: self.entry,
+            milestone: m.index,
+            milestone_id: ms_id,
+            milestone_timestamp: m.timestamp,
         })
     }
 }

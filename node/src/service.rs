@@ -347,6 +347,13 @@ pub trait NodeService: Clone + Send + Sync + 'static {
         &self,
         id: &PayloadId,
     ) -> Result<Option<dag_core::proof::TransactionProof>, ServiceError>;
+    /// Proof of an account's or a channel's state (or absence) after the last applied
+    /// milestone, against the state root it signed (the id in `entry` is what counts, its
+    /// state is read from the ledger); `None` before the first milestone.
+    fn state_proof(
+        &self,
+        entry: dag_core::proof::StateEntry,
+    ) -> Result<Option<dag_core::proof::StateProof>, ServiceError>;
     /// A payload's status.
     fn payload(&self, id: &PayloadId) -> Result<Option<PayloadView>, ServiceError>;
     /// An account (zero balance and seq when unknown).

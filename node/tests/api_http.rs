@@ -258,6 +258,13 @@ impl NodeService for TestNode {
         Ok(None)
     }
 
+    fn state_proof(
+        &self,
+        _: dag_core::proof::StateEntry,
+    ) -> Result<Option<dag_core::proof::StateProof>, ServiceError> {
+        Ok(None)
+    }
+
     fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError> {
         let st = self.state.lock().unwrap();
         Ok(st.transactions.get(id).map(|_| TxMetadataView {
@@ -742,6 +749,8 @@ async fn malformed_requests_are_400_json() {
     for path in [
         "/api/v1/accounts/tng1notanaddress",
         "/api/v1/accounts/did:key:zabc",
+        "/api/v1/accounts/tng1notanaddress/proof",
+        "/api/v1/channels/nothex/proof",
         "/api/v1/transactions/abcd",
         "/api/v1/transactions/xyz/metadata",
         "/api/v1/payloads/00",
@@ -1163,7 +1172,9 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/payloads/{id}", "get"),
         ("/api/v1/payloads/{id}/proof", "get"),
         ("/api/v1/accounts/{address}", "get"),
+        ("/api/v1/accounts/{address}/proof", "get"),
         ("/api/v1/channels/{id}", "get"),
+        ("/api/v1/channels/{id}/proof", "get"),
         ("/api/v1/milestones/{index}", "get"),
         ("/api/v1/events", "get"),
         ("/api/v1/faucet", "post"),

@@ -98,6 +98,25 @@ async fn supply(r: &Running) -> (u64, u64) {
     )
 }
 
+/// The entry a state proof from `path` proves, checked with `params` alone and required to
+/// be of milestone `milestone`.
+async fn state_entry(
+    r: &Running,
+    params: &dag_core::ValidationParams,
+    path: String,
+    milestone: u64,
+) -> dag_core::proof::StateEntry {
+    let proof: dag_core::proof::StateProof = reqwest::get(r.url(&path))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let proven = proof.verify(params).unwrap();
+    assert_eq!(u64::from(proven.milestone), milestone);
+    proven.entry
+}
+
 async fn account(r: &Running, a: &Address) -> (u64, u64) {
     let v = get(r.url(&format!("/api/v1/accounts/{a}"))).await;
     (
@@ -267,6 +286,30 @@ async fn payments_confirm_double_spend_once_and_state_survives_restart() {
     assert_eq!(at(now).await["ledger_digest"], info["ledger_digest"]);
     assert_eq!(account(&r, &ev.address()).await, (500, 5));
     assert_eq!(supply(&r).await, (genesis_supply, 200));
+    // The state proofs of the restarted node (milestones paused, so the state holds still)
+    // check with the genesis alone: the EV's balance, the channel, a stranger's absence.
+    use dag_core::proof::StateEntry;
+    let state_proof = |path: String| state_entry(&r, &params, path, now);
+    let StateEntry::Account {
+        account: Some(acc), ..
+    } = state_proof(format!("/api/v1/accounts/{}/proof", ev.address())).await
+    else {
+        panic!("the EV's account is proven present")
+    };
+    assert_eq!((acc.balance, acc.next_seq), (500, 5));
+    let channel_id = dag_core::crypto::channel_id(&ev.address(), 4);
+    let StateEntry::Channel {
+        channel: Some(ch), ..
+    } = state_proof(format!("/api/v1/channels/{channel_id}/proof")).await
+    else {
+        panic!("the channel is proven open")
+    };
+    assert_eq!((ch.deposit, ch.payee, ch.closed), (200, charger, false));
+    let stranger = Keypair::from_seed(&[0x77; 32]).address();
+    assert!(matches!(
+        state_proof(format!("/api/v1/accounts/{stranger}/proof")).await,
+        StateEntry::Account { account: None, .. }
+    ));
     let fa2 = get(r.url(&format!(
         "/api/v1/payloads/{}",
         ra["payload_id"].as_str().unwrap()

@@ -556,6 +556,19 @@ impl NodeClient {
         self.get_json(&format!("/api/v1/payloads/{id}/proof"))
     }
 
+    /// `GET /api/v1/accounts/{address}/proof`: the account's state after the node's last
+    /// applied milestone, with the state tree's path. Not checked here:
+    /// [`crate::verify_state_proof`] does that.
+    pub fn account_proof(&self, address: &Address) -> Result<crate::StateProof, ClientError> {
+        self.get_json(&format!("/api/v1/accounts/{address}/proof"))
+    }
+
+    /// `GET /api/v1/channels/{id}/proof`: as [`account_proof`](Self::account_proof), for a
+    /// channel.
+    pub fn channel_proof(&self, id: &ChannelId) -> Result<crate::StateProof, ClientError> {
+        self.get_json(&format!("/api/v1/channels/{id}/proof"))
+    }
+
     /// Polls the payload's status until it is confirmed or conflicting, or `timeout` passed
     /// ([`ClientError::WaitTimeout`]). The poll interval grows from
     /// [`ClientOptions::poll_interval`] to [`ClientOptions::max_backoff`].

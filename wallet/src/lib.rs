@@ -18,7 +18,8 @@
 //!   unidirectional payment channel.
 //! - [`hash_file`], [`anchor_file`], [`verify_file`]: data anchors.
 //! - [`verify_proof`]: a [`TransactionProof`] checked against the genesis committee only;
-//!   [`ProofVerifier`] checks many, each milestone's signatures once.
+//!   [`verify_state_proof`]: a [`StateProof`] of an account's balance or a channel after a
+//!   milestone; [`ProofVerifier`] checks many, each milestone's signatures once.
 //! - `client::NodeClient` (feature `client`): submit payloads, wait for confirmation, read
 //!   accounts and channels, with timeouts and retries.
 //!
@@ -84,6 +85,6 @@ pub use keystore::{
     DeviceEntry, KdfParams, Keystore, KeystoreError, KeystoreOptions, KEYSTORE_VERSION,
 };
 pub use proof::{
-    verify_proof, ProofError, ProofVerifier, Proven, Step, TransactionProof, VerifiedMilestones,
-    REMEMBERED_MILESTONES,
+    verify_proof, verify_state_proof, ProofError, ProofVerifier, Proven, ProvenState, StateEntry,
+    StateProof, Step, TransactionProof, VerifiedMilestones, REMEMBERED_MILESTONES,
 };

@@ -750,3 +750,68 @@ fn wait_and_verify_anchor_refuse_what_a_lying_node_cannot_prove() {
     assert_eq!(o.code, 4, "{} {}", o.stdout, o.stderr);
     assert!(o.stderr.contains("serves no proof"), "{}", o.stderr);
 }
+
+#[test]
+fn balance_prove_reads_the_balance_from_a_proof_and_refuses_a_lie() {
+    let node = TestNode::start(100);
+    let dir = tempfile::tempdir().unwrap();
+    let ks = dir.path().join("meter.json");
+    let genesis = node.genesis_path.to_str().unwrap();
+    let o = wallet(
+        &ks,
+        &node.url,
+        &["--json", "init", "--kdf-memory-kib", "64"],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let me = o.json()["address"].as_str().unwrap().to_string();
+    // Without a genesis there is nothing to check the proof against.
+    let o = wallet(&ks, &node.url, &["--json", "balance", "--prove"]);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stderr.contains("--genesis"), "{}", o.stderr);
+    fund(&node.url, &me, 1_234);
+    let o = wallet(
+        &ks,
+        &node.url,
+        &["--json", "--genesis", genesis, "balance", "--prove"],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v = o.json();
+    assert_eq!(
+        (v["balance"].as_u64(), v["next_seq"].as_u64()),
+        (Some(1_234), Some(0))
+    );
+    assert!(v["milestone"].as_u64().unwrap() >= 1, "{v}");
+
+    // A node that inflates the balance in its proof, and one that serves another
+    // account's (valid) proof: both refused with exit 4.
+    let c = NodeClient::new(&node.url).unwrap();
+    let mut inflated = c.account_proof(&me.parse().unwrap()).unwrap();
+    if let wallet::StateEntry::Account {
+        account: Some(a), ..
+    } = &mut inflated.entry
+    {
+        a.balance = 1_000_000;
+    }
+    let inflated = serde_json::to_string(&inflated).unwrap();
+    let liar = lying_proxy(node.url.clone(), move |_, p| {
+        p.ends_with("/proof").then(|| (200, inflated.clone()))
+    });
+    let o = wallet(
+        &ks,
+        &liar,
+        &["--json", "--genesis", genesis, "balance", "--prove"],
+    );
+    assert_eq!(o.code, 4, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("does not hold"), "{}", o.stderr);
+    let other = serde_json::to_string(&c.account_proof(&Address([5; 32])).unwrap()).unwrap();
+    let liar = lying_proxy(node.url.clone(), move |_, p| {
+        p.ends_with("/proof").then(|| (200, other.clone()))
+    });
+    let o = wallet(
+        &ks,
+        &liar,
+        &["--json", "--genesis", genesis, "balance", "--prove"],
+    );
+    assert_eq!(o.code, 4, "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("another entry"), "{}", o.stderr);
+}

@@ -252,6 +252,18 @@ impl Protocol {
         &self.ledger
     }
 
+    /// The last applied milestone and its transaction (the transaction is `None` for the
+    /// genesis, index 0, or when the core no longer holds it).
+    pub fn applied_milestone(&self) -> (MilestoneIndex, Option<TxId>) {
+        let index = self.ledger.confirmed_index();
+        let tx = if index == 0 {
+            None
+        } else {
+            self.milestone_tx(index)
+        };
+        (index, tx)
+    }
+
     /// Latest milestone index seen (applied or not).
     pub fn latest_milestone(&self) -> MilestoneIndex {
         self.latest_milestone.max(self.ledger.confirmed_index())

@@ -422,6 +422,67 @@ pub(crate) async fn account<S: NodeService>(
     Ok(Reply::ok(Format::from_accept(&headers), view))
 }
 
+/// Proof of an account's balance and next sequence number after the last applied
+/// milestone (or of its absence: an unknown account holds nothing): the milestone's
+/// transaction with the committee's signatures and the state tree's path to the
+/// `state_root` it signed. Check it with the committee's keys only
+/// (`dag_core::proof::StateProof::verify`, `tangle-wallet balance --prove`).
+#[utoipa::path(get, path = "/api/v1/accounts/{address}/proof", tag = "ledger",
+    params(("address" = String, Path, description = "bech32 (`tng1...`) or `did:key:z6Mk...`")),
+    responses(
+        (status = 200, body = super::openapi::StateProofDoc),
+        (status = 400, description = "Bad address", body = ErrorBody),
+        (status = 404, description = "No milestone applied yet", body = ErrorBody),
+        (status = 503, description = "The last milestone is not stored yet; retry", body = ErrorBody),
+    ))]
+pub(crate) async fn account_proof<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    address: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<dag_core::proof::StateProof>> {
+    let address: Address = parse_path(address, "address")?;
+    let entry = dag_core::proof::StateEntry::Account {
+        address,
+        account: None,
+    };
+    state_proof(&state, &headers, entry)
+}
+
+/// Proof of a payment channel's state after the last applied milestone (or that it does
+/// not exist); see the account proof.
+#[utoipa::path(get, path = "/api/v1/channels/{id}/proof", tag = "ledger",
+    params(("id" = String, Path, description = "Channel id, 64 hex characters")),
+    responses(
+        (status = 200, body = super::openapi::StateProofDoc),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "No milestone applied yet", body = ErrorBody),
+        (status = 503, description = "The last milestone is not stored yet; retry", body = ErrorBody),
+    ))]
+pub(crate) async fn channel_proof<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Reply<dag_core::proof::StateProof>> {
+    let channel_id: ChannelId = parse_path(id, "channel id")?;
+    let entry = dag_core::proof::StateEntry::Channel {
+        channel_id,
+        channel: None,
+    };
+    state_proof(&state, &headers, entry)
+}
+
+fn state_proof<S: NodeService>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    entry: dag_core::proof::StateEntry,
+) -> ApiResult<Reply<dag_core::proof::StateProof>> {
+    let proof = state
+        .service
+        .state_proof(entry)?
+        .ok_or_else(|| ApiError::not_found("no milestone applied yet".to_string()))?;
+    Ok(Reply::ok(Format::from_accept(headers), proof))
+}
+
 /// A payment channel.
 #[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "ledger",
     params(("id" = String, Path, description = "Channel id, 64 hex characters")),

@@ -411,7 +411,15 @@ fn build<S: NodeService>(
             get(handlers::transaction_proof::<S>),
         )
         .route("/api/v1/accounts/{address}", get(handlers::account::<S>))
+        .route(
+            "/api/v1/accounts/{address}/proof",
+            get(handlers::account_proof::<S>),
+        )
         .route("/api/v1/channels/{id}", get(handlers::channel::<S>))
+        .route(
+            "/api/v1/channels/{id}/proof",
+            get(handlers::channel_proof::<S>),
+        )
         .route("/api/v1/milestones/{index}", get(handlers::milestone::<S>))
         .route("/api/v1/events", get(handlers::events::<S>));
     if state.options.dev {

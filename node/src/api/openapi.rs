@@ -172,6 +172,100 @@ pub(crate) struct StepDoc {
     hash: String,
 }
 
+/// [`dag_core::proof::StateProof`] as JSON.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schema(as = StateProof)]
+pub(crate) struct StateProofDoc {
+    /// The milestone's transaction (with the committee's signatures), hex.
+    milestone: String,
+    /// The id of the milestone's transaction, hex.
+    milestone_id: String,
+    /// The account or channel proven, as of that milestone.
+    entry: StateEntryDoc,
+    /// The state tree's path to the milestone's `state_root`.
+    path: StatePathDoc,
+}
+
+/// [`dag_core::proof::StateEntry`] as JSON: one of `account` or `channel`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code)]
+#[schema(as = StateEntry)]
+pub(crate) enum StateEntryDoc {
+    /// An account.
+    Account {
+        /// Its address (bech32).
+        address: String,
+        /// Its state; null: no such account (a zero balance).
+        account: Option<AccountStateDoc>,
+    },
+    /// A payment channel.
+    Channel {
+        /// Its id, hex.
+        channel_id: String,
+        /// Its state; null: no such channel.
+        channel: Option<ChannelStateDoc>,
+    },
+}
+
+/// [`dag_core::ledger::Account`] as JSON.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schema(as = AccountState)]
+pub(crate) struct AccountStateDoc {
+    /// Spendable balance, base units.
+    balance: u64,
+    /// The `seq` the account's next payload must carry.
+    next_seq: u64,
+}
+
+/// [`dag_core::ledger::Channel`] as JSON.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schema(as = ChannelState)]
+pub(crate) struct ChannelStateDoc {
+    /// Who opened it (bech32).
+    payer: String,
+    /// Who may claim (bech32).
+    payee: String,
+    /// Locked amount.
+    deposit: u64,
+    /// Milestone index after which the payer may refund it.
+    expires_at: u32,
+    /// Claimed or refunded.
+    closed: bool,
+    /// Amount the payee claimed.
+    claimed: u64,
+}
+
+/// [`dag_core::state_tree::Proof`] as JSON.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schema(as = StatePath)]
+pub(crate) struct StatePathDoc {
+    /// Hashes of the subtrees beside the walk, root first, hex (at most 256).
+    siblings: Vec<String>,
+    /// The leaf the walk ends at; null if it ends at an empty subtree.
+    leaf: Option<StateLeafDoc>,
+}
+
+/// [`dag_core::state_tree::ProofLeaf`] as JSON.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schema(as = StateLeaf)]
+pub(crate) struct StateLeafDoc {
+    /// The leaf's key, hex.
+    key: String,
+    /// The leaf's value hash, hex.
+    value_hash: String,
+}
+
 /// Declares the bearer scheme the admin routes use.
 struct BearerAuth;
 
@@ -227,7 +321,7 @@ fn string_format(name: &str) -> Option<Value> {
     Some(match name {
         "transaction_id" | "payload_id" | "channel_id" | "ledger_digest" | "channel" | "digest"
         | "base" | "previous" | "confirmed_root" | "applied_root" | "state_root" | "parents"
-        | "tips" | "transactions" | "milestone_id" => hex32(),
+        | "tips" | "transactions" | "milestone_id" | "siblings" | "key" | "value_hash" => hex32(),
         "signature" | "voucher" => hex64(),
         "hash" => hex32(),
         "transaction" | "milestone" => {
@@ -429,6 +523,8 @@ impl Modify for Formats {
         handlers::admin_config,
         handlers::transaction_proof,
         handlers::payload_proof,
+        handlers::account_proof,
+        handlers::channel_proof,
         crate::snapshots::make_snapshot,
         handlers::dashboard,
     ),
@@ -438,6 +534,8 @@ impl Modify for Formats {
         ChannelView, MilestoneView, NodeEvent, FaucetRequest, ApiConfigView, TransactionDoc,
         PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent,
         crate::snapshots::SnapshotMade, crate::snapshots::Kind, ProofDoc, StepDoc,
+        StateProofDoc, StateEntryDoc, AccountStateDoc, ChannelStateDoc, StatePathDoc,
+        StateLeafDoc,
     )),
     modifiers(&BearerAuth, &Formats),
     tags(
@@ -454,6 +552,7 @@ pub struct ApiDoc;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dag_core::proof::{StateEntry, StateProof};
     use dag_core::{
         Body, ChannelId, Digest, Keypair, Milestone, Payload, Signature, SignedPayload,
         Transaction, TxId, TX_VERSION,
@@ -518,6 +617,45 @@ mod tests {
         for payload in [Payload::Empty, Payload::Milestone(ms)] {
             let json = serde_json::to_string(&tx(payload)).unwrap();
             serde_json::from_str::<TransactionDoc>(&json).expect(&json);
+        }
+        // State proofs: both entries, present and absent, a leaf and none.
+        let mut tree = dag_core::state_tree::StateTree::new();
+        tree.update([1; 32], Some([2; 32]));
+        tree.update([0x81; 32], Some([3; 32]));
+        let channel = dag_core::ledger::Channel {
+            payer: key.address(),
+            payee: key.address(),
+            deposit: 5,
+            expires_at: 9,
+            closed: true,
+            claimed: 2,
+        };
+        let entries = [
+            StateEntry::Account {
+                address: key.address(),
+                account: Some(dag_core::ledger::Account {
+                    balance: 3,
+                    next_seq: 1,
+                }),
+            },
+            StateEntry::Channel {
+                channel_id: ChannelId([4; 32]),
+                channel: Some(channel),
+            },
+            StateEntry::Channel {
+                channel_id: ChannelId([4; 32]),
+                channel: None,
+            },
+        ];
+        for (entry, key) in entries.into_iter().zip([[1; 32], [0x81; 32], [0x41; 32]]) {
+            let proof = StateProof {
+                milestone: vec![1, 2],
+                milestone_id: dag_core::TxId([7; 32]),
+                entry,
+                path: tree.prove(&key),
+            };
+            let json = serde_json::to_string(&proof).unwrap();
+            serde_json::from_str::<StateProofDoc>(&json).expect(&json);
         }
     }
 

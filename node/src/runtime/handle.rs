@@ -266,6 +266,44 @@ impl NodeService for NodeHandle {
         }
     }
 
+    fn state_proof(
+        &self,
+        entry: dag_core::proof::StateEntry,
+    ) -> Result<Option<dag_core::proof::StateProof>, ServiceError> {
+        // The entry, its path and the milestone under one lock (all of one milestone); the
+        // milestone's bytes from the store after.
+        let (index, tx, root, (entry, path)) = {
+            let core = self.shared.lock();
+            let (index, tx) = core.applied_milestone();
+            let ledger = core.ledger();
+            (index, tx, ledger.state_root(), entry.read(ledger))
+        };
+        if index == 0 {
+            return Ok(None);
+        }
+        let not_yet = || {
+            ServiceError::Unavailable(format!(
+                "milestone {index} is applied but not stored yet; retry"
+            ))
+        };
+        let tx = tx.ok_or_else(not_yet)?;
+        let milestone = Self::storage(self.shared.store.transaction(&tx))?.ok_or_else(not_yet)?;
+        let signed = codec::decode(&milestone)
+            .ok()
+            .and_then(|t| t.milestone().map(|m| (m.index, m.state_root)));
+        if signed != Some((index, root)) {
+            return Err(ServiceError::Storage(format!(
+                "stored transaction {tx} is not milestone {index} with the ledger's state root"
+            )));
+        }
+        Ok(Some(dag_core::proof::StateProof {
+            milestone,
+            milestone_id: tx,
+            entry,
+            path,
+        }))
+    }
+
     fn transaction_metadata(&self, id: &TxId) -> Result<Option<TxMetadataView>, ServiceError> {
         let found = Self::storage(self.shared.store.metadata(id))?;
         let Some(meta) = self.unless_pruned(found, &id.0, "transaction", id)? else {

@@ -111,7 +111,13 @@ enum Command {
     /// Print the address (bech32) and its did:key.
     Address,
     /// Print the confirmed balance and next sequence number.
-    Balance,
+    Balance {
+        /// Read them from a proof against the milestone's state root, checked with the
+        /// committee's keys (--genesis or the pinned copy), not from the node's word; prints
+        /// the milestone. Exit 4 if the proof does not hold.
+        #[arg(long)]
+        prove: bool,
+    },
     /// Pay AMOUNT to TO (bech32 address or did:key).
     Pay {
         /// Recipient, `tng1...` or `did:key:z6Mk...`.
@@ -518,7 +524,41 @@ impl Ctx {
                 );
                 Ok(())
             }
-            Command::Balance => {
+            Command::Balance { prove: true } => {
+                let genesis = self.required_genesis("balance --prove")?;
+                let ks = self.open_keystore()?;
+                self.node_for(&ks)?;
+                let address = ks.device(DEVICE).address();
+                let proof = self.client()?.account_proof(&address)?;
+                let proven = crate::verify_state_proof(&proof, &genesis).map_err(|e| {
+                    CliError::Unproven(format!("the node's account proof does not hold: {e}"))
+                })?;
+                let acct = match proven.entry {
+                    crate::StateEntry::Account {
+                        address: a,
+                        account,
+                    } if a == address => account.unwrap_or_default(),
+                    other => {
+                        return Err(CliError::Unproven(format!(
+                            "the node proved another entry ({other:?}) than account {address}"
+                        )))
+                    }
+                };
+                emit(
+                    json,
+                    || {
+                        format!(
+                            "balance:  {}\nnext_seq: {}\nproven:   milestone {} ({})",
+                            acct.balance, acct.next_seq, proven.milestone, proven.milestone_id
+                        )
+                    },
+                    json!({"balance": acct.balance, "next_seq": acct.next_seq,
+                           "milestone": proven.milestone,
+                           "milestone_id": proven.milestone_id.to_string()}),
+                );
+                Ok(())
+            }
+            Command::Balance { prove: false } => {
                 let ks = self.open_keystore()?;
                 self.node_for(&ks)?;
                 let acct = self.client()?.account(&ks.device(DEVICE).address())?;
