@@ -1,6 +1,7 @@
 //! Proofs of confirmation (`dag_core::proof`): the size of a proof for a milestone that
 //! confirmed 100,000 transactions, verifications per second on one core with a 3-of-4
-//! committee, and the cost of the two Merkle roots a milestone commits to.
+//! committee, and the cost of the two Merkle roots a milestone commits to; and the proof of
+//! one account's balance in a ledger of a million accounts.
 //!
 //! `cargo bench -p benches --bench proof -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -11,7 +12,9 @@
 
 use benches::{signed_pay_transactions, BENCH_NOW_MS};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use dag_core::proof::TransactionProof;
+use dag_core::ledger::{account_entry, Account};
+use dag_core::proof::{StateEntry, StateProof, TransactionProof};
+use dag_core::state_tree::StateTree;
 use dag_core::{
     codec, crypto, merkle, Allocation, Digest, Genesis, Keypair, Milestone, Payload, Transaction,
     TxId, ValidationParams, TX_VERSION,
@@ -23,7 +26,13 @@ struct Fixture {
     params: ValidationParams,
     proof: TransactionProof,
     ids: Vec<[u8; 32]>,
+    /// The proof of one account's balance in a ledger of `ACCOUNTS`, against a milestone
+    /// signed by the same committee.
+    state: StateProof,
 }
+
+/// Accounts in the state proof's ledger.
+const ACCOUNTS: u64 = 1_000_000;
 
 /// A 3-of-4 committee network, a milestone confirming `CONFIRMED` transactions (every
 /// other one applied) signed by three members, and the proof of one payment in it.
@@ -58,13 +67,31 @@ fn fixture() -> Fixture {
         .map(|(i, id)| (TxId(*id), i % 2 == 1))
         .collect();
     let applied: Vec<[u8; 32]> = confirmed.iter().filter(|c| c.1).map(|c| c.0 .0).collect();
+    // A ledger of a million accounts; the proven one in the middle.
+    let account = |i: u64| {
+        let address = dag_core::Address(crypto::blake2b256(&(i | 1 << 63).to_le_bytes()));
+        let state = Account {
+            balance: i,
+            next_seq: i % 7,
+        };
+        (address, state)
+    };
+    let mut updates: Vec<_> = (0..ACCOUNTS)
+        .map(|i| {
+            let (a, acc) = account(i);
+            account_entry(&a, Some(&acc))
+        })
+        .collect();
+    let mut tree = StateTree::new();
+    tree.apply(&mut updates);
+    let (proven_address, proven_account) = account(ACCOUNTS / 2);
     let mut m = Milestone {
         index: 42,
         timestamp: BENCH_NOW_MS,
         previous: TxId([3; 32]),
         confirmed_root: merkle::root(&ids),
         applied_root: merkle::root(&applied),
-        state_root: Digest([4; 32]),
+        state_root: Digest(tree.root()),
         ledger_digest: Digest([5; 32]),
         signatures: Vec::new(),
     };
@@ -86,7 +113,23 @@ fn fixture() -> Fixture {
     let params = ValidationParams::new(&genesis).expect("valid genesis");
     let proven = proof.verify(&params).expect("the proof verifies");
     assert!(proven.applied);
-    Fixture { params, proof, ids }
+    let (key, _) = account_entry(&proven_address, None);
+    let state = StateProof {
+        milestone: proof.milestone.clone(),
+        milestone_id: proof.milestone_id,
+        entry: StateEntry::Account {
+            address: proven_address,
+            account: Some(proven_account),
+        },
+        path: tree.prove(&key),
+    };
+    state.verify(&params).expect("the state proof verifies");
+    Fixture {
+        params,
+        proof,
+        ids,
+        state,
+    }
 }
 
 fn proofs(c: &mut Criterion) {
@@ -114,6 +157,17 @@ fn proofs(c: &mut Criterion) {
     f.proof.verify_with(&f.params, &mut known).unwrap();
     g.bench_function("verify_3_of_4_milestone_known", |b| {
         b.iter(|| black_box(f.proof.verify_with(&f.params, &mut known).unwrap()))
+    });
+    let state_bin = rmp_serde::to_vec(&f.state).unwrap();
+    println!(
+        "state proof of 1 of {ACCOUNTS} accounts: {} B MessagePack ({} B of it the \
+         milestone's transaction), {} siblings",
+        state_bin.len(),
+        f.state.milestone.len(),
+        f.state.path.siblings().len(),
+    );
+    g.bench_function("verify_account_3_of_4", |b| {
+        b.iter(|| black_box(f.state.verify(&f.params).unwrap()))
     });
     g.bench_function("decode_and_verify_msgpack", |b| {
         b.iter(|| {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::ledger::{Account, Channel, Ledger};
 use crate::merkle::{leaf_hash, node_hash, AuditPath, MAX_PATH};
-use crate::validate::{validate, ValidationParams};
+use crate::validate::{validate_milestone_batched, ValidationParams};
 use crate::Digest;
 use crate::{Address, ChannelId, MilestoneIndex, Payload, PayloadId, SignedPayload, TxId};
 
@@ -177,8 +177,8 @@ pub enum ProofError {
 
 /// Decodes a proof's milestone transaction, checks its id, and validates it as a node would
 /// (unless `known` holds its id): the encoding, proof of work, the committee's signatures
-/// against `params`, at least the threshold. Checked as of its own timestamp: a proof is
-/// kept and checked later.
+/// against `params` (in one batch: [`validate_milestone_batched`]), at least the threshold.
+/// Checked as of its own timestamp: a proof is kept and checked later.
 fn checked_milestone(
     bytes: &[u8],
     claimed: &TxId,
@@ -192,12 +192,12 @@ fn checked_milestone(
             "its bytes are those of {ms_id}, not of {claimed}"
         )));
     }
-    if !known.is_some_and(|k| k.contains(&ms_id)) {
-        validate(bytes, ms_tx.timestamp, params)
-            .map_err(|e| ProofError::Milestone(e.to_string()))?;
-    }
     if ms_tx.milestone().is_none() {
         return Err(ProofError::Milestone("it carries no milestone".into()));
+    }
+    if !known.is_some_and(|k| k.contains(&ms_id)) {
+        validate_milestone_batched(&ms_tx, &ms_id, ms_tx.timestamp, params)
+            .map_err(|e| ProofError::Milestone(e.to_string()))?;
     }
     Ok((ms_tx, ms_id))
 }
