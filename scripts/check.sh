@@ -17,3 +17,6 @@ CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
     cargo clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
 echo "== cargo test (unit, integration, doctests)"
 cargo test --workspace --locked
+# The Python package (python/): a fresh venv, maturin and pytest from PyPI, the package built
+# with maturin, its pytest suite (incl. the EV flow against a tangle-node dev).
+bash scripts/python-tests.sh

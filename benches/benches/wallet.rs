@@ -1,7 +1,9 @@
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented pub fn.
 
 //! Channel vouchers on one core: signed per second (payer) and verified per second (payee).
-//! Expectation: tens of thousands per second each.
+//! Expectation: tens of thousands per second each. Also Pay payloads signed per second by one
+//! `Device` (`pay_sign`): the Rust figure the Python package's `Device.pay_batch` is compared
+//! with (`python/benches/bench.py sign`).
 //!
 //! `cargo bench -p benches --bench wallet -- --warm-up-time 1 --measurement-time 3`
 
@@ -29,6 +31,16 @@ fn vouchers(c: &mut Criterion) {
             let mut p = payer.clone();
             for _ in 0..N {
                 black_box(p.voucher(black_box(1)).unwrap());
+            }
+        })
+    });
+    // What a device does per payment: check the body, sign (network, issuer, seq, body),
+    // advance the sequence number.
+    g.bench_function("pay_sign", |b| {
+        b.iter(|| {
+            let mut d = ev.clone();
+            for _ in 0..N {
+                black_box(d.pay(black_box(charger), 1, b"").unwrap());
             }
         })
     });

@@ -103,7 +103,7 @@ pub use scenario::{
     AttackConfig, LinkLatency, NetworkConfig, Scenario, ScenarioError, TipsConfig, TipsKind,
     WorkloadConfig,
 };
-pub use sweep::{apply_override, run_sweep, Axis, SweepError};
+pub use sweep::{apply_override, run_grid, run_sweep, Axis, SweepError};
 pub use workload::WorkloadReport;
 
 /// Runs `scenario`: the protocol engine for `parents == 2`, research mode otherwise.

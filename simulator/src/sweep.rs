@@ -105,6 +105,25 @@ pub fn run_sweep(
     Ok(summaries)
 }
 
+/// A grid point's `(key, value)` labels and what its run produced.
+pub type GridRun = (Vec<(String, String)>, crate::RunOutput);
+
+/// Runs every grid point of `axes` applied to `base` in parallel (rayon's current pool) and
+/// returns each point's labels and output, in grid order, writing nothing: what a caller that
+/// keeps the results in memory wants (the Python binding's `tangle.sim.sweep`).
+pub fn run_grid(base: &Scenario, axes: &[Axis]) -> Result<Vec<GridRun>, ScenarioError> {
+    let points = grid(base, axes)?;
+    let outputs: Vec<Result<crate::RunOutput, ScenarioError>> = points
+        .par_iter()
+        .map(|(sc, _)| crate::run(sc, &ProgressBar::hidden()))
+        .collect();
+    points
+        .into_iter()
+        .zip(outputs)
+        .map(|((_, labels), out)| Ok((labels, out?)))
+        .collect()
+}
+
 fn write_table(out: &Path, points: &[GridPoint], summaries: &[Summary]) -> Result<(), ReportError> {
     let keys: Vec<String> = points
         .first()

@@ -38,3 +38,25 @@ fn a_two_by_two_grid_writes_one_row_per_point() {
     }];
     assert!(run_sweep(&base, &bad, dir.path(), &ProgressBar::hidden()).is_err());
 }
+
+#[test]
+fn run_grid_returns_the_same_summaries_as_run_sweep_in_grid_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Scenario {
+        transactions: 1_000,
+        ..Scenario::default()
+    };
+    let axes = [Axis {
+        key: "seed".into(),
+        values: vec!["1".into(), "2".into()],
+    }];
+    let written = run_sweep(&base, &axes, dir.path(), &ProgressBar::hidden()).unwrap();
+    let kept = simulator::run_grid(&base, &axes).unwrap();
+    assert_eq!(kept.len(), 2);
+    for ((labels, out), s) in kept.iter().zip(&written) {
+        assert_eq!(labels[0].0, "seed");
+        assert_eq!(labels[0].1, s.seed.to_string());
+        assert_eq!(out.summary.deterministic_json(), s.deterministic_json());
+    }
+    assert!(!kept[0].1.series.is_empty());
+}

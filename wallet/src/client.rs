@@ -344,6 +344,91 @@ enum Attempt {
     Fail(ClientError),
 }
 
+/// One Server-Sent Event of `GET /api/v1/events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEvent {
+    /// The event id (resume after it with [`NodeClient::events`]`(Some(id))`).
+    pub id: Option<u64>,
+    /// `message` for a node event, `lagged` when events were missed.
+    pub event: String,
+    /// The JSON data: a node event (`{"type": "milestone", ...}`) or the `lagged` body.
+    pub data: String,
+}
+
+/// The open stream of [`NodeClient::events`]: each `next` blocks until the node sends the
+/// next event (comments and keep-alives are skipped); `None` when the node closed it.
+pub struct EventStream {
+    url: String,
+    reader: std::io::BufReader<Response>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Iterator for EventStream {
+    type Item = Result<ServerEvent, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        let (mut id, mut event, mut data) = (None, None::<String>, None::<String>);
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Some(Err(ClientError::Timeout {
+                        url: self.url.clone(),
+                        timeout: self.timeout,
+                    }))
+                }
+                Err(e) => {
+                    return Some(Err(ClientError::BadResponse {
+                        url: self.url.clone(),
+                        message: format!("event stream: {e}"),
+                    }))
+                }
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                // A blank line dispatches the event, if it had data.
+                if let Some(data) = data.take() {
+                    return Some(Ok(ServerEvent {
+                        id,
+                        event: event.unwrap_or_else(|| "message".into()),
+                        data,
+                    }));
+                }
+                (id, event) = (None, None);
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => id = value.parse().ok(),
+                "event" => event = Some(value.to_string()),
+                "data" => match &mut data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
+                    }
+                    None => data = Some(value.to_string()),
+                },
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Blocking client of one node's REST API.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
@@ -514,6 +599,34 @@ impl NodeClient {
     /// `GET /api/v1/info`.
     pub fn info(&self) -> Result<NodeInfo, ClientError> {
         self.get_json("/api/v1/info")
+    }
+
+    /// `GET /api/v1/events`: the node's events as they happen, after `last_event_id` if
+    /// given (the node replays what it still holds). Each read of the stream waits at most
+    /// `read_timeout` ([`ClientError::Timeout`]); the node sends a keep-alive every 15 s, so
+    /// a longer timeout only fires on a dead connection.
+    pub fn events(
+        &self,
+        last_event_id: Option<u64>,
+        read_timeout: Duration,
+    ) -> Result<EventStream, ClientError> {
+        let url = self.url("/api/v1/events");
+        let resp = self.send(&url, || {
+            let r = self
+                .http
+                .get(&url)
+                .header(ACCEPT, "text/event-stream")
+                .timeout(read_timeout);
+            match last_event_id {
+                Some(id) => r.header("last-event-id", id.to_string()),
+                None => r,
+            }
+        })?;
+        Ok(EventStream {
+            url,
+            reader: std::io::BufReader::new(resp),
+            timeout: read_timeout,
+        })
     }
 
     /// `GET /api/v1/accounts/{address}` (zero balance and seq for an unknown account).

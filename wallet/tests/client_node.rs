@@ -236,3 +236,29 @@ fn fifty_kwh_session_through_the_node() {
     assert!(ch.closed);
     assert_eq!(ch.claimed, Some(paid));
 }
+
+#[test]
+fn event_stream_delivers_a_final_status_and_resumes_after_an_id() {
+    let node = TestNode::start(100);
+    let c = NodeClient::new(&node.url).unwrap();
+    let events = c.events(None, Duration::from_secs(30)).unwrap();
+    let to = Keypair::from_seed(&[0xe1; 32]).address();
+    let r = c.faucet(&to, 7).unwrap();
+    let want = r.payload_id.to_hex();
+    let mut seen = None;
+    // Bounded by the stream's read timeout (milestones every 100 ms keep it busy), and by a
+    // count as a guard.
+    for ev in events.take(100_000) {
+        let ev = ev.unwrap();
+        assert_eq!(ev.event, "message");
+        let data: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
+        if data["type"] == "payload" && data["payload_id"] == want.as_str() {
+            assert_eq!(data["status"], "confirmed");
+            seen = ev.id;
+            break;
+        }
+    }
+    let id = seen.expect("the payload's final status came with an id");
+    let mut again = c.events(Some(id - 1), Duration::from_secs(30)).unwrap();
+    assert_eq!(again.next().unwrap().unwrap().id, Some(id));
+}
