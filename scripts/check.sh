@@ -19,4 +19,4 @@ echo "== cargo test (unit, integration, doctests)"
 cargo test --workspace --locked
 # The Python package (python/): a fresh venv, maturin and pytest from PyPI, the package built
 # with maturin, its pytest suite (incl. the EV flow against a tangle-node dev).
-bash scripts/python-tests.sh
+bash scripts/python-tests.sh --after-workspace-tests

@@ -5,6 +5,7 @@
 # crypto crates optimised as in every dev build), then pytest against the workspace's
 # binaries (tangle-node dev, tangle-wallet, tangle-sim).
 #
+# `--after-workspace-tests`: the binaries were just built by `cargo test --workspace`.
 # Environment: TANGLE_PY_VENV (where the venv goes, default target/python-venv; recreated on
 # every run), CARGO_TARGET_DIR (as for cargo), PYTHON (the interpreter, default python3).
 set -euo pipefail
@@ -15,8 +16,15 @@ VENV="${TANGLE_PY_VENV:-$TARGET_DIR/python-venv}"
 PYTHON="${PYTHON:-python3}"
 
 echo "== python: binaries the tests drive"
-cargo build --locked -p node --bin tangle-node -p wallet --bin tangle-wallet \
-    -p simulator --bin tangle-sim
+if [ "${1:-}" = "--after-workspace-tests" ]; then
+  # scripts/check.sh has just run `cargo test --workspace`, which built these binaries with
+  # the workspace's test feature set; the same invocation with --no-run is a no-op, where a
+  # `cargo build -p ...` (another feature set) would rebuild most of the workspace.
+  cargo test --workspace --locked --no-run
+else
+  cargo build --locked -p node --bin tangle-node -p wallet --bin tangle-wallet \
+      -p simulator --bin tangle-sim
+fi
 
 echo "== python: fresh venv in $VENV"
 rm -rf "$VENV"
