@@ -889,6 +889,29 @@ impl Peering {
         self.queue(&peer, Message::Heartbeat(hb));
     }
 
+    /// Whether this node is stuck behind its peers' history: some peer has applied the
+    /// next milestone this node needs, but every such peer has pruned it, so no one can
+    /// serve it (a node started from a snapshot older than every peer's pruning point).
+    /// `Some((needed, oldest_kept))`: the milestone needed and the oldest one any of those
+    /// peers still keeps. Only a newer snapshot gets such a node going again.
+    pub fn history_gap(&self) -> Option<(MilestoneIndex, MilestoneIndex)> {
+        let from = self.status.solid_milestone + 1;
+        let mut oldest_kept: Option<MilestoneIndex> = None;
+        for k in self.peers.keys() {
+            let Some(h) = self.metrics.get(k).and_then(|m| m.heartbeat) else {
+                continue;
+            };
+            if h.solid_milestone < from {
+                continue;
+            }
+            if h.pruning_point <= from {
+                return None;
+            }
+            oldest_kept = Some(oldest_kept.map_or(h.pruning_point, |o| o.min(h.pruning_point)));
+        }
+        oldest_kept.map(|o| (from, o))
+    }
+
     /// Asks a peer that has applied more milestones for the next range.
     fn drive_sync(&mut self, now: u64) {
         let solid = self.status.solid_milestone;
@@ -1295,5 +1318,46 @@ mod tests {
             .collect();
         assert_eq!(reqs, vec![Message::MilestoneRequest { from: 4, to: 19 }]);
         assert_eq!(p.syncing_from(), Some(key(2)));
+    }
+
+    #[test]
+    fn a_node_behind_every_peers_pruning_point_knows_it() {
+        let mut p = Peering::new(PeeringConfig::default());
+        for b in 1..=3 {
+            p.handle_connected(key(b), 0).unwrap();
+        }
+        p.handle_tick(
+            0,
+            LocalStatus {
+                solid_milestone: 10,
+                latest_milestone: 10,
+                pruning_point: 0,
+            },
+        );
+        let hb = |solid, pruning_point| {
+            Message::Heartbeat(Heartbeat {
+                solid_milestone: solid,
+                latest_milestone: solid,
+                pruning_point,
+                sent_at_ms: 1,
+                echo_ms: 0,
+            })
+        };
+        // No heartbeat yet, then a peer behind us: nothing to say.
+        assert_eq!(p.history_gap(), None);
+        p.handle_message(&key(1), hb(9, 0), 1);
+        assert_eq!(p.history_gap(), None);
+        // Peers ahead that pruned milestone 11: stuck, and told where their history starts.
+        p.handle_message(&key(2), hb(90, 40), 1);
+        p.handle_message(&key(3), hb(80, 30), 1);
+        assert_eq!(p.history_gap(), Some((11, 30)));
+        let asked = drain(&mut p, &key(2))
+            .into_iter()
+            .chain(drain(&mut p, &key(3)))
+            .any(|o| matches!(o, Outbound::Message(Message::MilestoneRequest { .. })));
+        assert!(!asked, "no peer can serve milestone 11");
+        // One peer that still keeps it is enough.
+        p.handle_message(&key(3), hb(80, 11), 2);
+        assert_eq!(p.history_gap(), None);
     }
 }

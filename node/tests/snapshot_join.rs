@@ -284,3 +284,97 @@ async fn a_new_node_joins_from_a_peer_served_snapshot() {
     joined.shutdown().await;
     net.shutdown().await;
 }
+
+/// A node started from a snapshot older than every peer's pruning point cannot sync (no one
+/// can serve the next milestone): its `/health` says so and what to do, instead of the node
+/// waiting silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_every_peers_history_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = LocalNetworkOptions::new(tmp.path().join("net"));
+    opts.followers = 1;
+    opts.pow_difficulty = 0;
+    opts.milestone_interval_ms = 100;
+    let mut configs = local_configs(&opts).unwrap();
+    for c in configs.iter_mut() {
+        c.pruning.keep_milestones = Some(5);
+        c.admin_token = Some("secret".into());
+    }
+    let genesis_path = configs[0].genesis.clone();
+    let net = LocalNetwork::start(configs).await.unwrap();
+    assert!(net.wait_connected(HANG_GUARD).await);
+    let issuer = net.handles()[0].clone();
+    until("a few milestones", || {
+        issuer.info().confirmed_milestone >= 3
+    })
+    .await;
+    let api = net.nodes()[0].api_addr;
+    let r = reqwest::Client::new()
+        .post(format!("http://{api}/api/v1/admin/snapshot?kind=full"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let served = net.nodes()[0].assembled.snapshots.latest().unwrap();
+    let milestone = served.file.milestone;
+    // Both peers prune well past it.
+    until("pruning past the snapshot", || {
+        net.handles()
+            .iter()
+            .all(|h| h.info().oldest_milestone > milestone + 2)
+    })
+    .await;
+
+    // The new node starts from that file, as `tangle-node init --snapshot` does.
+    let entries: Vec<PeerEntry> = net
+        .nodes()
+        .iter()
+        .map(|n| n.peer_entry().unwrap())
+        .collect();
+    let (mut cfg, identity) = new_member(&tmp.path().join("late"), &genesis_path, entries);
+    cfg.snapshots.fetch_from_peers = false;
+    let genesis = node::init::read_genesis(&genesis_path).unwrap();
+    let file = std::fs::File::open(&served.path).unwrap();
+    let snap = node_proto::snapshot::read(std::io::BufReader::new(file)).unwrap();
+    snap.verify(&genesis, dag_core::ledger::state_root_of)
+        .unwrap();
+    {
+        let store = node::store::SledStore::open(&cfg.data_dir).unwrap();
+        node_proto::snapshot::import(&store, &snap).unwrap();
+    }
+    let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for n in net.nodes() {
+        n.network().add_peer(PeerEntry {
+            address: placeholder,
+            public_key: key_of(&identity),
+        });
+    }
+    let late = Assembled::start(&cfg, cfg.peering_addr).await.unwrap();
+    let handle = late.node.handle();
+    // The peers dial it at its real address.
+    let me = PeerEntry {
+        address: late.network.as_ref().unwrap().local_addr().unwrap(),
+        public_key: key_of(&identity),
+    };
+    for n in net.nodes() {
+        n.network().add_peer(me);
+    }
+    until("the health reason", || {
+        handle
+            .health()
+            .reasons
+            .iter()
+            .any(|r| r.contains("is pruned on every peer"))
+    })
+    .await;
+    let health = handle.health();
+    assert!(!health.healthy, "{health:?}");
+    assert!(
+        health.reasons.iter().any(|r| r.contains("newer snapshot")),
+        "{health:?}"
+    );
+    assert_eq!(handle.info().confirmed_milestone, milestone);
+    late.shutdown().await;
+    net.shutdown().await;
+}

@@ -228,6 +228,20 @@ impl Network {
             tracing::info!(index = vote.index, "committee: restored the last vote");
             node.with_protocol_mut(|p| p.restore_vote(vote));
         }
+        let probe_inner = Arc::downgrade(&inner);
+        node.set_health_probe(Some(Arc::new(move || {
+            let gap = probe_inner.upgrade().and_then(|i| i.lock().history_gap());
+            gap.map(|(needed, oldest)| {
+                format!(
+                    "cannot sync: the next milestone needed, {needed}, is pruned on every peer \
+                     that has it (the oldest they keep is {oldest}); start from a newer \
+                     snapshot (`tangle-node init --snapshot`, or an empty database to fetch \
+                     one from a peer)"
+                )
+            })
+            .into_iter()
+            .collect()
+        })));
         let hook_inner = Arc::downgrade(&inner);
         node.set_accepted_hook(Some(Arc::new(move |txs| {
             if let Some(inner) = hook_inner.upgrade() {
@@ -293,6 +307,7 @@ impl Network {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.inner.node.set_accepted_hook(None);
+        self.inner.node.set_health_probe(None);
         self.inner
             .endpoint
             .close(CLOSE_OK.into(), b"node shutting down");

@@ -38,6 +38,16 @@ impl NodeHandle {
             .unwrap_or_else(|p| p.into_inner()) = hook;
     }
 
+    /// Registers the function `/health` asks for the peering layer's reasons (for instance a
+    /// node behind every peer's pruning point). Replaces any earlier probe.
+    pub fn set_health_probe(&self, probe: Option<HealthProbe>) {
+        *self
+            .shared
+            .health_probe
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = probe;
+    }
+
     /// Validates, ingests ([`Origin::Peer`]) and stores transactions received from peers, as
     /// one group-committed batch; each comes with its sender (quotas of the solidification
     /// buffer are per sender). Blocking: call it from a blocking thread. A transaction
@@ -170,6 +180,15 @@ impl NodeService for NodeHandle {
                 .clone()
                 .unwrap_or_default();
             reasons.push(format!("storage failing, retrying: {last}"));
+        }
+        let probe = self
+            .shared
+            .health_probe
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(probe) = probe {
+            reasons.extend(probe());
         }
         Health {
             healthy: reasons.is_empty(),

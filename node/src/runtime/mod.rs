@@ -113,6 +113,10 @@ enum Request {
 /// Receives each batch of newly accepted transactions (see [`NodeHandle::set_accepted_hook`]).
 pub type AcceptedHook = Arc<dyn Fn(&[node_proto::StoredTx]) + Send + Sync>;
 
+/// Reasons another layer (peering) gives for the node not being healthy (see
+/// [`NodeHandle::set_health_probe`]).
+pub type HealthProbe = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// Result of [`NodeHandle::ingest_from_peers`].
 #[derive(Clone, Debug)]
 pub struct PeerIngest {
@@ -152,6 +156,8 @@ pub struct Shared {
     stopping: AtomicBool,
     /// Called with every batch of newly accepted transactions (peer gossip).
     on_accepted: std::sync::RwLock<Option<AcceptedHook>>,
+    /// Asked by `/health` for the peering layer's reasons.
+    health_probe: std::sync::RwLock<Option<HealthProbe>>,
     network_name: String,
     /// What was pruned: the milestone, and recently pruned ids (answered 410).
     pruned: pruned::Pruned,
@@ -218,6 +224,7 @@ impl Node {
             backlog: Mutex::new(Backlog::default()),
             stopping: AtomicBool::new(false),
             on_accepted: std::sync::RwLock::new(None),
+            health_probe: std::sync::RwLock::new(None),
             snapshot_milestone: Default::default(),
         });
         shared.refresh_gauges();
