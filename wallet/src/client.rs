@@ -136,8 +136,9 @@ pub struct ClientOptions {
     pub initial_backoff: Duration,
     /// Longest backoff, also the cap on a `Retry-After` the node asks for.
     pub max_backoff: Duration,
-    /// First interval between status polls in [`NodeClient::wait_final`]; grows by half each
-    /// poll up to `max_backoff`.
+    /// First interval between status polls in [`NodeClient::wait_final`] when the node has no
+    /// event stream (it waits on the stream otherwise); grows by half each poll up to
+    /// `max_backoff`.
     pub poll_interval: Duration,
 }
 
@@ -682,15 +683,96 @@ impl NodeClient {
         self.get_json(&format!("/api/v1/channels/{id}/proof"))
     }
 
-    /// Polls the payload's status until it is confirmed or conflicting, or `timeout` passed
-    /// ([`ClientError::WaitTimeout`]). The poll interval grows from
-    /// [`ClientOptions::poll_interval`] to [`ClientOptions::max_backoff`].
+    /// Waits until the payload is confirmed or conflicting, or `timeout` passed
+    /// ([`ClientError::WaitTimeout`]), on the node's event stream: it subscribes first,
+    /// then reads the status once, then reads it again only when the node announces a final
+    /// status for this payload (or says the stream lagged), so a device does not poll.
+    /// Where the stream is not available (an older node or a proxy without it, a broken
+    /// connection), it polls instead: every [`ClientOptions::poll_interval`], growing to
+    /// [`ClientOptions::max_backoff`].
     pub fn wait_final(
         &self,
         id: &PayloadId,
         timeout: Duration,
     ) -> Result<PayloadStatus, ClientError> {
         let start = Instant::now();
+        // Subscribed before the status is read: a final event cannot fall between the two.
+        // The read timeout is the deadline (the node's keep-alives come every 15 s).
+        let read_timeout = timeout + Duration::from_secs(1);
+        // No retries for the stream: a node with all its streams taken (503) is polled at once.
+        let once = NodeClient {
+            options: ClientOptions {
+                retries: 0,
+                ..self.options.clone()
+            },
+            ..self.clone()
+        };
+        if let Ok(stream) = once.events(None, read_timeout) {
+            match self.wait_on_events(id, stream, start, timeout) {
+                Ok(Some(status)) => return Ok(status),
+                Err(e @ (ClientError::WaitTimeout { .. } | ClientError::NotFound(_))) => {
+                    return Err(e)
+                }
+                // The stream ended or broke: poll for the rest of the time.
+                Ok(None) | Err(_) => {}
+            }
+        }
+        self.poll_final(id, start, timeout)
+    }
+
+    /// The payload's status when final, reading it again only for an event about it (or
+    /// a lagged notice); `Ok(None)` if the stream ended or broke first.
+    fn wait_on_events(
+        &self,
+        id: &PayloadId,
+        stream: EventStream,
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<Option<PayloadStatus>, ClientError> {
+        let status = self.payload(id)?.status;
+        if status.is_final() {
+            return Ok(Some(status));
+        }
+        let hex = id.to_hex();
+        for event in stream {
+            let waited = start.elapsed();
+            let event = match event {
+                Ok(e) => e,
+                Err(_) if waited >= timeout => {
+                    return Err(ClientError::WaitTimeout {
+                        payload_id: *id,
+                        waited,
+                    })
+                }
+                Err(_) => return Ok(None),
+            };
+            let about_it = event.event == "lagged"
+                || serde_json::from_str::<serde_json::Value>(&event.data).is_ok_and(|v| {
+                    v["type"] == "payload" && v["payload_id"].as_str() == Some(hex.as_str())
+                });
+            if about_it {
+                let status = self.payload(id)?.status;
+                if status.is_final() {
+                    return Ok(Some(status));
+                }
+            }
+            if waited >= timeout {
+                return Err(ClientError::WaitTimeout {
+                    payload_id: *id,
+                    waited,
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Polls the payload's status until it is final or `timeout` (from `start`) passed.
+    fn poll_final(
+        &self,
+        id: &PayloadId,
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<PayloadStatus, ClientError> {
         let mut interval = self.options.poll_interval;
         loop {
             let status = self.payload(id)?.status;

@@ -640,7 +640,17 @@ fn lying_proxy(
             if r.read_exact(&mut body).is_err() {
                 continue;
             }
-            let (status, ctype, out) = match lie(&method, &path) {
+            // A buffering proxy cannot pass an event stream on: it says it has none (the
+            // wallet then polls).
+            let lie_or_no_stream = lie(&method, &path).or_else(|| {
+                path.starts_with("/api/v1/events").then(|| {
+                    (
+                        404,
+                        r#"{"code":"not_found","message":"no event stream"}"#.to_string(),
+                    )
+                })
+            });
+            let (status, ctype, out) = match lie_or_no_stream {
                 Some((code, json)) => (code, "application/json".to_string(), json.into_bytes()),
                 None => {
                     let method: reqwest::Method = method.parse().unwrap();
