@@ -43,7 +43,8 @@ trap cleanup EXIT
 
 echo "== starting tangle-node dev in $work"
 token="conformance-$$-$RANDOM"
-"$node_bin" dev --data-dir "$work/node" --api-addr 127.0.0.1:0 --milestone-interval-ms 200 \
+"$node_bin" dev --data-dir "$work/node" --api-addr 127.0.0.1:0 --mqtt-addr 127.0.0.1:0 \
+  --milestone-interval-ms 200 \
   --admin-token "$token" >"$work/node.log" 2>&1 &
 pid=$!
 # The node prints the address it bound (port 0 picks a free one).

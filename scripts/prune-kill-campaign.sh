@@ -8,7 +8,7 @@ DIR=${TMPDIR:-/tmp}/prune-kill-campaign; rm -rf $DIR; mkdir -p $DIR
 acked=$DIR/acked; : > $acked
 lost=0
 for cycle in $(seq 1 ${1:-6}); do
-  $BIN dev --data-dir $DIR/node --api-addr 127.0.0.1:0 --keep-milestones 3 --milestone-interval-ms 200 > $DIR/out.$cycle 2>&1 &
+  $BIN dev --data-dir $DIR/node --api-addr 127.0.0.1:0 --no-mqtt --keep-milestones 3 --milestone-interval-ms 200 > $DIR/out.$cycle 2>&1 &
   pid=$!
   for i in $(seq 1 100); do url=$(grep -o "http://[0-9.:]*" $DIR/out.$cycle | head -1); [ -n "$url" ] && break; sleep 0.1; done
   # check every payload acked before is still known (confirmed or pruned 410), and health
@@ -28,7 +28,7 @@ for cycle in $(seq 1 ${1:-6}); do
   kill -9 $pid; wait $pid 2>/dev/null
 done
 # final: restart, balance equals acked count
-$BIN dev --data-dir $DIR/node --api-addr 127.0.0.1:0 --keep-milestones 3 --milestone-interval-ms 200 > $DIR/out.final 2>&1 &
+$BIN dev --data-dir $DIR/node --api-addr 127.0.0.1:0 --no-mqtt --keep-milestones 3 --milestone-interval-ms 200 > $DIR/out.final 2>&1 &
 pid=$!
 for i in $(seq 1 100); do url=$(grep -o "http://[0-9.:]*" $DIR/out.final | head -1); [ -n "$url" ] && break; sleep 0.1; done
 sleep 2

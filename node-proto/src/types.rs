@@ -234,6 +234,8 @@ pub enum Event {
         tx: TxId,
         /// Its signed payload, if any.
         payload: Option<PayloadId>,
+        /// The two transactions it approves.
+        parents: [TxId; 2],
     },
     /// A milestone was applied.
     Milestone(MilestoneSummary),

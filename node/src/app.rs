@@ -228,6 +228,10 @@ pub struct Assembled {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
+    resources: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
 }
 
 impl Assembled {
@@ -264,11 +268,17 @@ impl Assembled {
                 .spawn_periodic(node.handle(), full, delta, rx);
             (stop, task)
         });
+        let resources = watch_resources(
+            &node,
+            cfg.data_dir.clone(),
+            cfg.snapshots.dir_for(&cfg.data_dir),
+        );
         Ok(Assembled {
             node,
             network,
             snapshots,
             periodic,
+            resources,
         })
     }
 
@@ -283,6 +293,8 @@ impl Assembled {
 
     /// Stops the periodic snapshots, peering, then the node (flushing its store).
     pub async fn shutdown(self) {
+        let _ = self.resources.0.send(true);
+        let _ = self.resources.1.await;
         if let Some((stop, task)) = self.periodic {
             let _ = stop.send(true);
             let _ = task.await;
@@ -292,6 +304,42 @@ impl Assembled {
         }
         self.node.shutdown().await;
     }
+}
+
+/// How often storage sizes and memory are measured for `/metrics`.
+const RESOURCES_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Measures the node's storage and memory into its metrics now and every
+/// [`RESOURCES_PERIOD`] until told to stop.
+fn watch_resources(
+    node: &Node,
+    data_dir: std::path::PathBuf,
+    snapshots_dir: std::path::PathBuf,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, mut rx) = tokio::sync::watch::channel(false);
+    let handle = node.handle();
+    let dirs = Arc::new((data_dir, snapshots_dir));
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RESOURCES_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = rx.wait_for(|s| *s) => return,
+            }
+            let (handle, dirs) = (handle.clone(), dirs.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                handle
+                    .metrics_registry()
+                    .observe_resources(&dirs.0, &dirs.1);
+            })
+            .await;
+        }
+    });
+    (stop, task)
 }
 
 /// Opens the snapshot directory of `cfg` (files there are served to peers).
@@ -319,23 +367,69 @@ pub fn api_options(cfg: &NodeConfig) -> ApiOptions {
     }
 }
 
-/// Runs a node with its API on `listener` until `shutdown` completes; then stops accepting
-/// requests, finishes the batch in flight and flushes the store.
+/// Runs a node with its API on `listener` (and MQTT on `cfg.mqtt_addr`, if set) until
+/// `shutdown` completes; then stops accepting requests, finishes the batch in flight and
+/// flushes the store.
 pub async fn run(
     cfg: NodeConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mqtt = match cfg.mqtt_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the MQTT address {addr}"))?,
+        ),
+        None => None,
+    };
+    run_with_mqtt(cfg, listener, mqtt, shutdown).await
+}
+
+/// [`run`] with the MQTT listener bound by the caller (`None`: no MQTT), so a caller that
+/// binds port 0 knows the port before the node starts.
+pub async fn run_with_mqtt(
+    cfg: NodeConfig,
+    listener: tokio::net::TcpListener,
+    mqtt: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let assembled = Assembled::start(&cfg, cfg.peering_addr).await?;
     let admin = assembled.admin_router();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let on_shutdown = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_shutdown.send_replace(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mqtt_task = mqtt.map(|l| {
+        let handle = assembled.node.handle();
+        let metrics = handle.metrics_registry().mqtt.clone();
+        tokio::spawn(crate::mqtt::serve(
+            l,
+            handle,
+            metrics,
+            crate::mqtt::MqttOptions::default(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     let served = api::serve_with_admin(
         listener,
         assembled.node.handle(),
         api_options(&cfg),
         admin,
-        shutdown,
+        stopped(stop_rx),
     )
     .await;
+    // The API ended (shutdown or an error): MQTT ends with it.
+    stop_tx.send_replace(true);
+    if let Some(t) = mqtt_task {
+        let _ = t.await;
+    }
     assembled.shutdown().await;
     served.context("serving the API")
 }

@@ -22,6 +22,10 @@ pub struct NodeConfig {
     /// HTTP API listen address.
     #[serde(default = "default_api_addr")]
     pub api_addr: SocketAddr,
+    /// MQTT listen address (the node's events as topics, submissions by publishing; see
+    /// [`crate::mqtt`]); MQTT is off without it. `tangle-node dev` sets 127.0.0.1:1883.
+    #[serde(default)]
+    pub mqtt_addr: Option<SocketAddr>,
     /// Committee key seed file (hex); with it the node issues milestones.
     #[serde(default)]
     pub milestone_key: Option<PathBuf>,
@@ -207,6 +211,7 @@ impl NodeConfig {
             data_dir,
             genesis,
             api_addr: default_api_addr(),
+            mqtt_addr: None,
             milestone_key: None,
             milestone_interval_ms: default_milestone_interval(),
             admin_token: None,
@@ -269,6 +274,9 @@ impl NodeConfig {
              genesis = {:?}\n\
              # HTTP API listen address.\n\
              api_addr = \"{}\"\n\
+             # MQTT listen address: the node's events as topics, submissions by publishing\n\
+             # (MQTT is off without it).\n\
+             {}\
              # Committee key (hex seed file); with it this node issues milestones.\n\
              {}\
              # Milestone interval, ms.\n\
@@ -315,6 +323,10 @@ impl NodeConfig {
             self.data_dir.display().to_string(),
             self.genesis.display().to_string(),
             self.api_addr,
+            match &self.mqtt_addr {
+                Some(a) => format!("mqtt_addr = \"{a}\"\n"),
+                None => "# mqtt_addr = \"127.0.0.1:1883\"\n".into(),
+            },
             opt(&self.milestone_key, "milestone_key"),
             self.milestone_interval_ms,
             match &self.admin_token {

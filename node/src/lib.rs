@@ -14,7 +14,8 @@
 //!   format is [`node_proto::layout`]).
 //! - [`net`]: QUIC transport of the [`node_proto::peering`] state machine.
 //! - [`service`]: the [`NodeService`] boundary; [`api`]: axum handlers, SSE, OpenAPI,
-//!   dashboard; [`metrics`]: Prometheus families.
+//!   dashboard; [`metrics`]: Prometheus families; [`mqtt`]: the embedded MQTT broker that
+//!   publishes the node's events and takes submissions.
 //! - [`snapshots`]: snapshot files of the running node (periodic, on demand, served to
 //!   peers).
 //! - [`config`], [`init`], [`app`]: settings, network creation, the binary's commands.
@@ -25,6 +26,7 @@ pub mod committee;
 pub mod config;
 pub mod init;
 pub mod metrics;
+pub mod mqtt;
 pub mod net;
 pub mod runtime;
 pub mod service;

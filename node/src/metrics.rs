@@ -52,6 +52,41 @@ pub struct Metrics {
     pub peers: PeerFamilies,
     /// A committee member's counters, filled by [`Metrics::observe_committee`].
     pub committee: CommitteeMetrics,
+    /// The MQTT server's counters (`tangle_mqtt_*`; zero without MQTT).
+    pub mqtt: MqttMetrics,
+    /// Bytes on disk by part (`log`: the transaction log, `sled`: the index database,
+    /// `snapshots`), filled by [`Metrics::observe_resources`].
+    pub storage_bytes: Family<PartLabels, Gauge>,
+    /// Resident memory of the process, bytes (Linux; 0 elsewhere).
+    pub resident_memory_bytes: Gauge,
+    /// Seconds from a milestone's issuer timestamp to its application on this node: on the
+    /// issuer, how long issuing took (selection, PoW, signatures, storing); elsewhere plus
+    /// the gossip delay.
+    pub milestone_issuance_latency: Histogram,
+}
+
+/// Label of [`Metrics::storage_bytes`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PartLabels {
+    /// `log`, `sled` or `snapshots`.
+    pub part: &'static str,
+}
+
+/// The MQTT server's metrics (see [`crate::mqtt`]). Clones share the same series.
+#[derive(Clone, Default)]
+pub struct MqttMetrics {
+    /// Connected clients.
+    pub clients: Gauge,
+    /// Messages published to topics.
+    pub messages: Counter,
+    /// Messages queued to a subscriber.
+    pub delivered: Counter,
+    /// Messages not queued because the subscriber's queue was full.
+    pub dropped: Counter,
+    /// Payloads submitted by publishing to `submit/{token}`.
+    pub submissions: Counter,
+    /// Node events the MQTT server missed (its subscription fell behind).
+    pub events_missed: Counter,
 }
 
 /// A committee member's metrics (`tangle_committee_*`; zero on other nodes).
@@ -140,6 +175,10 @@ impl Metrics {
                 round: Gauge::default(),
                 publication_latency: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             },
+            mqtt: MqttMetrics::default(),
+            storage_bytes: Family::default(),
+            resident_memory_bytes: Gauge::default(),
+            milestone_issuance_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             registry: Registry::default(),
         };
         registry.register(
@@ -311,6 +350,53 @@ impl Metrics {
             "Seconds from a proposal to the publication of its milestone",
             c.publication_latency.clone(),
         );
+        registry.register(
+            "storage_bytes",
+            "Bytes on disk: the transaction log, the sled index, snapshot files",
+            m.storage_bytes.clone(),
+        );
+        registry.register(
+            "resident_memory_bytes",
+            "Resident memory of the node process",
+            m.resident_memory_bytes.clone(),
+        );
+        registry.register(
+            "milestone_issuance_latency_seconds",
+            "Time from a milestone's issuer timestamp to its application on this node",
+            m.milestone_issuance_latency.clone(),
+        );
+        let q = &m.mqtt;
+        registry.register("mqtt_clients", "Connected MQTT clients", q.clients.clone());
+        let mqtt_counters = [
+            (
+                "mqtt_messages",
+                "Messages the node published to MQTT topics",
+                &q.messages,
+            ),
+            (
+                "mqtt_delivered",
+                "MQTT messages queued to a subscriber",
+                &q.delivered,
+            ),
+            (
+                "mqtt_dropped",
+                "MQTT messages dropped for a subscriber whose queue was full",
+                &q.dropped,
+            ),
+            (
+                "mqtt_submissions",
+                "Payloads submitted over MQTT",
+                &q.submissions,
+            ),
+            (
+                "mqtt_events_missed",
+                "Node events the MQTT server missed because it fell behind",
+                &q.events_missed,
+            ),
+        ];
+        for (name, help, counter) in mqtt_counters {
+            registry.register(name, help, counter.clone());
+        }
         Metrics { registry, ..m }
     }
 
@@ -374,6 +460,39 @@ impl Metrics {
         }
     }
 
+    /// Measures the data directory (the transaction log's files, the sled files: everything
+    /// else in it) and the snapshot directory, and the process's resident memory. A few
+    /// dozen `stat`s: call it every few seconds, off the async threads.
+    pub fn observe_resources(&self, data_dir: &std::path::Path, snapshots_dir: &std::path::Path) {
+        let (mut log, mut sled) = (0u64, 0u64);
+        if let Ok(entries) = std::fs::read_dir(data_dir) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if path == snapshots_dir {
+                    continue;
+                }
+                let bytes = if path.is_dir() {
+                    crate::runtime::dir_bytes(&path)
+                } else {
+                    e.metadata().map_or(0, |m| m.len())
+                };
+                if e.file_name().to_string_lossy().starts_with("transactions") {
+                    log += bytes;
+                } else {
+                    sled += bytes;
+                }
+            }
+        }
+        let snapshots = crate::runtime::dir_bytes(snapshots_dir);
+        for (part, bytes) in [("log", log), ("sled", sled), ("snapshots", snapshots)] {
+            self.storage_bytes
+                .get_or_create(&PartLabels { part })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        self.resident_memory_bytes
+            .set(i64::try_from(resident_memory_bytes()).unwrap_or(i64::MAX));
+    }
+
     /// OpenMetrics text exposition (ends with `# EOF`); [`openmetrics_to_prometheus`] turns
     /// it into the Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
@@ -381,6 +500,19 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The process's resident set size from `/proc/self/status` (`VmRSS`); 0 where there is
+/// none.
+fn resident_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
 }
 
 /// Rewrites an OpenMetrics text exposition, as prometheus-client writes it, into the

@@ -268,6 +268,12 @@ pub struct Health {
     pub healthy: bool,
     /// Why not healthy.
     pub reasons: Vec<String>,
+    /// What an operator should look at although the node still serves (they do not make it
+    /// unhealthy: a client can cause them, e.g. by sending only conflicting payments, and a
+    /// load balancer must not take a node out for that). For example: every payload the
+    /// last milestones confirmed conflicted.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Events streamed on `GET /api/v1/events` (SSE, one JSON object per event).
@@ -282,6 +288,10 @@ pub enum NodeEvent {
         /// Payload id, when it carries a signed payload.
         #[schema(value_type = Option<String>)]
         payload_id: Option<PayloadId>,
+        /// The two transactions it approves (the dashboard draws the Tangle from these).
+        #[serde(default)]
+        #[schema(value_type = Vec<String>)]
+        parents: Vec<TxId>,
     },
     /// A milestone was applied.
     Milestone(MilestoneView),

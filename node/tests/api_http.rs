@@ -83,6 +83,7 @@ impl TestNode {
         let _ = self.events.send(NodeEvent::Transaction {
             transaction_id: id,
             payload_id: tx.signed().map(SignedPayload::id),
+            parents: Vec::new(),
         });
         Ok(id)
     }
@@ -192,6 +193,7 @@ impl NodeService for TestNode {
             } else {
                 vec!["not synced".into()]
             },
+            warnings: vec![],
         }
     }
 
@@ -1120,7 +1122,8 @@ async fn events_stream_delivers_node_events() {
         ev,
         NodeEvent::Transaction {
             transaction_id: receipt.transaction_id,
-            payload_id: Some(receipt.payload_id)
+            payload_id: Some(receipt.payload_id),
+            parents: Vec::new(),
         }
     );
     let ev = tokio::time::timeout(guard, next_event(&mut stream, &mut buf, |_| true))
@@ -1270,6 +1273,7 @@ fn tx_event(n: u8) -> NodeEvent {
     NodeEvent::Transaction {
         transaction_id: TxId([n; 32]),
         payload_id: None,
+        parents: Vec::new(),
     }
 }
 

@@ -24,6 +24,7 @@ fn spawn(dir: &std::path::Path) -> (Node, String) {
         .arg(dir)
         .arg("--api-addr")
         .arg("127.0.0.1:0")
+        .arg("--no-mqtt")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

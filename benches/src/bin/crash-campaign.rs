@@ -225,7 +225,13 @@ impl Drop for NodeProc {
 fn spawn(bin: &Path, dir: &Path, args: &Args, log: &Path) -> anyhow::Result<NodeProc> {
     let log = std::fs::File::create(log)?;
     let mut child = Command::new(bin)
-        .args(["dev", "--api-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "dev",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--no-mqtt",
+            "--data-dir",
+        ])
         .arg(dir)
         .arg("--milestone-interval-ms")
         .arg(args.milestone_interval_ms.to_string())

@@ -918,7 +918,7 @@ impl Protocol {
             return Step::Idle;
         };
         self.queue_batch(batch);
-        self.emit_solid(id);
+        self.emit_solid(id, parents);
         self.latest_milestone = self.latest_milestone.max(index);
         self.note_milestone_copy(index, id, &parents, &milestone);
         if let Some(c) = self.committee.as_mut() {

@@ -336,6 +336,7 @@ impl Protocol {
             self.events.push_back(Event::Solid {
                 tx: self.tangle.id(r),
                 payload: payload_id,
+                parents: tx.parents,
             });
         }
     }

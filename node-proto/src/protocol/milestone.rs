@@ -283,6 +283,7 @@ impl Protocol {
                 return Step::Idle;
             }
         };
+        let parents = vt.tx().parents;
         let mut batch = Vec::new();
         let Some((id, ms_ref)) = self.attach_own(vt, Some(index), now, &mut batch) else {
             self.halt(format!("own milestone {index} could not be attached"));
@@ -290,7 +291,7 @@ impl Protocol {
         };
         self.latest_milestone = self.latest_milestone.max(index);
         self.queue_batch(batch);
-        self.emit_solid(id);
+        self.emit_solid(id, parents);
         self.finish_milestone(index, ms_ref, id, &milestone, applied);
         Step::Idle
     }

@@ -250,7 +250,11 @@ impl Protocol {
     }
 
     /// Emits the solid event of a transaction the core attached itself.
-    pub(super) fn emit_solid(&mut self, tx: TxId) {
-        self.events.push_back(Event::Solid { tx, payload: None });
+    pub(super) fn emit_solid(&mut self, tx: TxId, parents: [TxId; 2]) {
+        self.events.push_back(Event::Solid {
+            tx,
+            payload: None,
+            parents,
+        });
     }
 }

@@ -153,6 +153,41 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// a body).
 pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 
+/// Counts a routed request and times its answer (see [`super::ApiStats::requests`]).
+pub(crate) async fn record_route(
+    State(stats): State<Arc<super::ApiStats>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // Only the methods the API answers become labels (any other token a client sends would
+    // make a series of its own).
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+        _ => "other",
+    }
+    .to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = super::RouteLabels { method, route };
+    stats
+        .request_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    stats
+        .requests
+        .get_or_create(&super::RouteStatusLabels {
+            method: labels.method,
+            route: labels.route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
 /// Middleware: 414 `uri_too_long` for a request target over [`MAX_URI_BYTES`], 431
 /// `headers_too_large` for more than [`MAX_HEADERS`] header lines or [`MAX_HEADER_BYTES`].
 pub(crate) async fn head_limits(request: Request, next: Next) -> Response {

@@ -728,12 +728,29 @@ pub(crate) async fn admin_config<S: NodeService>(
     )
 }
 
-/// The dashboard: one self-contained page (inline CSS and JS) that polls
-/// `/api/v1/info` and `/api/v1/tips` and follows `/api/v1/events`.
+/// The dashboard page: `dashboard/index.html` with the vendored uPlot (CSS and JS) put in
+/// place of its two markers, once.
+static DASHBOARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("../dashboard/index.html")
+        .replacen(
+            "/*UPLOT_CSS*/",
+            include_str!("../dashboard/vendor/uPlot.min.css"),
+            1,
+        )
+        .replacen(
+            "/*UPLOT_JS*/",
+            include_str!("../dashboard/vendor/uPlot.iife.min.js"),
+            1,
+        )
+});
+
+/// The dashboard: one self-contained page (inline CSS and JS, uPlot compiled in) that draws
+/// the live Tangle and charts from `/api/v1/events`, and polls `/api/v1/info`, `/health` and
+/// `/metrics`.
 #[utoipa::path(get, path = "/", tag = "node",
     responses((status = 200, description = "HTML dashboard", content((String = "text/html")))))]
 pub(crate) async fn dashboard() -> Response {
-    let mut response = Html(include_str!("../dashboard/index.html")).into_response();
+    let mut response = Html(DASHBOARD.as_str()).into_response();
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

@@ -82,7 +82,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -249,6 +251,33 @@ pub(crate) struct ApiStats {
     pub(crate) connection_waits: Counter,
     /// The connection limit in force.
     pub(crate) connections_max: Gauge,
+    /// Requests answered, by method, route (the matched path pattern) and status code.
+    pub(crate) requests: Family<RouteStatusLabels, Counter>,
+    /// Time to answer (to the response head; an event stream's body runs on), by method and
+    /// route.
+    pub(crate) request_seconds: Family<RouteLabels, Histogram>,
+}
+
+/// Labels of [`ApiStats::request_seconds`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    pub(crate) method: String,
+    pub(crate) route: String,
+}
+
+/// Labels of [`ApiStats::requests`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub(crate) struct RouteStatusLabels {
+    pub(crate) method: String,
+    pub(crate) route: String,
+    pub(crate) status: u16,
+}
+
+fn request_histogram() -> Histogram {
+    // 0.25 ms to ~8 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_25, 2.0, 16,
+    ))
 }
 
 impl ApiStats {
@@ -264,6 +293,8 @@ impl ApiStats {
             connections_accepted: Counter::default(),
             connection_waits: Counter::default(),
             connections_max: Gauge::default(),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(request_histogram),
         };
         registry.register(
             "sse_clients",
@@ -307,6 +338,16 @@ impl ApiStats {
             "connection_limit_waits",
             "Times every API connection slot was taken and new connections had to wait",
             stats.connection_waits.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route and status",
+            stats.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (to the response head), by method and route",
+            stats.request_seconds.clone(),
         );
         ApiStats { registry, ..stats }
     }
@@ -441,7 +482,13 @@ fn build<S: NodeService>(
         app = app.nest("/api/v1/admin", admin);
     }
 
+    // Per-route counts and latencies: a route layer, so the matched path pattern is known
+    // (ids in paths would make one series per id).
     let mut app = app
+        .route_layer(axum::middleware::from_fn_with_state(
+            stats.clone(),
+            guard::record_route,
+        ))
         .fallback(handlers::not_found)
         // `DefaultBodyLimit` caps what the extractors buffer (also for chunked bodies);
         // `RequestBodyLimitLayer` refuses an oversized `Content-Length` before any handler.

@@ -709,6 +709,7 @@ mod tests {
             "network_name",
             "halted",
             "reasons",
+            "warnings",
             "outcome",
             "kind",
             "reason",

@@ -44,6 +44,9 @@ struct Overrides {
     /// HTTP API listen address.
     #[arg(long, env = "TANGLE_API_ADDR")]
     api_addr: Option<SocketAddr>,
+    /// MQTT listen address (events as topics, submissions by publishing).
+    #[arg(long, env = "TANGLE_MQTT_ADDR")]
+    mqtt_addr: Option<SocketAddr>,
     /// Database directory.
     #[arg(long, env = "TANGLE_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -85,6 +88,9 @@ impl Overrides {
     fn apply(self, cfg: &mut NodeConfig) {
         if let Some(v) = self.api_addr {
             cfg.api_addr = v;
+        }
+        if let Some(v) = self.mqtt_addr {
+            cfg.mqtt_addr = Some(v);
         }
         if let Some(v) = self.data_dir {
             cfg.data_dir = v;
@@ -134,6 +140,13 @@ enum Command {
         /// HTTP API listen address.
         #[arg(long, default_value = "127.0.0.1:14265", env = "TANGLE_API_ADDR")]
         api_addr: SocketAddr,
+        /// MQTT listen address: the node's events as MQTT topics, payload submission by
+        /// publishing (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:1883", env = "TANGLE_MQTT_ADDR")]
+        mqtt_addr: SocketAddr,
+        /// No MQTT server.
+        #[arg(long, conflicts_with = "mqtt_addr")]
+        no_mqtt: bool,
         /// Proof-of-work difficulty of a new dev network.
         #[arg(long, default_value_t = 8)]
         pow_difficulty: u8,
@@ -538,6 +551,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev {
             data_dir,
             api_addr,
+            mqtt_addr,
+            no_mqtt,
             pow_difficulty,
             milestone_interval_ms,
             rate_limit_per_sec,
@@ -574,6 +589,20 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
+            // MQTT on the (single) dev node, bound before printing for the same reason.
+            let mqtt = if peers == 0 && !no_mqtt {
+                let l = tokio::net::TcpListener::bind(mqtt_addr)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "binding the MQTT address {mqtt_addr} (--mqtt-addr ADDR, or --no-mqtt)"
+                        )
+                    })?;
+                cfg.mqtt_addr = Some(l.local_addr()?);
+                Some(l)
+            } else {
+                None
+            };
             let genesis = node::init::read_genesis(&cfg.genesis)?;
             let faucet = node::init::read_key(
                 cfg.faucet_key
@@ -596,9 +625,12 @@ async fn main() -> anyhow::Result<()> {
                 "  OpenAPI        : http://{}/api/v1/openapi.json",
                 cfg.api_addr
             );
+            if let Some(addr) = cfg.mqtt_addr {
+                println!("  MQTT           : mqtt://{addr} (topics: README, \"MQTT\")");
+            }
             if let Some(listener) = listener {
                 println!("  Ctrl-C stops the node cleanly; run the same command to continue.");
-                return node::app::run(cfg, listener, ctrl_c()).await;
+                return node::app::run_with_mqtt(cfg, listener, mqtt, ctrl_c()).await;
             }
             let net = LocalNetwork::start(configs).await?;
             for (i, n) in net.nodes().iter().enumerate() {

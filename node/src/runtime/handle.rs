@@ -2,7 +2,45 @@
 
 use super::*;
 
+/// Milestones looked at for the conflicting-payloads warning of [`NodeHandle::health`].
+const CONFLICT_WINDOW: u32 = 10;
+/// Fewest conflicting payloads in that window for the warning (one bad payment is no news).
+const CONFLICT_MIN: usize = 3;
+
 impl NodeHandle {
+    /// Warnings of `GET /health` (see [`Health::warnings`]): every payload confirmed by the
+    /// last [`CONFLICT_WINDOW`] milestones conflicted (at least [`CONFLICT_MIN`], none
+    /// applied).
+    fn health_warnings(&self) -> Vec<String> {
+        let newest = u32::try_from(self.shared.metrics.confirmed_milestone.get()).unwrap_or(0);
+        if newest == 0 {
+            return Vec::new();
+        }
+        let first = newest.saturating_sub(CONFLICT_WINDOW - 1).max(1);
+        let (mut applied, mut conflicting) = (0, 0);
+        {
+            let views = self
+                .shared
+                .milestones
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for i in first..=newest {
+                if let Some(v) = views.get(&i) {
+                    applied += v.applied.unwrap_or(0);
+                    conflicting += v.conflicting.unwrap_or(0);
+                }
+            }
+        }
+        if conflicting >= CONFLICT_MIN && applied == 0 {
+            vec![format!(
+                "every payload confirmed by milestones {first} to {newest} conflicted \
+                 ({conflicting}, none applied); their reasons are in /api/v1/payloads/{{id}}"
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The node's Prometheus metrics (the peering layer adds its per-peer series).
     pub fn metrics_registry(&self) -> &Metrics {
         &self.shared.metrics
@@ -193,6 +231,7 @@ impl NodeService for NodeHandle {
         Health {
             healthy: reasons.is_empty(),
             reasons,
+            warnings: self.health_warnings(),
         }
     }
 

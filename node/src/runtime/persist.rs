@@ -285,9 +285,14 @@ impl Shared {
     pub(super) fn publish(&self, events: Vec<Event>) {
         for e in events {
             let ev = match e {
-                Event::Solid { tx, payload } => NodeEvent::Transaction {
+                Event::Solid {
+                    tx,
+                    payload,
+                    parents,
+                } => NodeEvent::Transaction {
                     transaction_id: tx,
                     payload_id: payload,
+                    parents: parents.to_vec(),
                 },
                 Event::Milestone(s) => {
                     self.metrics
@@ -303,6 +308,10 @@ impl Shared {
                             .observe(*d as f64 / 1000.0);
                     }
                     let view = milestone_view(&s);
+                    let age_ms = super::now_ms().saturating_sub(view.timestamp);
+                    self.metrics
+                        .milestone_issuance_latency
+                        .observe(age_ms as f64 / 1000.0);
                     self.milestones
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
