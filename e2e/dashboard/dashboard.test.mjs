@@ -158,4 +158,6 @@ test("a conflicting payment shows its reason, and health says degraded when all 
   await until("the degraded badge", async () => (await page.locator("#status").textContent()) === "degraded");
   assert.match(await page.locator("#health-reasons").textContent(), /conflicted/);
   await page.screenshot({ path: join(SHOTS, "3-conflicting.png"), fullPage: true });
+  // A small copy for docs/ (docs/dashboard.jpg is one of these).
+  await page.screenshot({ path: join(SHOTS, "dashboard.jpg"), type: "jpeg", quality: 60, fullPage: true });
 });

@@ -57,6 +57,7 @@ def dev_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNode]:
             str(data / "dev"),
             "--api-addr",
             "127.0.0.1:0",
+            "--no-mqtt",
             "--milestone-interval-ms",
             "200",
         ],

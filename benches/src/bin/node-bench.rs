@@ -126,6 +126,44 @@ struct Args {
     /// database (`scripts/restart-bench.sh`).
     #[arg(long)]
     keep_data: Option<std::path::PathBuf>,
+    /// Keep this many dashboards open during the run, as a browser tab of `GET /` loads the
+    /// node: the page once, the event stream read to the end, and `/api/v1/info`, `/health`
+    /// and `/metrics` every 2 s (the page's drawing happens in the browser, not here).
+    #[arg(long, default_value_t = 0)]
+    dashboards: usize,
+}
+
+/// One emulated dashboard against `addr` until `stop` turns true; returns the bytes read.
+async fn dashboard(
+    addr: std::net::SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let mut bytes = 0u64;
+    if let Ok(r) = client.get(format!("{base}/")).send().await {
+        bytes += r.bytes().await.map_or(0, |b| b.len() as u64);
+    }
+    let Ok(mut events) = client.get(format!("{base}/api/v1/events")).send().await else {
+        return bytes;
+    };
+    let mut poll = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            chunk = events.chunk() => match chunk {
+                Ok(Some(c)) => bytes += c.len() as u64,
+                _ => return bytes,
+            },
+            _ = poll.tick() => {
+                for path in ["/api/v1/info", "/health", "/metrics"] {
+                    if let Ok(r) = client.get(format!("{base}{path}")).send().await {
+                        bytes += r.bytes().await.map_or(0, |b| b.len() as u64);
+                    }
+                }
+            }
+            _ = stop.changed() => return bytes,
+        }
+    }
 }
 
 /// The node's directory: a temporary one deleted on drop, or `--keep-data DIR`.
@@ -520,6 +558,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let addr = target.addr();
+    let (dash_stop, dash_rx) = tokio::sync::watch::channel(false);
+    let dashboards: Vec<_> = (0..args.dashboards)
+        .map(|_| tokio::spawn(dashboard(addr, dash_rx.clone())))
+        .collect();
 
     // Split the payloads into requests, and the requests among clients. A client sends an
     // account's payments in order, one request at a time.
@@ -613,6 +655,11 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let total_secs = start.elapsed().as_secs_f64();
+    let _ = dash_stop.send(true);
+    let mut dash_bytes = 0;
+    for d in dashboards {
+        dash_bytes += d.await.unwrap_or(0);
+    }
     let conf = confirmed_at.lock().await.clone();
     let sub = submitted_at.lock().await.clone();
     let mut lat: Vec<f64> = Vec::new();
@@ -641,6 +688,13 @@ async fn main() -> anyhow::Result<()> {
         accepted as f64 / submit_secs
     );
     println!("  refused             : {refused}");
+    if args.dashboards > 0 {
+        println!(
+            "  dashboards open     : {} (read {:.1} MiB in all)",
+            args.dashboards,
+            dash_bytes as f64 / 1048576.0
+        );
+    }
     println!(
         "  confirmed           : {} ({applied} applied) in {confirm_secs:.2} s = {:.0} tx/s",
         lat.len(),
