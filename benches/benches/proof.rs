@@ -176,6 +176,31 @@ fn proofs(c: &mut Criterion) {
         })
     });
     g.finish();
+    // The milestone's three signatures alone, checked as a node does (strict, one by one:
+    // `validate`) and as a proof does (`validate_milestone_batched`, one batch).
+    let mut g = c.benchmark_group("milestone_check");
+    g.throughput(Throughput::Elements(1));
+    let (ms_tx, ms_id) = codec::decode_with_id(&f.proof.milestone).unwrap();
+    g.bench_function("strict_3_of_4", |b| {
+        b.iter(|| {
+            black_box(
+                dag_core::validate::validate(&f.proof.milestone, ms_tx.timestamp, &f.params)
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("batched_3_of_4", |b| {
+        b.iter(|| {
+            dag_core::validate::validate_milestone_batched(
+                &ms_tx,
+                &ms_id,
+                ms_tx.timestamp,
+                &f.params,
+            )
+            .unwrap();
+        })
+    });
+    g.finish();
     let mut g = c.benchmark_group("milestone_roots");
     g.throughput(Throughput::Elements(CONFIRMED as u64));
     g.bench_function("merkle_root_100k", |b| {
