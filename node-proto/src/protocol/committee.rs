@@ -55,11 +55,6 @@ const MAX_EVIDENCE: usize = 16;
 /// a member accepts; beyond this, new ones are ignored).
 const MAX_CANDIDATES: usize = 64;
 
-/// Copies of one milestone remembered (two members publishing one proposal make two; a
-/// member holding k signatures could make more: beyond this many, a copy held before the
-/// milestone is applied is not confirmed with it).
-const MAX_COPIES: usize = dag_core::MAX_MILESTONE_SIGNATURES;
-
 /// Latency samples kept for the driver between two [`Protocol::take_committee_latencies`].
 const MAX_LATENCY_SAMPLES: usize = 1024;
 
@@ -970,12 +965,7 @@ impl Protocol {
         let ids: Vec<TxId> = self
             .milestone_copies
             .get(&index)
-            .map(|c| {
-                c.iter()
-                    .map(|(id, _)| *id)
-                    .filter(|id| *id != applied)
-                    .collect()
-            })
+            .map(|c| c.keys().copied().filter(|id| *id != applied).collect())
             .unwrap_or_default();
         for id in ids {
             if let Some(r) = self.tangle.lookup(&id) {
@@ -991,10 +981,20 @@ impl Protocol {
         }
     }
 
-    /// Remembers a transaction carrying milestone `index` with the digest of what its
-    /// signatures sign (bounded: a few indexes around the confirmed one, four copies each),
-    /// so a next milestone naming another copy of the same milestone as its previous one is
-    /// accepted (two members may both publish one proposal, with other signature sets).
+    /// Remembers a solid transaction carrying milestone `index` with the digest of what its
+    /// signatures sign, so a next milestone naming another copy of the same milestone as its
+    /// previous one is accepted (two members may both publish one proposal, with other
+    /// signature sets), and every copy held when the milestone is applied is confirmed with
+    /// it ([`Protocol::confirm_copies`]).
+    ///
+    /// Every copy is remembered, whatever its number and however far ahead its index: the
+    /// committee's signatures do not cover the nonce, so any peer can make copies of a
+    /// milestone (another nonce, a little proof of work), and one left out here stayed an
+    /// unconfirmed tip on this node while the nodes that received it after the milestone
+    /// confirmed it: a later cone differed and a node halted (at most 32 copies and 64
+    /// indexes ahead were remembered before). The memory is 64 bytes per copy, next to the
+    /// copy's own place in the Tangle; an index is forgotten once it is 2 below the
+    /// confirmed one (when a milestone is applied).
     pub(super) fn note_milestone_copy(
         &mut self,
         index: MilestoneIndex,
@@ -1002,18 +1002,15 @@ impl Protocol {
         parents: &[TxId; 2],
         m: &Milestone,
     ) {
-        let confirmed = self.ledger.confirmed_index();
-        if index + 2 < confirmed || index > confirmed + 64 {
+        if index + 2 < self.ledger.confirmed_index() {
             return;
         }
         let d = proposal_digest(self.network_id, parents, m);
-        let copies = self.milestone_copies.entry(index).or_default();
-        if copies.len() < MAX_COPIES && !copies.iter().any(|(t, _)| *t == id) {
-            copies.push((id, d));
-        }
-        while self.milestone_copies.len() > 80 {
-            self.milestone_copies.pop_first();
-        }
+        self.milestone_copies
+            .entry(index)
+            .or_default()
+            .entry(id)
+            .or_insert(d);
     }
 
     /// Whether `id` carries the same milestone `index` (same signed content) as the one
@@ -1025,8 +1022,7 @@ impl Protocol {
         let Some(copies) = self.milestone_copies.get(&index) else {
             return false;
         };
-        let content = |t: &TxId| copies.iter().find(|(c, _)| c == t).map(|(_, d)| *d);
-        matches!((content(&applied), content(id)), (Some(a), Some(b)) if a == b)
+        matches!((copies.get(&applied), copies.get(id)), (Some(a), Some(b)) if a == b)
     }
 }
 

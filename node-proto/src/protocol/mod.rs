@@ -134,10 +134,11 @@ pub struct Protocol {
     /// This node's committee state, when it is a member of a committee of several
     /// (`committee.rs`); a committee of one issues alone (`milestone.rs`).
     committee: Option<committee::Committee>,
-    /// Transactions carrying recent milestones, with the digest of what their signatures
-    /// sign: another copy of an applied milestone is accepted as a next milestone's
-    /// previous one (bounded, `committee.rs`).
-    milestone_copies: BTreeMap<MilestoneIndex, Vec<(TxId, dag_core::Digest)>>,
+    /// Transactions carrying milestones from 2 below the confirmed one on, with the digest
+    /// of what their signatures sign: another copy of an applied milestone is accepted as
+    /// a next milestone's previous one, and every copy held is confirmed with the milestone
+    /// (`committee.rs`).
+    milestone_copies: BTreeMap<MilestoneIndex, BTreeMap<TxId, dag_core::Digest>>,
 }
 
 impl Protocol {
