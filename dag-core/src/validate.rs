@@ -584,6 +584,8 @@ const MAX_CHUNK: usize = 1024;
 pub struct BatchValidator {
     params: ValidationParams,
     keys: KeyCache,
+    /// False only for [`BatchValidator::skipping_payload_signatures`].
+    payload_signatures: bool,
 }
 
 /// A payload signature waiting for its chunk's batch.
@@ -607,7 +609,25 @@ impl BatchValidator {
         BatchValidator {
             params,
             keys: KeyCache::new(capacity),
+            payload_signatures: true,
         }
+    }
+
+    /// For simulations at scale only (`tangle-sim run --mode node --cheap-crypto`), never
+    /// for a node: a validator making every check but the payload signature (Ed25519)
+    /// verification. The issuer key must still decode and the signature's `R` still pass
+    /// the strict pre-checks; milestone signatures are verified as always.
+    pub fn skipping_payload_signatures(params: ValidationParams) -> Self {
+        BatchValidator {
+            payload_signatures: false,
+            ..Self::new(params)
+        }
+    }
+
+    /// Whether payload signatures are verified (false only for
+    /// [`BatchValidator::skipping_payload_signatures`]).
+    pub fn verifies_payload_signatures(&self) -> bool {
+        self.payload_signatures
     }
 
     /// The network rules in use.
@@ -633,12 +653,20 @@ impl BatchValidator {
                 .keys
                 .get(&p.issuer)
                 .map_err(ValidationError::BadPayloadSignature)?;
-            verify_with_key(
-                &key,
-                &p.signing_message(self.params.network_id),
-                &p.signature,
-            )
-            .map_err(ValidationError::BadPayloadSignature)?;
+            if !self.payload_signatures {
+                if !r_passes_strict_prechecks(&p.signature) {
+                    return Err(ValidationError::BadPayloadSignature(
+                        SignatureError::Invalid,
+                    ));
+                }
+            } else {
+                verify_with_key(
+                    &key,
+                    &p.signing_message(self.params.network_id),
+                    &p.signature,
+                )
+                .map_err(ValidationError::BadPayloadSignature)?;
+            }
         }
         Ok(ValidTransaction {
             tx,
@@ -699,7 +727,7 @@ impl BatchValidator {
             );
             verdicts.push(verdict);
         }
-        if pending.is_empty() {
+        if pending.is_empty() || !self.payload_signatures {
             return verdicts;
         }
         let messages: Vec<&[u8]> = pending.iter().map(|p| p.message.as_slice()).collect();
@@ -737,7 +765,12 @@ impl BatchValidator {
         Ok(PendingSignature {
             slot,
             key,
-            message: p.signing_message(self.params.network_id),
+            // Not needed when the signature is not verified.
+            message: if self.payload_signatures {
+                p.signing_message(self.params.network_id)
+            } else {
+                Vec::new()
+            },
             signature: ed25519_dalek::Signature::from_bytes(&p.signature.0),
         })
     }
@@ -748,6 +781,7 @@ impl std::fmt::Debug for BatchValidator {
         f.debug_struct("BatchValidator")
             .field("params", &self.params)
             .field("cached_keys", &self.keys.len())
+            .field("payload_signatures", &self.payload_signatures)
             .finish()
     }
 }
@@ -1064,6 +1098,54 @@ mod tests {
         assert_eq!(check(&t), bad(SignatureError::WeakKey));
         let t = with_signed(&tx, |p| p.issuer = invalid_key());
         assert_eq!(check(&t), bad(SignatureError::InvalidKey));
+    }
+
+    /// The simulation-only validator skips exactly the payload signature verification:
+    /// a wrong signature passes, a weak key, a small-order `R` and another network do
+    /// not, and a valid transaction gets the same verdict as with the full validator.
+    #[test]
+    fn skipping_payload_signatures_skips_only_the_verification() {
+        let kp = Keypair::from_seed(&[1; 32]);
+        let tx = pay(&kp, 0, vec![]);
+        let skipping = BatchValidator::skipping_payload_signatures(params());
+        assert!(!skipping.verifies_payload_signatures());
+        assert!(BatchValidator::new(params()).verifies_payload_signatures());
+        let both = |t: &Transaction| {
+            let bytes = encode(t);
+            let one = skipping.validate_one(&bytes, NOW);
+            assert_eq!(skipping.validate_batch(&[&bytes], NOW), vec![one.clone()]);
+            one
+        };
+        assert_eq!(both(&tx), check(&tx));
+        let wrong = with_signed(&tx, |p| p.seq += 1);
+        assert!(check(&wrong).is_err());
+        assert!(both(&wrong).is_ok());
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = with_signed(&tx, |p| p.issuer = Address(identity));
+        assert_eq!(
+            both(&weak),
+            Err(ValidationError::BadPayloadSignature(
+                SignatureError::WeakKey
+            ))
+        );
+        let small_r = with_signed(&tx, |p| {
+            p.signature.0[..32].copy_from_slice(&SMALL_ORDER_Y[0])
+        });
+        assert_eq!(
+            both(&small_r),
+            Err(ValidationError::BadPayloadSignature(
+                SignatureError::Invalid
+            ))
+        );
+        let other_network = Transaction {
+            network_id: params().network_id() ^ 1,
+            ..tx.clone()
+        };
+        assert!(matches!(
+            both(&other_network),
+            Err(ValidationError::WrongNetwork { .. })
+        ));
     }
 
     #[test]

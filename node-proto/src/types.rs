@@ -51,6 +51,11 @@ pub struct ProtocolConfig {
     /// before the next member proposes, ms (0: twice the milestone interval, at least
     /// 200 ms).
     pub proposer_timeout_ms: u64,
+    /// Simulations at scale only (`tangle-sim run --mode node --cheap-crypto`); never false
+    /// on a node: when false, the validator skips the Ed25519 verification of payload
+    /// signatures ([`dag_core::validate::BatchValidator::skipping_payload_signatures`]),
+    /// every other check stays.
+    pub verify_payload_signatures: bool,
 }
 
 impl ProtocolConfig {
@@ -80,6 +85,7 @@ impl Default for ProtocolConfig {
             pending_ttl_ms: 300_000,
             keep_milestones: None,
             proposer_timeout_ms: 0,
+            verify_payload_signatures: true,
         }
     }
 }

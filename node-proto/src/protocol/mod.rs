@@ -187,7 +187,11 @@ impl Protocol {
             .unwrap_or(0);
         Ok(Protocol {
             network_id: genesis.network_id(),
-            validator: Arc::new(BatchValidator::new(params)),
+            validator: Arc::new(if config.verify_payload_signatures {
+                BatchValidator::new(params)
+            } else {
+                BatchValidator::skipping_payload_signatures(params)
+            }),
             tangle: Tangle::new(config.tangle),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             latest_milestone: ledger.confirmed_index(),
