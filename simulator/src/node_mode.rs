@@ -96,6 +96,16 @@ pub struct NodeConfig {
     pub sample_interval: f64,
     /// Share of the first payments left out of the tip-count average (warm-up).
     pub warmup: f64,
+    /// Cheap crypto, for runs at scale: the devices do not sign (every payment carries one
+    /// fixed signature, made once) and the nodes skip the Ed25519 verification of payment
+    /// signatures ([`node_proto::ProtocolConfig::verify_payload_signatures`]). Everything
+    /// else stays real: milestone signatures (signed and verified), proof of work, ids,
+    /// encoding, validation's other checks, the ledger.
+    pub cheap_crypto: bool,
+    /// Nodes other than node 0 keep the cones of the last this many milestones (pruning,
+    /// as a node run with a retention does; at least 2); 0: every node keeps everything.
+    /// Node 0 always keeps everything (the approval figures are its view).
+    pub keep_milestones: u32,
 }
 
 impl Default for NodeConfig {
@@ -117,6 +127,8 @@ impl Default for NodeConfig {
             drain: 120.0,
             sample_interval: 0.0,
             warmup: 0.1,
+            cheap_crypto: false,
+            keep_milestones: 0,
         }
     }
 }
@@ -225,6 +237,10 @@ pub struct NodeReport {
     pub milestone_interval_ms: u64,
     /// Proof-of-work difficulty.
     pub pow_difficulty: u8,
+    /// Payment signatures were neither made nor verified ([`NodeConfig::cheap_crypto`]).
+    pub cheap_crypto: bool,
+    /// Retention of nodes 1.. in milestones (0: none; [`NodeConfig::keep_milestones`]).
+    pub keep_milestones: u32,
     /// Payments accepted by their home node.
     pub accepted: u64,
     /// Submissions refused by the home node (each retried later).
@@ -238,7 +254,8 @@ pub struct NodeReport {
     pub drained: bool,
     /// Every node ended at the same milestone with the same ledger digest.
     pub digests_equal: bool,
-    /// Every node stored the same ledger digest for every milestone they all applied.
+    /// Every node had the same ledger digest for every milestone they all applied (as
+    /// their milestone events reported it).
     pub histories_equal: bool,
     /// Final applied milestone per node.
     pub confirmed_index: Vec<u32>,
@@ -292,6 +309,9 @@ struct Tracker {
     conflicting: BTreeMap<String, u64>,
     /// Node 0: payloads applied by its milestones.
     applied: u64,
+    /// Per node: (index, ledger digest) of every milestone it applied, in order (from its
+    /// events: a pruning node's store forgets old milestones).
+    histories: Vec<Vec<(u32, dag_core::Digest)>>,
     /// All nodes: solid transactions carrying a payload (each validated once there).
     payload_solid: u64,
     reattachments: u64,
@@ -309,6 +329,7 @@ impl Tracker {
             latencies_ms: Vec::with_capacity(capacity),
             conflicting: BTreeMap::new(),
             applied: 0,
+            histories: vec![Vec::new(); nodes],
             payload_solid: 0,
             reattachments: 0,
             halted: Vec::new(),
@@ -342,8 +363,12 @@ impl Tracker {
                             self.payload_solid += 1;
                         }
                     }
-                    Event::Milestone(m) if i == 0 => self.applied += m.applied as u64,
-                    Event::Milestone(_) => {}
+                    Event::Milestone(m) => {
+                        if i == 0 {
+                            self.applied += m.applied as u64;
+                        }
+                        self.histories[i].push((m.record.index, m.record.ledger_digest));
+                    }
                     Event::Payload { payload, status } => {
                         if i == 0 {
                             if let PayloadStatus::Conflicting { reason, .. }
@@ -423,6 +448,11 @@ fn workload(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6e6f_6465_2d6d_6f64);
     let addresses: Vec<_> = devices.iter().map(|d| d.key.address()).collect();
     let mut signing = 0.0;
+    // Cheap crypto: one real signature (so its R passes the validator's strict
+    // pre-checks), carried by every payment; it verifies for none of them.
+    let fixed = cfg
+        .cheap_crypto
+        .then(|| devices[0].key.sign(b"tangle-sim cheap crypto"));
     let mut t = t0 as f64;
     let mut left = cfg.transactions;
     while left > 0 {
@@ -440,16 +470,20 @@ fn workload(
             let amount = rng.gen_range(1..=cfg.max_payment);
             let started = Instant::now();
             let dev = &mut devices[d];
-            let payload = SignedPayload::sign(
-                &dev.key,
-                network_id,
-                dev.next_seq,
-                Body::Pay {
-                    to: addresses[to],
-                    amount,
-                    memo: Vec::new(),
+            let body = Body::Pay {
+                to: addresses[to],
+                amount,
+                memo: Vec::new(),
+            };
+            let payload = match fixed {
+                Some(signature) => SignedPayload {
+                    issuer: addresses[d],
+                    seq: dev.next_seq,
+                    body,
+                    signature,
                 },
-            );
+                None => SignedPayload::sign(&dev.key, network_id, dev.next_seq, body),
+            };
             dev.next_seq += 1;
             signing += started.elapsed().as_secs_f64();
             chunk.push(Arrival {
@@ -496,8 +530,16 @@ impl Run<'_> {
         self.wall_network += started.elapsed().as_secs_f64();
     }
 
-    fn sample(&mut self) {
+    /// Reads what the nodes logged and empties their logs (they hold every event of every
+    /// node: at 1,000,000 payments, over a GiB).
+    fn read_logs(&mut self) {
         self.tracker.update(&self.cluster);
+        self.cluster.clear_logs();
+        self.tracker.cursors.fill(0);
+    }
+
+    fn sample(&mut self) {
+        self.read_logs();
         let n0 = self.cluster.node(0);
         let tangle = n0.protocol().tangle();
         let held = TangleView::len(tangle) as u64;
@@ -545,10 +587,18 @@ pub fn run_node(cfg: &NodeConfig, progress: &ProgressBar) -> Result<RunOutput, N
     cc.network = network;
     cc.protocol.milestone_interval_ms = interval_ms;
     cc.protocol.selector = cfg.tips;
+    cc.protocol.verify_payload_signatures = !cfg.cheap_crypto;
     cc.protocol_tick_ms = (interval_ms / 4).clamp(20, 250);
     cc.link_delay_ms = delay_ms;
     cc.jitter_ms = delay_ms;
+    // Nothing reads the frame digest here (the summary is the run's record).
+    cc.trace_frames = false;
     let mut cluster = Cluster::new(cc)?;
+    if cfg.keep_milestones > 0 {
+        for i in 1..k {
+            cluster.set_retention_limit(i, Some(cfg.keep_milestones.max(2)))?;
+        }
+    }
     cluster.run_until(60_000, |c| c.all_connected())?;
     let t0 = cluster.now();
 
@@ -671,6 +721,7 @@ pub fn run_node(cfg: &NodeConfig, progress: &ProgressBar) -> Result<RunOutput, N
             tracker.all_decided(total) && c.converged_at_least(0)
         });
         run.wall_network += network_started.elapsed().as_secs_f64();
+        run.read_logs();
         match r {
             Ok(_) => {
                 drained = true;
@@ -743,7 +794,7 @@ fn finish(mut run: Run<'_>, f: Finish) -> RunOutput {
         .nodes()
         .iter()
         .all(|n| n.confirmed_index() == index0 && n.ledger_digest() == digest0);
-    let histories: Vec<_> = c.nodes().iter().map(|n| n.milestone_digests()).collect();
+    let histories = &tr.histories;
     let common = histories.iter().map(Vec::len).min().unwrap_or(0);
     let histories_equal = histories
         .iter()
@@ -797,6 +848,8 @@ fn finish(mut run: Run<'_>, f: Finish) -> RunOutput {
         link_delay_ms: ms(cfg.delay),
         milestone_interval_ms: ms(cfg.milestone_interval),
         pow_difficulty: cfg.pow_difficulty,
+        cheap_crypto: cfg.cheap_crypto,
+        keep_milestones: cfg.keep_milestones,
         accepted: tr.payments.len() as u64,
         refused: f.refused,
         confirmed,
