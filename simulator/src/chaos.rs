@@ -33,9 +33,11 @@
 use std::collections::BTreeMap;
 
 use dag_core::store::PayloadStatus;
-use dag_core::{Address, Allocation, Body, Digest, Keypair, PayloadId, SignedPayload, TangleView};
-use node_proto::harness::{Cluster, ClusterConfig, DevNetwork, Faults, HarnessError};
-use node_proto::wire::Message;
+use dag_core::{
+    Address, Allocation, Body, Digest, Keypair, PayloadId, SignedPayload, TangleView, TxId,
+};
+use node_proto::harness::{Cluster, ClusterConfig, DevNetwork, Faults, HarnessError, SimNode};
+use node_proto::wire::{CommitteeMessage, Message};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -49,13 +51,35 @@ const DEVICES: usize = 4;
 /// Each device's genesis balance.
 const DEVICE_FUNDS: u64 = 500;
 
+/// A committee issuing the milestones of a chaos run (k of n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitteeSetting {
+    /// Members (2 to 16): node `i` holds member key `i` (the cluster has at least this many
+    /// nodes).
+    pub members: usize,
+    /// Signatures a milestone needs (`2k > n` for safety; 1 to `members`).
+    pub threshold: u8,
+}
+
+impl CommitteeSetting {
+    /// Members that may be Byzantine with safety kept: `2k - n - 1` (never negative).
+    pub fn byzantine_bound(&self) -> usize {
+        (2 * usize::from(self.threshold)).saturating_sub(self.members + 1)
+    }
+}
+
 /// Settings of one chaos run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChaosConfig {
     /// The seed.
     pub seed: u64,
-    /// Nodes (2 to 16); node 0 issues milestones.
+    /// Nodes (2 to 16); node 0 issues milestones (without a committee).
     pub nodes: usize,
+    /// Milestones by a committee of several members instead of node 0 alone, with
+    /// committee faults on top of the others: the next proposer crashed on purpose, and,
+    /// when the bound allows one ([`CommitteeSetting::byzantine_bound`]), a member taken
+    /// over by the harness that proposes two different milestones in its rounds.
+    pub committee: Option<CommitteeSetting>,
     /// Test-only: inject the harness's deliberate bug (submissions answered before their
     /// writes are durable), to show the invariants catch it.
     pub inject_bug: bool,
@@ -67,6 +91,7 @@ impl ChaosConfig {
         ChaosConfig {
             seed,
             nodes,
+            committee: None,
             inject_bug: false,
         }
     }
@@ -87,6 +112,10 @@ pub struct ChaosStats {
     pub junk: usize,
     /// Double spends attempted.
     pub double_spends: usize,
+    /// Committee runs: proposers crashed on purpose (on top of `crashes`' count).
+    pub proposer_crashes: usize,
+    /// Committee runs: pairs of conflicting proposals sent by the Byzantine member.
+    pub equivocations: usize,
     /// Highest milestone applied on every node at the end.
     pub milestone: u32,
     /// Frames delivered.
@@ -120,6 +149,12 @@ struct Device {
 struct Checker {
     /// Ledger digest of each milestone index, as the first node to apply it had it.
     digests: BTreeMap<u32, (usize, Digest)>,
+    /// What the signatures of each milestone index sign (parents and milestone, without
+    /// the signatures: [`node_proto::proposal_digest`]), as the first node to apply it had
+    /// it: one milestone per index, never two with k signatures.
+    contents: BTreeMap<u32, (usize, Digest)>,
+    /// The network id (for the contents).
+    network: u64,
     /// Last milestone seen on each node.
     last: Vec<u32>,
     /// Highest milestone whose stored digest was checked, per node.
@@ -175,6 +210,25 @@ impl Checker {
                         self.digests.insert(m, (i, d));
                     }
                 }
+                if let Some(content) = milestone_content(n, m, self.network) {
+                    match self.contents.get(&m) {
+                        Some(&(j, e)) if e != content => {
+                            self.fail(
+                                now,
+                                format!(
+                                    "milestone {m}: two milestones, {} on node {i} and {} on node {j}",
+                                    content.to_hex(),
+                                    e.to_hex()
+                                ),
+                            );
+                            return true;
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.contents.insert(m, (i, content));
+                        }
+                    }
+                }
                 self.durable[i] = m;
                 m += 1;
             }
@@ -205,6 +259,18 @@ impl Checker {
         }
         false
     }
+}
+
+/// What the signatures of the milestone `index` that node `n` applied sign (its
+/// transaction's parents and milestone, without signatures), if it still holds it.
+fn milestone_content(n: &SimNode, index: u32, network: u64) -> Option<Digest> {
+    let id = n.protocol().milestone_tx_id(index)?;
+    let tx = dag_core::codec::decode(&n.transaction(&id)?).ok()?;
+    Some(node_proto::proposal_digest(
+        network,
+        &tx.parents,
+        tx.milestone()?,
+    ))
 }
 
 /// Runs the cluster `ms` forward, checking after every instant; false once an invariant
@@ -295,11 +361,18 @@ fn run_inner(
     stats: &mut ChaosStats,
     want_trace: bool,
 ) -> Result<([u8; 32], Vec<String>), HarnessError> {
-    let k = cfg.nodes.clamp(2, 16);
+    let members = cfg.committee.map_or(1, |m| m.members.clamp(2, 16));
+    let k = cfg.nodes.clamp(2, 16).max(members);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xc4a0_5c4a_05c4_a05c);
+    // The committee's own draws, from a stream of their own: a run without a committee
+    // draws exactly what it drew before committees existed (same seeds, same courses).
+    let mut crng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x636f_6d6d_6974_7465);
 
     // The network: devices funded at genesis.
-    let mut network = DevNetwork::new("chaos", 2);
+    let mut network = match cfg.committee {
+        Some(m) => DevNetwork::with_committee("chaos", 2, members, m.threshold),
+        None => DevNetwork::new("chaos", 2),
+    };
     let mut devices: Vec<Device> = (0..DEVICES)
         .map(|d| {
             let mut seed = [0xd0; 32];
@@ -319,6 +392,8 @@ fn run_inner(
         }));
     chk.supply = network.genesis.supply().map(u128::from).unwrap_or(0);
     let net = network.network_id();
+    chk.network = net;
+    let member_keys = network.members.clone();
 
     let mut cc = ClusterConfig::dev(k, cfg.seed);
     cc.network = network;
@@ -341,6 +416,28 @@ fn run_inner(
         let skew = rng.gen_range(-15_000i64..=15_000);
         c.set_clock_skew(i, skew);
         log.note(c.now(), format!("node {i} clock skew {skew} ms"));
+    }
+    // A Byzantine member (when the bound allows one and the seed wants one): the harness
+    // takes its key; its node runs on without it, and the harness proposes for it.
+    let byzantine = match cfg.committee {
+        Some(m) if m.byzantine_bound() >= 1 && crng.gen_bool(0.5) => {
+            let b = crng.gen_range(0..members);
+            c.crash(b)?;
+            c.set_milestone_signer(b, None)?;
+            c.restart(b)?;
+            log.note(
+                c.now(),
+                format!("member {b} is Byzantine (its key is the harness's)"),
+            );
+            Some(b)
+        }
+        _ => None,
+    };
+    if let Some(m) = cfg.committee {
+        log.note(
+            c.now(),
+            format!("committee of {members}, threshold {}", m.threshold),
+        );
     }
     if c.run_until(10_000, |c| c.all_connected()).is_err() {
         chk.fail(c.now(), "the nodes did not connect".into());
@@ -531,6 +628,19 @@ fn run_inner(
                 log.note(now, format!("loss {loss}"));
             }
         }
+        // Committee faults, drawn from their own stream.
+        if cfg.committee.is_some() && chk.failure.is_none() {
+            committee_faults(
+                &mut c,
+                &mut crng,
+                log,
+                stats,
+                &mut restarts,
+                byzantine,
+                &member_keys,
+                net,
+            )?;
+        }
         if chk.failure.is_none() {
             chk.check(&c);
         }
@@ -578,6 +688,26 @@ fn run_inner(
                 SETTLE_MS,
                 (0..k).map(|i| c.node(i).confirmed_index()).collect::<Vec<_>>()
             );
+            if let Some(m) = cfg.committee {
+                if let Some(split) = split_vote(&c, members, m.threshold, byzantine) {
+                    what.push_str(&format!("; {split}"));
+                }
+            }
+            for n in c.nodes() {
+                if let Some(cs) = n.protocol().committee_stats() {
+                    what.push_str(&format!(
+                        "; member {}: index {} round {} proposals {} votes {} view changes {} rejected {} equivocations {}",
+                        cs.member,
+                        cs.index,
+                        cs.round,
+                        cs.proposals,
+                        cs.votes,
+                        cs.view_changes,
+                        cs.rejected,
+                        cs.equivocations
+                    ));
+                }
+            }
             'find: for id in &ids {
                 for n in c.nodes() {
                     let st = n.payload_status(id);
@@ -620,6 +750,124 @@ fn run_inner(
         }
     }
     Ok((hash, lines))
+}
+
+/// The committee's known liveness gap (ARCHITECTURE "Fault model": one signature per
+/// index and no locking rule): the members' durable votes at the next index name
+/// different proposals so that none can reach `threshold` any more, even with every
+/// member that has not voted (the Byzantine one, which the harness never votes for, left
+/// out). Returns its description (`split vote at index I: ...`), or `None`.
+fn split_vote(
+    c: &Cluster,
+    members: usize,
+    threshold: u8,
+    byzantine: Option<usize>,
+) -> Option<String> {
+    let index = (0..members)
+        .map(|i| c.node(i).confirmed_index())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut votes: BTreeMap<Digest, Vec<usize>> = BTreeMap::new();
+    let mut free = 0;
+    for i in (0..members).filter(|&i| Some(i) != byzantine) {
+        match c.node(i).vote().filter(|v| v.index == index) {
+            Some(v) => votes.entry(v.proposal).or_default().push(i),
+            None => free += 1,
+        }
+    }
+    let most = votes.values().map(Vec::len).max().unwrap_or(0);
+    if votes.len() < 2 || most + free >= usize::from(threshold) {
+        return None;
+    }
+    let list: Vec<String> = votes
+        .iter()
+        .map(|(d, who)| format!("{} by {who:?}", &d.to_hex()[..8]))
+        .collect();
+    Some(format!(
+        "split vote at index {index}: {} (no proposal can reach {threshold})",
+        list.join(", ")
+    ))
+}
+
+/// One step of committee faults: now and then the next proposer (round 0 of the next
+/// index, as the most advanced running node sees it) crashes, restarted 0.2-3 s later; and
+/// the Byzantine member, when it is the next proposer, sends two different proposals for
+/// that round (the same tips in two orders, each signed with its key) to two halves of
+/// the other nodes.
+#[allow(clippy::too_many_arguments)]
+fn committee_faults(
+    c: &mut Cluster,
+    crng: &mut ChaCha8Rng,
+    log: &mut Log,
+    stats: &mut ChaosStats,
+    restarts: &mut BTreeMap<u64, Vec<usize>>,
+    byzantine: Option<usize>,
+    keys: &[Keypair],
+    net: u64,
+) -> Result<(), HarnessError> {
+    let n = keys.len();
+    let now = c.now();
+    let top = (0..c.len())
+        .filter(|&i| c.node(i).is_up())
+        .map(|i| c.node(i).confirmed_index())
+        .max()
+        .unwrap_or(0);
+    let proposer = ((u64::from(top) + 1) % n as u64) as usize;
+    if crng.gen_bool(0.04) && Some(proposer) != byzantine && c.node(proposer).is_up() {
+        c.crash(proposer)?;
+        stats.crashes += 1;
+        stats.proposer_crashes += 1;
+        let back = now + crng.gen_range(200..=3_000);
+        restarts.entry(back).or_default().push(proposer);
+        log.note(now, format!("crash proposer {proposer} until {back}"));
+    }
+    let Some(b) = byzantine else {
+        return Ok(());
+    };
+    if !c.node(b).is_up() || !crng.gen_bool(0.5) {
+        return Ok(());
+    }
+    let core = c.node(b).protocol();
+    let index = core.ledger().confirmed_index() + 1;
+    if index % n as u32 != b as u32 {
+        return Ok(());
+    }
+    let Some(tip) = core.milestone_tx_id(index - 1) else {
+        return Ok(());
+    };
+    let Some(other) = core.tangle().lookup(&tip).map(|r| {
+        let t = core.tangle();
+        t.id(t.parents(r)[0])
+    }) else {
+        return Ok(());
+    };
+    if other == tip {
+        return Ok(());
+    }
+    let make = |parents: [TxId; 2]| -> Option<Message> {
+        let local = now.saturating_add_signed(c.node(b).clock_skew_ms());
+        let mut m = core.proposal_on(parents, local).ok()?;
+        let msg = dag_core::crypto::milestone_signing_message(net, &parents, &m);
+        m.signatures = vec![(b as u8, keys[b].sign(&msg))];
+        Some(Message::Committee(Box::new(CommitteeMessage {
+            round: 0,
+            proposer: b as u8,
+            parents,
+            milestone: m,
+        })))
+    };
+    let (Some(x), Some(y)) = (make([tip, other]), make([other, tip])) else {
+        return Ok(());
+    };
+    stats.equivocations += 1;
+    log.note(now, format!("member {b} proposes two milestones {index}"));
+    for j in (0..c.len()).filter(|&j| j != b) {
+        let m = if crng.gen_bool(0.5) { &x } else { &y };
+        // A cut link or a node down: that one gets nothing.
+        let _ = c.inject(b, j, m);
+    }
+    Ok(())
 }
 
 /// Submits `p` at node `at`; an acknowledged payload is remembered. Returns whether it was

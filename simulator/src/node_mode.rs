@@ -3,7 +3,9 @@
 //! pair in a [`node_proto::harness::Cluster`]: tip selection, the milestone issuer's tip
 //! sweep, issuer chaining, reattachment, white-flag milestones and peering all run the
 //! node's own code over the harness's in-memory network on a virtual clock, with real
-//! Ed25519 signatures and real (low-difficulty) proof of work.
+//! Ed25519 signatures and real (low-difficulty) proof of work. For runs at scale,
+//! [`NodeConfig::cheap_crypto`] skips the payments' signatures (not made, not verified)
+//! and nothing else, and [`NodeConfig::keep_milestones`] lets nodes 1.. prune.
 //!
 //! ## Workload
 //! `devices` device accounts are funded at genesis (`initial_balance` each, next to the

@@ -1,7 +1,9 @@
 //! `tangle-sim chaos`: seeds replay bit for bit, the CI's 200 seeds hold every invariant,
 //! the seeds that found bugs pass, and an injected bug is found and its seed named.
 
-use simulator::chaos::{report, run_seed, run_seeds, run_seeds_with, ChaosConfig};
+use simulator::chaos::{
+    report, run_seed, run_seeds, run_seeds_with, ChaosConfig, CommitteeSetting,
+};
 
 #[test]
 fn the_same_seed_gives_the_same_trace_hash() {
@@ -83,4 +85,37 @@ fn an_injected_bug_is_found_and_its_seed_named() {
     assert!(f.contains("acknowledged payload"), "{f}");
     let clean = run_seed(ChaosConfig::new(seed, 4), false);
     assert_eq!(clean.failure, None, "seed {seed} fails without the bug too");
+}
+
+/// A committee of four with threshold three (one Byzantine member allowed: the harness
+/// takes one member's key in about half the seeds and proposes two milestones in its
+/// rounds), proposers crashed on purpose on top of every other fault. Safety holds in
+/// every seed (one ledger digest and one milestone per index, no halt, supply, no
+/// double apply). Liveness does not always: a seed may end in the committee's known
+/// split vote (ARCHITECTURE "Fault model": no locking rule), which the report names;
+/// any other failure fails this test. Seeds 0-23 on the commit that added this: 4 pass,
+/// 20 end in a split vote (`tangle-sim chaos --seeds 24 --committee 4 --threshold 3`).
+#[test]
+fn committee_seeds_keep_safety_and_stall_only_on_a_split_vote() {
+    let outcomes = run_seeds_with(0, 24, 2, |s| ChaosConfig {
+        committee: Some(CommitteeSetting {
+            members: 4,
+            threshold: 3,
+        }),
+        ..ChaosConfig::new(s, 4)
+    });
+    let lines = report(&outcomes);
+    let other: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("seed ") && !l.contains("split vote at index"))
+        .collect();
+    assert!(other.is_empty(), "{other:#?}");
+    let passed = outcomes.iter().filter(|o| o.failure.is_none()).count();
+    assert!(passed >= 1, "{passed} of 24 passed: {lines:#?}");
+    let equivocations: usize = outcomes.iter().map(|o| o.stats.equivocations).sum();
+    let proposer_crashes: usize = outcomes.iter().map(|o| o.stats.proposer_crashes).sum();
+    assert!(
+        equivocations >= 5 && proposer_crashes >= 10,
+        "{equivocations} {proposer_crashes}"
+    );
 }

@@ -62,18 +62,54 @@ struct ChaosArgs {
     /// Worker threads for --seeds.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Milestones by a committee of this many members (node i holds key i; the cluster
+    /// has at least this many nodes), with crashed proposers and, when 2k - n - 1 >= 1,
+    /// an equivocating Byzantine proposer; needs --threshold.
+    #[arg(long, requires = "threshold")]
+    committee: Option<usize>,
+    /// Signatures a committee milestone needs (k of --committee n).
+    #[arg(long, requires = "committee")]
+    threshold: Option<u8>,
+}
+
+impl ChaosArgs {
+    /// The configuration of seed `seed`.
+    fn config(&self, seed: u64) -> simulator::chaos::ChaosConfig {
+        simulator::chaos::ChaosConfig {
+            committee: self
+                .committee
+                .zip(self.threshold)
+                .map(|(members, threshold)| simulator::chaos::CommitteeSetting {
+                    members,
+                    threshold,
+                }),
+            ..simulator::chaos::ChaosConfig::new(seed, self.nodes)
+        }
+    }
 }
 
 fn chaos(a: &ChaosArgs) -> Result<ExitCode> {
     if !(2..=16).contains(&a.nodes) {
         anyhow::bail!("--nodes must be 2 to 16");
     }
+    if let Some((n, k)) = a.committee.zip(a.threshold) {
+        if !(2..=16).contains(&n) || k == 0 || usize::from(k) > n {
+            anyhow::bail!("--committee must be 2 to 16 and --threshold 1 to --committee");
+        }
+    }
     if let Some(seed) = a.seed {
         let path = a
             .trace
             .as_ref()
             .context("--trace FILE is required with --seed")?;
-        let o = simulator::chaos::run_seed(simulator::chaos::ChaosConfig::new(seed, a.nodes), true);
+        // The nodes' own logs on stderr when RUST_LOG asks (e.g. RUST_LOG=node_proto=debug).
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        let o = simulator::chaos::run_seed(a.config(seed), true);
         let mut text = o.trace.join("\n");
         text.push('\n');
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -97,7 +133,7 @@ fn chaos(a: &ChaosArgs) -> Result<ExitCode> {
     if n == 0 {
         anyhow::bail!("--seeds must be at least 1");
     }
-    let outcomes = simulator::chaos::run_seeds(a.start, n, a.nodes, a.jobs);
+    let outcomes = simulator::chaos::run_seeds_with(a.start, n, a.jobs, |s| a.config(s));
     let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
     for line in simulator::chaos::report(&outcomes) {
         println!("{line}");
