@@ -116,19 +116,32 @@ fn device(keypair: Keypair, network_id: u64, next_seq: u64) -> PyDevice {
     }
 }
 
-/// One entry of `Device.pay_batch`: `(to, amount)` or `(to, amount, memo)`.
-fn batch_entry(item: &Bound<'_, PyAny>, i: usize) -> PyResult<dag_core::Body> {
-    let t = item.cast::<PyTuple>().map_err(|_| {
+/// One entry of `Device.pay_batch`: `(to, amount)` or `(to, amount, memo)`. `last` is the
+/// previous entry's recipient object and address: a batch to one recipient (the common case,
+/// e.g. `[(charger, 1)] * n`) parses it once.
+fn batch_entry<'py>(
+    item: &Bound<'py, PyAny>,
+    i: usize,
+    last: &mut Option<(Bound<'py, PyAny>, dag_core::Address)>,
+) -> PyResult<dag_core::Body> {
+    let shape = || {
         pyo3::exceptions::PyTypeError::new_err(format!(
             "payment {i}: expected a tuple (to, amount) or (to, amount, memo)"
         ))
-    })?;
+    };
+    let t = item.cast::<PyTuple>().map_err(|_| shape())?;
     if !(2..=3).contains(&t.len()) {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "payment {i}: expected a tuple (to, amount) or (to, amount, memo)"
-        )));
+        return Err(shape());
     }
-    let to = convert::address(&t.get_item(0)?.extract::<String>()?)?;
+    let to_obj = t.get_item(0)?;
+    let to = match last {
+        Some((obj, addr)) if obj.is(&to_obj) => *addr,
+        _ => {
+            let addr = convert::address(&to_obj.extract::<String>()?)?;
+            *last = Some((to_obj, addr));
+            addr
+        }
+    };
     let amount: u64 = t.get_item(1)?.extract()?;
     let memo = if t.len() == 3 {
         convert::bytes_or_str(&t.get_item(2)?, "memo")?
@@ -288,8 +301,9 @@ impl PyDevice {
         payments: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut bodies = Vec::new();
+        let mut last = None;
         for (i, item) in payments.try_iter()?.enumerate() {
-            bodies.push(batch_entry(&item?, i)?);
+            bodies.push(batch_entry(&item?, i, &mut last)?);
         }
         let mut dev = self.inner.clone();
         let signed = py.detach(|| {

@@ -115,6 +115,9 @@ def test_pay_batch_equals_one_by_one_and_is_all_or_nothing():
     assert a.next_seq == 11
     with pytest.raises(TypeError):
         a.pay_batch([to[0]])
+    with pytest.raises(ValueError, match="address"):
+        a.pay_batch([(to[0], 1), ("tng1bad", 1)])
+    assert a.next_seq == 11
 
 
 def test_payload_json_round_trip():
