@@ -136,6 +136,9 @@ pub struct PeerFamilies {
     pub rtt_seconds: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// 1 while connected.
     pub connected: Family<PeerLabels, Gauge>,
+    /// The peer's score (invalid transactions and rate-limit drops lower it; it is banned at
+    /// the configured floor).
+    pub score: Family<PeerLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -304,6 +307,11 @@ impl Metrics {
             "1 while a peer is connected",
             p.connected.clone(),
         );
+        registry.register(
+            "peer_score",
+            "A peer's score (lowered by invalid transactions and rate-limit drops)",
+            p.score.clone(),
+        );
         let c = &m.committee;
         let committee_counters = [
             (
@@ -435,6 +443,7 @@ impl Metrics {
             p.connected
                 .get_or_create(&labels)
                 .set(i64::from(m.connected));
+            p.score.get_or_create(&labels).set(i64::from(m.score));
         }
     }
 
