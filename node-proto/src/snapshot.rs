@@ -37,9 +37,19 @@ pub const VERSION: u16 = 1;
 pub const CHUNK: usize = 4096;
 /// Largest frame accepted (a chunk of 4,096 channels is about 600 KiB).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
-/// The transactions confirmed by this many milestones up to the snapshot's are its solid
-/// entry points (with those of the store's last prune).
-pub const ENTRY_POINT_MILESTONES: MilestoneIndex = 4;
+/// The transactions confirmed by this many milestones up to the snapshot's (those the
+/// snapshotting node still holds) are its solid entry points, with those of its last prune.
+///
+/// Why 16: a node started from the snapshot must know as confirmed every transaction that a
+/// later milestone's cone can reach and that its peers know as confirmed, or it computes
+/// another cone and halts on the confirmed root. Tips are chosen within restricted URTS's
+/// below-max-depth window (15 milestones), so approvals reach back about that far; with 4,
+/// a loaded machine at 100 ms milestones approved a transaction confirmed 5 milestones
+/// before the snapshot, and the new node halted at the next milestone
+/// (`node/tests/snapshot_join.rs`, 2 runs of 5). A transaction made by hand that approves
+/// something confirmed earlier still could; refusing such approvals on arrival (a
+/// below-max-depth rule in ingest) would close it and is not built.
+pub const ENTRY_POINT_MILESTONES: MilestoneIndex = 16;
 
 /// What a snapshot holds, before its sections.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -728,16 +738,34 @@ pub fn from_store(
         .unwrap_or_default();
     let from = index.saturating_sub(ENTRY_POINT_MILESTONES - 1).max(1);
     let mut recent = Vec::new();
+    let mut unconfirmed = Vec::new();
     store
-        .for_each_transaction(&mut |id, _, meta| {
-            if let Some(ms) = meta.confirmed_by {
-                if (from..=index).contains(&ms) {
-                    recent.push((*id, ms));
-                }
-            }
+        .for_each_transaction(&mut |id, _, meta| match meta.confirmed_by {
+            Some(ms) if (from..=index).contains(&ms) => recent.push((*id, ms)),
+            Some(_) => {}
+            None => unconfirmed.push(*id),
         })
         .map_err(storage)?;
     entry_points.extend(recent);
+    // The confirmed parents of unconfirmed transactions, however old (see
+    // `Protocol::capture_snapshot`).
+    for id in unconfirmed {
+        let Some(bytes) = store.transaction(&id).map_err(storage)? else {
+            continue;
+        };
+        let Ok(tx) = codec::decode(&bytes) else {
+            continue;
+        };
+        for p in tx.parents {
+            if let Some(ms) = store
+                .metadata(&p)
+                .map_err(storage)?
+                .and_then(|m| m.confirmed_by)
+            {
+                entry_points.push((p, ms));
+            }
+        }
+    }
     Ok(assemble(genesis, state, entry_points, milestone_tx, now))
 }
 

@@ -398,7 +398,25 @@ impl Protocol {
             .iter()
             .find(|(_, got, claimed)| got != claimed)
             .map(|(what, got, claimed)| {
-                format!("{what} mismatch: computed {got}, milestone says {claimed}")
+                let applied_n = applied
+                    .outcome
+                    .outcomes
+                    .iter()
+                    .filter(|(_, o)| o.is_applied());
+                let first: Vec<String> = applied
+                    .cone
+                    .iter()
+                    .take(4)
+                    .map(|r| self.tangle.id(*r).to_hex())
+                    .collect();
+                format!(
+                    "{what} mismatch: computed {got}, milestone says {claimed} (this node's \
+                     cone: {} transactions, {} payloads, {} applied; first {})",
+                    applied.cone.len(),
+                    applied.outcome.outcomes.len(),
+                    applied_n.count(),
+                    first.join(" ")
+                )
             })
     }
 
@@ -796,5 +814,15 @@ mod retention_tests {
         );
         assert!(p.held_milestones() > 2);
         assert_unconfirmed_solid(&p);
+        // A node started from a snapshot of this one must know the lazy transaction's
+        // confirmed parents, held or pruned, however old: the milestone that sweeps it
+        // reaches them.
+        let capture = p.capture_snapshot().expect("a milestone was applied");
+        for old in [parent, other] {
+            assert!(
+                capture.entry_points.iter().any(|(id, _)| *id == old),
+                "{old} is not an entry point of the snapshot"
+            );
+        }
     }
 }
