@@ -445,7 +445,7 @@ pub(crate) async fn account_proof<S: NodeService>(
         address,
         account: None,
     };
-    state_proof(&state, &headers, entry)
+    state_proof(&state, &headers, entry).await
 }
 
 /// Proof of a payment channel's state after the last applied milestone (or that it does
@@ -468,18 +468,28 @@ pub(crate) async fn channel_proof<S: NodeService>(
         channel_id,
         channel: None,
     };
-    state_proof(&state, &headers, entry)
+    state_proof(&state, &headers, entry).await
 }
 
-fn state_proof<S: NodeService>(
+/// The state proof of `entry`. The ledger can stand at a milestone whose batch the store
+/// has not written yet (milliseconds, the milestone writer's lag): then it asks again, for at
+/// most a second, before answering 503.
+async fn state_proof<S: NodeService>(
     state: &AppState<S>,
     headers: &HeaderMap,
     entry: dag_core::proof::StateEntry,
 ) -> ApiResult<Reply<dag_core::proof::StateProof>> {
-    let proof = state
-        .service
-        .state_proof(entry)?
-        .ok_or_else(|| ApiError::not_found("no milestone applied yet".to_string()))?;
+    let mut attempts = 0;
+    let proof = loop {
+        match state.service.state_proof(entry) {
+            Err(crate::service::ServiceError::Unavailable(_)) if attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            r => break r?,
+        }
+    }
+    .ok_or_else(|| ApiError::not_found("no milestone applied yet".to_string()))?;
     Ok(Reply::ok(Format::from_accept(headers), proof))
 }
 

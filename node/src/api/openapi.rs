@@ -413,7 +413,7 @@ fn path_param_format(path: &str, param: &str) -> Option<Value> {
         {
             hex32()
         }
-        ("/api/v1/accounts/{address}", "address") => address_or_did(),
+        (p, "address") if p.starts_with("/api/v1/accounts/") => address_or_did(),
         ("/api/v1/milestones/{index}", "index") => {
             json!({"type": "string", "pattern": "^([0-9]{1,10}|latest)$", "minLength": 1, "maxLength": 10})
         }
@@ -685,8 +685,14 @@ mod tests {
             at("/components/schemas/Transaction/properties/version")["maximum"],
             json!(255)
         );
-        let params = at("/paths/~1api~1v1~1accounts~1{address}/get/parameters/0/schema");
-        assert!(params["pattern"].as_str().unwrap().contains("did:key:z6Mk"));
+        for route in ["{address}", "{address}~1proof"] {
+            let params = at(&format!(
+                "/paths/~1api~1v1~1accounts~1{route}/get/parameters/0/schema"
+            ));
+            assert!(params["pattern"].as_str().unwrap().contains("did:key:z6Mk"));
+        }
+        let params = at("/paths/~1api~1v1~1channels~1{id}~1proof/get/parameters/0/schema");
+        assert_eq!(params["pattern"], "^[0-9a-f]{64}$");
 
         // The patterns accept what the node writes.
         let key = dag_core::Keypair::from_seed(&[3; 32]);
