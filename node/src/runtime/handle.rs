@@ -438,20 +438,29 @@ impl NodeService for NodeHandle {
         &self,
         index: Option<MilestoneIndex>,
     ) -> Result<Option<MilestoneView>, ServiceError> {
+        let pruned = self.shared.pruned.milestone();
         let index = match index {
             Some(i) => i,
             None => {
-                self.shared
+                let durable = self
+                    .shared
                     .durable_milestone
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .0
+                    .0;
+                // "Latest" is never pruned: the store prunes only below milestones it wrote,
+                // so when the durable index lags behind a tight retention, the oldest kept
+                // one is newer and stored.
+                if durable == 0 {
+                    0
+                } else {
+                    durable.max(pruned + 1)
+                }
             }
         };
         if index == 0 {
             return Ok(None);
         }
-        let pruned = self.shared.pruned.milestone();
         if index <= pruned {
             return Err(ServiceError::Pruned(format!(
                 "milestone {index} was pruned: this node keeps milestones from {} on",
