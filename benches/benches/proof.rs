@@ -94,6 +94,7 @@ fn fixture() -> Fixture {
         state_root: Digest(tree.root()),
         ledger_digest: Digest([5; 32]),
         signatures: Vec::new(),
+        committee_update: None,
     };
     let parents = [TxId([6; 32]), TxId([7; 32])];
     let msg = crypto::milestone_signing_message(net, &parents, &m);

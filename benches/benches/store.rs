@@ -194,6 +194,7 @@ fn bytes_per_tx() {
 
     store
         .init_ledger(&LedgerState {
+            rotations: Vec::new(),
             network_id: 1,
             supply: 0,
             confirmed_index: 0,
@@ -311,6 +312,7 @@ impl NodeCycle {
         // its sender's account rather than adding one.
         store
             .init_ledger(&LedgerState {
+                rotations: Vec::new(),
                 network_id: 1,
                 supply: 0,
                 confirmed_index: 0,
@@ -364,6 +366,7 @@ impl NodeCycle {
                 })
                 .collect(),
             diff: LedgerDiff {
+                rotation: None,
                 accounts,
                 channels: vec![],
             },

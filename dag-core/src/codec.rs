@@ -314,6 +314,8 @@ mod canonical {
             state_root,
             ledger_digest,
             signatures,
+            // A milestone with an update is a 9-element array: the serde path decodes it.
+            committee_update: None,
         })
     }
 }
@@ -437,6 +439,7 @@ mod tests {
                 state_root: Digest([4; 32]),
                 ledger_digest: Digest([8; 32]),
                 signatures: (0..n).map(|i| (i as u8 * 12, Signature([9; 64]))).collect(),
+                committee_update: None,
             }));
         }
         for (i, payload) in payloads.into_iter().enumerate() {

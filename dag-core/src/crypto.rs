@@ -69,6 +69,16 @@ pub fn milestone_signing_message(
     msg.extend_from_slice(&m.applied_root.0);
     msg.extend_from_slice(&m.state_root.0);
     msg.extend_from_slice(&m.ledger_digest.0);
+    if let Some(u) = &m.committee_update {
+        // Only when present: a milestone without an update signs what it always signed.
+        msg.extend_from_slice(b"rotate");
+        msg.extend_from_slice(&u.effective_from.to_le_bytes());
+        msg.push(u.threshold);
+        msg.extend_from_slice(&(u.committee.len() as u32).to_le_bytes());
+        for k in &u.committee {
+            msg.extend_from_slice(&k.0);
+        }
+    }
     msg
 }
 

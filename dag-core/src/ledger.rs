@@ -56,6 +56,7 @@ use blake2::Digest as _;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::committee::Rotation;
 use crate::crypto::{self, Blake2b256};
 use crate::genesis::{Genesis, GenesisError};
 use crate::ids::{Address, ChannelId, Digest, TxId};
@@ -228,12 +229,15 @@ pub struct LedgerDiff {
     pub accounts: Vec<(Address, Account)>,
     /// Touched channels, ascending id.
     pub channels: Vec<(ChannelId, Channel)>,
+    /// The committee rotation this milestone carried ([`crate::committee`]), if any.
+    #[serde(default)]
+    pub rotation: Option<Rotation>,
 }
 
 impl LedgerDiff {
     /// Whether nothing was touched.
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.channels.is_empty()
+        self.accounts.is_empty() && self.channels.is_empty() && self.rotation.is_none()
     }
 }
 
@@ -307,6 +311,10 @@ pub struct LedgerState {
     pub accounts: Vec<(Address, Account)>,
     /// Channels (open and closed), ascending id.
     pub channels: Vec<(ChannelId, Channel)>,
+    /// The committee rotations applied so far, oldest first: with the genesis they give
+    /// the committee of every index ([`crate::committee::CommitteeSchedule::from_rotations`]).
+    #[serde(default)]
+    pub rotations: Vec<Rotation>,
 }
 
 /// The ledger: accounts and channels, confirmed milestone by milestone. No I/O.
@@ -329,6 +337,8 @@ pub struct Ledger {
     undo_channels: Vec<(ChannelId, Option<Channel>)>,
     /// Digest before the last applied milestone.
     undo_digest: Digest,
+    /// Committee rotations applied, oldest first (see [`LedgerState::rotations`]).
+    rotations: Vec<Rotation>,
 }
 
 /// What [`Ledger::revert_last`] needs to take the last applied milestone back: the previous
@@ -456,6 +466,7 @@ impl Ledger {
             undo_accounts: Vec::new(),
             undo_channels: Vec::new(),
             undo_digest: Digest([0; 32]),
+            rotations: Vec::new(),
         })
     }
 
@@ -488,6 +499,7 @@ impl Ledger {
             undo_accounts: Vec::new(),
             undo_channels: Vec::new(),
             undo_digest: Digest([0; 32]),
+            rotations: state.rotations,
         };
         ledger.check_invariants()?;
         Ok(ledger)
@@ -517,7 +529,19 @@ impl Ledger {
             digest: self.digest,
             accounts,
             channels,
+            rotations: self.rotations.clone(),
         }
+    }
+
+    /// The committee rotations applied so far, oldest first.
+    pub fn rotations(&self) -> &[Rotation] {
+        &self.rotations
+    }
+
+    /// Records a committee rotation carried by the last applied milestone (checked by the
+    /// caller against the committee schedule, [`crate::committee::CommitteeSchedule::add`]).
+    pub fn add_rotation(&mut self, r: Rotation) {
+        self.rotations.push(r);
     }
 
     /// Checks that balances plus open channel deposits equal the supply (O(state size)).
@@ -752,7 +776,11 @@ impl Ledger {
             .iter()
             .filter_map(|id| self.channels.get(id).map(|c| (*id, *c)))
             .collect();
-        LedgerDiff { accounts, channels }
+        LedgerDiff {
+            accounts,
+            channels,
+            rotation: None,
+        }
     }
 
     /// Applies one payload, or returns why it conflicts. Every check happens before the

@@ -9,7 +9,8 @@
 //! - [`TxId`], [`Address`], [`ChannelId`], [`PayloadId`], [`Signature`], [`Digest`]: ids.
 //! - [`codec`]: the one canonical encoding and ids; [`pow`]: proof of work.
 //! - [`Keypair`] and [`crypto`]: Ed25519 and BLAKE2b-256, and the exact signed messages.
-//! - [`Genesis`]: what defines a network and its id.
+//! - [`Genesis`]: what defines a network and its id; [`committee`]: the committee's key sets
+//!   by index range (rotation).
 //! - [`TangleView`]: what tip selection sees of a Tangle.
 //! - [`validate()`], [`BatchValidator`] ([`mod@validate`]): stage 1 (syntactic and
 //!   cryptographic) validation, single or rayon-parallel with Ed25519 batch verification.
@@ -27,6 +28,7 @@ mod types;
 
 pub mod capacity;
 pub mod codec;
+pub mod committee;
 pub mod crypto;
 pub mod genesis;
 pub mod ledger;
@@ -40,6 +42,7 @@ pub mod validate;
 pub mod view;
 pub mod whiteflag;
 
+pub use committee::{CommitteeSchedule, CommitteeUpdate, Rotation};
 pub use crypto::Keypair;
 pub use error::{DecodeError, ParseError, SignatureError};
 pub use genesis::{Allocation, Genesis, GenesisError};

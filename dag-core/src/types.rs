@@ -133,9 +133,15 @@ pub struct Milestone {
     pub state_root: Digest,
     /// Ledger digest after applying this milestone's cone (see [`crate::ledger`]).
     pub ledger_digest: Digest,
-    /// Committee signatures: `(index of the key in the genesis committee, signature)`,
-    /// signers strictly ascending.
+    /// Committee signatures: `(index of the key in the committee in office at this index,
+    /// signature)`, signers strictly ascending (the genesis committee until a rotation,
+    /// see [`crate::committee`]).
     pub signatures: Vec<(u8, Signature)>,
+    /// A new committee, effective from a later index, signed with this milestone
+    /// ([`crate::committee`]). Absent from the encoding when `None`, so milestones without
+    /// one keep their format and ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committee_update: Option<crate::committee::CommitteeUpdate>,
 }
 
 impl Transaction {

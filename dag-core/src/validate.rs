@@ -44,7 +44,7 @@
 //! it.
 
 use std::hash::BuildHasher;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 #[cfg(feature = "parallel")]
@@ -52,13 +52,14 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::codec::decode_with_id;
+use crate::committee::{check_update, CommitteeSchedule, Epoch, Rotation, RotationError};
 use crate::crypto::{milestone_signing_message, verify, verify_with_key, verifying_key};
 use crate::error::{DecodeError, SignatureError};
 use crate::genesis::{Genesis, GenesisError};
 use crate::ids::{Address, Signature, TxId};
 use crate::pow::leading_zero_bits;
 use crate::types::{
-    Body, Milestone, NetworkId, Payload, SignedPayload, Transaction, MAX_MEMO_LEN,
+    Body, Milestone, MilestoneIndex, NetworkId, Payload, SignedPayload, Transaction, MAX_MEMO_LEN,
     MAX_MILESTONE_SIGNATURES, MAX_TAG_LEN, TX_VERSION,
 };
 
@@ -163,6 +164,22 @@ pub enum ValidationError {
         /// The threshold.
         needed: u8,
     },
+    /// A milestone's signatures do not verify against the committee this node knows for
+    /// its index, and that index is beyond the rotations this node has applied (a rotation
+    /// it has not seen yet may have changed the committee). Not the sender's fault: the
+    /// milestone is refused for now and comes again with sync.
+    #[error("milestone {index} is beyond the committee rotations applied here (certain through {known_through}): {why}")]
+    MilestoneCommitteeNotKnown {
+        /// The milestone's index.
+        index: MilestoneIndex,
+        /// The highest index whose committee is certain here.
+        known_through: MilestoneIndex,
+        /// What failed against the committee known now.
+        why: String,
+    },
+    /// A milestone carries an unusable committee update.
+    #[error("committee update: {0}")]
+    BadCommitteeUpdate(crate::committee::RotationError),
 }
 
 /// Why [`ValidationParams`] could not be built from a genesis.
@@ -179,17 +196,23 @@ pub enum ParamsError {
         /// Why the key is unusable.
         source: SignatureError,
     },
+    /// A committee rotation does not hold ([`CommitteeSchedule::add`]).
+    #[error("committee rotation: {0}")]
+    Rotation(RotationError),
 }
 
 /// The network rules stage 1 validation needs, taken from the genesis once (committee keys
 /// are decoded here, not per milestone).
+///
+/// The committee comes from a [`CommitteeSchedule`] that **clones share**: a node installs
+/// each rotation as it applies it ([`ValidationParams::add_rotation`]) and every validator
+/// holding a clone checks milestones against the new keys from then on.
 #[derive(Clone, Debug)]
 pub struct ValidationParams {
     network_id: NetworkId,
     pow_difficulty: u8,
     timestamp_window_ms: u64,
-    committee: Vec<VerifyingKey>,
-    threshold: u8,
+    schedule: Arc<RwLock<CommitteeSchedule>>,
 }
 
 impl ValidationParams {
@@ -197,21 +220,68 @@ impl ValidationParams {
     /// committee keys.
     pub fn new(genesis: &Genesis) -> Result<Self, ParamsError> {
         genesis.validate()?;
-        let committee = genesis
-            .committee
-            .iter()
-            .enumerate()
-            .map(|(index, a)| {
-                verifying_key(a).map_err(|source| ParamsError::CommitteeKey { index, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        for (index, a) in genesis.committee.iter().enumerate() {
+            verifying_key(a).map_err(|source| ParamsError::CommitteeKey { index, source })?;
+        }
+        let schedule = CommitteeSchedule::from_genesis(genesis).map_err(ParamsError::Rotation)?;
         Ok(ValidationParams {
             network_id: genesis.network_id(),
             pow_difficulty: genesis.pow_difficulty,
             timestamp_window_ms: genesis.timestamp_window_ms,
-            committee,
-            threshold: genesis.threshold,
+            schedule: Arc::new(RwLock::new(schedule)),
         })
+    }
+
+    /// [`ValidationParams::new`], then each rotation in order (each checked against the
+    /// committee before it, [`CommitteeSchedule::add`]).
+    pub fn with_rotations(genesis: &Genesis, rotations: &[Rotation]) -> Result<Self, ParamsError> {
+        let p = Self::new(genesis)?;
+        for r in rotations {
+            p.add_rotation(r).map_err(ParamsError::Rotation)?;
+        }
+        Ok(p)
+    }
+
+    /// A copy of the committee schedule as it stands.
+    pub fn schedule(&self) -> CommitteeSchedule {
+        self.read_schedule().clone()
+    }
+
+    fn read_schedule(&self) -> std::sync::RwLockReadGuard<'_, CommitteeSchedule> {
+        // A panic while holding the lock cannot leave a schedule half-updated (`add` checks
+        // before it pushes), so a poisoned lock is still usable.
+        self.schedule.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_schedule(&self) -> std::sync::RwLockWriteGuard<'_, CommitteeSchedule> {
+        self.schedule.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Installs a rotation (for this value and every clone); see [`CommitteeSchedule::add`].
+    pub fn add_rotation(&self, r: &Rotation) -> Result<(), RotationError> {
+        self.write_schedule().add(r)
+    }
+
+    /// A node applied milestone `index` ([`CommitteeSchedule::set_applied`]).
+    pub fn set_applied(&self, index: MilestoneIndex) {
+        self.write_schedule().set_applied(index);
+    }
+
+    /// Checks milestone `m`'s signatures on `parents` against the committee in office at
+    /// its index (strict), as a node applying it does.
+    pub fn verify_milestone_signatures(
+        &self,
+        parents: &[TxId; 2],
+        m: &Milestone,
+    ) -> Result<(), String> {
+        self.read_schedule().verify_signatures(parents, m)
+    }
+
+    /// The committee in office at `index`: its addresses and threshold.
+    pub fn committee_at(&self, index: MilestoneIndex) -> (Vec<Address>, u8) {
+        let s = self.read_schedule();
+        let e = s.at(index);
+        (e.committee.clone(), e.threshold)
     }
 
     /// The network id transactions must carry.
@@ -229,14 +299,14 @@ impl ValidationParams {
         self.timestamp_window_ms
     }
 
-    /// Number of committee members.
-    pub fn committee_size(&self) -> usize {
-        self.committee.len()
+    /// Number of members of the committee in office at `index`.
+    pub fn committee_size(&self, index: MilestoneIndex) -> usize {
+        self.read_schedule().at(index).keys.len()
     }
 
-    /// Milestone signatures needed (k of n).
-    pub fn threshold(&self) -> u8 {
-        self.threshold
+    /// Milestone signatures needed (k of n) at `index`.
+    pub fn threshold(&self, index: MilestoneIndex) -> u8 {
+        self.read_schedule().at(index).threshold
     }
 }
 
@@ -408,7 +478,8 @@ fn check_body(body: &Body) -> Result<(), ValidationError> {
     }
 }
 
-/// Structure first (cheap), then the threshold, then every carried signature, strictly.
+/// Structure first (cheap), then the update, then the threshold, then every carried
+/// signature, strictly; against the committee in office at the milestone's index.
 fn check_milestone(
     params: &ValidationParams,
     parents: &[TxId; 2],
@@ -427,7 +498,33 @@ fn check_milestone(
     if m.signatures.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(ValidationError::MilestoneSignersNotAscending);
     }
-    let committee = params.committee.len();
+    if let Some(u) = &m.committee_update {
+        check_update(m.index, u).map_err(ValidationError::BadCommitteeUpdate)?;
+    }
+    let schedule = params.read_schedule();
+    let epoch = schedule.at(m.index);
+    let verdict = check_signatures(params.network_id, epoch, parents, m, mode);
+    match verdict {
+        Err(e) if m.index > schedule.known_through() => {
+            Err(ValidationError::MilestoneCommitteeNotKnown {
+                index: m.index,
+                known_through: schedule.known_through(),
+                why: e.to_string(),
+            })
+        }
+        v => v,
+    }
+}
+
+/// The threshold and every signature of `m` against `epoch`.
+fn check_signatures(
+    network_id: NetworkId,
+    epoch: &Epoch,
+    parents: &[TxId; 2],
+    m: &Milestone,
+    mode: Milestones,
+) -> Result<(), ValidationError> {
+    let committee = epoch.keys.len();
     if let Some(&(signer, _)) = m
         .signatures
         .iter()
@@ -435,18 +532,18 @@ fn check_milestone(
     {
         return Err(ValidationError::UnknownMilestoneSigner { signer, committee });
     }
-    if m.signatures.len() < usize::from(params.threshold) {
+    if m.signatures.len() < usize::from(epoch.threshold) {
         return Err(ValidationError::MilestoneBelowThreshold {
             got: m.signatures.len(),
-            needed: params.threshold,
+            needed: epoch.threshold,
         });
     }
-    let msg = milestone_signing_message(params.network_id, parents, m);
-    if mode == Milestones::Batched && batch_passes(params, &msg, m) {
+    let msg = milestone_signing_message(network_id, parents, m);
+    if mode == Milestones::Batched && batch_passes(epoch, &msg, m) {
         return Ok(());
     }
     for (signer, sig) in &m.signatures {
-        verify_with_key(&params.committee[usize::from(*signer)], &msg, sig)
+        verify_with_key(&epoch.keys[usize::from(*signer)], &msg, sig)
             .map_err(|_| ValidationError::BadMilestoneSignature { signer: *signer })?;
     }
     Ok(())
@@ -454,7 +551,7 @@ fn check_milestone(
 
 /// Whether the milestone's signatures (signers already checked to be committee members)
 /// pass the strict pre-checks and one batch verification over `msg`.
-fn batch_passes(params: &ValidationParams, msg: &[u8], m: &Milestone) -> bool {
+fn batch_passes(epoch: &Epoch, msg: &[u8], m: &Milestone) -> bool {
     if !m
         .signatures
         .iter()
@@ -472,7 +569,7 @@ fn batch_passes(params: &ValidationParams, msg: &[u8], m: &Milestone) -> bool {
     let keys: Vec<VerifyingKey> = m
         .signatures
         .iter()
-        .map(|(i, _)| params.committee[usize::from(*i)])
+        .map(|(i, _)| epoch.keys[usize::from(*i)])
         .collect();
     ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
 }
@@ -858,6 +955,7 @@ mod tests {
             state_root: Digest([4; 32]),
             ledger_digest: digest,
             signatures: Vec::new(),
+            committee_update: None,
         };
         let msg = milestone_signing_message(tx.network_id, &tx.parents, &m);
         let keys = committee();
@@ -1278,8 +1376,8 @@ mod tests {
             })
         );
         let p = params();
-        assert_eq!(p.committee_size(), 3);
-        assert_eq!(p.threshold(), 2);
+        assert_eq!(p.committee_size(1), 3);
+        assert_eq!(p.threshold(1), 2);
         assert_eq!(p.pow_difficulty(), 0);
         assert_eq!(p.timestamp_window_ms(), DEFAULT_TIMESTAMP_WINDOW_MS);
     }

@@ -84,6 +84,7 @@ fn payload() -> impl Strategy<Value = Payload> {
                     state_root: Digest(s),
                     ledger_digest: Digest(d),
                     signatures,
+                    committee_update: None,
                 })
             }),
     ]

@@ -113,6 +113,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         state_root: Digest(tree.root()),
         ledger_digest: Digest([6; 32]),
         signatures: Vec::new(),
+        committee_update: None,
     };
     let parents = [TxId([7; 32]), TxId([8; 32])];
     let msg = crypto::milestone_signing_message(net, &parents, &m);

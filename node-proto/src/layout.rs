@@ -46,6 +46,9 @@ pub const LEDGER_KEY: &[u8] = b"sledger";
 /// The last prune: where its tombstone frame is in the log, its milestone and its entry
 /// points (MessagePack). Written by the prune's clean-up, after the tombstone is durable.
 pub const PRUNE_KEY: &[u8] = b"sprune";
+/// Key of the committee rotations applied (MessagePack `Vec<dag_core::Rotation>`, oldest
+/// first); absent until the first rotation.
+pub const ROTATIONS_KEY: &[u8] = b"srotations";
 
 /// Name of the first segment of the transaction log in the database directory; segment
 /// `n > 0` is [`log_segment_name`]`(n)`, `transactions.log.<n>`.

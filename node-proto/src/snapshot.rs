@@ -87,6 +87,11 @@ pub struct Header {
     /// are theirs), and its entry points are all of those at its own milestone.
     #[serde(default)]
     pub base: Option<Base>,
+    /// The committee rotations applied up to the milestone, oldest first: the evidence of
+    /// its committee (each rotation is checked against the committee before it, starting
+    /// from the genesis one). Empty while the genesis committee is in office.
+    #[serde(default)]
+    pub rotations: Vec<dag_core::Rotation>,
 }
 
 /// The full snapshot a delta applies to.
@@ -361,6 +366,7 @@ pub fn read_with_digest(input: impl Read) -> Result<(Snapshot, Digest), Snapshot
         digest: header.ledger_digest,
         accounts: Vec::new(),
         channels: Vec::new(),
+        rotations: header.rotations.clone(),
     };
     let mut entry_points = Vec::new();
     let over = |n: usize, max: u64| n as u64 > max;
@@ -569,10 +575,22 @@ impl Snapshot {
                 genesis.network_id()
             )));
         }
-        if h.committee != genesis.committee || h.threshold != genesis.threshold {
-            return Err(refused("its committee is not the genesis committee".into()));
+        if self.state.rotations != h.rotations {
+            return Err(refused(
+                "its state's committee rotations are not its header's".into(),
+            ));
         }
-        let params = ValidationParams::new(genesis).map_err(|e| refused(e.to_string()))?;
+        // The committee of its milestone: the genesis one, then each rotation checked
+        // against the committee before it.
+        let params = ValidationParams::with_rotations(genesis, &h.rotations)
+            .map_err(|e| refused(format!("its committee rotations do not hold: {e}")))?;
+        if (h.committee.clone(), h.threshold) != params.committee_at(h.milestone) {
+            return Err(refused(
+                "its committee is not the one in office at its milestone (the genesis \
+                 committee and the rotations it carries)"
+                    .into(),
+            ));
+        }
         let (tx, _) = codec::decode_with_id(&h.milestone_tx)
             .map_err(|e| refused(format!("milestone transaction: {e}")))?;
         // Checked as of its own timestamp: a snapshot is old by nature.
@@ -626,6 +644,8 @@ pub struct Capture {
     pub entry_points: Vec<(TxId, MilestoneIndex)>,
     /// The transaction carrying the milestone.
     pub milestone_tx: TxId,
+    /// The committee rotations applied, oldest first.
+    pub rotations: Vec<dag_core::Rotation>,
 }
 
 impl Capture {
@@ -652,6 +672,7 @@ impl Capture {
             digest: self.ledger_digest,
             accounts: self.accounts,
             channels: self.channels,
+            rotations: self.rotations,
         };
         Ok(assemble(
             genesis,
@@ -674,6 +695,15 @@ fn assemble(
 ) -> Snapshot {
     entry_points.sort_unstable_by_key(|(id, _)| *id);
     entry_points.dedup_by_key(|(id, _)| *id);
+    // The committee in office at the milestone (the ledger's rotations were each checked
+    // when applied; `verify` checks them again on the reading side).
+    let (committee, threshold) =
+        dag_core::CommitteeSchedule::from_rotations(genesis, &state.rotations)
+            .map(|s| {
+                let e = s.at(state.confirmed_index);
+                (e.committee.clone(), e.threshold)
+            })
+            .unwrap_or_else(|_| (genesis.committee.clone(), genesis.threshold));
     let header = Header {
         version: VERSION,
         network_id: state.network_id,
@@ -684,11 +714,12 @@ fn assemble(
         accounts: state.accounts.len() as u64,
         channels: state.channels.len() as u64,
         entry_points: entry_points.len() as u64,
-        committee: genesis.committee.clone(),
-        threshold: genesis.threshold,
+        committee,
+        threshold,
         created_at: now,
         milestone_tx,
         base: None,
+        rotations: state.rotations.clone(),
     };
     Snapshot {
         header,

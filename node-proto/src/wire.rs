@@ -418,6 +418,7 @@ mod tests {
                         (0, dag_core::Signature([8; 64])),
                         (3, dag_core::Signature([9; 64])),
                     ],
+                    committee_update: None,
                 },
             })),
         ]

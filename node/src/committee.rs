@@ -141,6 +141,7 @@ mod tests {
                     state_root: Digest([6; 32]),
                     ledger_digest: Digest([7; 32]),
                     signatures: vec![(2, Signature([8; 64]))],
+                    committee_update: None,
                 },
             },
         }

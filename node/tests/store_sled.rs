@@ -208,6 +208,7 @@ fn corrupt_values_are_reported_not_panicked_on() {
         {
             let s = SledStore::open(dir.path()).unwrap();
             s.init_ledger(&dag_core::LedgerState {
+                rotations: Vec::new(),
                 confirmed_index: 3,
                 ..genesis_state()
             })
@@ -372,6 +373,7 @@ fn payload_status_follows_white_flag_order_within_a_milestone() {
             .collect();
         s.put_transactions(&entries).unwrap();
         s.init_ledger(&dag_core::LedgerState {
+            rotations: Vec::new(),
             network_id: 1,
             supply: 0,
             confirmed_index: 0,

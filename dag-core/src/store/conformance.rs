@@ -316,6 +316,7 @@ pub fn milestone_batch_rules<S: Store>(s: &S) {
     let (known, bytes) = tx(f.nid(), 1, Payload::Empty);
     s.put_transactions(&[entry(known, &bytes, None)]).unwrap();
     let diff = LedgerDiff {
+        rotation: None,
         accounts: vec![(
             f.addr(0),
             Account {
@@ -400,6 +401,7 @@ pub fn milestone_batch_atomic_visibility<S: Store>(s: &S) {
             payload: None,
         }],
         diff: LedgerDiff {
+            rotation: None,
             accounts: vec![
                 (
                     a,

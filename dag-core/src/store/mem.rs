@@ -34,12 +34,13 @@ struct Inner {
     pruned: Option<PruneState>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct LedgerMeta {
     network_id: NetworkId,
     supply: u64,
     confirmed_index: MilestoneIndex,
     digest: Digest,
+    rotations: Vec<crate::committee::Rotation>,
 }
 
 fn poisoned() -> StoreError {
@@ -129,7 +130,7 @@ impl Store for MemStore {
     }
 
     fn confirmed_index(&self) -> Result<Option<MilestoneIndex>> {
-        Ok(self.read()?.ledger.map(|l| l.confirmed_index))
+        Ok(self.read()?.ledger.as_ref().map(|l| l.confirmed_index))
     }
 
     fn confirmations(&self, index: MilestoneIndex) -> Result<Option<super::Confirmations>> {
@@ -154,6 +155,7 @@ impl Store for MemStore {
             supply: state.supply,
             confirmed_index: state.confirmed_index,
             digest: state.digest,
+            rotations: state.rotations.clone(),
         });
         inner.accounts = state.accounts.iter().copied().collect();
         inner.channels = state.channels.iter().copied().collect();
@@ -162,7 +164,7 @@ impl Store for MemStore {
 
     fn load_ledger(&self) -> Result<Option<LedgerState>> {
         let inner = self.read()?;
-        let Some(meta) = inner.ledger else {
+        let Some(meta) = inner.ledger.as_ref() else {
             return Ok(None);
         };
         let mut accounts: Vec<_> = inner.accounts.iter().map(|(a, v)| (*a, *v)).collect();
@@ -176,6 +178,7 @@ impl Store for MemStore {
             digest: meta.digest,
             accounts,
             channels,
+            rotations: meta.rotations.clone(),
         }))
     }
 
@@ -205,6 +208,7 @@ impl Store for MemStore {
 
         meta.confirmed_index = index;
         meta.digest = batch.record.ledger_digest;
+        meta.rotations.extend(batch.diff.rotation.clone());
         inner.milestones.insert(index, batch.record);
         inner.confirmations.insert(
             index,

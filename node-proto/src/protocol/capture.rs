@@ -57,6 +57,7 @@ impl Protocol {
             channels: ledger.channels().map(|(c, v)| (*c, *v)).collect(),
             entry_points,
             milestone_tx,
+            rotations: ledger.rotations().to_vec(),
         })
     }
 }

@@ -215,6 +215,37 @@ impl Committee {
         }
     }
 
+    /// The committee state for a new term (a rotation changed the committee): what this
+    /// member did in the previous term (its durable vote, counters, evidence, latencies not
+    /// taken yet) carries over.
+    pub(super) fn for_term(
+        previous: Option<Committee>,
+        me: u8,
+        key: Keypair,
+        members: Vec<dag_core::Address>,
+        threshold: u8,
+        timeout_ms: u64,
+    ) -> Self {
+        let mut c = Committee::new(me, key, members, threshold, timeout_ms);
+        if let Some(p) = previous {
+            c.vote = p.vote;
+            c.evidence = p.evidence;
+            c.latencies = p.latencies;
+            c.stats = CommitteeStats {
+                member: c.stats.member,
+                size: c.stats.size,
+                threshold: c.stats.threshold,
+                ..p.stats
+            };
+        }
+        c
+    }
+
+    /// Whether this state serves member `me` of `members` with `threshold`.
+    pub(super) fn serves(&self, me: u8, members: &[dag_core::Address], threshold: u8) -> bool {
+        self.me == me && self.members == members && self.threshold == usize::from(threshold.max(1))
+    }
+
     fn n(&self) -> u64 {
         self.members.len() as u64
     }
@@ -400,6 +431,7 @@ impl Protocol {
             state_root: ledger.state_root(),
             ledger_digest: applied.outcome.ledger_digest,
             signatures: Vec::new(),
+            committee_update: self.update_to_carry(index),
         })
     }
 
@@ -558,6 +590,7 @@ impl Protocol {
             state_root: self.ledger.state_root(),
             ledger_digest: applied.outcome.ledger_digest,
             signatures: Vec::new(),
+            committee_update: self.update_to_carry(index),
         };
         if let Err(e) = self.ledger.revert_last(undo) {
             self.halt(format!("committee: taking back proposal {index}: {e}"));
@@ -816,6 +849,9 @@ impl Protocol {
                 "timestamp {} outside the window at {now}",
                 m.timestamp
             ));
+        }
+        if let Some(why) = self.update_refusal(m) {
+            return Err(why);
         }
         let applied = super::milestone::apply_parents(
             &self.tangle,
@@ -1322,6 +1358,7 @@ mod tests {
                             (*s, Signature(sig))
                         })
                         .collect(),
+                    committee_update: None,
                 },
             };
             a.handle_committee_message(msg, T0 + 20);

@@ -78,7 +78,10 @@ impl Protocol {
                     valid.push((vt, Some(peer)));
                     slots.push(i);
                 }
-                Err(ValidationError::TimestampOutOfWindow { .. }) => {}
+                // Not the sender's fault: out of our time window, or a milestone signed by
+                // a committee this node does not know yet (a rotation it has not applied).
+                Err(ValidationError::TimestampOutOfWindow { .. })
+                | Err(ValidationError::MilestoneCommitteeNotKnown { .. }) => {}
                 Err(_) => verdicts[i] = Verdict::Invalid,
             }
         }

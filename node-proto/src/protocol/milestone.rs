@@ -48,7 +48,7 @@ impl Protocol {
         }
         if self.committee.is_some() {
             self.committee_tick(now);
-        } else if self.config.milestone_signer.is_some()
+        } else if self.sole_signer.is_some()
             && !self.issuing
             && now.saturating_sub(self.last_issued_at) >= self.config.milestone_interval_ms
         {
@@ -210,7 +210,8 @@ impl Protocol {
             self.propose(index, parents, now);
             return None;
         }
-        let (signer, key) = self.config.milestone_signer.clone()?;
+        let signer = self.sole_signer?;
+        let (_, key) = self.config.milestone_signer.clone()?;
         let applied = apply_parents(
             &self.tangle,
             &self.unconfirmed_payloads,
@@ -242,6 +243,7 @@ impl Protocol {
             state_root: self.ledger.state_root(),
             ledger_digest: applied.outcome.ledger_digest,
             signatures: Vec::new(),
+            committee_update: self.update_to_carry(index),
         };
         let msg =
             dag_core::crypto::milestone_signing_message(self.network_id, &parents, &milestone);
@@ -292,7 +294,7 @@ impl Protocol {
         self.latest_milestone = self.latest_milestone.max(index);
         self.queue_batch(batch);
         self.emit_solid(id, parents);
-        self.finish_milestone(index, ms_ref, id, &milestone, applied);
+        self.finish_milestone(index, ms_ref, id, parents, &milestone, applied);
         Step::Idle
     }
 
@@ -308,6 +310,10 @@ impl Protocol {
                 // one milestone twice), which this node has not received: fetch it first.
                 self.missing.push(milestone.previous);
                 self.milestones.insert(index, (ms_ref, milestone, parents));
+                break;
+            }
+            if let Some(why) = self.rotation_refusal(&milestone, &parents) {
+                self.halt(format!("milestone {index}: {why}"));
                 break;
             }
             // Applied with the ledger's undo log: on a mismatch the ledger goes back to
@@ -336,7 +342,7 @@ impl Protocol {
                 break;
             }
             let id = self.tangle.id(ms_ref);
-            self.finish_milestone(index, ms_ref, id, &milestone, applied);
+            self.finish_milestone(index, ms_ref, id, parents, &milestone, applied);
         }
     }
 
@@ -426,13 +432,14 @@ impl Protocol {
         index: MilestoneIndex,
         ms_ref: TxRef,
         ms_id: TxId,
+        parents: [TxId; 2],
         milestone: &Milestone,
         applied: ConeOutcome,
     ) {
         let ConeOutcome {
             mut cone,
             carriers,
-            outcome,
+            mut outcome,
         } = applied;
         // The payload ids of the carriers (before they are forgotten below).
         let payloads: Vec<(TxId, PayloadId)> = carriers
@@ -527,6 +534,15 @@ impl Protocol {
             delays_ms,
             signers: milestone.signatures.iter().map(|(s, _)| *s).collect(),
         };
+        match self.after_milestone_applied(milestone, parents) {
+            Ok(rotation) => outcome.diff.rotation = rotation,
+            // The committee signed an update the rules refuse (checked before applying,
+            // so only a bug gets here): stop before the store records it.
+            Err(why) => {
+                self.halt(why);
+                return;
+            }
+        }
         self.writes.push_back(StoreWrite::Milestone(MilestoneBatch {
             record,
             confirmed,

@@ -12,6 +12,7 @@ mod local;
 mod milestone;
 mod reattach;
 pub(crate) mod restore;
+mod rotation;
 pub mod work;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -131,9 +132,15 @@ pub struct Protocol {
     /// A tighter retention the driver set (a disk-size target): the core keeps the stricter
     /// of this and [`ProtocolConfig::keep_milestones`] (see [`Protocol::set_retention_limit`]).
     retention_limit: Option<u32>,
-    /// This node's committee state, when it is a member of a committee of several
-    /// (`committee.rs`); a committee of one issues alone (`milestone.rs`).
+    /// This node's committee state, when it is a member of a committee of several at the
+    /// index being decided (`committee.rs`); set by `rotation.rs` from the committee in
+    /// office there.
     committee: Option<committee::Committee>,
+    /// This node's signer index when it is the committee of one at the index being decided
+    /// (it issues alone, `milestone.rs`).
+    sole_signer: Option<u8>,
+    /// The committee update this node's operator approved (`rotation.rs`).
+    approved_update: Option<dag_core::CommitteeUpdate>,
     /// Transactions carrying milestones from 2 below the confirmed one on, with the digest
     /// of what their signatures sign: another copy of an applied milestone is accepted as
     /// a next milestone's previous one, and every copy held is confirmed with the milestone
@@ -153,10 +160,16 @@ impl Protocol {
         genesis
             .validate()
             .map_err(|e| ProtocolError::Genesis(e.to_string()))?;
-        let params =
-            ValidationParams::new(&genesis).map_err(|e| ProtocolError::Genesis(e.to_string()))?;
+        ValidationParams::new(&genesis).map_err(|e| ProtocolError::Genesis(e.to_string()))?;
+        // The committees of every index from the genesis and the rotations the ledger
+        // applied, each checked against the committee before it.
+        let params = ValidationParams::with_rotations(&genesis, ledger.rotations())
+            .map_err(|e| ProtocolError::Restore(format!("stored committee rotations: {e}")))?;
         if let Some((idx, kp)) = &config.milestone_signer {
-            if genesis.committee.get(usize::from(*idx)) != Some(&kp.address()) {
+            // A key of the genesis committee must be named by its index there; a key in no
+            // known committee may be a member-to-be (a rotation may add it later).
+            let at = genesis.committee.iter().position(|a| *a == kp.address());
+            if at.is_some_and(|at| at != usize::from(*idx)) {
                 return Err(ProtocolError::NotInCommittee(kp.address()));
             }
         }
@@ -170,22 +183,12 @@ impl Protocol {
             RestrictedUrtsConfig::default(),
             WalkConfig::default(),
         );
-        let committee = match &config.milestone_signer {
-            Some((idx, kp)) if genesis.committee.len() > 1 => Some(committee::Committee::new(
-                *idx,
-                kp.clone(),
-                genesis.committee.clone(),
-                genesis.threshold,
-                config.proposer_timeout(),
-            )),
-            _ => None,
-        };
         let faucet_seq = config
             .faucet
             .as_ref()
             .map(|k| ledger.next_seq(&k.address()))
             .unwrap_or(0);
-        Ok(Protocol {
+        let mut p = Protocol {
             network_id: genesis.network_id(),
             validator: Arc::new(if config.verify_payload_signatures {
                 BatchValidator::new(params)
@@ -225,9 +228,13 @@ impl Protocol {
             pruned_index: 0,
             last_milestone: None,
             retention_limit: None,
-            committee,
+            committee: None,
+            sole_signer: None,
+            approved_update: None,
             milestone_copies: BTreeMap::new(),
-        })
+        };
+        p.refresh_role();
+        Ok(p)
     }
 
     // ----- getters -----

@@ -613,6 +613,7 @@ mod tests {
             state_root: Digest([4; 32]),
             ledger_digest: Digest([8; 32]),
             signatures: vec![(0, Signature([9; 64]))],
+            committee_update: None,
         };
         for payload in [Payload::Empty, Payload::Milestone(ms)] {
             let json = serde_json::to_string(&tx(payload)).unwrap();

@@ -283,6 +283,9 @@ impl Store for SledStore {
                 n = 0;
             }
         }
+        if !ledger.rotations.is_empty() {
+            batch.insert(layout::ROTATIONS_KEY, encode(&ledger.rotations)?);
+        }
         batch.insert(layout::LEDGER_KEY, encode(&header)?);
         self.apply(batch)?;
         self.write_index().confirmed = Some(ledger.confirmed_index);
@@ -312,6 +315,9 @@ impl Store for SledStore {
                 decode("channel", &v)?,
             ));
         }
+        let rotations = self
+            .get("committee rotations", layout::ROTATIONS_KEY)?
+            .unwrap_or_default();
         Ok(Some(LedgerState {
             network_id: header.network_id,
             supply: header.supply,
@@ -319,6 +325,7 @@ impl Store for SledStore {
             digest: header.digest,
             accounts,
             channels,
+            rotations,
         }))
     }
 
@@ -390,6 +397,14 @@ impl Store for SledStore {
         }
         for (id, ch) in &batch.diff.channels {
             out.insert(&layout::channel_key(id)[..], encode(ch)?);
+        }
+        if let Some(r) = &batch.diff.rotation {
+            // Rare (a committee change): the whole list is rewritten in this batch.
+            let mut rotations: Vec<dag_core::Rotation> = self
+                .get("committee rotations", layout::ROTATIONS_KEY)?
+                .unwrap_or_default();
+            rotations.push(r.clone());
+            out.insert(layout::ROTATIONS_KEY, encode(&rotations)?);
         }
         header.confirmed_index = index;
         header.digest = batch.record.ledger_digest;

@@ -48,6 +48,7 @@ fn payloads() -> Vec<PayloadId> {
 /// between): the first copy of each payload applies, the second conflicts.
 fn history(s: &dyn Store) {
     s.init_ledger(&LedgerState {
+        rotations: Vec::new(),
         network_id: 1,
         supply: 0,
         confirmed_index: 0,
