@@ -1681,6 +1681,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Node `i`'s operator approves a committee update
+    /// ([`Protocol::approve_committee_update`]); `None` withdraws it.
+    pub fn approve_committee_update(
+        &mut self,
+        i: usize,
+        update: Option<dag_core::CommitteeUpdate>,
+    ) -> Result<(), HarnessError> {
+        self.check(i)?;
+        self.nodes[i]
+            .protocol
+            .approve_committee_update(update)
+            .map_err(HarnessError::Config)
+    }
+
     /// Restarts crashed node `i` from its store ([`restore_from_store`]): a new
     /// [`Protocol`] and a new [`Peering`]; it re-dials its peers at once.
     pub fn restart(&mut self, i: usize) -> Result<(), HarnessError> {

@@ -282,9 +282,12 @@ impl Assembled {
         })
     }
 
-    /// The admin routes: `/snapshot`, and the peering layer's `/peers`.
+    /// The admin routes: `/snapshot`, `/committee`, and the peering layer's `/peers`.
     pub fn admin_router(&self) -> axum::Router {
-        let admin = self.snapshots.admin_router(self.node.handle());
+        let admin = self
+            .snapshots
+            .admin_router(self.node.handle())
+            .merge(crate::rotation::admin_router(self.node.handle()));
         match &self.network {
             Some(n) => admin.merge(n.admin_router()),
             None => admin,

@@ -28,6 +28,7 @@ pub mod init;
 pub mod metrics;
 pub mod mqtt;
 pub mod net;
+pub mod rotation;
 pub mod runtime;
 pub mod service;
 pub mod snapshots;

@@ -198,6 +198,57 @@ pub struct TxMetadataView {
     pub is_tip: bool,
 }
 
+/// `GET /api/v1/committee`: the milestone committees by index range and the evidence of
+/// each rotation (what a device needs to check milestones after a rotation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CommitteeView {
+    /// The committees, oldest first: the genesis one from milestone 1, then one per rotation.
+    pub epochs: Vec<EpochView>,
+    /// Each rotation's evidence, oldest first: the milestone that carried the update (with
+    /// its signatures) and its transaction's parents. Checked from the genesis committee on
+    /// (`dag_core::CommitteeSchedule::from_rotations`), they give `epochs` without trusting
+    /// this node.
+    #[schema(value_type = Vec<Object>)]
+    pub rotations: Vec<dag_core::Rotation>,
+    /// The committee update this node's operator approved, not carried by a milestone yet.
+    #[schema(value_type = Option<Object>)]
+    pub approved_update: Option<dag_core::CommitteeUpdate>,
+}
+
+/// One committee's term.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EpochView {
+    /// First milestone index it signs.
+    pub from: MilestoneIndex,
+    /// Its members' keys (bech32), in signer-index order.
+    #[schema(value_type = Vec<String>)]
+    pub committee: Vec<Address>,
+    /// Signatures a milestone needs.
+    pub threshold: u8,
+}
+
+impl CommitteeView {
+    /// The view of `schedule`, with the operator's pending approval.
+    pub fn of(
+        schedule: &dag_core::CommitteeSchedule,
+        approved_update: Option<dag_core::CommitteeUpdate>,
+    ) -> Self {
+        CommitteeView {
+            epochs: schedule
+                .epochs()
+                .iter()
+                .map(|e| EpochView {
+                    from: e.from,
+                    committee: e.committee.clone(),
+                    threshold: e.threshold,
+                })
+                .collect(),
+            rotations: schedule.rotations().to_vec(),
+            approved_update,
+        }
+    }
+}
+
 /// `GET /api/v1/accounts/{address}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
@@ -379,4 +430,8 @@ pub trait NodeService: Clone + Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<NodeEvent>;
     /// Prometheus text exposition of the node's metrics.
     fn metrics(&self) -> String;
+    /// The committees by index range (`None`: this service does not know them).
+    fn committee(&self) -> Option<CommitteeView> {
+        None
+    }
 }

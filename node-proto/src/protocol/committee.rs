@@ -241,6 +241,14 @@ impl Committee {
         c
     }
 
+    /// Drops the oldest outputs beyond `max` (a driver without peering never polls them;
+    /// votes are re-sent every round, so nothing is lost that matters).
+    pub(super) fn trim_output(&mut self, max: usize) {
+        while self.out.len() > max {
+            self.out.pop_front();
+        }
+    }
+
     /// Whether this state serves member `me` of `members` with `threshold`.
     pub(super) fn serves(&self, me: u8, members: &[dag_core::Address], threshold: u8) -> bool {
         self.me == me && self.members == members && self.threshold == usize::from(threshold.max(1))

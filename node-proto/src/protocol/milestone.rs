@@ -23,6 +23,9 @@ use crate::types::{Event, MilestoneSummary, StoreWrite};
 /// [`crate::ProtocolConfig::reattach_after_milestones`].
 const GAP_FAST_RETRIES: u32 = 3;
 
+/// Committee messages kept for a driver that does not poll them (a node without peering).
+const MAX_COMMITTEE_OUTPUT: usize = 256;
+
 /// White-flag application of the unconfirmed cone of `parents` to `ledger` as milestone
 /// `index` (the issuing and the receiving path share it).
 pub(super) fn apply_parents(
@@ -48,6 +51,9 @@ impl Protocol {
         }
         if self.committee.is_some() {
             self.committee_tick(now);
+            if let Some(c) = self.committee.as_mut() {
+                c.trim_output(MAX_COMMITTEE_OUTPUT);
+            }
         } else if self.sole_signer.is_some()
             && !self.issuing
             && now.saturating_sub(self.last_issued_at) >= self.config.milestone_interval_ms

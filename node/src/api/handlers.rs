@@ -514,6 +514,23 @@ pub(crate) async fn channel<S: NodeService>(
     Ok(Reply::ok(Format::from_accept(&headers), view))
 }
 
+/// The milestone committees by index range, with the evidence of each rotation.
+#[utoipa::path(get, path = "/api/v1/committee", tag = "ledger",
+    responses(
+        (status = 200, body = crate::service::CommitteeView),
+        (status = 404, description = "Not known to this service", body = ErrorBody),
+    ))]
+pub(crate) async fn committee<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> ApiResult<Reply<crate::service::CommitteeView>> {
+    let view = state
+        .service
+        .committee()
+        .ok_or_else(|| ApiError::not_found("no committee schedule here".to_string()))?;
+    Ok(Reply::ok(Format::from_accept(&headers), view))
+}
+
 /// An applied milestone by index, or the latest applied one.
 #[utoipa::path(get, path = "/api/v1/milestones/{index}", tag = "ledger",
     params(("index" = String, Path, description = "Milestone index, or `latest`")),

@@ -19,11 +19,13 @@
 //! | `GET /api/v1/accounts/{address}` | [`AccountView`](crate::service::AccountView); bech32 or `did:key` |
 //! | `GET /api/v1/channels/{id}` | [`ChannelView`](crate::service::ChannelView) |
 //! | `GET /api/v1/milestones/{index\|latest}` | [`MilestoneView`](crate::service::MilestoneView) |
+//! | `GET /api/v1/committee` | [`CommitteeView`](crate::service::CommitteeView): committees by index range, rotation evidence |
 //! | `GET /api/v1/events` | Server-Sent Events, one JSON [`NodeEvent`](crate::service::NodeEvent) each with an `id:`; `Last-Event-ID` resumes, `lagged` events name lost ids (see `events`) |
 //! | `GET /metrics` | the node's metrics, then `tangle_api_*`: Prometheus text 0.0.4, or OpenMetrics 1.0 with `Accept: application/openmetrics-text` |
 //! | `POST /api/v1/faucet` | dev mode only (404 otherwise): `{"address", "amount"}`; 202 receipt |
 //! | `GET /api/v1/admin/config` | bearer token; [`ApiConfigView`] |
 //! | `POST /api/v1/admin/snapshot?kind=full\|delta` | bearer token; makes a snapshot file now (see [`crate::snapshots`]) |
+//! | `POST`, `DELETE /api/v1/admin/committee` | bearer token; approve a committee update (`CommitteeUpdate` JSON) or withdraw it (see [`crate::rotation`]) |
 //! | `GET /api/v1/openapi.json`, `/swagger-ui` | the [`ApiDoc`] document and Swagger UI (assets compiled in) |
 //! | `GET /` | the dashboard: one HTML page following info, tips and milestones live |
 //!
@@ -71,7 +73,7 @@ mod events;
 mod guard;
 mod handlers;
 mod negotiate;
-mod openapi;
+pub(crate) mod openapi;
 mod server;
 
 use std::future::Future;
@@ -462,6 +464,7 @@ fn build<S: NodeService>(
             get(handlers::channel_proof::<S>),
         )
         .route("/api/v1/milestones/{index}", get(handlers::milestone::<S>))
+        .route("/api/v1/committee", get(handlers::committee::<S>))
         .route("/api/v1/events", get(handlers::events::<S>));
     if state.options.dev {
         api = api.route("/api/v1/faucet", post(handlers::faucet::<S>));

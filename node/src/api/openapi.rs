@@ -137,6 +137,22 @@ pub(crate) struct MilestoneDoc {
     ledger_digest: String,
     /// Committee signatures as `[signer index, signature hex]` pairs.
     signatures: Vec<(u8, String)>,
+    /// A new committee, effective from a later index (absent when none).
+    #[serde(default)]
+    committee_update: Option<CommitteeUpdateDoc>,
+}
+
+/// JSON form of `dag_core::CommitteeUpdate`: what `POST /api/v1/admin/committee` takes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CommitteeUpdate)]
+pub(crate) struct CommitteeUpdateDoc {
+    /// First milestone index the new committee signs (after the carrying milestone).
+    effective_from: u32,
+    /// The new committee's keys, bech32, in signer-index order (1 to 32, distinct).
+    committee: Vec<String>,
+    /// Signatures it needs (1 to its size).
+    threshold: u8,
 }
 
 /// Raw bytes (`application/octet-stream`): a transaction's canonical encoding.
@@ -517,6 +533,9 @@ impl Modify for Formats {
         handlers::account,
         handlers::channel,
         handlers::milestone,
+        handlers::committee,
+        crate::rotation::approve_update,
+        crate::rotation::withdraw_update,
         handlers::events,
         handlers::metrics,
         handlers::faucet,
@@ -535,7 +554,8 @@ impl Modify for Formats {
         PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent,
         crate::snapshots::SnapshotMade, crate::snapshots::Kind, ProofDoc, StepDoc,
         StateProofDoc, StateEntryDoc, AccountStateDoc, ChannelStateDoc, StatePathDoc,
-        StateLeafDoc,
+        StateLeafDoc, CommitteeUpdateDoc, crate::service::CommitteeView,
+        crate::service::EpochView,
     )),
     modifiers(&BearerAuth, &Formats),
     tags(

@@ -324,6 +324,14 @@ impl NodeService for NodeHandle {
         }
     }
 
+    fn committee(&self) -> Option<crate::service::CommitteeView> {
+        let core = self.shared.lock();
+        Some(crate::service::CommitteeView::of(
+            &core.committee_schedule(),
+            core.approved_committee_update().cloned(),
+        ))
+    }
+
     fn state_proof(
         &self,
         entry: dag_core::proof::StateEntry,
