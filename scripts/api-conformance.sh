@@ -91,6 +91,10 @@ echo "== schemathesis $SCHEMATHESIS_VERSION: all checks, $EXAMPLES examples per 
 # one that does not as a schema-valid request rejected (seventh session; the route is
 # covered by node/tests/node_e2e.rs and wallet/tests/cli.rs). To do: a did:key format
 # schemathesis can generate only valid values for.
+# /admin/committee is left out too: a generated update that happens to be valid would
+# rotate this node's committee away from its own key (and stop its milestones), and one
+# breaking a rotation rule (threshold above the set's size) is a schema-valid request
+# rightly refused; node/tests/rotation_node.rs covers the route.
 repo="$(pwd)"
 if ! (cd "$work" && "$VENV/bin/schemathesis" --config-file "$repo/scripts/schemathesis.toml" \
   run "$base/api/v1/openapi.json" \
@@ -99,6 +103,7 @@ if ! (cd "$work" && "$VENV/bin/schemathesis" --config-file "$repo/scripts/schema
   --max-examples "$EXAMPLES" \
   --exclude-path /api/v1/events \
   --exclude-path '/api/v1/accounts/{address}/proof' \
+  --exclude-path /api/v1/admin/committee \
   --request-timeout 30 \
   --seed 1 \
   --no-color) \

@@ -40,7 +40,10 @@ fn assert_no_fork(c: &Cluster) {
     let top = c.nodes().iter().map(|n| n.confirmed_index()).max().unwrap();
     for i in 1..=top {
         let ds: Vec<Digest> = c.digests_at(i).into_iter().flatten().collect();
-        assert!(ds.iter().all(|d| *d == ds[0]), "fork at milestone {i}: {ds:?}");
+        assert!(
+            ds.iter().all(|d| *d == ds[0]),
+            "fork at milestone {i}: {ds:?}"
+        );
     }
     for n in c.nodes() {
         assert_eq!(n.protocol().halted(), None, "node {} halted", n.index());
@@ -92,7 +95,11 @@ fn a_committee_hands_over_to_a_new_key_set_and_every_node_follows() {
         assert!(c.node(i).protocol().approved_committee_update().is_none());
     }
     // The newcomer is a member now and signs; member 0 is out.
-    let stats = c.node(4).protocol().committee_stats().expect("node 4 is a member");
+    let stats = c
+        .node(4)
+        .protocol()
+        .committee_stats()
+        .expect("node 4 is a member");
     assert!(stats.votes > 0, "the newcomer signed milestones: {stats:?}");
     assert_eq!(stats.member, 3);
     assert!(c.node(0).protocol().committee_stats().is_none());
@@ -110,6 +117,40 @@ fn a_committee_hands_over_to_a_new_key_set_and_every_node_follows() {
     assert_eq!(
         c.node(3).protocol().committee_schedule().epochs(),
         c.node(1).protocol().committee_schedule().epochs()
+    );
+
+    // A snapshot taken after the rotation carries it, and verifies from the genesis alone;
+    // without its rotations (or with a forged one) it is refused.
+    let genesis = c.network().genesis.clone();
+    let snap = node_proto::snapshot::from_store(c.node(1).store(), &genesis, c.now()).unwrap();
+    assert!(snap.header.milestone >= from);
+    assert_eq!(snap.header.rotations.len(), 1);
+    assert_eq!(snap.header.committee, update.committee);
+    snap.verify(&genesis, dag_core::ledger::state_root_of)
+        .unwrap();
+    let mut stripped = snap.clone();
+    stripped.header.rotations.clear();
+    stripped.state.rotations.clear();
+    stripped.header.committee = old.clone();
+    assert!(
+        stripped
+            .verify(&genesis, dag_core::ledger::state_root_of)
+            .is_err(),
+        "the old committee did not sign it"
+    );
+    let mut forged = snap.clone();
+    for r in [
+        &mut forged.header.rotations[0],
+        &mut forged.state.rotations[0],
+    ] {
+        r.milestone.committee_update.as_mut().unwrap().threshold = 1;
+    }
+    forged.header.threshold = 1;
+    assert!(
+        forged
+            .verify(&genesis, dag_core::ledger::state_root_of)
+            .is_err(),
+        "a rotation the committee did not sign"
     );
 
     // A restart keeps the schedule (from the store) and the node keeps applying.

@@ -53,9 +53,7 @@ pub(crate) async fn approve_update(
             tracing::info!("committee update approved by the operator");
             view(&node)
         }
-        Err(why) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why).into_response()
-        }
+        Err(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why).into_response(),
     }
 }
 

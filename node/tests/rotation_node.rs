@@ -96,14 +96,15 @@ async fn an_operator_rotates_the_committee_and_it_survives_a_restart() {
     })
     .await;
 
-    // The dev key and a second key with threshold 1: the dev node stays able to sign alone,
-    // as one member of a committee of two.
+    // A second key and the dev key with threshold 1: the dev node stays able to sign alone,
+    // as member 1 of a committee of two (so its signatures no longer check against the
+    // genesis committee, where it is member 0 of one).
     let dev_key = genesis.committee[0];
     let other = Keypair::from_seed(&[42; 32]).address();
     let from = at + 5;
     let update = json!({
         "effective_from": from,
-        "committee": [dev_key.to_string(), other.to_string()],
+        "committee": [other.to_string(), dev_key.to_string()],
         "threshold": 1,
     });
     let admin = |body: Value| {
@@ -127,7 +128,10 @@ async fn an_operator_rotates_the_committee_and_it_survives_a_restart() {
     past["effective_from"] = json!(1);
     assert_eq!(admin(past).await.unwrap().status(), 422);
     assert_eq!(
-        admin(json!({"effective_from": "x"})).await.unwrap().status(),
+        admin(json!({"effective_from": "x"}))
+            .await
+            .unwrap()
+            .status(),
         400
     );
     assert!(committee(&http, &base).await.approved_update.is_none());
@@ -148,12 +152,12 @@ async fn an_operator_rotates_the_committee_and_it_survives_a_restart() {
     })
     .await;
     assert_eq!(view.epochs[1].from as u64, from);
-    assert_eq!(view.epochs[1].committee, vec![dev_key, other]);
+    assert_eq!(view.epochs[1].committee, vec![other, dev_key]);
     assert_eq!(view.epochs[1].threshold, 1);
     assert!(view.approved_update.is_none(), "used up");
     // A client checks the evidence from the genesis itself.
     let checked = CommitteeSchedule::from_rotations(&genesis, &view.rotations).unwrap();
-    assert_eq!(checked.at(from as u32).committee, vec![dev_key, other]);
+    assert_eq!(checked.at(from as u32).committee, vec![other, dev_key]);
     // A milestone after the handover names its signer by its index in the new committee.
     let m: Value = http
         .get(format!("{base}/api/v1/milestones/{}", from + 1))
@@ -163,7 +167,23 @@ async fn an_operator_rotates_the_committee_and_it_survives_a_restart() {
         .json()
         .await
         .unwrap();
-    assert_eq!(m["signers"], json!([0]));
+    assert_eq!(m["signers"], json!([1]));
+    // A device checks a balance proof after the handover with the evidence; with the
+    // genesis committee alone it cannot (the signer is member 1 of the new committee).
+    let faucet = genesis.allocations[0].address;
+    let proof: dag_core::proof::StateProof = http
+        .get(format!("{base}/api/v1/accounts/{faucet}/proof"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let with = dag_core::ValidationParams::with_rotations(&genesis, &view.rotations).unwrap();
+    let proven = proof.verify(&with).unwrap();
+    assert!(proven.milestone as u64 >= from);
+    let without = dag_core::ValidationParams::new(&genesis).unwrap();
+    assert!(proof.verify(&without).is_err());
     let _ = node.stop.send(());
     node.task.await.unwrap().unwrap();
 

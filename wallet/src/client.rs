@@ -670,6 +670,18 @@ impl NodeClient {
         self.get_json(&format!("/api/v1/payloads/{id}/proof"))
     }
 
+    /// `GET /api/v1/committee`: the committee rotations the node applied, with their
+    /// evidence. Not trusted: [`crate::verify_proof_with_rotations`] checks each against
+    /// the committee before it, from the genesis on.
+    pub fn committee_rotations(&self) -> Result<Vec<dag_core::Rotation>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct View {
+            rotations: Vec<dag_core::Rotation>,
+        }
+        self.get_json::<View>("/api/v1/committee")
+            .map(|v| v.rotations)
+    }
+
     /// `GET /api/v1/accounts/{address}/proof`: the account's state after the node's last
     /// applied milestone, with the state tree's path. Not checked here:
     /// [`crate::verify_state_proof`] does that.

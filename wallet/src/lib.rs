@@ -85,6 +85,7 @@ pub use keystore::{
     DeviceEntry, KdfParams, Keystore, KeystoreError, KeystoreOptions, KEYSTORE_VERSION,
 };
 pub use proof::{
-    verify_proof, verify_state_proof, ProofError, ProofVerifier, Proven, ProvenState, StateEntry,
+    verify_proof, verify_proof_with_rotations, verify_state_proof,
+    verify_state_proof_with_rotations, ProofError, ProofVerifier, Proven, ProvenState, StateEntry,
     StateProof, Step, TransactionProof, VerifiedMilestones, REMEMBERED_MILESTONES,
 };

@@ -437,6 +437,12 @@ impl Ctx {
         })
     }
 
+    /// The committee rotations the node serves (checked from the genesis by the proof
+    /// verification, so the node cannot make one up); none from a node that serves none.
+    fn rotations(&mut self) -> Result<Vec<dag_core::Rotation>, CliError> {
+        Ok(self.client()?.committee_rotations().unwrap_or_default())
+    }
+
     /// Fetches the proof of payload `id`, said to be confirmed, and checks it against the
     /// committee of `genesis`: the node must prove that a milestone applied exactly this
     /// payload ([`CliError::Unproven`] otherwise).
@@ -449,7 +455,8 @@ impl Ctx {
                 )))
             }
         };
-        let result = crate::verify_proof(&proof, genesis);
+        let rotations = self.rotations()?;
+        let result = crate::verify_proof_with_rotations(&proof, genesis, &rotations);
         match proof_problem(&result, Some(*id)) {
             Some(why) => Err(CliError::Unproven(format!(
                 "the node says payload {id} is confirmed, but {why}"
@@ -530,9 +537,11 @@ impl Ctx {
                 self.node_for(&ks)?;
                 let address = ks.device(DEVICE).address();
                 let proof = self.client()?.account_proof(&address)?;
-                let proven = crate::verify_state_proof(&proof, &genesis).map_err(|e| {
-                    CliError::Unproven(format!("the node's account proof does not hold: {e}"))
-                })?;
+                let rotations = self.rotations()?;
+                let proven = crate::verify_state_proof_with_rotations(&proof, &genesis, &rotations)
+                    .map_err(|e| {
+                        CliError::Unproven(format!("the node's account proof does not hold: {e}"))
+                    })?;
                 let acct = match proven.entry {
                     crate::StateEntry::Account {
                         address: a,
