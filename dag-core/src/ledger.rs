@@ -231,7 +231,7 @@ pub struct LedgerDiff {
     pub channels: Vec<(ChannelId, Channel)>,
     /// The committee rotation this milestone carried ([`crate::committee`]), if any.
     #[serde(default)]
-    pub rotation: Option<Rotation>,
+    pub rotation: Option<Box<Rotation>>,
 }
 
 impl LedgerDiff {

@@ -541,7 +541,7 @@ impl Protocol {
             signers: milestone.signatures.iter().map(|(s, _)| *s).collect(),
         };
         match self.after_milestone_applied(milestone, parents) {
-            Ok(rotation) => outcome.diff.rotation = rotation,
+            Ok(rotation) => outcome.diff.rotation = rotation.map(Box::new),
             // The committee signed an update the rules refuse (checked before applying,
             // so only a bug gets here): stop before the store records it.
             Err(why) => {

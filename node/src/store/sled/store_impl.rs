@@ -403,7 +403,7 @@ impl Store for SledStore {
             let mut rotations: Vec<dag_core::Rotation> = self
                 .get("committee rotations", layout::ROTATIONS_KEY)?
                 .unwrap_or_default();
-            rotations.push(r.clone());
+            rotations.push((**r).clone());
             out.insert(layout::ROTATIONS_KEY, encode(&rotations)?);
         }
         header.confirmed_index = index;
