@@ -42,7 +42,8 @@ mod types;
 pub mod wire;
 
 pub use protocol::committee::{
-    proposal_digest, CommitteeOutput, CommitteeStats, Evidence, VoteRecord, LATENCY_BUCKETS_MS,
+    proposal_digest, round_vote_message, sign_round_vote, CommitteeOutput, CommitteeStats,
+    Evidence, EvidenceKind, VoteRecord, LATENCY_BUCKETS_MS,
 };
 pub use protocol::ingest::validate_from_peers;
 pub use protocol::restore::{restore_from_store, RestoreReport};

@@ -51,24 +51,47 @@ pub const MAX_OFFERED_FILES: usize = 2;
 /// Most signatures a [`CommitteeMessage`] carries (the committee's maximum size).
 pub const MAX_COMMITTEE_SIGNATURES: usize = dag_core::MAX_MILESTONE_SIGNATURES;
 
-/// A committee member's proposal of milestone `milestone.index`, or its vote for one: the
-/// proposed milestone and its parents, with the committee signatures the sender holds on it
-/// (see `node_proto::committee`). The proposer's own signature makes it a proposal; a
-/// member that checked it adds its own and sends it on, which is its vote. Every signature
-/// signs [`dag_core::crypto::milestone_signing_message`] of the parents and the milestone,
-/// so k of them make the milestone.
+/// Most round votes a [`CommitteeMessage`] carries (a prevote and a precommit per member).
+pub const MAX_COMMITTEE_VOTES: usize = 2 * MAX_COMMITTEE_SIGNATURES;
+
+/// A committee member's proposal of milestone `milestone.index` and the votes the sender
+/// holds on it (see `node_proto::committee`): the proposed milestone and its parents, the
+/// round votes on it ([`CommitteeVote`]: prevotes and precommits, each signed for one round)
+/// and the milestone signatures. A proposal of round `r` is the one its proposer prevoted
+/// in round `r`; a member signs the milestone itself (over
+/// [`dag_core::crypto::milestone_signing_message`] of the parents and the milestone, so k
+/// of them make the milestone) only once k members precommitted it in one round.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitteeMessage {
-    /// The round of the index in which the proposer proposed it (the proposer of round `r`
-    /// of index `i` is committee member `(i + r) mod n`).
+    /// The round of the index in which the proposer first proposed it, as the sender knows
+    /// (the proposer of round `r` of index `i` is committee member `(i + r) mod n`);
+    /// informational: the signed round votes decide.
     pub round: u32,
-    /// The proposer's committee index.
+    /// That proposer's committee index.
     pub proposer: u8,
     /// The milestone transaction's parents.
     pub parents: [TxId; 2],
-    /// The proposed milestone, with the signatures the sender holds (at most
+    /// The proposed milestone, with the milestone signatures the sender holds (at most
     /// [`MAX_COMMITTEE_SIGNATURES`]).
     pub milestone: Milestone,
+    /// Round votes on this proposal (at most [`MAX_COMMITTEE_VOTES`]).
+    #[serde(default)]
+    pub votes: Vec<CommitteeVote>,
+}
+
+/// A member's signed prevote or precommit for the proposal of the [`CommitteeMessage`]
+/// carrying it, in one round (signing message:
+/// `node_proto::committee::round_vote_message`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitteeVote {
+    /// A precommit (else a prevote).
+    pub precommit: bool,
+    /// The round.
+    pub round: u32,
+    /// The member's committee index.
+    pub member: u8,
+    /// Its signature.
+    pub signature: dag_core::Signature,
 }
 
 /// A node's progress, sent periodically to every peer.
@@ -216,10 +239,14 @@ impl Message {
             Message::SnapshotChunk { bytes, .. } if bytes.len() > SNAPSHOT_CHUNK_LEN => Err(
                 WireError::Limit(format!("snapshot chunk of {} bytes", bytes.len())),
             ),
-            Message::Committee(c) if c.milestone.signatures.len() > MAX_COMMITTEE_SIGNATURES => {
+            Message::Committee(c)
+                if c.milestone.signatures.len() > MAX_COMMITTEE_SIGNATURES
+                    || c.votes.len() > MAX_COMMITTEE_VOTES =>
+            {
                 Err(WireError::Limit(format!(
-                    "{} committee signatures",
-                    c.milestone.signatures.len()
+                    "{} committee signatures, {} votes",
+                    c.milestone.signatures.len(),
+                    c.votes.len()
                 )))
             }
             _ => Ok(()),
@@ -420,6 +447,12 @@ mod tests {
                     ],
                     committee_update: None,
                 },
+                votes: vec![CommitteeVote {
+                    precommit: true,
+                    round: 2,
+                    member: 1,
+                    signature: dag_core::Signature([10; 64]),
+                }],
             })),
         ]
     }

@@ -206,16 +206,23 @@ fn an_equivocating_proposer_gets_at_most_one_milestone_and_is_reported() {
     let other = core.tangle().parents(core.tangle().lookup(&tip).unwrap())[0];
     let other = core.tangle().id(other);
     let now = c.now();
-    // Two proposals of one round: the same tips in two orders.
+    // Two proposals of one round: the same tips in two orders, each prevoted, precommitted
+    // and signed by member 3.
     let make = |parents: [TxId; 2]| {
         let mut m = c.node(0).protocol().proposal_on(parents, now).unwrap();
         let msg = dag_core::crypto::milestone_signing_message(net, &parents, &m);
+        let d = node_proto::proposal_digest(net, &parents, &m);
         m.signatures = vec![(p as u8, key.sign(&msg))];
+        let votes = [false, true]
+            .iter()
+            .map(|pc| node_proto::sign_round_vote(&key, p as u8, net, index, *pc, 0, &d))
+            .collect();
         Message::Committee(Box::new(CommitteeMessage {
             round: 0,
             proposer: p as u8,
             parents,
             milestone: m,
+            votes,
         }))
     };
     let (x, y) = (make([tip, other]), make([other, tip]));
@@ -275,4 +282,71 @@ fn a_committee_run_replays_bit_for_bit() {
     let (a, b) = (run(), run());
     assert_eq!(a, b);
     assert!(a.2 >= 5);
+}
+
+/// The split vote that stalled the committee for good before the lock (ARCHITECTURE "Fault
+/// model"): the proposer P of an index reaches only member A, A's vote reaches nobody else
+/// (links cut: a delay longer than the timeouts), P crashes, and the two others vote for the
+/// next proposer's proposal. With one signature per index and no rounds that was final (A
+/// had signed P's proposal, B and C another one: neither could reach 3). Now the first
+/// votes are prevotes, nobody locked without a polka, and once A's messages get through,
+/// a later round's proposal is prevoted, precommitted and signed by A, B and C.
+#[test]
+fn a_split_first_vote_no_longer_stalls_the_committee() {
+    let mut c = committee(21);
+    c.run_until(20_000, |c| c.converged_at_least(3)).unwrap();
+    // Right after a milestone every node applied, before the next one's round 0.
+    let before = up_max_index(&c);
+    c.run_until(5_000, |c| {
+        up_min_index(c) > before && up_min_index(c) == up_max_index(c)
+    })
+    .unwrap();
+    let index = up_max_index(&c) + 1;
+    let p = (index % 4) as usize;
+    let b = ((index + 1) % 4) as usize; // round 1's proposer
+    let a = ((index + 2) % 4) as usize;
+    let d = ((index + 3) % 4) as usize;
+    for (x, y) in [(p, b), (p, d), (a, b), (a, d)] {
+        c.partition(x, y);
+    }
+    c.run_until(5_000, |c| {
+        c.node(a)
+            .vote()
+            .is_some_and(|v| v.index == index && v.prevote.is_some())
+    })
+    .expect("A prevotes P's proposal");
+    let first = c.node(a).vote().unwrap().prevote.unwrap();
+    assert_eq!(first.0, 0, "A's prevote is of round 0");
+    c.crash(p).unwrap();
+    c.run_until(20_000, |c| {
+        [b, d].iter().all(|&i| {
+            c.node(i)
+                .vote()
+                .is_some_and(|v| v.index == index && v.prevote.is_some())
+        })
+    })
+    .expect("B and C prevote another proposal");
+    for i in [b, d] {
+        let v = c.node(i).vote().unwrap();
+        let (round, digest) = v.prevote.unwrap();
+        assert!(round >= 1 && digest != first.1, "member {i}: {v:?}");
+        assert_eq!(v.signed, None);
+    }
+    // Cut off from each other, A and B + C cannot make a milestone.
+    c.advance(3 * TIMEOUT);
+    assert_eq!(up_max_index(&c), index - 1);
+    // A's messages get through: milestones resume without P, then with it.
+    c.heal_all();
+    c.run_until(40_000, |c| c.converged_at_least(index + 2))
+        .expect("milestones resume");
+    c.restart(p).unwrap();
+    let goal = up_max_index(&c) + 2;
+    c.run_until(30_000, |c| c.converged_at_least(goal))
+        .expect("all four on one history");
+    assert_no_fork(&c);
+    for i in 0..4 {
+        let s = c.node(i).protocol().committee_stats().unwrap();
+        assert!(s.prevotes > 0 && s.precommits > 0, "member {i}: {s:?}");
+        assert_eq!(s.equivocations, 0);
+    }
 }

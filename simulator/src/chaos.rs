@@ -688,10 +688,8 @@ fn run_inner(
                 SETTLE_MS,
                 (0..k).map(|i| c.node(i).confirmed_index()).collect::<Vec<_>>()
             );
-            if let Some(m) = cfg.committee {
-                if let Some(split) = split_vote(&c, members, m.threshold, byzantine) {
-                    what.push_str(&format!("; {split}"));
-                }
+            if cfg.committee.is_some() {
+                what.push_str(&format!("; {}", committee_votes(&c, members)));
             }
             for n in c.nodes() {
                 if let Some(cs) = n.protocol().committee_stats() {
@@ -752,42 +750,31 @@ fn run_inner(
     Ok((hash, lines))
 }
 
-/// The committee's known liveness gap (ARCHITECTURE "Fault model": one signature per
-/// index and no locking rule): the members' durable votes at the next index name
-/// different proposals so that none can reach `threshold` any more, even with every
-/// member that has not voted (the Byzantine one, which the harness never votes for, left
-/// out). Returns its description (`split vote at index I: ...`), or `None`.
-fn split_vote(
-    c: &Cluster,
-    members: usize,
-    threshold: u8,
-    byzantine: Option<usize>,
-) -> Option<String> {
+/// The committee's votes at the index it is deciding (each member's durable record:
+/// highest prevote, lock, signed milestone), for the report of a stall: `committee at index
+/// I: member 0 prevote r2 1a2b3c4d lock r1 1a2b3c4d signed -, ...`.
+fn committee_votes(c: &Cluster, members: usize) -> String {
     let index = (0..members)
         .map(|i| c.node(i).confirmed_index())
         .max()
         .unwrap_or(0)
         + 1;
-    let mut votes: BTreeMap<Digest, Vec<usize>> = BTreeMap::new();
-    let mut free = 0;
-    for i in (0..members).filter(|&i| Some(i) != byzantine) {
-        match c.node(i).vote().filter(|v| v.index == index) {
-            Some(v) => votes.entry(v.proposal).or_default().push(i),
-            None => free += 1,
-        }
-    }
-    let most = votes.values().map(Vec::len).max().unwrap_or(0);
-    if votes.len() < 2 || most + free >= usize::from(threshold) {
-        return None;
-    }
-    let list: Vec<String> = votes
-        .iter()
-        .map(|(d, who)| format!("{} by {who:?}", &d.to_hex()[..8]))
+    let short = |v: Option<(u32, Digest)>| match v {
+        Some((r, d)) => format!("r{r} {}", &d.to_hex()[..8]),
+        None => "-".into(),
+    };
+    let list: Vec<String> = (0..members)
+        .map(|i| match c.node(i).vote().filter(|v| v.index == index) {
+            Some(v) => format!(
+                "member {i} prevote {} lock {} signed {}",
+                short(v.prevote),
+                short(v.lock),
+                v.signed.map_or("-".into(), |d| d.to_hex()[..8].to_string())
+            ),
+            None => format!("member {i} no vote"),
+        })
         .collect();
-    Some(format!(
-        "split vote at index {index}: {} (no proposal can reach {threshold})",
-        list.join(", ")
-    ))
+    format!("committee at index {index}: {}", list.join(", "))
 }
 
 /// One step of committee faults: now and then the next proposer (round 0 of the next
@@ -845,16 +832,23 @@ fn committee_faults(
     if other == tip {
         return Ok(());
     }
+    // Each prevoted, precommitted (round 0) and signed by the Byzantine member.
     let make = |parents: [TxId; 2]| -> Option<Message> {
         let local = now.saturating_add_signed(c.node(b).clock_skew_ms());
         let mut m = core.proposal_on(parents, local).ok()?;
         let msg = dag_core::crypto::milestone_signing_message(net, &parents, &m);
+        let d = node_proto::proposal_digest(net, &parents, &m);
         m.signatures = vec![(b as u8, keys[b].sign(&msg))];
+        let votes = [false, true]
+            .iter()
+            .map(|pc| node_proto::sign_round_vote(&keys[b], b as u8, net, index, *pc, 0, &d))
+            .collect();
         Some(Message::Committee(Box::new(CommitteeMessage {
             round: 0,
             proposer: b as u8,
             parents,
             milestone: m,
+            votes,
         })))
     };
     let (Some(x), Some(y)) = (make([tip, other]), make([other, tip])) else {

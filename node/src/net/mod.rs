@@ -883,18 +883,24 @@ fn drain_committee(inner: &Inner) {
         let mut p = inner.lock();
         p.handle_missing(missing, now);
     }
+    let mut refused = false;
     for out in outputs {
         if let (Some(vote), Some(file)) = (&out.vote, &inner.vote_file) {
+            if refused {
+                // Made after a refused vote, from the state the core had then.
+                continue;
+            }
             match file.record(vote) {
                 Ok(None) => {}
                 Ok(Some(held)) => {
-                    // The core signed what the file says this member must not (it voted
+                    // The core voted what the file says this member must not (it voted
                     // otherwise before a restart): not sent, and the core is told.
                     tracing::error!(
                         index = vote.index,
                         "committee: a vote contradicting the stored one was not sent"
                     );
                     inner.node.with_protocol_mut(|p| p.restore_vote(held));
+                    refused = true;
                     continue;
                 }
                 Err(e) => {
