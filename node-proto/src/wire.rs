@@ -478,6 +478,35 @@ mod tests {
         assert_eq!(d.buffered(), 0);
     }
 
+    /// The largest committee message (every milestone signature and every round vote of
+    /// the largest committee) fits in a frame.
+    #[test]
+    fn the_largest_committee_message_fits_in_a_frame() {
+        let Message::Committee(mut c) = samples().pop().unwrap() else {
+            panic!("the last sample is a committee message");
+        };
+        c.milestone.signatures = (0..MAX_COMMITTEE_SIGNATURES as u8)
+            .map(|s| (s, dag_core::Signature([0xff; 64])))
+            .collect();
+        c.votes = (0..MAX_COMMITTEE_VOTES)
+            .map(|i| CommitteeVote {
+                precommit: i % 2 == 1,
+                round: u32::MAX,
+                member: (i / 2) as u8,
+                signature: dag_core::Signature([0xff; 64]),
+            })
+            .collect();
+        let mut frame = Vec::new();
+        Message::Committee(c.clone()).encode_into(&mut frame);
+        assert!(frame.len() - 4 <= MAX_FRAME_LEN, "{} bytes", frame.len());
+        assert_eq!(
+            decode_body(&frame[4..]).unwrap(),
+            Message::Committee(c.clone())
+        );
+        c.votes.push(c.votes[0]);
+        assert!(Message::Committee(c).check_limits().is_err());
+    }
+
     #[test]
     fn oversized_frame_is_refused_before_buffering_it() {
         let mut d = FrameDecoder::new();
