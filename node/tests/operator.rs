@@ -2,6 +2,8 @@
 //! gauges, the Grafana dashboard in docs/ asking only for metrics the node exports, and a
 //! health warning when every confirmed payment conflicts.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -14,21 +16,12 @@ use tokio::sync::oneshot;
 /// Turns a hang into a failure; never decides a run that makes progress.
 const HANG_GUARD: Duration = Duration::from_secs(120);
 
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+async fn until<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    tokio::time::timeout(HANG_GUARD, async {
-        loop {
-            if let Some(v) = f().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("gave up waiting for {what}"))
+    common::until_some(what, HANG_GUARD, f).await
 }
 
 /// The value of the sample line `series` (name and labels exactly as exported).

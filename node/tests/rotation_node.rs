@@ -3,6 +3,8 @@
 //! on under the new committee, `GET /api/v1/committee` shows the schedule with its evidence
 //! (which a client checks from the genesis itself), and a restart keeps it (sled).
 
+mod common;
+
 use std::time::Duration;
 
 use dag_core::{CommitteeSchedule, Keypair};
@@ -16,21 +18,12 @@ use tokio::sync::oneshot;
 const HANG_GUARD: Duration = Duration::from_secs(120);
 const TOKEN: &str = "rotation-test-token";
 
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+async fn until<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    tokio::time::timeout(HANG_GUARD, async {
-        loop {
-            if let Some(v) = f().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("gave up waiting for {what}"))
+    common::until_some(what, HANG_GUARD, f).await
 }
 
 struct Running {

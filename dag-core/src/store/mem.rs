@@ -208,7 +208,8 @@ impl Store for MemStore {
 
         meta.confirmed_index = index;
         meta.digest = batch.record.ledger_digest;
-        meta.rotations.extend(batch.diff.rotation.as_deref().cloned());
+        meta.rotations
+            .extend(batch.diff.rotation.as_deref().cloned());
         inner.milestones.insert(index, batch.record);
         inner.confirmations.insert(
             index,

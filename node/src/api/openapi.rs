@@ -343,7 +343,7 @@ fn string_format(name: &str) -> Option<Value> {
         "transaction" | "milestone" => {
             json!({"type": "string", "pattern": "^([0-9a-f]{2})+$", "minLength": 2})
         }
-        "issuer" | "payer" | "payee" | "to" => bech32(),
+        "issuer" | "payer" | "payee" | "to" | "committee" => bech32(),
         "address" => address_or_did(),
         "did" => did_key(),
         "memo" => hex_upto(64),

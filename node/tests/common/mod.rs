@@ -33,3 +33,22 @@ pub(crate) fn network(name: &str, pow_difficulty: u8, timestamp_window_ms: u64) 
         faucet,
     }
 }
+
+/// Polls `f` every 50 ms until it gives a value; a hang guard of `guard` turns a hang into a
+/// failure but never decides a run that makes progress.
+pub(crate) async fn until_some<T, F, Fut>(what: &str, guard: std::time::Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(guard, async {
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("gave up waiting for {what}"))
+}
