@@ -1689,7 +1689,10 @@ impl Protocol {
     /// confirmed it: a later cone differed and a node halted (at most 32 copies and 64
     /// indexes ahead were remembered before). The memory is 64 bytes per copy, next to the
     /// copy's own place in the Tangle; an index is forgotten once it is 2 below the
-    /// confirmed one (when a milestone is applied).
+    /// confirmed one (when a milestone is applied). "Confirmed" is the Tangle's: on a
+    /// restart the ledger is at its last milestone already while the Tangle's
+    /// confirmations are replayed one by one, and the copies of each replayed milestone
+    /// must be known then ([`Protocol::replay_confirmation`]).
     pub(super) fn note_milestone_copy(
         &mut self,
         index: MilestoneIndex,
@@ -1697,7 +1700,7 @@ impl Protocol {
         parents: &[TxId; 2],
         m: &Milestone,
     ) {
-        if index + 2 < self.ledger.confirmed_index() {
+        if index + 2 < self.tangle.confirmed_milestone() {
             return;
         }
         let d = proposal_digest(self.network_id, parents, m);

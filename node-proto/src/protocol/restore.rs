@@ -152,6 +152,14 @@ impl Protocol {
         self.tangle
             .confirm(&order, index, ms_ref)
             .map_err(|e| ProtocolError::Restore(e.to_string()))?;
+        // Other copies of this milestone that became solid before this replay (two copies
+        // waiting for the same parents become solid at one instant) are confirmed with it,
+        // as when it was applied. Without this a restarted node kept such a copy
+        // unconfirmed, the next milestone's cone held it there and not on the other
+        // nodes, and it halted on a confirmed-root mismatch (committee chaos seed 255 and
+        // the other confirmed-root halts).
+        let ms_id = self.tangle.id(ms_ref);
+        self.confirm_copies(index, ms_id);
         self.selector.on_confirmed(&self.tangle, index);
         Ok(())
     }
