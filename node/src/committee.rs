@@ -86,6 +86,7 @@ impl VoteFile {
                     lock: None,
                     signed: Some(l.proposal),
                     messages: vec![l.message],
+                    rounds_from: 0,
                 })),
                 Err(_) => Err(VoteFileError::Damaged {
                     path: self.path.clone(),
@@ -172,6 +173,7 @@ mod tests {
             lock: Some((1, d)),
             signed: Some(d),
             messages: vec![message(index)],
+            rounds_from: 0,
         }
     }
 
