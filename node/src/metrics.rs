@@ -93,8 +93,12 @@ pub struct MqttMetrics {
 pub struct CommitteeMetrics {
     /// Proposals made.
     pub proposals: Counter,
-    /// Votes cast.
+    /// Milestone signatures given (one per index at most).
     pub votes: Counter,
+    /// Prevotes cast.
+    pub prevotes: Counter,
+    /// Precommits cast.
+    pub precommits: Counter,
     /// Rounds that ended without a milestone.
     pub view_changes: Counter,
     /// Proposals refused after checking.
@@ -171,6 +175,8 @@ impl Metrics {
             committee: CommitteeMetrics {
                 proposals: Counter::default(),
                 votes: Counter::default(),
+                prevotes: Counter::default(),
+                precommits: Counter::default(),
                 view_changes: Counter::default(),
                 rejected: Counter::default(),
                 equivocations: Counter::default(),
@@ -321,8 +327,18 @@ impl Metrics {
             ),
             (
                 "committee_votes",
-                "Proposals this committee member signed",
+                "Milestones this committee member signed (after k precommits in one round)",
                 &c.votes,
+            ),
+            (
+                "committee_prevotes",
+                "Prevotes this committee member cast",
+                &c.prevotes,
+            ),
+            (
+                "committee_precommits",
+                "Precommits (locks) this committee member cast",
+                &c.precommits,
             ),
             (
                 "committee_view_changes",
@@ -459,6 +475,8 @@ impl Metrics {
         };
         bump(&c.proposals, stats.proposals);
         bump(&c.votes, stats.votes);
+        bump(&c.prevotes, stats.prevotes);
+        bump(&c.precommits, stats.precommits);
         bump(&c.view_changes, stats.view_changes);
         bump(&c.rejected, stats.rejected);
         bump(&c.equivocations, stats.equivocations);

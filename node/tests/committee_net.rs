@@ -187,6 +187,11 @@ async fn four_members_over_quic_survive_a_stopped_proposer() {
         let text = hs[2].metrics();
         text.lines()
             .any(|l| l.starts_with("tangle_committee_votes_total ") && !l.ends_with(" 0"))
+            && ["prevotes", "precommits"].iter().all(|k| {
+                text.lines().any(|l| {
+                    l.starts_with(&format!("tangle_committee_{k}_total ")) && !l.ends_with(" 0")
+                })
+            })
             && text.contains("tangle_committee_publication_latency_seconds_bucket")
     })
     .await;
