@@ -12,8 +12,11 @@
 use dag_core::{Digest, Milestone, MilestoneIndex, TxId};
 use serde::{Deserialize, Serialize};
 
-/// Version of this wire protocol; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version of this wire protocol; peers with another version are refused. 2: committee
+/// messages carry round votes (prevotes, precommits) and milestones may carry a committee
+/// update, neither of which a version-1 node decodes, so the two are kept apart at the
+/// handshake instead of failing on the first such message.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame body, bytes. A transaction is at most [`dag_core::codec::MAX_TX_SIZE`] bytes,
 /// a request at most [`MAX_REQUEST_IDS`] ids: both fit with room to spare.
