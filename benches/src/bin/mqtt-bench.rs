@@ -4,8 +4,10 @@
 //!    sockets) subscribe to `transactions` and `milestones/+`; then `--payments` pre-signed
 //!    payments are submitted over HTTP (`/payloads/batch`, `--clients` concurrent clients,
 //!    `--batch` per request). Reported: messages delivered to the subscribers per second
-//!    (from the first to the last message received), the node's accepted rate meanwhile,
-//!    and the messages the server dropped for subscribers whose queue was full.
+//!    (from the first submission until the subscribers have read every message the server
+//!    queued for them by the time the last payment's transaction was announced), the node's
+//!    accepted rate meanwhile, and the messages the server dropped for subscribers whose
+//!    queue was full.
 //! 2. **Submit-to-verdict latency.** With the subscribers gone, `--samples` payments are
 //!    submitted one at a time over HTTP (`POST /api/v1/payloads`, JSON; the answer is the
 //!    verdict) and as many over MQTT (publish to `submit/bench`, wait for
@@ -216,24 +218,18 @@ async fn main() -> anyhow::Result<()> {
     // Phase 1: fan-out.
     eprintln!("connecting {} subscribers...", args.subscribers);
     let received = Arc::new(AtomicU64::new(0));
-    let first_last = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
     let (sub_stop_tx, sub_stop) = tokio::sync::watch::channel(false);
     let mut subs = Vec::new();
     for i in 0..args.subscribers {
         let mut c = Client::connect(mqtt_addr, &format!("sub-{i}")).await?;
         c.subscribe(&["transactions", "milestones/+"]).await?;
-        let (received, first_last, mut stop) =
-            (received.clone(), first_last.clone(), sub_stop.clone());
+        let (received, mut stop) = (received.clone(), sub_stop.clone());
         subs.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     p = c.next() => match p {
                         Ok(Some(Packet::Publish(_))) => {
                             received.fetch_add(1, Relaxed);
-                            let now = Instant::now();
-                            let mut fl = first_last.lock().expect("lock");
-                            fl.0.get_or_insert(now);
-                            fl.1 = Some(now);
                         }
                         Ok(Some(_)) => {}
                         _ => return,
@@ -245,6 +241,34 @@ async fn main() -> anyhow::Result<()> {
     }
     let before = received.load(Relaxed);
     let published_before = metrics.messages.get();
+    let delivered_before = metrics.delivered.get();
+    // The payments' transactions as the node announces them (in process): the fan-out is
+    // over once every payment's transaction was published and the subscribers have read
+    // what the server queued for them by then. (Not "until the messages stop": milestones
+    // go on arriving every interval, so subscribers of `milestones/+` are never quiet.)
+    let mut node_events = node::service::NodeService::subscribe(&handle);
+    let announced = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let announced = announced.clone();
+        tokio::spawn(async move {
+            loop {
+                match node_events.recv().await {
+                    Ok(node::service::NodeEvent::Transaction {
+                        payload_id: Some(_),
+                        ..
+                    }) => {
+                        announced.fetch_add(1, Relaxed);
+                    }
+                    Ok(_) => {}
+                    // Missed events may have been payments: count them so the wait ends.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        announced.fetch_add(n, Relaxed);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    };
     eprintln!("submitting {} payments over HTTP...", args.payments);
     let chunks: Vec<Vec<u8>> = payloads[..args.payments]
         .chunks(args.batch.max(1))
@@ -275,28 +299,27 @@ async fn main() -> anyhow::Result<()> {
         t.await?;
     }
     let submit_secs = start.elapsed().as_secs_f64();
-    // Every transaction reaches `transactions` once it is solid: wait until the messages
-    // stop growing for two milestone intervals.
-    let quiet = Duration::from_millis(2 * args.milestone_interval_ms + 500);
-    let mut last = received.load(Relaxed);
-    loop {
-        tokio::time::sleep(quiet).await;
-        let now = received.load(Relaxed);
-        if now == last {
-            break;
-        }
-        last = now;
+    eprintln!("waiting for the subscribers to read the payments' messages...");
+    let guard = Instant::now() + Duration::from_secs(120);
+    while announced.load(Relaxed) < args.payments as u64 && Instant::now() < guard {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Everything the server queued up to now (the last payment's message included), read.
+    let target = before + (metrics.delivered.get() - delivered_before);
+    while received.load(Relaxed) < target && Instant::now() < guard {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let caught_up = received.load(Relaxed) >= target;
+    let span = start.elapsed().as_secs_f64();
+    watcher.abort();
     let _ = sub_stop_tx.send(true);
     for s in subs {
         let _ = s.await;
     }
-    let delivered = received.load(Relaxed) - before;
-    let (first, last_at) = *first_last.lock().expect("lock");
-    let span = match (first, last_at) {
-        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
-        _ => f64::NAN,
-    };
+    let delivered = target.min(received.load(Relaxed)) - before;
+    if !caught_up {
+        eprintln!("gave up waiting after 120 s: the subscribers did not read everything");
+    }
     let published = metrics.messages.get() - published_before;
     println!(
         "mqtt-bench: {} subscribers (transactions, milestones/+), {} payments in batches of {} from {} HTTP clients",
