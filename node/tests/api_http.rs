@@ -507,7 +507,7 @@ async fn status_routes_answer_with_their_shapes() {
         .unwrap()
         .starts_with("text/html"));
     let html = r.text().await.unwrap();
-    assert!(html.contains("/api/v1/events") && !html.contains("<script src"));
+    assert!(html.contains("/api/v1/events/sampled") && !html.contains("<script src"));
     s.shutdown().await;
 }
 
@@ -1181,6 +1181,7 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/milestones/{index}", "get"),
         ("/api/v1/committee", "get"),
         ("/api/v1/events", "get"),
+        ("/api/v1/events/sampled", "get"),
         ("/api/v1/faucet", "post"),
         ("/api/v1/admin/config", "get"),
         // Mounted by `app::run` (the snapshot directory's admin route).
@@ -1420,6 +1421,124 @@ async fn events_the_api_missed_are_announced_as_dropped() {
         "{text}"
     );
     assert!(text.contains("\ntangle_api_sse_clients 1\n"), "{text}");
+    s.shutdown().await;
+}
+
+/// Sums the `summary` frames of a sampled stream and collects its other events, until
+/// `done` says the sums are complete.
+async fn read_sampled(
+    stream: &mut reqwest::Response,
+    buf: &mut String,
+    done: impl Fn(&api::SampledSummary) -> bool,
+) -> (api::SampledSummary, Vec<NodeEvent>) {
+    let mut total = api::SampledSummary::default();
+    let mut events = Vec::new();
+    loop {
+        let f = next_frame(stream, buf).await;
+        assert_eq!(f.event, None, "no lagged notice expected: {f:?}");
+        let v: serde_json::Value = serde_json::from_str(&f.data).unwrap();
+        if v["type"] == "summary" {
+            let s: api::SampledSummary = serde_json::from_value(v).unwrap();
+            assert_eq!(s.kind, "summary");
+            total.transactions += s.transactions;
+            total.transactions_sent += s.transactions_sent;
+            total.payloads_confirmed += s.payloads_confirmed;
+            total.payloads_conflicting += s.payloads_conflicting;
+            total.payloads_sent += s.payloads_sent;
+            total.milestones += s.milestones;
+            total.confirmed_transactions += s.confirmed_transactions;
+            total.missed += s.missed;
+            if done(&total) {
+                return (total, events);
+            }
+        } else {
+            events.push(serde_json::from_value(v).unwrap());
+        }
+    }
+}
+
+/// Below its allowance the sampled stream carries every event, as `/api/v1/events` does,
+/// and its summaries count them.
+#[tokio::test]
+async fn the_sampled_stream_carries_a_slow_node_whole_with_summaries() {
+    let s = Server::default().await;
+    let r = s.get("/api/v1/events/sampled").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut stream = r;
+    let receipt: PayloadReceipt = s
+        .post_json("/api/v1/payloads", &pay(&device(7), 0, 1))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ms = s.node.issue_milestone();
+    let mut buf = String::new();
+    let (total, events) = read_sampled(&mut stream, &mut buf, |t| {
+        t.transactions >= 1 && t.milestones >= 1 && t.payloads_confirmed >= 1
+    })
+    .await;
+    assert_eq!(
+        (total.transactions, total.transactions_sent),
+        (1, 1),
+        "{total:?}"
+    );
+    assert_eq!((total.payloads_confirmed, total.payloads_sent), (1, 1));
+    assert_eq!(total.missed, 0);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(
+        matches!(&events[0], NodeEvent::Transaction { transaction_id, .. }
+        if *transaction_id == receipt.transaction_id)
+    );
+    assert_eq!(events[1], NodeEvent::Milestone(ms));
+    assert!(matches!(&events[2], NodeEvent::Payload { payload_id, .. }
+        if *payload_id == receipt.payload_id));
+    s.shutdown().await;
+}
+
+/// Thousands of transactions at once: the sampled stream sends at most its allowance (a
+/// burst of 50 and 50 a second after), and its summaries still count every one.
+#[tokio::test]
+async fn the_sampled_stream_stays_within_its_allowance_and_counts_everything() {
+    let s = Server::default().await;
+    let started = std::time::Instant::now();
+    let mut stream = s.get("/api/v1/events/sampled").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let sent = 3000u64;
+    for n in 0..sent {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.to_le_bytes());
+        s.node
+            .events
+            .send(NodeEvent::Transaction {
+                transaction_id: TxId(id),
+                payload_id: None,
+                parents: Vec::new(),
+            })
+            .unwrap();
+        if n % 32 == 31 {
+            // Let the stream's pump read (the test double's channel holds 64; whatever it
+            // still misses is counted as missed).
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut buf = String::new();
+    let (total, events) =
+        read_sampled(&mut stream, &mut buf, |t| t.transactions + t.missed >= sent).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(total.transactions + total.missed, sent, "{total:?}");
+    assert_eq!(events.len() as u64, total.transactions_sent);
+    let allowance = 50.0 + 50.0 * elapsed;
+    assert!(
+        (total.transactions_sent as f64) <= allowance,
+        "{} sent in {elapsed:.1} s",
+        total.transactions_sent
+    );
+    assert!(total.transactions_sent >= 1);
+    assert!(total.transactions_sent < total.transactions, "{total:?}");
     s.shutdown().await;
 }
 

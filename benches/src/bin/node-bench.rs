@@ -127,8 +127,9 @@ struct Args {
     #[arg(long)]
     keep_data: Option<std::path::PathBuf>,
     /// Keep this many dashboards open during the run, as a browser tab of `GET /` loads the
-    /// node: the page once, the event stream read to the end, and `/api/v1/info`, `/health`
-    /// and `/metrics` every 2 s (the page's drawing happens in the browser, not here).
+    /// node: the page once, its event stream (`/api/v1/events/sampled`) read to the end, and
+    /// `/api/v1/info`, `/health` and `/metrics` every 2 s (the page's drawing happens in the
+    /// browser, not here).
     #[arg(long, default_value_t = 0)]
     dashboards: usize,
 }
@@ -144,7 +145,11 @@ async fn dashboard(
     if let Ok(r) = client.get(format!("{base}/")).send().await {
         bytes += r.bytes().await.map_or(0, |b| b.len() as u64);
     }
-    let Ok(mut events) = client.get(format!("{base}/api/v1/events")).send().await else {
+    let Ok(mut events) = client
+        .get(format!("{base}/api/v1/events/sampled"))
+        .send()
+        .await
+    else {
         return bytes;
     };
     let mut poll = tokio::time::interval(Duration::from_secs(2));

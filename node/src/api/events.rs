@@ -172,6 +172,11 @@ impl EventHub {
         );
     }
 
+    /// True for the first caller only: whoever gets true starts the hub's one pump.
+    pub(crate) fn claim_pump(&self) -> bool {
+        !self.pump_started.swap(true, Ordering::AcqRel)
+    }
+
     /// Starts the pump on the first call (later calls do nothing): it numbers every event of
     /// `events` into the ring until the channel closes or `shutdown` turns true.
     pub(crate) fn ensure_pump(
@@ -180,7 +185,7 @@ impl EventHub {
         mut shutdown: watch::Receiver<bool>,
         on_dropped: impl Fn(u64) + Send + 'static,
     ) {
-        if self.pump_started.swap(true, Ordering::AcqRel) {
+        if !self.claim_pump() {
             return;
         }
         let mut events = subscribe();

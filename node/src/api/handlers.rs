@@ -592,41 +592,11 @@ pub(crate) async fn events<S: NodeService>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let last_event_id = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => {
-            let text = v
-                .to_str()
-                .map_err(|_| ApiError::malformed("Last-Event-ID is not text"))?
-                .trim();
-            if text.is_empty() {
-                None
-            } else {
-                Some(text.parse::<u64>().map_err(|e| {
-                    ApiError::malformed(format!("Last-Event-ID {text:?} is not an event id: {e}"))
-                })?)
-            }
-        }
+    let last_event_id = last_event_id(&headers)?;
+    let Some(guard) = stream_slot(&state) else {
+        return Ok(too_many_streams(state.options.max_event_streams));
     };
-    let stats = state.stats.clone();
-    let open = stats.sse_clients.inc() + 1;
-    let guard = SseClientGuard(stats.clone());
-    let max = state.options.max_event_streams;
-    if usize::try_from(open).map_or(true, |open| open > max) {
-        drop(guard);
-        stats.sse_refused.inc();
-        let mut response = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("{max} event streams are open already; retry later"),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(5));
-        return Ok(response);
-    }
-    let dropped = stats.events_dropped.clone();
+    let dropped = state.stats.events_dropped.clone();
     state.events.ensure_pump(
         || state.service.subscribe(),
         state.shutdown.clone(),
@@ -634,14 +604,112 @@ pub(crate) async fn events<S: NodeService>(
             dropped.inc_by(n);
         },
     );
-    let (next, first) = state.events.start(last_event_id);
-    let stream = state
-        .events
+    Ok(sse(&state.events, last_event_id, &state, guard))
+}
+
+/// Live node events for dashboards, sampled so that a stream's size does not grow with
+/// the node's throughput: every `milestone`; `transaction`s up to 50 a second (bursts of
+/// 50), each with `sampled_parents`, the nearest transactions this stream sent that it
+/// approves (directly or through ones left out; a `milestone` whose transaction was left
+/// out carries them too); the final `payload` verdict of every transaction sent; other
+/// `conflicting` verdicts and `reattached` events up to 20 a second; and every second a
+/// `summary` ([`SampledSummary`](super::SampledSummary)) counting everything, sent or not.
+/// Below those rates a client sees every event. Events are JSON as on `/api/v1/events`;
+/// ids, `Last-Event-ID` and `lagged` work as there (this stream has its own ids). Counts
+/// towards the same limit of open event streams.
+#[utoipa::path(get, path = "/api/v1/events/sampled", tag = "node",
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "Resume after this event id (an integer from an earlier `id:` line)",
+        pattern = "^[0-9]{1,20}$")),
+    responses(
+        (status = 200, description = "text/event-stream: `message` events with NodeEvent or \
+            SampledSummary JSON, `lagged` events with LaggedEvent JSON, each with an `id:`",
+            content((String = "text/event-stream"))),
+        (status = 400, description = "`Last-Event-ID` is not an event id", body = ErrorBody),
+        (status = 503, description = "Too many open event streams; retry later", body = ErrorBody),
+    ))]
+pub(crate) async fn events_sampled<S: NodeService>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let last_event_id = last_event_id(&headers)?;
+    let Some(guard) = stream_slot(&state) else {
+        return Ok(too_many_streams(state.options.max_event_streams));
+    };
+    let dropped = state.stats.events_dropped.clone();
+    super::sampled::ensure_pump(
+        &state.sampled,
+        || state.service.subscribe(),
+        state.shutdown.clone(),
+        move |n| {
+            dropped.inc_by(n);
+        },
+    );
+    Ok(sse(&state.sampled, last_event_id, &state, guard))
+}
+
+/// The `Last-Event-ID` header as an event id, if there is one.
+fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    match headers.get("last-event-id") {
+        None => Ok(None),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| ApiError::malformed("Last-Event-ID is not text"))?
+                .trim();
+            if text.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(text.parse::<u64>().map_err(|e| {
+                    ApiError::malformed(format!("Last-Event-ID {text:?} is not an event id: {e}"))
+                })?))
+            }
+        }
+    }
+}
+
+/// One of the open event stream slots; `None` (counted as refused) when they are taken.
+fn stream_slot<S>(state: &AppState<S>) -> Option<SseClientGuard> {
+    let stats = state.stats.clone();
+    let open = stats.sse_clients.inc() + 1;
+    let guard = SseClientGuard(stats.clone());
+    let max = state.options.max_event_streams;
+    if usize::try_from(open).map_or(true, |open| open > max) {
+        drop(guard);
+        stats.sse_refused.inc();
+        return None;
+    }
+    Some(guard)
+}
+
+/// The 503 answer when all `max` event stream slots are taken.
+fn too_many_streams(max: usize) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("{max} event streams are open already; retry later"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(5));
+    response
+}
+
+/// The SSE answer reading `hub` from `last_event_id` on.
+fn sse<S>(
+    hub: &std::sync::Arc<super::events::EventHub>,
+    last_event_id: Option<u64>,
+    state: &AppState<S>,
+    guard: SseClientGuard,
+) -> Response {
+    let (next, first) = hub.start(last_event_id);
+    let stream = hub
         .clone()
         .stream(next, first, state.shutdown.clone(), guard);
-    Ok(Sse::new(stream)
+    Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response()
 }
 
 /// Counts open SSE streams for `/metrics`.

@@ -21,6 +21,7 @@
 //! | `GET /api/v1/milestones/{index\|latest}` | [`MilestoneView`](crate::service::MilestoneView) |
 //! | `GET /api/v1/committee` | [`CommitteeView`](crate::service::CommitteeView): committees by index range, rotation evidence |
 //! | `GET /api/v1/events` | Server-Sent Events, one JSON [`NodeEvent`](crate::service::NodeEvent) each with an `id:`; `Last-Event-ID` resumes, `lagged` events name lost ids (see `events`) |
+//! | `GET /api/v1/events/sampled` | the same for dashboards, sampled: every milestone, at most about 50 transactions a second (with `sampled_parents`) and their verdicts, other conflicts up to 20 a second, and a [`SampledSummary`] of counts every second (see `sampled`) |
 //! | `GET /metrics` | the node's metrics, then `tangle_api_*`: Prometheus text 0.0.4, or OpenMetrics 1.0 with `Accept: application/openmetrics-text` |
 //! | `POST /api/v1/faucet` | dev mode only (404 otherwise): `{"address", "amount"}`; 202 receipt |
 //! | `GET /api/v1/admin/config` | bearer token; [`ApiConfigView`] |
@@ -74,6 +75,7 @@ mod guard;
 mod handlers;
 mod negotiate;
 pub(crate) mod openapi;
+mod sampled;
 mod server;
 
 use std::future::Future;
@@ -100,6 +102,7 @@ pub use error::{ApiError, ApiResult, ErrorBody};
 pub use events::LaggedEvent;
 pub use handlers::{BatchVerdict, FaucetRequest, RawTransaction, TipsView, TransactionSubmitted};
 pub use openapi::ApiDoc;
+pub use sampled::SampledSummary;
 
 use crate::service::NodeService;
 use events::EventHub;
@@ -372,6 +375,8 @@ pub(crate) struct AppState<S> {
     pub(crate) stats: Arc<ApiStats>,
     pub(crate) limiter: Option<Arc<ClientLimiter>>,
     pub(crate) events: Arc<EventHub>,
+    /// The ring of `/api/v1/events/sampled`.
+    pub(crate) sampled: Arc<EventHub>,
 }
 
 impl<S: Clone> Clone for AppState<S> {
@@ -384,6 +389,7 @@ impl<S: Clone> Clone for AppState<S> {
             stats: self.stats.clone(),
             limiter: self.limiter.clone(),
             events: self.events.clone(),
+            sampled: self.sampled.clone(),
         }
     }
 }
@@ -417,6 +423,7 @@ fn build<S: NodeService>(
     let body_timeout = options.body_timeout;
     let request_timeout = options.request_timeout;
     let events = Arc::new(EventHub::new(options.event_replay, EventHub::base_now()));
+    let sampled = Arc::new(EventHub::new(options.event_replay, EventHub::base_now()));
     let state = AppState {
         service,
         options: Arc::new(options),
@@ -425,6 +432,7 @@ fn build<S: NodeService>(
         stats: stats.clone(),
         limiter: limiter.clone(),
         events,
+        sampled,
     };
 
     let mut api = Router::new()
@@ -465,7 +473,8 @@ fn build<S: NodeService>(
         )
         .route("/api/v1/milestones/{index}", get(handlers::milestone::<S>))
         .route("/api/v1/committee", get(handlers::committee::<S>))
-        .route("/api/v1/events", get(handlers::events::<S>));
+        .route("/api/v1/events", get(handlers::events::<S>))
+        .route("/api/v1/events/sampled", get(handlers::events_sampled::<S>));
     if state.options.dev {
         api = api.route("/api/v1/faucet", post(handlers::faucet::<S>));
     }

@@ -19,6 +19,7 @@ use super::events::LaggedEvent;
 use super::handlers::{
     self, BatchVerdict, FaucetRequest, RawTransaction, TipsView, TransactionSubmitted,
 };
+use super::sampled::SampledSummary;
 use super::ApiConfigView;
 use crate::service::{
     AccountView, ChannelView, Health, MilestoneView, NodeEvent, NodeInfo, PayloadReceipt,
@@ -537,6 +538,7 @@ impl Modify for Formats {
         crate::rotation::approve_update,
         crate::rotation::withdraw_update,
         handlers::events,
+        handlers::events_sampled,
         handlers::metrics,
         handlers::faucet,
         handlers::admin_config,
@@ -551,7 +553,7 @@ impl Modify for Formats {
         ErrorBody, NodeInfo, Health, TipsView, RawTransaction, TransactionSubmitted,
         PayloadReceipt, PayloadState, PayloadView, BatchVerdict, TxMetadataView, AccountView,
         ChannelView, MilestoneView, NodeEvent, FaucetRequest, ApiConfigView, TransactionDoc,
-        PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent,
+        PayloadDoc, SignedPayloadDoc, BodyDoc, MilestoneDoc, BinaryDoc, LaggedEvent, SampledSummary,
         crate::snapshots::SnapshotMade, crate::snapshots::Kind, ProofDoc, StepDoc,
         StateProofDoc, StateEntryDoc, AccountStateDoc, ChannelStateDoc, StatePathDoc,
         StateLeafDoc, CommitteeUpdateDoc, crate::service::CommitteeView,
