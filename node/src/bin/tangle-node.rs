@@ -413,27 +413,49 @@ fn setup_logging(format: LogFormat) {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM (what systemd, `docker stop` and `kill` send):
-/// either stops the node cleanly (the batch in flight finished, the store flushed).
-async fn ctrl_c() {
+/// SIGINT (Ctrl-C) and SIGTERM (what systemd, `docker stop` and `kill` send), caught from
+/// the start of the process: either stops the node cleanly (the batch in flight finished,
+/// the store flushed). Both are registered before anything else runs, so one that arrives
+/// while the node is still starting (opening and restoring its store) is not left to the
+/// default action, which would end the process on the spot: the node finishes starting,
+/// then stops at once, cleanly.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (inside the runtime). Only the commands that run a node do:
+    /// for the others SIGINT keeps its default action.
+    fn install() -> anyhow::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
+
+    /// Completes on the first of them (also one received before this was called).
+    async fn received(mut self) {
+        #[cfg(unix)]
+        let which = tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        };
+        #[cfg(not(unix))]
+        let which = {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        };
+        tracing::info!(signal = which, "shutting down");
+    }
 }
 
 /// Binds the API address (port 0 picks a free port; the bound address is logged).
@@ -449,9 +471,9 @@ async fn bind_api(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     Ok(listener)
 }
 
-async fn serve(cfg: NodeConfig) -> anyhow::Result<()> {
+async fn serve(cfg: NodeConfig, stop: StopSignals) -> anyhow::Result<()> {
     let listener = bind_api(cfg.api_addr).await?;
-    node::app::run(cfg, listener, ctrl_c()).await
+    node::app::run(cfg, listener, stop.received()).await
 }
 
 #[tokio::main]
@@ -544,9 +566,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Snapshot { command } => snapshot_command(command),
         Command::Run { config, overrides } => {
+            let stop = StopSignals::install()?;
             let mut cfg = NodeConfig::load(&config)?;
             overrides.apply(&mut cfg);
-            serve(cfg).await
+            serve(cfg, stop).await
         }
         Command::Dev {
             data_dir,
@@ -563,6 +586,7 @@ async fn main() -> anyhow::Result<()> {
             max_disk_mb,
             snapshot_interval,
         } => {
+            let stop = StopSignals::install()?;
             let dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("tangle-dev"));
             let mut opts = LocalNetworkOptions::new(dir.clone());
             opts.followers = peers;
@@ -603,7 +627,7 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
-            let genesis = node::init::read_genesis(&cfg.genesis)?;
+            let genesis = node::init::read_genesis_cached(&cfg.genesis, &cfg.data_dir)?;
             let faucet = node::init::read_key(
                 cfg.faucet_key
                     .as_ref()
@@ -630,7 +654,7 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(listener) = listener {
                 println!("  Ctrl-C stops the node cleanly; run the same command to continue.");
-                return node::app::run_with_mqtt(cfg, listener, mqtt, ctrl_c()).await;
+                return node::app::run_with_mqtt(cfg, listener, mqtt, stop.received()).await;
             }
             let net = LocalNetwork::start(configs).await?;
             for (i, n) in net.nodes().iter().enumerate() {
@@ -648,7 +672,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             println!("  Ctrl-C stops the nodes cleanly; run the same command to continue.");
-            ctrl_c().await;
+            stop.received().await;
             net.shutdown().await;
             Ok(())
         }
