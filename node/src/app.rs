@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::api::{self, ApiOptions};
 use crate::config::NodeConfig;
-use crate::init::{read_genesis, read_key};
+use crate::init::{read_genesis_cached, read_key};
 use crate::runtime::{Node, NodeSetup};
 use crate::snapshots::Snapshots;
 use crate::store::SledStore;
@@ -52,7 +52,8 @@ pub fn protocol_config(
 
 /// Opens the store and starts the node described by `cfg` (without the API).
 pub async fn start_node(cfg: &NodeConfig) -> anyhow::Result<Node> {
-    let genesis = read_genesis(&cfg.genesis)?;
+    // From the binary copy in the data directory when the TOML is unchanged.
+    let genesis = read_genesis_cached(&cfg.genesis, &cfg.data_dir)?;
     let protocol = protocol_config(cfg, &genesis)?;
     let store = Arc::new(
         SledStore::open(&cfg.data_dir)
