@@ -12,6 +12,9 @@
 #                    is deleted at the end unless --keep-dir
 #   --reuse          skip building the history: DIR already holds one (from --keep-dir)
 #   --no-build       use the binaries in target/release as they are
+#   --no-genesis-copy  delete the node's binary copy of the genesis (DIR/db/genesis.bin)
+#                    before each start, so every start parses the genesis TOML (the cost
+#                    the copy saves)
 #
 # Builds the history with `node-bench --spawn target/release/tangle-node --rate R --payments
 # N --keep-milestones KEEP --keep-data DIR` (a `tangle-node run` process fed over HTTP,
@@ -26,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PAYMENTS=10000000 KEEP=60 RATE=20000 RESTARTS=5 SIGNALS="INT TERM KILL"
-DIR= REUSE=0 BUILD=1 KEEP_DIR=0
+DIR= REUSE=0 BUILD=1 KEEP_DIR=0 GENESIS_COPY=1
 while [ $# -gt 0 ]; do
   case $1 in
     --payments) PAYMENTS=$2; shift 2 ;;
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --reuse) REUSE=1; shift ;;
     --keep-dir) KEEP_DIR=1; shift ;;
     --no-build) BUILD=0; shift ;;
+    --no-genesis-copy) GENESIS_COPY=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -79,6 +83,7 @@ now_ns() { date +%s%N; }
 # Starts the node; sets $pid and $ms (exec to first 200 from /health).
 start() {
   local t0 t1 code
+  [ $GENESIS_COPY = 1 ] || rm -f "$DIR/db/genesis.bin"
   t0=$(now_ns)
   RUST_LOG=warn $BIN run --config "$DIR/node.toml" --api-addr 127.0.0.1:$port >>"$DIR.run.log" 2>&1 &
   pid=$!
