@@ -52,7 +52,9 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::codec::decode_with_id;
-use crate::committee::{check_update, CommitteeSchedule, Epoch, Rotation, RotationError};
+use crate::committee::{
+    check_update, CommitteeSchedule, CommitteeUpdate, Epoch, Rotation, RotationError,
+};
 use crate::crypto::{milestone_signing_message, verify, verify_with_key, verifying_key};
 use crate::error::{DecodeError, SignatureError};
 use crate::genesis::{Genesis, GenesisError};
@@ -220,10 +222,11 @@ impl ValidationParams {
     /// committee keys.
     pub fn new(genesis: &Genesis) -> Result<Self, ParamsError> {
         genesis.validate()?;
-        for (index, a) in genesis.committee.iter().enumerate() {
-            verifying_key(a).map_err(|source| ParamsError::CommitteeKey { index, source })?;
-        }
-        let schedule = CommitteeSchedule::from_genesis(genesis).map_err(ParamsError::Rotation)?;
+        // The schedule decodes the committee keys once; a bad one is the genesis' fault.
+        let schedule = CommitteeSchedule::from_genesis(genesis).map_err(|e| match e {
+            RotationError::Key { index, source } => ParamsError::CommitteeKey { index, source },
+            e => ParamsError::Rotation(e),
+        })?;
         Ok(ValidationParams {
             network_id: genesis.network_id(),
             pow_difficulty: genesis.pow_difficulty,
@@ -260,6 +263,28 @@ impl ValidationParams {
     /// Installs a rotation (for this value and every clone); see [`CommitteeSchedule::add`].
     pub fn add_rotation(&self, r: &Rotation) -> Result<(), RotationError> {
         self.write_schedule().add(r)
+    }
+
+    /// Whether any rotation was installed (the genesis committee is not the only one).
+    pub fn has_rotations(&self) -> bool {
+        !self.read_schedule().rotations().is_empty()
+    }
+
+    /// [`CommitteeSchedule::may_carry`] on the schedule as it stands.
+    pub fn may_carry(
+        &self,
+        carrier: MilestoneIndex,
+        u: &CommitteeUpdate,
+    ) -> Result<(), RotationError> {
+        self.read_schedule().may_carry(carrier, u)
+    }
+
+    /// The index of the newest rotation's carrier (0: none).
+    pub fn last_rotation_index(&self) -> MilestoneIndex {
+        self.read_schedule()
+            .rotations()
+            .last()
+            .map_or(0, |r| r.milestone.index)
     }
 
     /// A node applied milestone `index` ([`CommitteeSchedule::set_applied`]).

@@ -12,10 +12,12 @@ pub use dag_core::proof::{
 use dag_core::{Genesis, Rotation, ValidationParams};
 
 fn params_of(genesis: &Genesis, rotations: &[Rotation]) -> Result<ValidationParams, ProofError> {
-    ValidationParams::new(genesis)
-        .map_err(|e| ProofError::Milestone(format!("the genesis is unusable: {e}")))?;
-    ValidationParams::with_rotations(genesis, rotations)
-        .map_err(|e| ProofError::Milestone(format!("the committee rotations do not hold: {e}")))
+    ValidationParams::with_rotations(genesis, rotations).map_err(|e| match e {
+        dag_core::ParamsError::Rotation(e) => {
+            ProofError::Milestone(format!("the committee rotations do not hold: {e}"))
+        }
+        e => ProofError::Milestone(format!("the genesis is unusable: {e}")),
+    })
 }
 
 /// Verifies `proof` against the network `genesis` defines.
@@ -84,12 +86,7 @@ impl ProofVerifier {
     /// Learns rotations newer than those it knows (older ones are skipped), each checked
     /// against the committee before it; returns how many were new.
     pub fn learn_rotations(&mut self, rotations: &[Rotation]) -> Result<usize, ProofError> {
-        let last = self
-            .params
-            .schedule()
-            .rotations()
-            .last()
-            .map_or(0, |r| r.milestone.index);
+        let last = self.params.last_rotation_index();
         let mut n = 0;
         for r in rotations.iter().filter(|r| r.milestone.index > last) {
             self.params

@@ -25,7 +25,7 @@ use hashbrown::{HashMap, HashSet};
 
 use dag_core::ledger::Ledger;
 use dag_core::tangle::Tangle;
-use dag_core::validate::{BatchValidator, ValidationParams};
+use dag_core::validate::{BatchValidator, ParamsError, ValidationParams};
 use dag_core::{
     Address, Genesis, Milestone, MilestoneIndex, PayloadId, SignedPayload, Transaction, TxId, TxRef,
 };
@@ -160,11 +160,16 @@ impl Protocol {
         genesis
             .validate()
             .map_err(|e| ProtocolError::Genesis(e.to_string()))?;
-        ValidationParams::new(&genesis).map_err(|e| ProtocolError::Genesis(e.to_string()))?;
         // The committees of every index from the genesis and the rotations the ledger
         // applied, each checked against the committee before it.
-        let params = ValidationParams::with_rotations(&genesis, ledger.rotations())
-            .map_err(|e| ProtocolError::Restore(format!("stored committee rotations: {e}")))?;
+        let params = ValidationParams::with_rotations(&genesis, ledger.rotations()).map_err(
+            |e| match e {
+                ParamsError::Rotation(e) => {
+                    ProtocolError::Restore(format!("stored committee rotations: {e}"))
+                }
+                e => ProtocolError::Genesis(e.to_string()),
+            },
+        )?;
         if let Some((idx, kp)) = &config.milestone_signer {
             // A key of the genesis committee must be named by its index there; a key in no
             // known committee may be a member-to-be (a rotation may add it later).

@@ -38,7 +38,6 @@ impl Protocol {
         let next = self.ledger.confirmed_index() + 1;
         self.validator
             .params()
-            .schedule()
             .may_carry(next, &u)
             .map_err(|e| e.to_string())?;
         self.approved_update = Some(u);
@@ -51,7 +50,6 @@ impl Protocol {
         let u = self.approved_update.as_ref()?;
         self.validator
             .params()
-            .schedule()
             .may_carry(index, u)
             .ok()
             .map(|_| u.clone())
@@ -68,7 +66,6 @@ impl Protocol {
         }
         self.validator
             .params()
-            .schedule()
             .may_carry(m.index, u)
             .err()
             .map(|e| e.to_string())
@@ -79,7 +76,7 @@ impl Protocol {
     /// that changed it), and its update against the rotation rules. `None`: it may apply.
     pub(super) fn rotation_refusal(&self, m: &Milestone, parents: &[TxId; 2]) -> Option<String> {
         let params = self.validator.params();
-        if !params.schedule().rotations().is_empty() {
+        if params.has_rotations() {
             if let Err(why) = params.verify_milestone_signatures(parents, m) {
                 return Some(format!(
                     "its signatures are not those of the committee in office: {why}"
@@ -88,7 +85,6 @@ impl Protocol {
         }
         let u = m.committee_update.as_ref()?;
         params
-            .schedule()
             .may_carry(m.index, u)
             .err()
             .map(|e| format!("its committee update breaks the rotation rules: {e}"))
@@ -142,12 +138,14 @@ impl Protocol {
         let next = self.ledger.confirmed_index().saturating_add(1);
         let params = self.validator.params();
         params.set_applied(self.ledger.confirmed_index());
-        let schedule = params.schedule();
-        let epoch = schedule.at(next);
-        let me = epoch.member_index(&key.address());
+        let (members, threshold) = params.committee_at(next);
+        let me = members
+            .iter()
+            .position(|a| *a == key.address())
+            .map(|i| i as u8);
         self.sole_signer = None;
         match me {
-            Some(i) if epoch.committee.len() == 1 => {
+            Some(i) if members.len() == 1 => {
                 self.sole_signer = Some(i);
                 self.committee = None;
             }
@@ -155,15 +153,15 @@ impl Protocol {
                 let same = self
                     .committee
                     .as_ref()
-                    .is_some_and(|c| c.serves(i, &epoch.committee, epoch.threshold));
+                    .is_some_and(|c| c.serves(i, &members, threshold));
                 if !same {
                     let previous = self.committee.take();
                     self.committee = Some(committee::Committee::for_term(
                         previous,
                         i,
                         key,
-                        epoch.committee.clone(),
-                        epoch.threshold,
+                        members,
+                        threshold,
                         self.config.proposer_timeout(),
                     ));
                 }
