@@ -446,26 +446,53 @@ impl NodeService for NodeHandle {
         &self,
         index: Option<MilestoneIndex>,
     ) -> Result<Option<MilestoneView>, ServiceError> {
-        let pruned = self.shared.pruned.milestone();
-        let index = match index {
-            Some(i) => i,
-            None => {
-                let durable = self
-                    .shared
-                    .durable_milestone
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-                // "Latest" is never pruned: the store prunes only below milestones it wrote,
-                // so when the durable index lags behind a tight retention, the oldest kept
-                // one is newer and stored.
-                if durable == 0 {
-                    0
-                } else {
-                    durable.max(pruned + 1)
-                }
+        if let Some(i) = index {
+            return self.milestone_at(i, self.shared.pruned.milestone());
+        }
+        // "Latest" is never pruned: the store prunes only below milestones it wrote, so when
+        // the durable index lags behind a tight retention, the oldest kept one is newer and
+        // stored. A prune can still pass the index chosen before the store is read (a
+        // retention of two milestones at one a second): then choose again.
+        let mut attempts = 0;
+        loop {
+            let pruned = self.shared.pruned.milestone();
+            let durable = self
+                .shared
+                .durable_milestone
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            let latest = if durable == 0 {
+                0
+            } else {
+                durable.max(pruned + 1)
+            };
+            attempts += 1;
+            match self.milestone_at(latest, pruned) {
+                Ok(None) | Err(ServiceError::Pruned(_))
+                    if latest > 0 && attempts < 16 && self.shared.pruned.milestone() > pruned => {}
+                r => return r,
             }
-        };
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn metrics(&self) -> String {
+        self.shared.refresh_gauges();
+        self.shared.metrics.render()
+    }
+}
+
+impl NodeHandle {
+    /// Milestone `index` (0: none), `pruned` being the pruning point read by the caller.
+    fn milestone_at(
+        &self,
+        index: MilestoneIndex,
+        pruned: MilestoneIndex,
+    ) -> Result<Option<MilestoneView>, ServiceError> {
         if index == 0 {
             return Ok(None);
         }
@@ -506,15 +533,6 @@ impl NodeService for NodeHandle {
             conflicting: None,
             signers,
         }))
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
-        self.shared.events.subscribe()
-    }
-
-    fn metrics(&self) -> String {
-        self.shared.refresh_gauges();
-        self.shared.metrics.render()
     }
 }
 
