@@ -1,7 +1,7 @@
 //! Arbitrary bytes into the decoders of the store's on-disk format (transaction-log frame
-//! bodies including tombstones, confirmation chunks, entry headers, pruned-entry keys and
-//! bitmaps): they must never panic, and a frame they accept must re-encode to the same
-//! bytes.
+//! bodies including tombstones and account frames, confirmation chunks, entry headers,
+//! pruned-entry keys and bitmaps, account checkpoint headers): they must never panic, and
+//! a frame they accept must re-encode to the same bytes.
 //!
 //! `cargo +nightly fuzz run store_log`
 #![no_main]
@@ -25,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
                 layout::tombstone_body(t.milestone, &t.txs, &t.entry_points),
                 data
             ),
+            Frame::Accounts(a) => {
+                assert_eq!(layout::accounts_body(a.milestone, &a.accounts), data)
+            }
         }
     }
     if let Ok(list) = layout::decode_confirmations(data) {
@@ -39,4 +42,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = layout::decode_pruned_key(data);
     let _ = layout::check_pruned_bitmap(data);
     let _ = layout::decode_account(data);
+    let _ = layout::decode_account_record(data);
+    if let Ok(h) = layout::decode_accounts_header(data, data.len() as u64) {
+        assert_eq!(layout::encode_accounts_header(&h)[..], data[..layout::ACCOUNTS_HEADER_LEN]);
+    }
 });

@@ -13,13 +13,17 @@ use dag_core::{
 pub const TREE: &str = "tangle";
 
 /// Version of this format, stored under [`FORMAT_KEY`] when the database is created.
+/// Format 4: the account table is not in sled but in a checkpoint file
+/// ([`ACCOUNTS_FILE`]) plus the account frames ([`FRAME_ACCOUNTS`]) the log holds since
+/// it. Format 3 (and 2) kept accounts under sled keys ([`ACCOUNT`]).
+pub const FORMAT: u8 = 4;
 /// Format 3: the transaction log is a sequence of segment files and may hold tombstone
 /// frames ([`FRAME_PRUNE`]); sled holds the prune state ([`PRUNE_KEY`]), pruned-entry
-/// bitmaps ([`PRUNED`]) and payload bases ([`PAYLOAD_BASE`]).
-pub const FORMAT: u8 = 3;
-/// The previous format: one log file (which is segment 0 of format 3) and never pruned.
-/// It is a valid format-3 database without tombstones, so it is opened and its format key
-/// upgraded to [`FORMAT`].
+/// bitmaps ([`PRUNED`]), payload bases ([`PAYLOAD_BASE`]) and the accounts ([`ACCOUNT`]).
+/// Opened and upgraded to [`FORMAT`] (its accounts move to a checkpoint file).
+pub const FORMAT_SEGMENTED: u8 = 3;
+/// Format 2: one log file (which is segment 0 of format 3) and never pruned. It is a valid
+/// format-3 database without tombstones, so it is upgraded like one.
 pub const FORMAT_SINGLE_LOG: u8 = 2;
 
 /// Prefix of milestones: `m` + index (u32 BE) -> `MilestoneRecord` (MessagePack).
@@ -27,7 +31,8 @@ pub const MILESTONE: u8 = b'm';
 /// Prefix of confirmation chunks: `k` + milestone index (u32 BE) + chunk (u32 BE) ->
 /// [`encode_confirmation`] entries, in white-flag order.
 pub const CONFIRMATION: u8 = b'k';
-/// Prefix of accounts: `a` + address -> balance, next seq (u64 BE each).
+/// Prefix of accounts in formats 2 and 3: `a` + address -> balance, next seq (u64 BE
+/// each). Format 4 keeps none (they move to [`ACCOUNTS_FILE`] when a database is upgraded).
 pub const ACCOUNT: u8 = b'a';
 /// Prefix of channels: `c` + channel id -> `Channel` (MessagePack).
 pub const CHANNEL: u8 = b'c';
@@ -67,6 +72,24 @@ pub const FRAME_TRANSACTIONS: u8 = 1;
 pub const FRAME_SOLID: u8 = 2;
 /// Frame kind: a tombstone, the commit point of a prune ([`Tombstone`]).
 pub const FRAME_PRUNE: u8 = 3;
+/// Frame kind: the accounts one milestone changed, with their new values
+/// ([`accounts_body`]).
+pub const FRAME_ACCOUNTS: u8 = 4;
+
+/// Name of the account checkpoint in the database directory: the whole account table as
+/// of one confirmed milestone ([`AccountsHeader`], then sorted [`ACCOUNT_RECORD_LEN`]-byte
+/// records). Written to [`ACCOUNTS_TMP_FILE`] and renamed over it.
+pub const ACCOUNTS_FILE: &str = "accounts.table";
+/// Where a new checkpoint is written before it is renamed to [`ACCOUNTS_FILE`].
+pub const ACCOUNTS_TMP_FILE: &str = "accounts.table.tmp";
+/// The first bytes of an account checkpoint.
+pub const ACCOUNTS_MAGIC: &[u8; 8] = b"TANGACC\x01";
+/// Length of an account checkpoint's header ([`AccountsHeader`]).
+pub const ACCOUNTS_HEADER_LEN: usize = 24;
+/// Length of one account record: address (32), balance and next seq (u64 BE each).
+pub const ACCOUNT_RECORD_LEN: usize = 48;
+/// Length of an accounts frame body before its records.
+pub const ACCOUNTS_BODY_HEADER_LEN: usize = 9;
 
 /// Length of a transaction entry's fixed header in a log frame, before its bytes.
 pub const TX_ENTRY_HEADER_LEN: usize = 77;
@@ -315,6 +338,132 @@ pub enum Frame<'a> {
     Solid(Vec<TxId>),
     /// A prune's commit point.
     Prune(Tombstone),
+    /// The accounts a milestone changed.
+    Accounts(AccountsFrame),
+}
+
+/// An accounts frame: the new values of the accounts one milestone changed, written before
+/// the milestone's sled batch (which is its commit point).
+///
+/// | offset | size    | field                                       |
+/// |--------|---------|---------------------------------------------|
+/// | 0      | 1       | kind, [`FRAME_ACCOUNTS`]                    |
+/// | 1      | 4       | number of records `n` (u32 BE)              |
+/// | 5      | 4       | the milestone (u32 BE)                      |
+/// | 9      | 48 n    | records ([`push_account_record`])           |
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountsFrame {
+    /// The milestone whose application changed them.
+    pub milestone: MilestoneIndex,
+    /// The changed accounts, with their values after the milestone.
+    pub accounts: Vec<(Address, Account)>,
+}
+
+/// An accounts frame body ([`AccountsFrame`]).
+pub fn accounts_body(milestone: MilestoneIndex, accounts: &[(Address, Account)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(ACCOUNTS_BODY_HEADER_LEN + accounts.len() * ACCOUNT_RECORD_LEN);
+    v.push(FRAME_ACCOUNTS);
+    v.extend_from_slice(&(accounts.len() as u32).to_be_bytes());
+    v.extend_from_slice(&milestone.to_be_bytes());
+    for (a, acc) in accounts {
+        push_account_record(&mut v, a, acc);
+    }
+    v
+}
+
+/// Appends one account record: address, balance (u64 BE), next seq (u64 BE).
+pub fn push_account_record(out: &mut Vec<u8>, address: &Address, account: &Account) {
+    out.extend_from_slice(address.as_bytes());
+    out.extend_from_slice(&encode_account(account));
+}
+
+/// Decodes one [`ACCOUNT_RECORD_LEN`]-byte account record.
+pub fn decode_account_record(bytes: &[u8]) -> Result<(Address, Account)> {
+    if bytes.len() != ACCOUNT_RECORD_LEN {
+        return Err(StoreError::Corrupt(format!(
+            "account record of {} bytes, not {ACCOUNT_RECORD_LEN}",
+            bytes.len()
+        )));
+    }
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&bytes[..32]);
+    Ok((Address(a), decode_account(&bytes[32..])?))
+}
+
+fn decode_accounts_frame(body: &[u8]) -> Result<AccountsFrame> {
+    let corrupt = |why: &str| Err(StoreError::Corrupt(format!("accounts frame: {why}")));
+    if body.len() < ACCOUNTS_BODY_HEADER_LEN {
+        return corrupt("too short");
+    }
+    let n = be_u32(&body[1..5]) as usize;
+    let milestone = be_u32(&body[5..9]);
+    let rest = &body[ACCOUNTS_BODY_HEADER_LEN..];
+    if rest.len() != n.saturating_mul(ACCOUNT_RECORD_LEN) {
+        return corrupt("of the wrong length");
+    }
+    let accounts = rest
+        .chunks_exact(ACCOUNT_RECORD_LEN)
+        .map(decode_account_record)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(AccountsFrame {
+        milestone,
+        accounts,
+    })
+}
+
+/// The header of an account checkpoint ([`ACCOUNTS_FILE`]).
+///
+/// | offset | size | field                                               |
+/// |--------|------|-----------------------------------------------------|
+/// | 0      | 8    | [`ACCOUNTS_MAGIC`]                                  |
+/// | 8      | 4    | the confirmed milestone it holds the table at (u32 BE) |
+/// | 12     | 8    | number of records (u64 BE)                          |
+/// | 20     | 4    | CRC-32 of the records (u32 LE)                      |
+///
+/// The records follow, sorted by address, each address once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountsHeader {
+    /// The milestone.
+    pub milestone: MilestoneIndex,
+    /// Number of records.
+    pub count: u64,
+    /// CRC-32 of the records.
+    pub crc: u32,
+}
+
+/// Encodes an [`AccountsHeader`].
+pub fn encode_accounts_header(h: &AccountsHeader) -> [u8; ACCOUNTS_HEADER_LEN] {
+    let mut out = [0u8; ACCOUNTS_HEADER_LEN];
+    out[..8].copy_from_slice(ACCOUNTS_MAGIC);
+    out[8..12].copy_from_slice(&h.milestone.to_be_bytes());
+    out[12..20].copy_from_slice(&h.count.to_be_bytes());
+    out[20..].copy_from_slice(&h.crc.to_le_bytes());
+    out
+}
+
+/// Decodes an [`AccountsHeader`]; `file_len` is the checkpoint's length, which must be
+/// exactly the header and its records.
+pub fn decode_accounts_header(bytes: &[u8], file_len: u64) -> Result<AccountsHeader> {
+    let corrupt = |why: &str| Err(StoreError::Corrupt(format!("account checkpoint: {why}")));
+    if bytes.len() < ACCOUNTS_HEADER_LEN {
+        return corrupt("too short");
+    }
+    if &bytes[..8] != ACCOUNTS_MAGIC {
+        return corrupt("bad magic");
+    }
+    let h = AccountsHeader {
+        milestone: be_u32(&bytes[8..12]),
+        count: be_u64(&bytes[12..20]),
+        crc: le_u32(&bytes[20..24]),
+    };
+    let expected = h
+        .count
+        .checked_mul(ACCOUNT_RECORD_LEN as u64)
+        .and_then(|n| n.checked_add(ACCOUNTS_HEADER_LEN as u64));
+    if expected != Some(file_len) {
+        return corrupt("its length does not match its record count");
+    }
+    Ok(h)
 }
 
 /// A tombstone frame: one prune, as `Store::prune` committed it.
@@ -448,6 +597,9 @@ pub fn decode_body(body: &[u8]) -> Result<Frame<'_>> {
     let corrupt = |why: String| Err(StoreError::Corrupt(format!("log frame: {why}")));
     if body.first() == Some(&FRAME_PRUNE) {
         return decode_tombstone(body).map(Frame::Prune);
+    }
+    if body.first() == Some(&FRAME_ACCOUNTS) {
+        return decode_accounts_frame(body).map(Frame::Accounts);
     }
     if body.len() < 5 {
         return corrupt(format!("body of {} bytes", body.len()));
@@ -834,5 +986,57 @@ mod tests {
             decode_confirmation_key(&confirmation_key(9, 4)).unwrap(),
             (9, 4)
         );
+    }
+
+    #[test]
+    fn accounts_frames_and_checkpoint_headers_round_trip_and_refuse_damage() {
+        let accounts: Vec<(Address, Account)> = (0..3u8)
+            .map(|i| {
+                (
+                    Address([i; 32]),
+                    Account {
+                        balance: u64::from(i) * 1_000 + 7,
+                        next_seq: u64::from(i),
+                    },
+                )
+            })
+            .collect();
+        let body = accounts_body(42, &accounts);
+        assert_eq!(
+            body.len(),
+            ACCOUNTS_BODY_HEADER_LEN + 3 * ACCOUNT_RECORD_LEN
+        );
+        assert_eq!(
+            decode_body(&body).unwrap(),
+            Frame::Accounts(AccountsFrame {
+                milestone: 42,
+                accounts: accounts.clone(),
+            })
+        );
+        // One byte short, or a record count that disagrees with the length.
+        assert!(decode_body(&body[..body.len() - 1]).is_err());
+        let mut wrong = body.clone();
+        wrong[4] = 4;
+        assert!(decode_body(&wrong).is_err());
+
+        let h = AccountsHeader {
+            milestone: 9,
+            count: 3,
+            crc: 0xdead_beef,
+        };
+        let bytes = encode_accounts_header(&h);
+        let len = (ACCOUNTS_HEADER_LEN + 3 * ACCOUNT_RECORD_LEN) as u64;
+        assert_eq!(decode_accounts_header(&bytes, len).unwrap(), h);
+        assert!(decode_accounts_header(&bytes, len + 1).is_err());
+        assert!(decode_accounts_header(&bytes[..20], len).is_err());
+        let mut magic = bytes;
+        magic[0] ^= 1;
+        assert!(decode_accounts_header(&magic, len).is_err());
+        // A count whose size overflows is refused, not wrapped.
+        let huge = encode_accounts_header(&AccountsHeader {
+            count: u64::MAX,
+            ..h
+        });
+        assert!(decode_accounts_header(&huge, len).is_err());
     }
 }

@@ -37,14 +37,15 @@ fn id(i: u64, tag: u8) -> [u8; 32] {
 fn dir_size(p: &std::path::Path) -> u64 {
     std::fs::read_dir(p)
         .map(|rd| {
+            // A file may go between the listing and its metadata (a checkpoint renamed).
             rd.filter_map(|e| e.ok())
-                .map(|e| {
-                    let m = e.metadata().unwrap();
-                    if m.is_dir() {
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    Some(if m.is_dir() {
                         dir_size(&e.path())
                     } else {
                         m.len()
-                    }
+                    })
                 })
                 .sum()
         })
@@ -196,4 +197,8 @@ fn main() {
         e.1 += v.len() as u64;
     }
     eprintln!("keys per prefix (count, value bytes): {keys:?}");
+    let checkpoint = std::fs::metadata(dir.join(node::store::layout::ACCOUNTS_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!("account checkpoint {:.1} MB", checkpoint as f64 / 1e6);
 }

@@ -376,7 +376,7 @@ impl Metrics {
         );
         registry.register(
             "storage_bytes",
-            "Bytes on disk: the transaction log, the sled index, snapshot files",
+            "Bytes on disk: the transaction log, the account checkpoint, the sled index, snapshot files",
             m.storage_bytes.clone(),
         );
         registry.register(
@@ -487,11 +487,12 @@ impl Metrics {
         }
     }
 
-    /// Measures the data directory (the transaction log's files, the sled files: everything
-    /// else in it) and the snapshot directory, and the process's resident memory. A few
-    /// dozen `stat`s: call it every few seconds, off the async threads.
+    /// Measures the data directory (the transaction log's files, the account checkpoint,
+    /// the sled files: everything else in it) and the snapshot directory, and the
+    /// process's resident memory. A few dozen `stat`s: call it every few seconds, off the
+    /// async threads.
     pub fn observe_resources(&self, data_dir: &std::path::Path, snapshots_dir: &std::path::Path) {
-        let (mut log, mut sled) = (0u64, 0u64);
+        let (mut log, mut accounts, mut sled) = (0u64, 0u64, 0u64);
         if let Ok(entries) = std::fs::read_dir(data_dir) {
             for e in entries.flatten() {
                 let path = e.path();
@@ -503,15 +504,24 @@ impl Metrics {
                 } else {
                     e.metadata().map_or(0, |m| m.len())
                 };
-                if e.file_name().to_string_lossy().starts_with("transactions") {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("transactions") {
                     log += bytes;
+                } else if name.starts_with("accounts") {
+                    accounts += bytes;
                 } else {
                     sled += bytes;
                 }
             }
         }
         let snapshots = crate::runtime::dir_bytes(snapshots_dir);
-        for (part, bytes) in [("log", log), ("sled", sled), ("snapshots", snapshots)] {
+        for (part, bytes) in [
+            ("log", log),
+            ("accounts", accounts),
+            ("sled", sled),
+            ("snapshots", snapshots),
+        ] {
             self.storage_bytes
                 .get_or_create(&PartLabels { part })
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));

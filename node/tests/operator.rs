@@ -63,14 +63,15 @@ async fn metrics_grafana_and_health_warnings() {
     assert_eq!(get("/api/v1/payloads/nothex").await.unwrap().status(), 400);
     assert_eq!(get("/no/such/route").await.unwrap().status(), 404);
 
-    // Storage is measured at start and every few seconds: wait until the log and sled parts
-    // are on disk, and a milestone was applied (and timed).
+    // Storage is measured at start and every few seconds: wait until the log, account
+    // checkpoint and sled parts are on disk, and a milestone was applied (and timed).
     let metrics = until("storage gauges and a milestone", || async {
         let m = get("/metrics").await.ok()?.text().await.ok()?;
         let log = sample(&m, "tangle_storage_bytes{part=\"log\"}")?;
         let sled = sample(&m, "tangle_storage_bytes{part=\"sled\"}")?;
+        let accounts = sample(&m, "tangle_storage_bytes{part=\"accounts\"}")?;
         let timed = sample(&m, "tangle_milestone_issuance_latency_seconds_count")?;
-        (log > 0.0 && sled > 0.0 && timed > 0.0).then_some(m)
+        (log > 0.0 && sled > 0.0 && accounts > 0.0 && timed > 0.0).then_some(m)
     })
     .await;
     assert!(sample(&metrics, "tangle_resident_memory_bytes").unwrap() > 1e6);

@@ -182,16 +182,18 @@ fn corrupt_values_are_reported_not_panicked_on() {
         s.init_ledger(&genesis_state()).unwrap();
         s.flush().unwrap();
     }
-    // A short account, a truncated milestone, an undecodable ledger header.
+    // A channel that does not decode, a truncated milestone, an undecodable ledger header.
     corrupt(
         dir.path(),
-        &layout::account_key(&dag_core::Address([4; 32])),
-        &[],
+        &layout::channel_key(&dag_core::ChannelId([4; 32])),
+        &[0xc1],
     );
     corrupt(dir.path(), &layout::milestone_key(1), &[0x93, 0x01]);
     let s = SledStore::open(dir.path()).unwrap();
     let is_corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
-    assert!(is_corrupt(s.account(&dag_core::Address([4; 32])).map(drop)));
+    assert!(is_corrupt(
+        s.channel(&dag_core::ChannelId([4; 32])).map(drop)
+    ));
     assert!(is_corrupt(s.milestone(1).map(drop)));
     assert!(is_corrupt(s.load_ledger().map(drop)));
     assert_eq!(s.transaction(&id2).unwrap(), Some(bytes2.clone()));
@@ -549,11 +551,18 @@ fn pruning_deletes_old_log_segments() {
     assert_eq!(s.pruned().unwrap().unwrap().milestone, 0);
 }
 
-/// A store of the previous format (one `transactions.log`, format key 2, never pruned:
-/// what this version writes without pruning, with the old key) opens with everything in
-/// it, is upgraded, and can then be pruned.
+/// A store of an earlier format opens with everything in it, is upgraded, and can then be
+/// pruned: format 2 (one `transactions.log`, never pruned) and format 3 (segments), both
+/// with the accounts under sled keys. Made from what this version writes without pruning,
+/// with the accounts moved back into sled, the checkpoint removed and the old key.
 #[test]
-fn a_single_log_store_of_the_previous_format_opens() {
+fn a_store_of_an_earlier_format_opens() {
+    for format in [layout::FORMAT_SINGLE_LOG, layout::FORMAT_SEGMENTED] {
+        store_of_an_earlier_format_opens(format);
+    }
+}
+
+fn store_of_an_earlier_format_opens(format: u8) {
     use dag_core::store::{ConfirmedTx, MilestoneBatch, MilestoneRecord, PruneBatch};
     let dir = tempfile::tempdir().unwrap();
     let txs: Vec<(TxId, Vec<u8>)> = (0..5).map(blob).collect();
@@ -585,9 +594,20 @@ fn a_single_log_store_of_the_previous_format_opens() {
         conformance::view(&s, &ids, &[], 1)
     };
     assert_eq!(segment_files(dir.path()), vec![0]);
-    corrupt(dir.path(), layout::FORMAT_KEY, &[layout::FORMAT_SINGLE_LOG]);
+    let accounts = view.ledger.as_ref().unwrap().accounts.clone();
+    assert!(!accounts.is_empty());
+    for (a, acc) in &accounts {
+        corrupt(
+            dir.path(),
+            &layout::account_key(a),
+            &layout::encode_account(acc),
+        );
+    }
+    std::fs::remove_file(dir.path().join(layout::ACCOUNTS_FILE)).unwrap();
+    corrupt(dir.path(), layout::FORMAT_KEY, &[format]);
     let s = SledStore::open(dir.path()).unwrap();
     assert_eq!(conformance::view(&s, &ids, &[], 1), view);
+    assert!(dir.path().join(layout::ACCOUNTS_FILE).exists());
     s.prune(&PruneBatch {
         milestone: 1,
         txs: ids[..3].to_vec(),
@@ -601,7 +621,8 @@ fn a_single_log_store_of_the_previous_format_opens() {
     assert_eq!(s.milestone(1).unwrap(), None);
     assert_eq!(s.pruned().unwrap().unwrap().entry_points, vec![(ids[2], 1)]);
     drop(s);
-    // The format key says 3 now: an earlier version refuses the database.
+    // The format key says 4 now, and sled holds no account: an earlier version refuses the
+    // database.
     let start = std::time::Instant::now();
     let db = loop {
         match sled::open(dir.path()) {
@@ -617,4 +638,11 @@ fn a_single_log_store_of_the_previous_format_opens() {
         .get(layout::FORMAT_KEY)
         .unwrap();
     assert_eq!(format.as_deref(), Some(&[layout::FORMAT][..]));
+    assert_eq!(
+        db.open_tree(layout::TREE)
+            .unwrap()
+            .scan_prefix([layout::ACCOUNT])
+            .count(),
+        0
+    );
 }

@@ -3,9 +3,9 @@
 //!
 //! It passes the same conformance suite as `MemStore` (`node/tests/store_sled.rs`).
 //!
-//! # On-disk layout (format 3)
-//! Two parts in the database directory, the way Bitcoin Core keeps blocks in flat files and
-//! its indexes and chain state in LevelDB:
+//! # On-disk layout (format 4)
+//! Three parts in the database directory, the way Bitcoin Core keeps blocks in flat files
+//! and its indexes and chain state in LevelDB:
 //!
 //! - **The transaction log** (`txlog.rs`): what never changes, the transactions, in a
 //!   sequence of **segment files**: `transactions.log` ([`layout::LOG_FILE`]) is segment 0,
@@ -20,8 +20,18 @@
 //!   solid flag, payload id, length and canonical bytes: 77 bytes + the transaction); a
 //!   `mark_solid` call is one frame of ids (kind 2); a `prune` is one **tombstone** frame
 //!   (kind 3, [`layout::Tombstone`]: the pruned milestone, the ids of the pruned
-//!   transactions the store held, the solid entry points). Appended with `pwrite`, read
-//!   with `pread`.
+//!   transactions the store held, the solid entry points); a milestone that changes
+//!   accounts writes one **accounts frame** (kind 4, [`layout::AccountsFrame`]: the
+//!   milestone and the changed accounts' new values) before its sled batch. Appended with
+//!   `pwrite`, read with `pread`.
+//! - **The account checkpoint** (`sled/accounts.rs`), [`layout::ACCOUNTS_FILE`]: the whole
+//!   account table as of one confirmed milestone, 48-byte records (address, balance, next
+//!   seq) sorted by address after a checksummed header, written to a temporary file and
+//!   renamed. The table is that checkpoint plus the accounts frames of the later
+//!   milestones, which are also held in memory (the changes since the checkpoint); a new
+//!   checkpoint is written once those frames add up to the table's size (at least 4 MiB)
+//!   or 600 milestones. A log segment holding the frame of a milestone after the
+//!   checkpoint is not deleted.
 //! - **One sled tree**, `tangle` ([`layout::TREE`]): what a milestone changes, and what
 //!   a prune leaves. The first byte of a key says what it is; integers in keys are
 //!   big-endian so keys sort numerically:
@@ -31,7 +41,6 @@
 //! | `k` + milestone index (u32) + chunk (u32) | up to 1,024 confirmations in white-flag order: tx id, outcome, and the payload id if it was confirmed as carrying one it was not stored with |
 //! | `p` + milestone index (u32) + chunk (u32) | bitmap of the entries of that `k` chunk that name pruned transactions (only while the chunk stays) |
 //! | `m` + milestone index (u32)        | `MilestoneRecord` (MessagePack)                    |
-//! | `a` + address (33 B)               | balance, next seq (u64 each, 16 B)                 |
 //! | `c` + channel id (33 B)            | `Channel` (MessagePack)                            |
 //! | `b` + payload id (33 B)            | a payload's status when some of its transactions were pruned, and the confirmed index then (MessagePack) |
 //! | `sformat`                          | format version (1 byte)                            |
@@ -46,6 +55,13 @@
 //!   `payload` (with the status, derived from its transactions' confirmations in
 //!   (milestone, white-flag position) order, the rule of `apply_milestone` replayed, on top
 //!   of its `b` base if it has one) is index only.
+//!
+//! Why the accounts are not in sled (they were until format 3): sled 0.34 is
+//! log-structured, and a milestone rewrote thousands of random account keys, garbage its
+//! one background cleaner did not reclaim as fast under load, so its file grew with
+//! history (+0.97 MB per milestone of 5,000 payments among 100,000 accounts, and the open
+//! time with it). An accounts frame is one sequential append to a log that is synced
+//! before the milestone anyway, and its space comes back whole with its segment.
 //!
 //! Why this shape: sled 0.34 costs several microseconds per key written (each insert copies
 //! a leaf node and appends a log fragment; perf puts 60% of a node cycle in sled's
@@ -104,9 +120,12 @@
 //!
 //! A database of another format (including format 1, which kept transactions in sled) is
 //! refused at open with `StoreError::Corrupt`. A database of format 2 (a single
-//! `transactions.log`, never pruned: segment 0 of a log without tombstones) is opened and
-//! its format key upgraded to 3, so that an earlier version, which would misread a
-//! tombstone as a torn tail, refuses it from then on.
+//! `transactions.log`, never pruned: segment 0 of a log without tombstones) or 3 (accounts
+//! under sled keys `a` + address) is upgraded: its accounts are written as the checkpoint
+//! (synced), then one sled batch removes the `a` keys and sets format 4, so that an
+//! earlier version, which would misread a tombstone or an accounts frame as a torn tail,
+//! refuses it from then on; a crash before that batch leaves the old format, upgraded
+//! again at the next open.
 //!
 //! # Durability
 //! [`Store::flush`](dag_core::store::Store::flush) is the durability point: the node calls

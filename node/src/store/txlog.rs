@@ -18,7 +18,7 @@ use dag_core::store::{Result, StoreError};
 
 use node_proto::layout::{self, Frame, FRAME_HEADER_LEN, LOG_MAGIC, MAX_FRAME_LEN};
 
-fn io_error(what: &str, e: io::Error) -> StoreError {
+pub(crate) fn io_error(what: &str, e: io::Error) -> StoreError {
     StoreError::Backend(format!("{what}: {e}"))
 }
 
@@ -272,7 +272,7 @@ fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("fsync of the database dir", e))

@@ -100,6 +100,12 @@ pub(super) struct Index {
     /// Per live segment from `seg_first`: its entries that are indexed (not pruned, not a
     /// duplicate). Tombstone and solid frames do not count.
     pub(super) live: VecDeque<u64>,
+    /// Per live segment from `seg_first`: the highest milestone of an accounts frame in it
+    /// (0 if none). A segment holding the frame of a milestone after the account
+    /// checkpoint is needed to rebuild the table, so it stays.
+    pub(super) accounts_in: VecDeque<MilestoneIndex>,
+    /// The milestone of the account checkpoint.
+    pub(super) accounts_checkpoint: MilestoneIndex,
     /// Prunes taken so far (every [`capacity::SHRINK_EVERY`]th gives spare capacity back).
     pub(super) prunes: u32,
 }
@@ -110,6 +116,7 @@ impl Index {
         Index {
             seg_first: first,
             live: std::iter::repeat_n(0, segments).collect(),
+            accounts_in: std::iter::repeat_n(0, segments).collect(),
             ..Index::default()
         }
     }
@@ -133,15 +140,38 @@ impl Index {
         }
     }
 
-    /// How many of the oldest segments may be deleted: each has no live entry, nor has any
-    /// older one, and the newest (active) segment never goes.
+    /// How many of the oldest segments may be deleted: each has no live entry and no
+    /// accounts frame after the account checkpoint, nor has any older one, and the newest
+    /// (active) segment never goes.
     pub(super) fn deletable_segments(&self) -> usize {
         let older = self.live.len().saturating_sub(1);
         self.live
             .iter()
+            .zip(&self.accounts_in)
             .take(older)
-            .take_while(|n| **n == 0)
+            .take_while(|(n, m)| **n == 0 && **m <= self.accounts_checkpoint)
             .count()
+    }
+
+    /// Notes an accounts frame of `milestone` at `pos`.
+    pub(super) fn note_accounts(&mut self, pos: LogPos, milestone: MilestoneIndex) {
+        let i = segment_index(self.seg_first, pos.tag());
+        if let Some(m) = self.accounts_in.get_mut(i) {
+            *m = (*m).max(milestone);
+        }
+    }
+
+    /// A new active segment.
+    pub(super) fn push_segment(&mut self) {
+        self.live.push_back(0);
+        self.accounts_in.push_back(0);
+    }
+
+    /// The oldest segment was deleted.
+    pub(super) fn pop_segment(&mut self) {
+        self.live.pop_front();
+        self.accounts_in.pop_front();
+        self.seg_first += 1;
     }
 
     /// The transactions carrying `payload`, in storing order.

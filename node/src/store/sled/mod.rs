@@ -6,6 +6,9 @@
 //! `prune` pruning (tombstones, the sled clean-up, deleting log segments) and `recovery`
 //! what opening does after the log scan (confirmations, a prune's clean-up redone).
 
+mod accounts;
+#[cfg(test)]
+mod accounts_tests;
 mod disk_sync;
 mod index;
 mod prune;
@@ -28,6 +31,7 @@ use sled::{Batch, IVec, Tree};
 
 use super::group_commit::GroupCommit;
 use super::txlog::{LogPos, Segment, TxLog, MAX_SEGMENT_BYTES};
+use accounts::AccountTable;
 use disk_sync::DiskSync;
 use index::{Index, Slot};
 use node_proto::layout::{self, TxEntryHeader, LOG_MAGIC, TX_ENTRY_HEADER_LEN};
@@ -136,6 +140,9 @@ pub struct SledStore {
     tree: Tree,
     log: TxLog,
     index: RwLock<Index>,
+    /// The account table: a checkpoint file and the changes since (taken under the sled
+    /// writer lock by whoever changes it).
+    accounts: RwLock<AccountTable>,
     /// Serialises log appends (and segment changes).
     log_writer: Mutex<Writer>,
     /// Serialises sled batches (each reads what it is about to change). Taken before
@@ -221,10 +228,13 @@ impl SledStore {
         check_segment_bytes(options.segment_bytes)?;
         let db = open_db(path)?;
         let tree = db.open_tree(layout::TREE).map_err(backend)?;
-        let new = check_format(&db, &tree)?;
         let durable = options.durability == Durability::PowerLoss;
+        let new = check_format(&db, &tree, path, durable)?;
         let log = TxLog::open(path, new, durable)?;
         let mut index = Index::new(log.first_id(), log.segment_count());
+        let mut accounts = AccountTable::open(Some(path), durable)?;
+        let checkpoint = accounts.checkpoint_milestone();
+        index.accounts_checkpoint = checkpoint.unwrap_or(0);
         let pruned = get::<PruneHeader>(&tree, "prune state", layout::PRUNE_KEY)?;
         index.pruned = pruned.as_ref().map(|h| dag_core::store::PruneState {
             milestone: h.milestone,
@@ -235,7 +245,8 @@ impl SledStore {
             let payload = dag_core::PayloadId(layout::key_id("payload base", &k)?);
             index.bases.insert(payload, decode("payload base", &v)?);
         }
-        let mut replay = recovery::Replay::new(pruned.as_ref().map(|h| (h.segment, h.offset)));
+        let mut replay =
+            recovery::Replay::new(pruned.as_ref().map(|h| (h.segment, h.offset)), checkpoint);
         let scanned =
             log.scan(&mut |segment, at, frame| replay.frame(&mut index, &log, segment, at, frame))?;
         if scanned.dropped > 0 {
@@ -252,8 +263,21 @@ impl SledStore {
         } else {
             None
         };
+        let confirmed = get::<LedgerHeader>(&tree, "ledger header", layout::LEDGER_KEY)?
+            .map(|h| h.confirmed_index);
+        accounts.replay(std::mem::take(&mut replay.accounts), confirmed)?;
         let segment = log.active().id;
-        let store = SledStore::assemble(db, tree, log, index, segment, scanned.end, sync, options);
+        let store = SledStore::assemble(
+            db,
+            tree,
+            log,
+            index,
+            accounts,
+            segment,
+            scanned.end,
+            sync,
+            options,
+        );
         store.recover(replay)?;
         Ok(store)
     }
@@ -269,12 +293,16 @@ impl SledStore {
         check_segment_bytes(options.segment_bytes)?;
         let db = config().temporary(true).open().map_err(backend)?;
         let tree = db.open_tree(layout::TREE).map_err(backend)?;
-        check_format(&db, &tree)?;
+        if tree.get(layout::FORMAT_KEY).map_err(backend)?.is_none() {
+            tree.insert(layout::FORMAT_KEY, &[layout::FORMAT][..])
+                .map_err(backend)?;
+        }
         let log = TxLog::temporary()?;
         let index = Index::new(0, 1);
+        let accounts = AccountTable::open(None, false)?;
         let end = LOG_MAGIC.len() as u64;
         Ok(SledStore::assemble(
-            db, tree, log, index, 0, end, None, options,
+            db, tree, log, index, accounts, 0, end, None, options,
         ))
     }
 
@@ -284,6 +312,7 @@ impl SledStore {
         tree: Tree,
         log: TxLog,
         index: Index,
+        accounts: AccountTable,
         segment: u64,
         end: u64,
         sync: Option<DiskSync>,
@@ -294,6 +323,7 @@ impl SledStore {
             tree,
             log,
             index: RwLock::new(index),
+            accounts: RwLock::new(accounts),
             log_writer: Mutex::new(Writer { segment, end }),
             sled_writer: Mutex::new(()),
             log_written: AtomicU64::new(0),
@@ -323,9 +353,21 @@ impl SledStore {
         self.group.physical_flushes()
     }
 
-    /// Bytes the database occupies on disk: sled's count plus the transaction log.
+    /// Bytes the database occupies on disk: sled's count, the transaction log and the
+    /// account checkpoint.
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk().map_err(backend)? + self.log.size()?)
+        Ok(self.db.size_on_disk().map_err(backend)?
+            + self.log.size()?
+            + self.read_accounts().file_bytes())
+    }
+
+    fn read_accounts(&self) -> std::sync::RwLockReadGuard<'_, AccountTable> {
+        // Changed in single steps after each write succeeded: a poisoned lock is consistent.
+        self.accounts.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_accounts(&self) -> std::sync::RwLockWriteGuard<'_, AccountTable> {
+        self.accounts.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Number of live transaction log segments (files, for a store on disk).
@@ -390,7 +432,7 @@ impl SledStore {
         {
             let mut index = self.write_index();
             self.log.push(seg);
-            index.live.push_back(0);
+            index.push_segment();
         }
         *w = Writer {
             segment: next,
@@ -429,6 +471,32 @@ fn get<T: DeserializeOwned>(tree: &Tree, what: &str, key: &[u8]) -> Result<Optio
     }
 }
 
+/// Moves the accounts of a format-2 or -3 database out of sled: the checkpoint (at the
+/// ledger's confirmed index) is written and synced first, then one sled batch removes the
+/// account keys and sets the format, flushed before anything of the new format is written
+/// (so an earlier version never opens a log it would misread). A crash before that batch
+/// leaves the old format, and the upgrade is done again.
+fn upgrade_accounts(db: &sled::Db, tree: &Tree, dir: &Path, sync: bool) -> Result<()> {
+    let header = get::<LedgerHeader>(tree, "ledger header", layout::LEDGER_KEY)?;
+    let mut records = Vec::new();
+    let mut batch = Batch::default();
+    for item in tree.scan_prefix([layout::ACCOUNT]) {
+        let (k, v) = item.map_err(backend)?;
+        records.push((
+            dag_core::Address(layout::key_id("account", &k)?),
+            layout::decode_account(&v)?,
+        ));
+        batch.remove(k);
+    }
+    if let Some(h) = header {
+        AccountTable::open(Some(dir), sync)?.init(h.confirmed_index, &records)?;
+    }
+    batch.insert(layout::FORMAT_KEY, &[layout::FORMAT][..]);
+    tree.apply_batch(batch).map_err(backend)?;
+    db.flush().map_err(backend)?;
+    Ok(())
+}
+
 /// Opens sled at `path`. sled releases its file lock when its last background write ends,
 /// which can be a moment after a store of this process was dropped, so a lock held
 /// elsewhere is retried for up to two seconds before it is reported.
@@ -447,23 +515,19 @@ fn open_db(path: &Path) -> Result<sled::Db> {
     }
 }
 
-/// Checks the format key, writing it into a new database and upgrading a database of the
-/// previous format (a single-file log is segment 0 of a log that was never pruned).
-/// Returns whether the database is new.
-fn check_format(db: &sled::Db, tree: &Tree) -> Result<bool> {
+/// Checks the format key, writing it into a new database and upgrading a database of an
+/// earlier format (2: a single-file log is segment 0 of a log that was never pruned; 2 and
+/// 3: the accounts move from sled to a checkpoint file). Returns whether the database is
+/// new.
+fn check_format(db: &sled::Db, tree: &Tree, dir: &Path, sync: bool) -> Result<bool> {
     match tree.get(layout::FORMAT_KEY).map_err(backend)? {
         Some(v) if v.as_ref() == [layout::FORMAT] => Ok(false),
-        Some(v) if v.as_ref() == [layout::FORMAT_SINGLE_LOG] => {
-            // Durable before anything of the new format (a tombstone) is written, so an
-            // earlier version never opens a log it would misread.
-            tree.insert(layout::FORMAT_KEY, &[layout::FORMAT][..])
-                .map_err(backend)?;
-            db.flush().map_err(backend)?;
-            tracing::info!(
-                from = layout::FORMAT_SINGLE_LOG,
-                to = layout::FORMAT,
-                "database format upgraded"
-            );
+        Some(v)
+            if v.as_ref() == [layout::FORMAT_SINGLE_LOG]
+                || v.as_ref() == [layout::FORMAT_SEGMENTED] =>
+        {
+            upgrade_accounts(db, tree, dir, sync)?;
+            tracing::info!(from = v[0], to = layout::FORMAT, "database format upgraded");
             Ok(false)
         }
         Some(v) => Err(StoreError::Corrupt(format!(

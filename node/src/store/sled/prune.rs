@@ -298,8 +298,7 @@ impl SledStore {
             self.log.remove_oldest_file()?;
             let mut index = self.write_index();
             self.log.pop_oldest();
-            index.live.pop_front();
-            index.seg_first += 1;
+            index.pop_segment();
         }
         tracing::debug!(segments = n, "pruned log segments deleted");
         Ok(())

@@ -10,10 +10,10 @@
 //! pending tombstone pruned belongs to that pruned copy (even if the same transaction was
 //! stored again later), and the clean-up can be worked out again as the prune did.
 
-use std::collections::HashMap as StdHashMap;
+use std::collections::{BTreeMap, HashMap as StdHashMap};
 
 use dag_core::store::{PruneState, Result, StoreError};
-use dag_core::{MilestoneIndex, PayloadId, PayloadOutcome, TxId};
+use dag_core::{Account, Address, MilestoneIndex, PayloadId, PayloadOutcome, TxId};
 use hashbrown::HashMap;
 
 use super::index::{derive_status, Index, PayloadBase, SLOT_PAYLOAD};
@@ -47,6 +47,11 @@ pub(super) struct Replay {
     durable: Option<(u64, u64)>,
     dead: HashMap<TxId, Dead>,
     pending: Option<Pending>,
+    /// The account checkpoint's milestone.
+    checkpoint: Option<MilestoneIndex>,
+    /// The accounts frames of milestones after the checkpoint (the last of each
+    /// milestone's frames, with its size), for [`super::AccountTable::replay`].
+    pub(super) accounts: BTreeMap<MilestoneIndex, (Vec<(Address, Account)>, u64)>,
 }
 
 /// A confirmation chunk the redone clean-up looks at.
@@ -61,11 +66,13 @@ struct ChunkNote {
 }
 
 impl Replay {
-    pub(super) fn new(durable: Option<(u64, u64)>) -> Replay {
+    pub(super) fn new(durable: Option<(u64, u64)>, checkpoint: Option<MilestoneIndex>) -> Replay {
         Replay {
             durable,
             dead: HashMap::new(),
             pending: None,
+            checkpoint,
+            accounts: BTreeMap::new(),
         }
     }
 
@@ -82,6 +89,17 @@ impl Replay {
             Frame::Transactions(entries) => index.add_frame(LogPos::new(segment, at), &entries),
             Frame::Solid(ids) => index.mark_solid(&ids),
             Frame::Prune(t) => self.tombstone(index, log, segment, at, t)?,
+            Frame::Accounts(a) => {
+                index.note_accounts(LogPos::new(segment, at), a.milestone);
+                if self.checkpoint.is_none_or(|c| a.milestone > c) {
+                    let bytes = (layout::ACCOUNTS_BODY_HEADER_LEN
+                        + a.accounts.len() * layout::ACCOUNT_RECORD_LEN)
+                        as u64;
+                    // A later frame of the same milestone replaces an earlier one, whose
+                    // batch never committed.
+                    self.accounts.insert(a.milestone, (a.accounts, bytes));
+                }
+            }
         }
         Ok(())
     }

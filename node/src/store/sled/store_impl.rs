@@ -187,6 +187,7 @@ impl Store for SledStore {
             ("store_index_extra", index.extra.len()),
             ("store_index_payload_bases", index.bases.len()),
             ("store_log_segments", index.live.len()),
+            ("store_accounts_changed", self.read_accounts().changed_len()),
         ]
     }
 
@@ -218,9 +219,7 @@ impl Store for SledStore {
     }
 
     fn account(&self, address: &Address) -> Result<Option<Account>> {
-        self.raw(&layout::account_key(address))?
-            .map(|v| layout::decode_account(&v))
-            .transpose()
+        self.read_accounts().get(address)
     }
 
     fn channel(&self, id: &ChannelId) -> Result<Option<Channel>> {
@@ -239,20 +238,24 @@ impl Store for SledStore {
             digest: ledger.digest,
         };
         // Leftovers of an import cut short (a crash between two batches below): the
-        // ledger header is written last, so without it any account or channel record is
-        // one of those; they go first, or a different state imported now would keep them.
+        // ledger header is written last, so without it any channel record is one of
+        // those; they go first, or a different state imported now would keep them. (The
+        // account checkpoint is replaced whole.)
         let mut stale = Batch::default();
         let mut any = false;
-        for prefix in [layout::ACCOUNT, layout::CHANNEL] {
-            for item in self.tree.scan_prefix([prefix]) {
-                let (k, _) = item.map_err(backend)?;
-                stale.remove(k);
-                any = true;
-            }
+        for item in self.tree.scan_prefix([layout::CHANNEL]) {
+            let (k, _) = item.map_err(backend)?;
+            stale.remove(k);
+            any = true;
         }
         if any {
             self.apply(stale)?;
         }
+        // The accounts: one checkpoint file at the ledger's index, synced before the header
+        // can be.
+        self.write_accounts()
+            .init(ledger.confirmed_index, &ledger.accounts)?;
+        self.write_index().accounts_checkpoint = ledger.confirmed_index;
         // Bounded batches: sled holds every node version a batch replaces until the
         // batch ends, so one batch of a million records spent most of its time
         // allocating (17 s for 1M accounts, join-bench --detail-only). The ledger is
@@ -260,20 +263,9 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         let mut n = 0;
         let records = ledger
-            .accounts
+            .channels
             .iter()
-            .map(|(a, acc)| {
-                Ok((
-                    layout::account_key(a).to_vec(),
-                    layout::encode_account(acc).to_vec(),
-                ))
-            })
-            .chain(
-                ledger
-                    .channels
-                    .iter()
-                    .map(|(id, ch)| Ok((layout::channel_key(id).to_vec(), encode(ch)?))),
-            );
+            .map(|(id, ch)| Ok((layout::channel_key(id).to_vec(), encode(ch)?)));
         for record in records {
             let (k, v): (Vec<u8>, Vec<u8>) = record?;
             batch.insert(k, v);
@@ -298,15 +290,8 @@ impl Store for SledStore {
         let Some(header) = self.ledger_header()? else {
             return Ok(None);
         };
+        let accounts = self.read_accounts().all()?;
         // Keys are the prefix and the raw 32-byte ids, so sled's byte order is the ids'.
-        let mut accounts = Vec::new();
-        for item in self.tree.scan_prefix([layout::ACCOUNT]) {
-            let (k, v) = item.map_err(backend)?;
-            accounts.push((
-                Address(layout::key_id("account", &k)?),
-                layout::decode_account(&v)?,
-            ));
-        }
         let mut channels = Vec::new();
         for item in self.tree.scan_prefix([layout::CHANNEL]) {
             let (k, v) = item.map_err(backend)?;
@@ -374,8 +359,22 @@ impl Store for SledStore {
             }
             out
         };
-        // The confirmed transactions are in the log; make sure they are durable before
-        // this batch can be (sled may write it out in the background at any time).
+        // The accounts it changes go to the log as one frame, before the batch that commits
+        // the milestone (see `accounts.rs`).
+        // A milestone that changes none writes no frame.
+        let body = layout::accounts_body(index, &batch.diff.accounts);
+        let frame_bytes = body.len() as u64;
+        if !batch.diff.accounts.is_empty() {
+            let mut buf = Vec::with_capacity(layout::FRAME_HEADER_LEN + body.len());
+            buf.resize(layout::FRAME_HEADER_LEN, 0);
+            buf.extend_from_slice(&body);
+            let mut w = self.log_writer();
+            let pos = self.append(&mut w, buf)?;
+            self.write_index().note_accounts(pos, index);
+        }
+        // The confirmed transactions and the accounts frame are in the log; make sure they
+        // are durable before this batch can be (sled may write it out in the background at
+        // any time).
         self.sync_log()?;
         let mut out = Batch::default();
         for (chunk, list) in confirmations
@@ -389,12 +388,6 @@ impl Store for SledStore {
             out.insert(&layout::confirmation_key(index, chunk as u32)[..], v);
         }
         out.insert(&layout::milestone_key(index)[..], encode(&batch.record)?);
-        for (a, acc) in &batch.diff.accounts {
-            out.insert(
-                &layout::account_key(a)[..],
-                &layout::encode_account(acc)[..],
-            );
-        }
         for (id, ch) in &batch.diff.channels {
             out.insert(&layout::channel_key(id)[..], encode(ch)?);
         }
@@ -410,9 +403,25 @@ impl Store for SledStore {
         header.digest = batch.record.ledger_digest;
         out.insert(layout::LEDGER_KEY, encode(&header)?);
         self.apply(out)?;
-        let mut ix = self.write_index();
-        ix.confirm(index, 0, &confirmations)?;
-        ix.confirmed = Some(index);
+        // The accounts first: whoever sees the confirmed index `k` sees milestone `k`'s
+        // balances.
+        let due = {
+            let mut accounts = self.write_accounts();
+            accounts.apply(&batch.diff.accounts, frame_bytes);
+            accounts.checkpoint_due()
+        };
+        {
+            let mut ix = self.write_index();
+            ix.confirm(index, 0, &confirmations)?;
+            ix.confirmed = Some(index);
+        }
+        if due {
+            // The milestone is committed whatever happens here: a checkpoint that fails is
+            // tried again after the next milestone.
+            if let Err(e) = self.checkpoint_accounts(index) {
+                tracing::warn!(error = %e, milestone = index, "writing the account checkpoint failed");
+            }
+        }
         Ok(())
     }
 
