@@ -12,6 +12,9 @@
 #                    is deleted at the end unless --keep-dir
 #   --reuse          skip building the history: DIR already holds one (from --keep-dir)
 #   --no-build       use the binaries in target/release as they are
+#   --wait S         how long node-bench waits for the last confirmations before it stops
+#                    the node (default 120); a short wait stops it with a full window of
+#                    kept milestones, as a node restarted under load has
 #   --no-genesis-copy  delete the node's binary copy of the genesis (DIR/db/genesis.bin)
 #                    before each start, so every start parses the genesis TOML (the cost
 #                    the copy saves)
@@ -29,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PAYMENTS=10000000 KEEP=60 RATE=20000 RESTARTS=5 SIGNALS="INT TERM KILL"
-DIR= REUSE=0 BUILD=1 KEEP_DIR=0 GENESIS_COPY=1
+DIR= REUSE=0 BUILD=1 KEEP_DIR=0 GENESIS_COPY=1 WAIT=120
 while [ $# -gt 0 ]; do
   case $1 in
     --payments) PAYMENTS=$2; shift 2 ;;
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
     --keep-dir) KEEP_DIR=1; shift ;;
     --no-build) BUILD=0; shift ;;
     --no-genesis-copy) GENESIS_COPY=0; shift ;;
+    --wait) WAIT=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -69,7 +73,7 @@ if [ $REUSE = 0 ]; then
   [ "$KEEP" != 0 ] && keep_args=(--keep-milestones "$KEEP")
   t=$SECONDS
   $BENCH --spawn $BIN --rate "$RATE" --payments "$PAYMENTS" --clients 32 --batch 64 \
-    "${keep_args[@]}" --keep-data "$DIR" --timeout-s 120 2>&1 | tee "$DIR.build.log" | grep -vE '^\s*[0-9]+ confirmed' || true
+    "${keep_args[@]}" --keep-data "$DIR" --timeout-s "$WAIT" 2>&1 | tee "$DIR.build.log" | grep -vE '^\s*[0-9]+ confirmed' || true
   echo "history built in $((SECONDS - t)) s"
 fi
 [ -f "$DIR/node.toml" ] || { echo "no node in $DIR" >&2; exit 1; }

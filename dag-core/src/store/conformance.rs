@@ -208,12 +208,16 @@ pub fn mark_solid<S: Store>(s: &S) {
     assert!(!s.metadata(&txs[1].0).unwrap().unwrap().solid);
 }
 
-/// `for_each_transaction` visits every stored transaction exactly once.
+/// `for_each_transaction` visits every stored transaction exactly once, in the order
+/// they were first stored (not by id: the batches below are stored out of id order).
 pub fn iterate_transactions<S: Store>(s: &S) {
-    let txs = blobs(50);
+    let mut txs = blobs(50);
+    txs.sort_by(|a, b| b.0.cmp(&a.0));
     let entries: Vec<_> = txs.iter().map(|(id, b)| entry(*id, b, None)).collect();
     s.put_transactions(&entries[..20]).unwrap();
     s.put_transactions(&entries[20..]).unwrap();
+    // Stored again: keeps its place.
+    s.put_transactions(&entries[3..4]).unwrap();
     let mut seen = Vec::new();
     s.for_each_transaction(&mut |id, bytes, meta| {
         assert_eq!(codec::id_of_encoding(bytes), *id);
@@ -221,9 +225,7 @@ pub fn iterate_transactions<S: Store>(s: &S) {
         seen.push(*id);
     })
     .unwrap();
-    seen.sort();
-    let mut expected: Vec<_> = txs.iter().map(|(id, _)| *id).collect();
-    expected.sort();
+    let expected: Vec<_> = txs.iter().map(|(id, _)| *id).collect();
     assert_eq!(seen, expected);
 }
 

@@ -24,7 +24,12 @@ pub struct MemStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    txs: HashMap<TxId, (Vec<u8>, TxMeta)>,
+    /// Bytes, metadata, and the place in storing order.
+    txs: HashMap<TxId, (Vec<u8>, TxMeta, u64)>,
+    /// Storing order: place -> id (for `for_each_transaction`).
+    order: BTreeMap<u64, TxId>,
+    /// The place of the next transaction stored.
+    next_place: u64,
     payloads: HashMap<PayloadId, PayloadRecord>,
     milestones: BTreeMap<MilestoneIndex, MilestoneRecord>,
     confirmations: BTreeMap<MilestoneIndex, Vec<(TxId, Option<PayloadOutcome>)>>,
@@ -70,7 +75,10 @@ impl Store for MemStore {
             if inner.txs.contains_key(&e.id) {
                 continue;
             }
-            inner.txs.insert(e.id, (e.bytes.to_vec(), e.meta));
+            let place = inner.next_place;
+            inner.next_place += 1;
+            inner.order.insert(place, e.id);
+            inner.txs.insert(e.id, (e.bytes.to_vec(), e.meta, place));
             if let Some(p) = e.meta.payload {
                 inner
                     .payloads
@@ -88,18 +96,18 @@ impl Store for MemStore {
     }
 
     fn transaction(&self, id: &TxId) -> Result<Option<Vec<u8>>> {
-        Ok(self.read()?.txs.get(id).map(|(b, _)| b.clone()))
+        Ok(self.read()?.txs.get(id).map(|(b, _, _)| b.clone()))
     }
 
     fn metadata(&self, id: &TxId) -> Result<Option<TxMeta>> {
-        Ok(self.read()?.txs.get(id).map(|(_, m)| *m))
+        Ok(self.read()?.txs.get(id).map(|(_, m, _)| *m))
     }
 
     fn mark_solid(&self, ids: &[TxId]) -> Result<usize> {
         let mut inner = self.write()?;
         let mut changed = 0;
         for id in ids {
-            if let Some((_, m)) = inner.txs.get_mut(id) {
+            if let Some((_, m, _)) = inner.txs.get_mut(id) {
                 if !m.solid {
                     m.solid = true;
                     changed += 1;
@@ -115,8 +123,10 @@ impl Store for MemStore {
 
     fn for_each_transaction(&self, f: &mut dyn FnMut(&TxId, &[u8], &TxMeta)) -> Result<()> {
         let inner = self.read()?;
-        for (id, (bytes, meta)) in &inner.txs {
-            f(id, bytes, meta);
+        for id in inner.order.values() {
+            if let Some((bytes, meta, _)) = inner.txs.get(id) {
+                f(id, bytes, meta);
+            }
         }
         Ok(())
     }
@@ -220,7 +230,7 @@ impl Store for MemStore {
                 .collect(),
         );
         for c in &batch.confirmed {
-            if let Some((_, m)) = inner.txs.get_mut(&c.tx) {
+            if let Some((_, m, _)) = inner.txs.get_mut(&c.tx) {
                 m.confirmed_by = Some(index);
                 m.outcome = c.payload.map(|(_, o)| o);
             }
@@ -249,9 +259,10 @@ impl Store for MemStore {
     fn prune(&self, batch: &PruneBatch) -> Result<()> {
         let mut inner = self.write()?;
         for id in &batch.txs {
-            let Some((_, meta)) = inner.txs.remove(id) else {
+            let Some((_, meta, place)) = inner.txs.remove(id) else {
                 continue;
             };
+            inner.order.remove(&place);
             if let Some(p) = meta.payload {
                 if let Some(rec) = inner.payloads.get_mut(&p) {
                     rec.txs.retain(|t| t != id);

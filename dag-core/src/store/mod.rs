@@ -249,8 +249,10 @@ pub trait Store: Send + Sync {
     /// Number of stored transactions.
     fn transaction_count(&self) -> Result<usize>;
 
-    /// Calls `f` for every stored transaction, in no particular order (for reloading the
-    /// Tangle on start). `f` must not call back into the store.
+    /// Calls `f` for every stored transaction, in the order they were first stored (a
+    /// transaction stored again while held keeps its place; one pruned and stored again
+    /// takes a new one), so a node reloading its Tangle on start sees parents before
+    /// children as it did live, without sorting. `f` must not call back into the store.
     fn for_each_transaction(&self, f: &mut dyn FnMut(&TxId, &[u8], &TxMeta)) -> Result<()>;
 
     /// A signed payload's record.

@@ -232,6 +232,10 @@ impl SledStore {
         let new = check_format(&db, &tree, path, durable)?;
         let log = TxLog::open(path, new, durable)?;
         let mut index = Index::new(log.first_id(), log.segment_count());
+        // An entry is 77 bytes plus a transaction of about 250: an estimate from the log's
+        // size (pruned entries still in it make it an overestimate, given back by the
+        // index's periodic shrink).
+        index.reserve(usize::try_from(log.size()? / 330).unwrap_or(0));
         let mut accounts = AccountTable::open(Some(path), durable)?;
         let checkpoint = accounts.checkpoint_milestone();
         index.accounts_checkpoint = checkpoint.unwrap_or(0);
