@@ -212,7 +212,7 @@ pub fn mark_solid<S: Store>(s: &S) {
 /// they were first stored (not by id: the batches below are stored out of id order).
 pub fn iterate_transactions<S: Store>(s: &S) {
     let mut txs = blobs(50);
-    txs.sort_by(|a, b| b.0.cmp(&a.0));
+    txs.sort_by_key(|t| std::cmp::Reverse(t.0));
     let entries: Vec<_> = txs.iter().map(|(id, b)| entry(*id, b, None)).collect();
     s.put_transactions(&entries[..20]).unwrap();
     s.put_transactions(&entries[20..]).unwrap();
