@@ -326,12 +326,16 @@ impl AccountTable {
     pub(super) fn checkpoint(&mut self, milestone: MilestoneIndex) -> Result<()> {
         let mut w = self.writer()?;
         self.merged(&mut |a, acc| w.push(&a, &acc))?;
-        let base = w.finish(milestone)?;
+        self.replace(w.finish(milestone)?);
+        Ok(())
+    }
+
+    /// A new checkpoint replaces the old one and the changes it covers.
+    fn replace(&mut self, base: Checkpoint) {
         self.base = Some(base);
         self.changed = HashMap::new();
         self.bytes_since = 0;
         self.milestones_since = 0;
-        Ok(())
     }
 
     /// Replaces the table with `accounts` as of `milestone` (a genesis or snapshot being
@@ -347,11 +351,7 @@ impl AccountTable {
         for (a, acc) in sorted {
             w.push(a, acc)?;
         }
-        let base = w.finish(milestone)?;
-        self.base = Some(base);
-        self.changed = HashMap::new();
-        self.bytes_since = 0;
-        self.milestones_since = 0;
+        self.replace(w.finish(milestone)?);
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use dag_core::store::{
 };
 use dag_core::{Account, Address, Digest, LedgerDiff, LedgerState, MilestoneIndex, TxId};
 
+use super::tests::segment_files;
 use super::{SledStore, StoreOptions};
 use node_proto::layout;
 
@@ -127,15 +128,6 @@ fn same_accounts(s: &SledStore, reference: &MemStore) {
             reference.account(&addr(i)).unwrap()
         );
     }
-}
-
-fn segment_files(dir: &Path) -> Vec<u64> {
-    let mut v: Vec<u64> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| layout::parse_log_segment_name(e.unwrap().file_name().to_str()?))
-        .collect();
-    v.sort_unstable();
-    v
 }
 
 /// Forty milestones with checkpoints now and then, pruning three behind, reopening every

@@ -129,7 +129,7 @@ fn show(s: &dyn Store) -> View {
     view(s, &ids(), &payloads(), MILESTONES)
 }
 
-fn segment_files(dir: &Path) -> Vec<u64> {
+pub(super) fn segment_files(dir: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| layout::parse_log_segment_name(e.unwrap().file_name().to_str()?))
