@@ -51,7 +51,7 @@ use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
 use thiserror::Error;
 
-use crate::codec::decode_with_id;
+use crate::codec::{decode, decode_with_id, id_of_encoding};
 use crate::committee::{
     check_update, CommitteeSchedule, CommitteeUpdate, Epoch, Rotation, RotationError,
 };
@@ -433,7 +433,27 @@ fn check_syntax(
     params: &ValidationParams,
     milestones: Milestones,
 ) -> Result<(Transaction, TxId), ValidationError> {
-    let (tx, id) = decode_with_id(bytes)?;
+    check_syntax_known(bytes, None, now_ms, params, milestones)
+}
+
+/// [`check_syntax`] with the id already computed by the caller (`Some`: it must be
+/// [`crate::codec::id_of_encoding`] of `bytes`, e.g. the peering layer's, which needs it for
+/// its seen-set), so the bytes are not hashed a second time.
+fn check_syntax_known(
+    bytes: &[u8],
+    known_id: Option<TxId>,
+    now_ms: u64,
+    params: &ValidationParams,
+    milestones: Milestones,
+) -> Result<(Transaction, TxId), ValidationError> {
+    let (tx, id) = match known_id {
+        Some(id) => {
+            let tx = decode(bytes)?;
+            debug_assert_eq!(id, id_of_encoding(bytes), "known id is not the bytes' id");
+            (tx, id)
+        }
+        None => decode_with_id(bytes)?,
+    };
     check_decoded(&tx, &id, now_ms, params, milestones)?;
     Ok((tx, id))
 }
@@ -769,7 +789,19 @@ impl BatchValidator {
         bytes: &[u8],
         now_ms: u64,
     ) -> Result<ValidTransaction, ValidationError> {
-        let (tx, id) = check_syntax(bytes, now_ms, &self.params, Milestones::Strict)?;
+        self.validate_one_known(bytes, None, now_ms)
+    }
+
+    /// [`BatchValidator::validate_one`] with the id already computed by the caller (`Some`:
+    /// it must be [`crate::codec::id_of_encoding`] of `bytes`; it is not hashed again).
+    pub fn validate_one_known(
+        &self,
+        bytes: &[u8],
+        known_id: Option<TxId>,
+        now_ms: u64,
+    ) -> Result<ValidTransaction, ValidationError> {
+        let (tx, id) =
+            check_syntax_known(bytes, known_id, now_ms, &self.params, Milestones::Strict)?;
         if let Payload::Signed(p) = &tx.payload {
             let key = self
                 .keys
@@ -806,20 +838,54 @@ impl BatchValidator {
         items: &[B],
         now_ms: u64,
     ) -> Vec<Result<ValidTransaction, ValidationError>> {
+        self.validate_items(items, None, now_ms)
+    }
+
+    /// [`BatchValidator::validate_batch`] with each item's id already computed by the caller:
+    /// `ids[i]` must be [`crate::codec::id_of_encoding`] of `items[i]` (the peering layer
+    /// hashes every received transaction for its seen-set; validation then does not hash it
+    /// again). Same verdicts as [`BatchValidator::validate_batch`].
+    ///
+    /// # Panics
+    /// If `ids` and `items` differ in length.
+    pub fn validate_batch_with_ids<B: AsRef<[u8]> + Sync>(
+        &self,
+        items: &[B],
+        ids: &[TxId],
+        now_ms: u64,
+    ) -> Vec<Result<ValidTransaction, ValidationError>> {
+        assert_eq!(items.len(), ids.len(), "one id per item");
+        self.validate_items(items, Some(ids), now_ms)
+    }
+
+    fn validate_items<B: AsRef<[u8]> + Sync>(
+        &self,
+        items: &[B],
+        ids: Option<&[TxId]>,
+        now_ms: u64,
+    ) -> Vec<Result<ValidTransaction, ValidationError>> {
         #[cfg(feature = "parallel")]
         {
             let threads = rayon::current_num_threads().max(1);
             let chunk = items.len().div_ceil(threads).clamp(MIN_CHUNK, MAX_CHUNK);
             items
                 .par_chunks(chunk)
-                .flat_map_iter(|c| self.validate_chunk(c, now_ms))
+                .enumerate()
+                .flat_map_iter(|(k, c)| {
+                    let ids = ids.map(|ids| &ids[k * chunk..k * chunk + c.len()]);
+                    self.validate_chunk(c, ids, now_ms)
+                })
                 .collect()
         }
         #[cfg(not(feature = "parallel"))]
         {
             items
                 .chunks(MAX_CHUNK)
-                .flat_map(|c| self.validate_chunk(c, now_ms))
+                .enumerate()
+                .flat_map(|(k, c)| {
+                    let ids = ids.map(|ids| &ids[k * MAX_CHUNK..k * MAX_CHUNK + c.len()]);
+                    self.validate_chunk(c, ids, now_ms)
+                })
                 .collect()
         }
     }
@@ -829,24 +895,26 @@ impl BatchValidator {
     fn validate_chunk<B: AsRef<[u8]>>(
         &self,
         chunk: &[B],
+        ids: Option<&[TxId]>,
         now_ms: u64,
     ) -> Vec<Result<ValidTransaction, ValidationError>> {
         let mut verdicts = Vec::with_capacity(chunk.len());
         let mut pending = Vec::with_capacity(chunk.len());
         for (slot, bytes) in chunk.iter().enumerate() {
             let bytes = bytes.as_ref();
-            let verdict = check_syntax(bytes, now_ms, &self.params, Milestones::Strict).and_then(
-                |(tx, id)| {
-                    if let Payload::Signed(p) = &tx.payload {
-                        pending.push(self.prepare_signature(slot, p)?);
-                    }
-                    Ok(ValidTransaction {
-                        tx,
-                        id,
-                        bytes: bytes.to_vec(),
-                    })
-                },
-            );
+            let known_id = ids.map(|ids| ids[slot]);
+            let verdict =
+                check_syntax_known(bytes, known_id, now_ms, &self.params, Milestones::Strict)
+                    .and_then(|(tx, id)| {
+                        if let Payload::Signed(p) = &tx.payload {
+                            pending.push(self.prepare_signature(slot, p)?);
+                        }
+                        Ok(ValidTransaction {
+                            tx,
+                            id,
+                            bytes: bytes.to_vec(),
+                        })
+                    });
             verdicts.push(verdict);
         }
         if pending.is_empty() || !self.payload_signatures {
@@ -1462,6 +1530,11 @@ mod tests {
             for n in [1, 7, 64, 65, 129, 300] {
                 let got = pool.install(|| validator.validate_batch(&all[..n], NOW));
                 assert_eq!(got, single[..n], "{threads} threads, {n} items");
+                // With the ids a peering layer computed: the same verdicts (chunked the
+                // same way, each id with its own bytes).
+                let ids: Vec<TxId> = all[..n].iter().map(|b| id_of_encoding(b)).collect();
+                let got = pool.install(|| validator.validate_batch_with_ids(&all[..n], &ids, NOW));
+                assert_eq!(got, single[..n], "{threads} threads, {n} items, known ids");
             }
         }
         // All-valid batches take the fast path and accept everything.
@@ -1476,6 +1549,33 @@ mod tests {
             .iter()
             .all(Result::is_ok));
         assert!(validator.cached_keys() >= 7);
+    }
+
+    #[test]
+    fn known_ids_give_the_same_verdicts_on_every_chunk() {
+        // More than one chunk without the `parallel` feature too (MAX_CHUNK each), so
+        // each chunk must get its own slice of the ids.
+        let (all, _) = mixed(MAX_CHUNK + 100);
+        let p = params();
+        let validator = BatchValidator::new(p.clone());
+        let ids: Vec<TxId> = all.iter().map(|b| id_of_encoding(b)).collect();
+        let got = validator.validate_batch_with_ids(&all, &ids, NOW);
+        assert_eq!(got, validator.validate_batch(&all, NOW));
+        for (v, id) in got.iter().zip(&ids) {
+            if let Ok(v) = v {
+                assert_eq!(v.id, *id);
+            }
+        }
+        let one = validator.validate_one_known(&all[3], Some(ids[3]), NOW);
+        assert_eq!(one, validate(&all[3], NOW, &p));
+    }
+
+    #[test]
+    #[should_panic(expected = "one id per item")]
+    fn known_ids_must_match_the_items() {
+        let (all, _) = mixed(3);
+        let validator = BatchValidator::new(params());
+        let _ = validator.validate_batch_with_ids(&all, &[], NOW);
     }
 
     #[test]

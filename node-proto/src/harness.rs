@@ -1756,9 +1756,9 @@ fn ingest(n: &mut SimNode, keys: &BTreeMap<PeerKey, usize>, now: u64) {
     let batch = std::mem::take(&mut n.inbox);
     let validator = n.protocol.validator();
     let local = n.clock(now);
-    let items: Vec<(&[u8], bool)> = batch
+    let items: Vec<(&[u8], TxId, bool)> = batch
         .iter()
-        .map(|t| (t.bytes.as_slice(), t.solicited))
+        .map(|t| (t.bytes.as_slice(), t.id, t.solicited))
         .collect();
     let checked = validate_from_peers(&validator, &items, local);
     let checked = checked.into_iter().zip(&batch).map(|(v, t)| (v, t.peer));

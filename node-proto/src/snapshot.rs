@@ -907,7 +907,10 @@ mod tests {
                 new.extend(txs.into_iter().map(|t| t.bytes));
             }
         }
-        let items: Vec<(&[u8], bool)> = new.iter().map(|b| (b.as_slice(), true)).collect();
+        let items: Vec<(&[u8], dag_core::TxId, bool)> = new
+            .iter()
+            .map(|b| (b.as_slice(), dag_core::codec::id_of_encoding(b), true))
+            .collect();
         let checked = crate::validate_from_peers(&follower.validator(), &items, t0 + 4001);
         let peer = crate::peering::PeerKey([7; 32]);
         follower

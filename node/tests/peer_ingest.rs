@@ -54,11 +54,12 @@ async fn a_solicited_transaction_may_be_old_but_not_from_the_future() {
     let future = tx_at(2, now_ms() + ten_minutes);
     let h2 = h.clone();
     let verdicts = tokio::task::spawn_blocking(move || {
+        let (old_id, future_id) = (codec::id_of_encoding(&old), codec::id_of_encoding(&future));
         h2.ingest_from_peers(&[
-            (old.clone(), false, peer),
-            (future.clone(), false, peer),
-            (future, true, peer),
-            (old, true, peer),
+            (old.clone(), old_id, false, peer),
+            (future.clone(), future_id, false, peer),
+            (future, future_id, true, peer),
+            (old, old_id, true, peer),
         ])
         .verdicts
     })

@@ -14,8 +14,10 @@ use crate::types::{Event, Origin, RejectReason, StoreWrite, StoredTx};
 #[allow(unused_imports)] // doc links
 use crate::types::ProtocolConfig;
 
-/// Stage-1 validation of transactions received from peers, each with whether this node
-/// asked for it (`solicited`). A transaction outside the timestamp window is refused, except
+/// Stage-1 validation of transactions received from peers, each with the id the peering
+/// layer computed for it ([`crate::peering::Inbound::Transaction`]'s `id`, the hash of those
+/// bytes: validation does not hash them again) and whether this node asked for it
+/// (`solicited`). A transaction outside the timestamp window is refused, except
 /// one this node asked for (a missing parent, a sync) from the past: that one is checked as
 /// of its own timestamp. Never as of a time after ours: a future timestamp stays out of the
 /// window, asked for or not. Stateless and expensive (signatures): the driver runs it on its
@@ -23,19 +25,20 @@ use crate::types::ProtocolConfig;
 /// [`Protocol::handle_peer_transactions`].
 pub fn validate_from_peers(
     validator: &BatchValidator,
-    txs: &[(&[u8], bool)],
+    txs: &[(&[u8], TxId, bool)],
     now: u64,
 ) -> Vec<Result<ValidTransaction, ValidationError>> {
-    let bytes: Vec<&[u8]> = txs.iter().map(|(b, _)| *b).collect();
+    let bytes: Vec<&[u8]> = txs.iter().map(|(b, _, _)| *b).collect();
+    let ids: Vec<TxId> = txs.iter().map(|(_, id, _)| *id).collect();
     validator
-        .validate_batch(&bytes, now)
+        .validate_batch_with_ids(&bytes, &ids, now)
         .into_iter()
         .zip(txs)
-        .map(|(v, (bytes, solicited))| match v {
+        .map(|(v, (bytes, id, solicited))| match v {
             Err(ValidationError::TimestampOutOfWindow { timestamp, .. })
                 if *solicited && timestamp < now =>
             {
-                validator.validate_one(bytes, timestamp)
+                validator.validate_one_known(bytes, Some(*id), timestamp)
             }
             v => v,
         })

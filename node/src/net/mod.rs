@@ -842,9 +842,9 @@ async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTx>, max: 
             }
         }
         let node = inner.node.clone();
-        let items: Vec<(Vec<u8>, bool, PeerKey)> = batch
+        let items: Vec<(Vec<u8>, TxId, bool, PeerKey)> = batch
             .iter_mut()
-            .map(|t| (std::mem::take(&mut t.bytes), t.solicited, t.peer))
+            .map(|t| (std::mem::take(&mut t.bytes), t.id, t.solicited, t.peer))
             .collect();
         let Ok(result) = tokio::task::spawn_blocking(move || node.ingest_from_peers(&items)).await
         else {

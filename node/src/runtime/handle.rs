@@ -90,8 +90,10 @@ impl NodeHandle {
     /// one group-committed batch; each comes with its sender (quotas of the solidification
     /// buffer are per sender). Blocking: call it from a blocking thread. A transaction
     /// marked `solicited` (we asked for it) is not refused for its age, only for the rest.
+    /// Each comes with its id as the peering layer computed it
+    /// ([`node_proto::peering::Inbound::Transaction`]; it is not hashed again).
     /// Returns one verdict per input and the parents now missing.
-    pub fn ingest_from_peers(&self, txs: &[(Vec<u8>, bool, PeerKey)]) -> PeerIngest {
+    pub fn ingest_from_peers(&self, txs: &[(Vec<u8>, TxId, bool, PeerKey)]) -> PeerIngest {
         let now = now_ms();
         let mut out = PeerIngest {
             verdicts: vec![Verdict::Refused; txs.len()],
@@ -100,12 +102,15 @@ impl NodeHandle {
         if txs.is_empty() || self.shared.unavailable().is_some() {
             return out;
         }
-        let items: Vec<(&[u8], bool)> = txs.iter().map(|(b, s, _)| (b.as_slice(), *s)).collect();
+        let items: Vec<(&[u8], TxId, bool)> = txs
+            .iter()
+            .map(|(b, id, s, _)| (b.as_slice(), *id, *s))
+            .collect();
         let checked = validate_from_peers(&self.shared.validator, &items, now);
         let checked = checked
             .into_iter()
             .zip(txs)
-            .map(|(v, t)| (v, t.2))
+            .map(|(v, t)| (v, t.3))
             .collect();
         {
             let mut core = self.shared.lock();
