@@ -1,6 +1,7 @@
 //! An in-memory, deterministic multi-node harness: several [`Protocol`] + [`Peering`]
 //! instances driven against each other on a **virtual clock**, as quinn-proto's and
-//! raft-rs's tests drive their state machines. No threads, no sockets, no real time.
+//! raft-rs's tests drive their state machines. No sockets, no real time, and no threads
+//! unless asked for ([`ClusterConfig::threads`]; the run is the same with any number).
 //!
 //! A [`Cluster`] mirrors what the real driver (`node/src/net/mod.rs` and
 //! `node/src/runtime/`) does around the core, without tokio or quinn:
@@ -32,8 +33,14 @@
 //!   timer ([`Protocol::handle_tick`] + [`Protocol::run_work_inline`]) and the peering timer
 //!   ([`Peering::handle_tick`] with the node's [`LocalStatus`], expired senders penalised).
 //! - **Events**: one queue ordered by (time, sequence number). Everything at one instant is
-//!   handled in order, then every node's outputs are drained (ingest batch, store writes,
-//!   events, peering events, outbound queues). Every random choice comes from one
+//!   handled in order (frames are decoded and handshakes checked as they arrive; the other
+//!   messages wait for their node, as the node's connection readers hand them to its
+//!   peering layer), then every node does its own work: its peering layer takes the
+//!   messages received, then its outputs are drained (ingest batch, store writes, events,
+//!   peering events, outbound queues). That work touches the node only, so with
+//!   [`ClusterConfig::threads`] > 1 the nodes do it in parallel; what it asks of the
+//!   cluster (frames, whose delays are drawn from the RNG; durability timers; disconnects)
+//!   is carried out afterwards in node order. Every random choice comes from one
 //!   [`ChaCha8Rng`] seeded by [`ClusterConfig::seed`], and no output depends on a hash
 //!   map's iteration order: two clusters with the same config and the same calls behave
 //!   identically (compare [`Cluster::trace_digest`]).
@@ -219,6 +226,13 @@ pub struct ClusterConfig {
     /// that does not read the digest can turn it off: BLAKE2b over every frame was a tenth
     /// of a node-mode simulation's time. Nothing else changes.
     pub trace_frames: bool,
+    /// Worker threads for the nodes' own work at each instant (1: on the calling thread).
+    /// Every node's ingest, protocol outputs and outbound queues at an instant touch that
+    /// node only, so they run in parallel (with the `parallel` feature; without it, on the
+    /// calling thread) and their outputs (frames, whose delays draw from the seeded RNG;
+    /// durability timers; disconnects) are applied afterwards in node order: the same seed
+    /// gives the same run, frame for frame, with any number of threads.
+    pub threads: usize,
 }
 
 /// Faults of a chaos run beyond [`ClusterConfig::loss`] and [`Cluster::partition`]
@@ -279,6 +293,7 @@ impl ClusterConfig {
             idle_timeout_ms: 10_000,
             faults: Faults::default(),
             trace_frames: true,
+            threads: 1,
         }
     }
 }
@@ -433,6 +448,10 @@ pub struct SimNode {
     /// Bumped on crash and restart: timers of an earlier life are ignored.
     incarnation: u64,
     inbox: Vec<InboundTx>,
+    /// Messages received since its last drain (after their connection's handshake), with
+    /// the sender: handled by its peering layer in the node's own work of the instant, as
+    /// the node's connection readers hand them over.
+    received: Vec<(PeerKey, Message)>,
     log: Vec<(u64, Logged)>,
     stats: NodeStats,
     /// The committee member's last vote, durable like the store (written before the vote
@@ -675,6 +694,25 @@ pub struct Cluster {
     next_conn: u64,
     trace: [u8; 32],
     delivered: u64,
+    /// Workers of [`ClusterConfig::threads`] (none for 1, or without the `parallel`
+    /// feature).
+    pool: Option<Pool>,
+}
+
+#[cfg(feature = "parallel")]
+type Pool = rayon::ThreadPool;
+#[cfg(not(feature = "parallel"))]
+type Pool = ();
+
+/// What one node's work at an instant asks of the cluster (applied in node order).
+#[derive(Default)]
+struct NodeOutput {
+    /// Frames to send, with the receiving node.
+    frames: Vec<(usize, Vec<u8>)>,
+    /// Connections its peering layer closes.
+    closes: Vec<(PeerKey, String)>,
+    /// When its new writes become durable (time, incarnation).
+    durable_at: Option<(u64, u64)>,
 }
 
 /// The peering key of node `i`: the address of a key pair derived from its index.
@@ -761,6 +799,7 @@ impl Cluster {
                 up: true,
                 incarnation: 0,
                 inbox: Vec::new(),
+                received: Vec::new(),
                 log: Vec::new(),
                 stats: NodeStats::default(),
                 vote: None,
@@ -786,7 +825,18 @@ impl Cluster {
             next_conn: 0,
             trace: [0; 32],
             delivered: 0,
+            pool: None,
         };
+        #[cfg(feature = "parallel")]
+        if c.config.threads > 1 {
+            c.pool = Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(c.config.threads)
+                    .thread_name(|i| format!("harness-{i}"))
+                    .build()
+                    .map_err(|e| HarnessError::Config(format!("thread pool: {e}")))?,
+            );
+        }
         for i in 0..n {
             c.start_node(i);
         }
@@ -964,9 +1014,7 @@ impl Cluster {
         for (_, action) in batch {
             self.handle(action);
         }
-        for i in 0..self.nodes.len() {
-            self.flush_node(i);
-        }
+        self.flush_all();
         true
     }
 
@@ -1312,122 +1360,48 @@ impl Cluster {
             }
             return Ok(());
         }
-        match n.peering.handle_message(&peer, m, now) {
-            Inbound::Nothing => {}
-            Inbound::Disconnect(why) => return Err(why),
-            Inbound::Transaction {
-                id,
-                bytes,
-                solicited,
-            } => {
-                let syncing = n.peering.syncing_from() == Some(peer);
-                n.inbox.push(InboundTx {
-                    peer,
-                    id,
-                    bytes,
-                    solicited: solicited || syncing,
-                });
-            }
-            Inbound::SendTransactions(ids) => answer_transactions(n, &peer, ids),
-            Inbound::SendMilestones { from: f, to: t } => {
-                let ids: Vec<TxId> = (f..=t)
-                    .map_while(|i| n.store.milestone(i).ok().flatten())
-                    .map(|r| r.tx)
-                    .collect();
-                answer_transactions(n, &peer, ids);
-            }
-            Inbound::Committee(c) => {
-                let local = n.clock(now);
-                n.protocol.handle_committee_message(*c, local)
-            }
-            // Harness nodes serve no snapshot files.
-            Inbound::SnapshotQuery | Inbound::SendSnapshot { .. } => {
-                n.peering
-                    .send_message(&peer, crate::wire::Message::SnapshotOffer(Vec::new()));
-            }
-        }
+        // The rest is the node's own work (its peering layer, its core): done in its drain
+        // at the end of the instant, in parallel with the other nodes'.
+        n.received.push((peer, m));
         Ok(())
     }
 
     /// Drains node `i`: its ingest batch, store writes (and gossip), events, peering events
-    /// and outbound queues.
+    /// and outbound queues; then sends its frames.
     fn flush_node(&mut self, i: usize) {
-        let now = self.now;
         if !self.nodes[i].up {
             return;
         }
-        let mut closes = Vec::new();
-        let mut frames = Vec::new();
-        let mut durable_at = None;
-        {
-            let n = &mut self.nodes[i];
-            ingest(n, &self.keys, now);
-            let missing = n.protocol.poll_missing();
-            n.peering.handle_missing(missing, now);
-            let lag = self.config.faults.durable_lag_ms;
-            let had = n.pending.len();
-            while let Some(w) = n.protocol.poll_store_write() {
-                persist(n, w, now, lag);
+        let lag = self.config.faults.durable_lag_ms;
+        let out = drain_node(&mut self.nodes[i], &self.keys, lag, self.now);
+        self.apply_output(i, out);
+    }
+
+    /// [`Cluster::flush_node`] for every node: the nodes' work first (in parallel with
+    /// [`ClusterConfig::threads`] > 1; each touches its own node only), then their outputs
+    /// in node order, so the result does not depend on the number of threads.
+    fn flush_all(&mut self) {
+        let lag = self.config.faults.durable_lag_ms;
+        let now = self.now;
+        let keys = &self.keys;
+        let work = |n: &mut SimNode, (): ()| {
+            if n.up {
+                drain_node(n, keys, lag, now)
+            } else {
+                NodeOutput::default()
             }
-            if n.pending.len() > had {
-                durable_at = Some((now + lag, n.incarnation));
-            }
-            while let Some(out) = n.protocol.poll_committee() {
-                // The vote is durable before its signature leaves.
-                if let Some(v) = out.vote {
-                    n.vote = Some(v);
-                }
-                let msg = Message::Committee(Box::new(out.message));
-                for peer in n.peering.connected() {
-                    n.peering.send_message(&peer, msg.clone());
-                }
-            }
-            while let Some(e) = n.protocol.poll_event() {
-                n.stats.events += 1;
-                n.note(now, Logged::Protocol(e));
-            }
-            while let Some(e) = n.peering.poll_event() {
-                match e {
-                    PeerEvent::Disconnect { peer, reason } => closes.push((peer, reason)),
-                }
-            }
-            for peer in n.peering.connected() {
-                let Some(&j) = self.keys.get(&peer) else {
-                    continue;
-                };
-                for o in n.peering.poll_outbound(&peer, usize::MAX) {
-                    match &o {
-                        Outbound::Transaction(_) => n.stats.transactions_sent += 1,
-                        Outbound::Message(Message::TransactionRequest(ids)) => {
-                            n.stats.transaction_requests += 1;
-                            n.stats.ids_requested += ids.len() as u64;
-                            n.log.push((
-                                now,
-                                Logged::Requested {
-                                    peer: j,
-                                    ids: ids.clone(),
-                                },
-                            ));
-                        }
-                        Outbound::Message(Message::MilestoneRequest { from, to }) => {
-                            n.stats.milestone_requests += 1;
-                            n.log.push((
-                                now,
-                                Logged::SyncRequested {
-                                    peer: j,
-                                    from: *from,
-                                    to: *to,
-                                },
-                            ));
-                        }
-                        Outbound::Message(Message::Heartbeat(_)) => n.stats.heartbeats_sent += 1,
-                        Outbound::Message(_) => {}
-                    }
-                    frames.push((j, frame_of(&o)));
-                }
-            }
+        };
+        let inputs = vec![(); self.nodes.len()];
+        let outputs = par_map_nodes(&mut self.nodes, self.pool.as_ref(), inputs, work);
+        for (i, out) in outputs.into_iter().enumerate() {
+            self.apply_output(i, out);
         }
-        if let Some((at, incarnation)) = durable_at {
+    }
+
+    /// Carries out what node `i`'s work asked for: its durability timer, its frames (each
+    /// draws its delay from the seeded RNG, so this runs in node order) and its disconnects.
+    fn apply_output(&mut self, i: usize, out: NodeOutput) {
+        if let Some((at, incarnation)) = out.durable_at {
             self.schedule(
                 at,
                 Action::Durable {
@@ -1436,10 +1410,10 @@ impl Cluster {
                 },
             );
         }
-        for (j, frame) in frames {
+        for (j, frame) in out.frames {
             self.send_frame(i, j, frame, false);
         }
-        for (peer, reason) in closes {
+        for (peer, reason) in out.closes {
             if let Some(&j) = self.keys.get(&peer) {
                 self.close_conn(pair(i, j), &reason);
             }
@@ -1476,6 +1450,57 @@ impl Cluster {
             self.flush_node(i);
         }
         Ok(r)
+    }
+
+    /// [`Cluster::submit`] at every node at once: `batches[i]` goes to node `i` (an empty
+    /// batch is skipped and gets no results). The nodes' work runs in parallel with
+    /// [`ClusterConfig::threads`] > 1; their frames are then sent in node order, so the
+    /// run is the one that calling [`Cluster::submit`] for each node in order gives (but
+    /// for disconnects a node's peering asks for meanwhile, applied after every node's
+    /// work), with any number of threads.
+    pub fn submit_all(
+        &mut self,
+        batches: Vec<Vec<SignedPayload>>,
+    ) -> Result<Vec<Vec<Result<Submitted, Refusal>>>, HarnessError> {
+        if batches.len() != self.nodes.len() {
+            return Err(HarnessError::Config(format!(
+                "{} batches for {} nodes",
+                batches.len(),
+                self.nodes.len()
+            )));
+        }
+        for (i, b) in batches.iter().enumerate() {
+            if !b.is_empty() {
+                self.check(i)?;
+            }
+        }
+        let now = self.now;
+        let lag = self.config.faults.durable_lag_ms;
+        let wait_durable = !self.config.faults.bug_ack_before_durable;
+        let keys = &self.keys;
+        let work = |n: &mut SimNode, payloads: Vec<SignedPayload>| {
+            if payloads.is_empty() {
+                return (Vec::new(), Vec::new());
+            }
+            let local = n.clock(now);
+            let r = n.protocol.submit_payloads_inline(payloads, local);
+            let mut outs = vec![drain_node(n, keys, lag, now)];
+            if wait_durable {
+                // The answer waits for the round's writes to be durable (group commit).
+                make_durable(n, None, now);
+                outs.push(drain_node(n, keys, lag, now));
+            }
+            (r, outs)
+        };
+        let done = par_map_nodes(&mut self.nodes, self.pool.as_ref(), batches, work);
+        let mut results = Vec::with_capacity(done.len());
+        for (i, (r, outs)) in done.into_iter().enumerate() {
+            for out in outs {
+                self.apply_output(i, out);
+            }
+            results.push(r);
+        }
+        Ok(results)
     }
 
     /// A dev-faucet payment of `amount` to `to` at node `i` (which must hold the faucet);
@@ -1652,6 +1677,7 @@ impl Cluster {
         n.up = false;
         n.incarnation += 1;
         n.inbox.clear();
+        n.received.clear();
         n.note(now, Logged::Crashed);
         Ok(())
     }
@@ -1736,6 +1762,159 @@ impl Cluster {
         }
         self.flush_node(i);
         Ok(())
+    }
+}
+
+/// `f` on every node with its input (one per node), in parallel on `pool` if there is one;
+/// the results in node order.
+fn par_map_nodes<I: Send, T: Send>(
+    nodes: &mut [SimNode],
+    pool: Option<&Pool>,
+    inputs: Vec<I>,
+    f: impl Fn(&mut SimNode, I) -> T + Sync,
+) -> Vec<T> {
+    debug_assert_eq!(inputs.len(), nodes.len());
+    #[cfg(feature = "parallel")]
+    if let Some(pool) = pool {
+        use rayon::prelude::*;
+        return pool.install(|| {
+            nodes
+                .par_iter_mut()
+                .zip(inputs)
+                .with_max_len(1)
+                .map(|(n, x)| f(n, x))
+                .collect()
+        });
+    }
+    #[cfg(not(feature = "parallel"))]
+    let _ = pool;
+    nodes.iter_mut().zip(inputs).map(|(n, x)| f(n, x)).collect()
+}
+
+/// Node `n`'s work at `now`: its ingest batch, store writes (and gossip), committee
+/// messages, events, peering events and outbound queues (encoded into frames). Touches `n`
+/// only, so the nodes of an instant can run it in parallel.
+fn drain_node(n: &mut SimNode, keys: &BTreeMap<PeerKey, usize>, lag: u64, now: u64) -> NodeOutput {
+    let mut out = NodeOutput::default();
+    handle_received(n, now, &mut out);
+    ingest(n, keys, now);
+    let missing = n.protocol.poll_missing();
+    n.peering.handle_missing(missing, now);
+    let had = n.pending.len();
+    while let Some(w) = n.protocol.poll_store_write() {
+        persist(n, w, now, lag);
+    }
+    if n.pending.len() > had {
+        out.durable_at = Some((now + lag, n.incarnation));
+    }
+    while let Some(c) = n.protocol.poll_committee() {
+        // The vote is durable before its signature leaves.
+        if let Some(v) = c.vote {
+            n.vote = Some(v);
+        }
+        let msg = Message::Committee(Box::new(c.message));
+        for peer in n.peering.connected() {
+            n.peering.send_message(&peer, msg.clone());
+        }
+    }
+    while let Some(e) = n.protocol.poll_event() {
+        n.stats.events += 1;
+        n.note(now, Logged::Protocol(e));
+    }
+    while let Some(e) = n.peering.poll_event() {
+        match e {
+            PeerEvent::Disconnect { peer, reason } => out.closes.push((peer, reason)),
+        }
+    }
+    for peer in n.peering.connected() {
+        let Some(&j) = keys.get(&peer) else {
+            continue;
+        };
+        for o in n.peering.poll_outbound(&peer, usize::MAX) {
+            match &o {
+                Outbound::Transaction(_) => n.stats.transactions_sent += 1,
+                Outbound::Message(Message::TransactionRequest(ids)) => {
+                    n.stats.transaction_requests += 1;
+                    n.stats.ids_requested += ids.len() as u64;
+                    n.log.push((
+                        now,
+                        Logged::Requested {
+                            peer: j,
+                            ids: ids.clone(),
+                        },
+                    ));
+                }
+                Outbound::Message(Message::MilestoneRequest { from, to }) => {
+                    n.stats.milestone_requests += 1;
+                    n.log.push((
+                        now,
+                        Logged::SyncRequested {
+                            peer: j,
+                            from: *from,
+                            to: *to,
+                        },
+                    ));
+                }
+                Outbound::Message(Message::Heartbeat(_)) => n.stats.heartbeats_sent += 1,
+                Outbound::Message(_) => {}
+            }
+            out.frames.push((j, frame_of(&o)));
+        }
+    }
+    out
+}
+
+/// Node `n`'s peering layer takes the messages received since its last drain, in order of
+/// arrival, as the node's read loop does. A message that breaks the protocol closes its
+/// connection (after the node's work; see [`NodeOutput::closes`]) and the sender's later
+/// messages of this drain are dropped with it.
+fn handle_received(n: &mut SimNode, now: u64, out: &mut NodeOutput) {
+    if n.received.is_empty() {
+        return;
+    }
+    let received = std::mem::take(&mut n.received);
+    let mut closing: Vec<PeerKey> = Vec::new();
+    for (peer, m) in received {
+        if closing.contains(&peer) {
+            continue;
+        }
+        match n.peering.handle_message(&peer, m, now) {
+            Inbound::Nothing => {}
+            Inbound::Disconnect(why) => {
+                closing.push(peer);
+                out.closes.push((peer, why));
+            }
+            Inbound::Transaction {
+                id,
+                bytes,
+                solicited,
+            } => {
+                let syncing = n.peering.syncing_from() == Some(peer);
+                n.inbox.push(InboundTx {
+                    peer,
+                    id,
+                    bytes,
+                    solicited: solicited || syncing,
+                });
+            }
+            Inbound::SendTransactions(ids) => answer_transactions(n, &peer, ids),
+            Inbound::SendMilestones { from: f, to: t } => {
+                let ids: Vec<TxId> = (f..=t)
+                    .map_while(|i| n.store.milestone(i).ok().flatten())
+                    .map(|r| r.tx)
+                    .collect();
+                answer_transactions(n, &peer, ids);
+            }
+            Inbound::Committee(c) => {
+                let local = n.clock(now);
+                n.protocol.handle_committee_message(*c, local)
+            }
+            // Harness nodes serve no snapshot files.
+            Inbound::SnapshotQuery | Inbound::SendSnapshot { .. } => {
+                n.peering
+                    .send_message(&peer, crate::wire::Message::SnapshotOffer(Vec::new()));
+            }
+        }
     }
 }
 

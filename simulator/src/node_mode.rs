@@ -108,6 +108,11 @@ pub struct NodeConfig {
     /// as a node run with a retention does; at least 2); 0: every node keeps everything.
     /// Node 0 always keeps everything (the approval figures are its view).
     pub keep_milestones: u32,
+    /// Threads for the nodes' work ([`node_proto::harness::ClusterConfig::threads`]): at
+    /// each instant of virtual time the nodes run in parallel and their outputs are merged
+    /// in node order, so the result does not depend on it; 0: one per available core (at
+    /// most one per node).
+    pub threads: usize,
 }
 
 impl Default for NodeConfig {
@@ -131,7 +136,20 @@ impl Default for NodeConfig {
             warmup: 0.1,
             cheap_crypto: false,
             keep_milestones: 0,
+            threads: 0,
         }
+    }
+}
+
+impl NodeConfig {
+    /// The worker threads a run uses ([`NodeConfig::threads`], 0 resolved).
+    pub fn worker_threads(&self) -> usize {
+        let n = if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        };
+        n.clamp(1, self.nodes.max(1))
     }
 }
 
@@ -595,6 +613,7 @@ pub fn run_node(cfg: &NodeConfig, progress: &ProgressBar) -> Result<RunOutput, N
     cc.jitter_ms = delay_ms;
     // Nothing reads the frame digest here (the summary is the run's record).
     cc.trace_frames = false;
+    cc.threads = cfg.worker_threads();
     let mut cluster = Cluster::new(cc)?;
     if cfg.keep_milestones > 0 {
         for i in 1..k {
@@ -647,19 +666,24 @@ pub fn run_node(cfg: &NodeConfig, progress: &ProgressBar) -> Result<RunOutput, N
         }
         run.issued += arrivals;
         let submit_started = Instant::now();
+        let mut sent: Vec<Vec<SignedPayload>> = Vec::with_capacity(run.cfg.nodes);
         for i in 0..run.cfg.nodes {
             let mut payloads = std::mem::take(&mut retries[i]);
             payloads.append(&mut batches[i]);
-            if payloads.is_empty() {
-                continue;
-            }
-            let results = run.cluster.submit(i, payloads.clone())?;
-            for (p, r) in payloads.into_iter().zip(results) {
-                match r {
-                    Ok(s) => run.tracker.add(s.payload, s.tx, i, at),
-                    Err(_) => {
-                        refused += 1;
-                        retries[i].push(p);
+            sent.push(payloads);
+        }
+        if sent.iter().any(|b| !b.is_empty()) {
+            // Every node's batch at once (in parallel with threads; the same run as one
+            // node after the other).
+            let results = run.cluster.submit_all(sent.clone())?;
+            for (i, (payloads, results)) in sent.into_iter().zip(results).enumerate() {
+                for (p, r) in payloads.into_iter().zip(results) {
+                    match r {
+                        Ok(s) => run.tracker.add(s.payload, s.tx, i, at),
+                        Err(_) => {
+                            refused += 1;
+                            retries[i].push(p);
+                        }
                     }
                 }
             }

@@ -118,6 +118,25 @@ fn same_seed_gives_the_same_summary() {
 }
 
 #[test]
+fn one_thread_and_two_give_the_same_run() {
+    // The nodes' work at each instant runs in parallel and is merged in node order: the
+    // thread count must not change anything a run reports (deterministic_json holds every
+    // figure but wall times: digests, histories, latencies, frame counts).
+    let run = |threads| {
+        let cfg = NodeConfig {
+            threads,
+            cheap_crypto: true,
+            ..config(4, 1_500, 5)
+        };
+        run_node(&cfg, &ProgressBar::hidden()).unwrap().summary
+    };
+    let (one, two) = (run(1), run(2));
+    assert!(one.node.as_ref().unwrap().digests_equal);
+    assert_eq!(one.ledger.digest, two.ledger.digest);
+    assert_eq!(one.deterministic_json(), two.deterministic_json());
+}
+
+#[test]
 fn bad_settings_are_refused() {
     for cfg in [
         NodeConfig {

@@ -315,6 +315,10 @@ struct RunArgs {
     /// (pruning; 0: all keep everything).
     #[arg(long)]
     keep_milestones: Option<u32>,
+    /// Node mode: threads for the nodes' work (0: one per core, at most one per node);
+    /// the result is the same with any number.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 impl RunArgs {
@@ -363,6 +367,9 @@ impl RunArgs {
         c.cheap_crypto = self.cheap_crypto;
         if let Some(v) = self.keep_milestones {
             c.keep_milestones = v;
+        }
+        if let Some(v) = self.threads {
+            c.threads = v;
         }
         c.validate()?;
         Ok(c)
@@ -456,9 +463,10 @@ fn run(args: RunArgs) -> Result<()> {
         || args.batch_ms.is_some()
         || args.cheap_crypto
         || args.keep_milestones.is_some()
+        || args.threads.is_some()
     {
         anyhow::bail!(
-            "--devices, --batch-ms, --cheap-crypto and --keep-milestones are for --mode node"
+            "--devices, --batch-ms, --cheap-crypto, --keep-milestones and --threads are for --mode node"
         );
     }
     let sc = args.common.scenario()?;
