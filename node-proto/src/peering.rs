@@ -6,8 +6,16 @@
 //! out what it asks through [`Peering::poll_outbound`] (messages per peer) and
 //! [`Peering::poll_event`] (disconnects).
 //!
-//! - **Gossip**: [`Peering::gossip`] queues a new valid transaction once to every connected
-//!   peer that has not sent it to us (and that we have not sent it to). A bounded seen-set
+//! - **Gossip**: [`Peering::gossip`] hands a new valid transaction once to every connected
+//!   peer that has not sent it to us (and that we have not sent it to or announced to). One
+//!   that originates here (no peer sent it: local payloads, milestones, the node's own
+//!   transactions) is sent in full; one taken from a peer is announced
+//!   ([`Message::Have`], consecutive ones batched in one message) and a
+//!   peer that lacks it asks for it ([`Message::TransactionRequest`], answered from a cache
+//!   of the recently gossiped bytes, [`PeeringConfig::relay_cache`], or by the driver). In
+//!   a full mesh every peer has usually got it from its origin already, so relaying costs
+//!   an id instead of a transaction per peer; a peer cut off from the origin still gets it
+//!   through any relay, one round trip later. A bounded seen-set
 //!   ([`PeeringConfig::seen_capacity`]) remembers, per transaction, a bit per peer slot;
 //!   a transaction already in it is dropped at once as a duplicate.
 //! - **Fairness**: each peer has a bounded outbound queue (overflow is dropped and counted)
@@ -101,6 +109,9 @@ pub struct PeeringConfig {
     pub inbound_burst: u32,
     /// Transactions remembered in the seen-set.
     pub seen_capacity: usize,
+    /// Gossiped transactions whose bytes are kept to answer peers' requests for them (an
+    /// announced transaction is asked for right after; the store may not have it yet).
+    pub relay_cache: usize,
     /// A transaction request unanswered this long is retried elsewhere, ms.
     pub request_timeout_ms: u64,
     /// Quick attempts per requested transaction (one per timeout); then one per 10
@@ -135,6 +146,7 @@ impl Default for PeeringConfig {
             inbound_rate_per_sec: 100_000,
             inbound_burst: 200_000,
             seen_capacity: 1 << 20,
+            relay_cache: 1 << 14,
             request_timeout_ms: 1_000,
             request_attempts: 8,
             max_requests: 50_000,
@@ -290,6 +302,8 @@ pub enum ConnectError {
 
 /// Bit in a seen-set entry: the transaction was handed to gossip (forwarded once).
 const FORWARDED: u64 = 1 << 63;
+/// The peer bits of a seen-set entry.
+const PEER_BITS: u64 = !FORWARDED;
 
 struct Peer {
     slot: u8,
@@ -307,6 +321,9 @@ struct Request {
     attempts: u32,
     /// When it was first asked for.
     first_at: u64,
+    /// Asked for because a peer announced it (not a missing parent nor a sync): it is not
+    /// exempt from the timestamp window, and not asked for again beyond the quick attempts.
+    announced: bool,
 }
 
 /// After [`PeeringConfig::request_attempts`] quick attempts, a request is retried once per
@@ -335,6 +352,9 @@ pub struct Peering {
     banned: BTreeMap<PeerKey, u64>,
     seen: HashMap<TxId, u64>,
     seen_order: VecDeque<TxId>,
+    /// Recently gossiped transactions' bytes ([`PeeringConfig::relay_cache`]).
+    recent: HashMap<TxId, Arc<[u8]>>,
+    recent_order: VecDeque<TxId>,
     requests: HashMap<TxId, Request>,
     unsent: VecDeque<TxId>,
     next_peer: usize,
@@ -354,6 +374,8 @@ impl Peering {
             banned: BTreeMap::new(),
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
             requests: HashMap::new(),
             unsent: VecDeque::new(),
             next_peer: 0,
@@ -485,6 +507,11 @@ impl Peering {
                 resend.push(*id);
             }
         }
+        // What only it announced is not asked of the others (if they have it, they push
+        // or announce it; if it is a parent, the core asks for it).
+        self.requests
+            .retain(|_, r| !(r.announced && r.peer == Some(*peer) && r.sent_at.is_none()));
+        resend.retain(|id| self.requests.contains_key(id));
         resend.sort_unstable();
         self.unsent.extend(resend);
         if self.sync.as_ref().is_some_and(|s| s.peer == *peer) {
@@ -541,7 +568,7 @@ impl Peering {
                     return Inbound::Nothing;
                 }
                 let id = codec::id_of_encoding(&bytes);
-                let solicited = self.requests.remove(&id).is_some();
+                let solicited = self.requests.remove(&id).is_some_and(|r| !r.announced);
                 if let Some(mask) = self.seen.get_mut(&id) {
                     *mask |= slot_bit;
                     m.duplicates += 1;
@@ -558,7 +585,30 @@ impl Peering {
                 if ids.len() > MAX_REQUEST_IDS {
                     return Inbound::Disconnect("oversized transaction request".into());
                 }
-                Inbound::SendTransactions(ids)
+                // What we gossiped lately is answered from here (an announcement is asked
+                // for right after, maybe before the store has it); the rest by the driver.
+                let mut rest = Vec::new();
+                for id in ids {
+                    match self.recent.get(&id) {
+                        Some(bytes) => {
+                            let bytes = bytes.clone();
+                            self.send_transaction(peer, id, bytes);
+                        }
+                        None => rest.push(id),
+                    }
+                }
+                if rest.is_empty() {
+                    Inbound::Nothing
+                } else {
+                    Inbound::SendTransactions(rest)
+                }
+            }
+            Message::Have(ids) => {
+                if ids.len() > MAX_REQUEST_IDS {
+                    return Inbound::Disconnect("oversized announcement".into());
+                }
+                self.handle_have(peer, slot_bit, ids, now);
+                Inbound::Nothing
             }
             Message::MilestoneRequest { from, to } => {
                 if to < from || to - from >= MAX_MILESTONE_RANGE {
@@ -668,8 +718,10 @@ impl Peering {
 
     // ----- outbound -----
 
-    /// Queues a new valid transaction for every connected peer that has not sent it and
-    /// has not got it from us; a transaction is forwarded once only.
+    /// Hands a new valid transaction to every connected peer that has not sent it and has
+    /// not got it (or its announcement) from us; a transaction is forwarded once only. One
+    /// that no peer sent us originates here and is sent in full; one a peer sent is
+    /// announced ([`Message::Have`]), and sent to those that ask for it.
     pub fn gossip(&mut self, id: TxId, bytes: Arc<[u8]>) {
         let mask = match self.seen.get(&id) {
             Some(m) => *m,
@@ -681,6 +733,7 @@ impl Peering {
         if mask & FORWARDED != 0 {
             return;
         }
+        let relayed = mask & PEER_BITS != 0;
         let mut out = FORWARDED | mask;
         for (key, p) in self.peers.iter_mut() {
             let bit = 1u64 << p.slot;
@@ -688,14 +741,76 @@ impl Peering {
                 continue;
             }
             out |= bit;
-            push(
-                &mut p.queue,
-                self.config.queue_capacity,
-                Outbound::Transaction(bytes.clone()),
-                self.metrics.get_mut(key),
-            );
+            if relayed {
+                // Into the announcement at the end of its queue while it has room: the
+                // ids gossiped between two polls go out together.
+                match p.queue.back_mut() {
+                    Some(Outbound::Message(Message::Have(ids))) if ids.len() < MAX_REQUEST_IDS => {
+                        ids.push(id)
+                    }
+                    _ => push(
+                        &mut p.queue,
+                        self.config.queue_capacity,
+                        Outbound::Message(Message::Have(vec![id])),
+                        self.metrics.get_mut(key),
+                    ),
+                }
+            } else {
+                push(
+                    &mut p.queue,
+                    self.config.queue_capacity,
+                    Outbound::Transaction(bytes.clone()),
+                    self.metrics.get_mut(key),
+                );
+            }
         }
         self.seen.insert(id, out);
+        self.keep_recent(id, bytes);
+    }
+
+    /// Keeps a gossiped transaction's bytes to answer requests for it, within
+    /// [`PeeringConfig::relay_cache`].
+    fn keep_recent(&mut self, id: TxId, bytes: Arc<[u8]>) {
+        let cap = self.config.relay_cache;
+        if cap == 0 || self.recent.contains_key(&id) {
+            return;
+        }
+        while self.recent_order.len() >= cap {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+        self.recent.insert(id, bytes);
+        self.recent_order.push_back(id);
+    }
+
+    /// `peer` announced `ids`: it has them (no need to send or announce them to it); the
+    /// ones we neither have nor asked for are asked of it at once.
+    fn handle_have(&mut self, peer: &PeerKey, bit: u64, ids: Vec<TxId>, now: u64) {
+        let mut wanted = Vec::new();
+        for id in ids {
+            if let Some(mask) = self.seen.get_mut(&id) {
+                *mask |= bit;
+                continue;
+            }
+            if self.requests.contains_key(&id) || self.requests.len() >= self.config.max_requests {
+                continue;
+            }
+            self.requests.insert(
+                id,
+                Request {
+                    sent_at: Some(now),
+                    peer: Some(*peer),
+                    attempts: 1,
+                    first_at: now,
+                    announced: true,
+                },
+            );
+            wanted.push(id);
+        }
+        if !wanted.is_empty() {
+            self.queue(peer, Message::TransactionRequest(wanted));
+        }
     }
 
     /// Queues a transaction for one peer (an answer to its request).
@@ -752,7 +867,13 @@ impl Peering {
             if self.requests.len() >= self.config.max_requests {
                 break;
             }
-            if self.requests.contains_key(&id) || self.seen.contains_key(&id) {
+            if let Some(r) = self.requests.get_mut(&id) {
+                // Announced and asked for, now also a missing parent: exempt from the
+                // window when it comes, and asked for until it does.
+                r.announced = false;
+                continue;
+            }
+            if self.seen.contains_key(&id) {
                 continue;
             }
             self.requests.insert(
@@ -762,6 +883,7 @@ impl Peering {
                     peer: None,
                     attempts: 0,
                     first_at: now,
+                    announced: false,
                 },
             );
             self.unsent.push_back(id);
@@ -842,6 +964,8 @@ impl Peering {
         let attempts = self.config.request_attempts;
         let mut retry = Vec::new();
         let mut drop = Vec::new();
+        // Announced ones nobody answered: not needed (a parent is asked for by the core).
+        let mut forget = Vec::new();
         let slow = timeout.saturating_mul(SLOW_RETRY_FACTOR);
         for (id, r) in &self.requests {
             if let Some(at) = r.sent_at {
@@ -850,6 +974,8 @@ impl Peering {
                     if waited >= timeout {
                         retry.push(*id);
                     }
+                } else if r.announced {
+                    forget.push(*id);
                 } else if now.saturating_sub(r.first_at) >= REQUEST_LIFETIME_MS {
                     drop.push(*id);
                 } else if waited >= slow {
@@ -863,6 +989,9 @@ impl Peering {
         for id in drop {
             self.requests.remove(&id);
             self.given_up += 1;
+        }
+        for id in forget {
+            self.requests.remove(&id);
         }
         for id in retry {
             if let Some(r) = self.requests.get_mut(&id) {
@@ -1010,10 +1139,162 @@ mod tests {
         p.handle_verdict(&key(1), id, Verdict::New, 2);
         p.gossip(id, bytes.clone().into());
         p.gossip(id, bytes.into());
-        assert_eq!(txs_in(&drain(&mut p, &key(1))), 0, "not back to the sender");
-        assert_eq!(txs_in(&drain(&mut p, &key(2))), 0, "peer 2 also sent it");
-        assert_eq!(txs_in(&drain(&mut p, &key(3))), 1, "exactly once to peer 3");
+        let (to1, to2, to3) = (
+            drain(&mut p, &key(1)),
+            drain(&mut p, &key(2)),
+            drain(&mut p, &key(3)),
+        );
+        assert!(to1.is_empty(), "nothing back to the sender: {to1:?}");
+        assert!(to2.is_empty(), "peer 2 also sent it: {to2:?}");
+        // Relayed (a peer sent it): announced once to peer 3, not sent in full.
+        assert_eq!(txs_in(&to3), 0);
+        assert_eq!(
+            announced_in(&to3),
+            vec![id],
+            "exactly one announcement to peer 3"
+        );
         assert_eq!(p.metrics()[1].1.duplicates, 1);
+    }
+
+    fn announced_in(out: &[Outbound]) -> Vec<TxId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outbound::Message(Message::Have(ids)) => Some(ids.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn requested_in(out: &[Outbound]) -> Vec<TxId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outbound::Message(Message::TransactionRequest(ids)) => Some(ids.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn an_own_transaction_is_sent_in_full_to_every_peer() {
+        let mut p = Peering::new(PeeringConfig::default());
+        for b in 1..=3 {
+            p.handle_connected(key(b), 0).unwrap();
+            drain(&mut p, &key(b));
+        }
+        let bytes = tx_bytes(4);
+        let id = codec::id_of_encoding(&bytes);
+        p.gossip(id, bytes.into());
+        for b in 1..=3 {
+            let out = drain(&mut p, &key(b));
+            assert_eq!(txs_in(&out), 1, "peer {b}");
+            assert!(announced_in(&out).is_empty(), "peer {b}");
+        }
+    }
+
+    #[test]
+    fn announcements_are_batched_and_asked_for_only_when_missing() {
+        let mut relay = Peering::new(PeeringConfig::default());
+        for b in 1..=2 {
+            relay.handle_connected(key(b), 0).unwrap();
+            drain(&mut relay, &key(b));
+        }
+        // Three transactions from peer 1, relayed: one announcement to peer 2, none to 1.
+        let txs: Vec<Vec<u8>> = (10..13).map(tx_bytes).collect();
+        let mut ids = Vec::new();
+        for t in &txs {
+            let Inbound::Transaction { id, .. } =
+                relay.handle_message(&key(1), Message::Transaction(t.clone()), 1)
+            else {
+                panic!("expected a transaction");
+            };
+            relay.handle_verdict(&key(1), id, Verdict::New, 2);
+            relay.gossip(id, t.clone().into());
+            ids.push(id);
+        }
+        assert!(drain(&mut relay, &key(1)).is_empty());
+        let out = drain(&mut relay, &key(2));
+        assert_eq!(out.len(), 1, "one frame for the three: {out:?}");
+        assert_eq!(announced_in(&out), ids);
+
+        // The receiving side already has the first (from its origin): it asks for the
+        // other two, of the announcer, and does not announce the first back to it.
+        let mut other = Peering::new(PeeringConfig::default());
+        let relay_key = key(7);
+        other.handle_connected(relay_key, 0).unwrap();
+        drain(&mut other, &relay_key);
+        other.handle_connected(key(8), 0).unwrap();
+        drain(&mut other, &key(8));
+        let Inbound::Transaction { .. } =
+            other.handle_message(&key(8), Message::Transaction(txs[0].clone()), 3)
+        else {
+            panic!("expected a transaction");
+        };
+        other.handle_verdict(&key(8), ids[0], Verdict::New, 3);
+        let Outbound::Message(have) = &out[0] else {
+            panic!("an announcement")
+        };
+        assert_eq!(
+            other.handle_message(&relay_key, have.clone(), 4),
+            Inbound::Nothing
+        );
+        let asked = drain(&mut other, &relay_key);
+        assert_eq!(requested_in(&asked), ids[1..].to_vec());
+        assert_eq!(other.pending_requests(), 2);
+        // The same announcement again asks for nothing more.
+        other.handle_message(&relay_key, have.clone(), 5);
+        assert!(requested_in(&drain(&mut other, &relay_key)).is_empty());
+        other.gossip(ids[0], txs[0].clone().into());
+        let to_relay = drain(&mut other, &relay_key);
+        assert!(to_relay.is_empty(), "it has it: {to_relay:?}");
+
+        // The relay answers the request from its cache (no store lookup), in full.
+        let Outbound::Message(request) = &asked[0] else {
+            panic!("a request")
+        };
+        assert_eq!(
+            relay.handle_message(&key(2), request.clone(), 6),
+            Inbound::Nothing
+        );
+        assert_eq!(txs_in(&drain(&mut relay, &key(2))), 2);
+
+        // An announced transaction arriving is not 'solicited': its age counts.
+        let got = other.handle_message(&relay_key, Message::Transaction(txs[1].clone()), 7);
+        assert!(
+            matches!(
+                got,
+                Inbound::Transaction {
+                    solicited: false,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+        // Unless the core also wants it as a parent.
+        other.handle_missing([ids[2]], 7);
+        let got = other.handle_message(&relay_key, Message::Transaction(txs[2].clone()), 8);
+        assert!(
+            matches!(
+                got,
+                Inbound::Transaction {
+                    solicited: true,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_announcement_disconnects() {
+        let mut p = Peering::new(PeeringConfig::default());
+        p.handle_connected(key(1), 0).unwrap();
+        let ids = vec![TxId([3; 32]); MAX_REQUEST_IDS + 1];
+        assert!(matches!(
+            p.handle_message(&key(1), Message::Have(ids), 1),
+            Inbound::Disconnect(_)
+        ));
     }
 
     #[test]

@@ -15,14 +15,16 @@ use serde::{Deserialize, Serialize};
 /// Version of this wire protocol; peers with another version are refused. 2: committee
 /// messages carry round votes (prevotes, precommits) and milestones may carry a committee
 /// update, neither of which a version-1 node decodes, so the two are kept apart at the
-/// handshake instead of failing on the first such message.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// handshake instead of failing on the first such message. 3: [`Message::Have`] (a relay
+/// announces the transactions it got from a peer instead of sending them in full), which a
+/// version-2 node would take for a protocol violation.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest frame body, bytes. A transaction is at most [`dag_core::codec::MAX_TX_SIZE`] bytes,
 /// a request at most [`MAX_REQUEST_IDS`] ids: both fit with room to spare.
 pub const MAX_FRAME_LEN: usize = 16 * 1024;
 
-/// Most transaction ids in one [`Message::TransactionRequest`].
+/// Most transaction ids in one [`Message::TransactionRequest`] or [`Message::Have`].
 pub const MAX_REQUEST_IDS: usize = 256;
 
 /// Most milestones asked for by one [`Message::MilestoneRequest`].
@@ -163,6 +165,10 @@ pub enum Message {
     },
     /// A committee member's proposal or vote (members only; other nodes ignore it).
     Committee(Box<CommitteeMessage>),
+    /// The sender has these transactions (at most [`MAX_REQUEST_IDS`]): a relay announces
+    /// the transactions it took from another peer this way; a node asks with
+    /// [`Message::TransactionRequest`] for those it lacks.
+    Have(Vec<TxId>),
 }
 
 /// Borrowing twin of [`Message`] for encoding without copies; same variants in the same
@@ -194,6 +200,7 @@ enum MessageRef<'a> {
         bytes: &'a [u8],
     },
     Committee(&'a CommitteeMessage),
+    Have(&'a [TxId]),
 }
 
 /// A frame that cannot be decoded. The connection should be closed: framing is lost.
@@ -222,6 +229,9 @@ impl Message {
             Message::TransactionRequest(ids) if ids.len() > MAX_REQUEST_IDS => Err(
                 WireError::Limit(format!("{} ids in one request", ids.len())),
             ),
+            Message::Have(ids) if ids.len() > MAX_REQUEST_IDS => {
+                Err(WireError::Limit(format!("{} ids announced", ids.len())))
+            }
             Message::MilestoneRequest { from, to }
                 if to < from || to - from >= MAX_MILESTONE_RANGE =>
             {
@@ -294,6 +304,7 @@ impl Message {
                 bytes,
             },
             Message::Committee(c) => MessageRef::Committee(c),
+            Message::Have(ids) => MessageRef::Have(ids),
         };
         encode_ref(&r, out);
     }
@@ -398,6 +409,7 @@ mod tests {
             },
             Message::Transaction(vec![1, 2, 3, 255]),
             Message::TransactionRequest(vec![TxId([7; 32]), TxId([9; 32])]),
+            Message::Have(vec![TxId([8; 32]); MAX_REQUEST_IDS]),
             Message::MilestoneRequest { from: 3, to: 9 },
             Message::Heartbeat(Heartbeat {
                 solid_milestone: 4,
@@ -525,6 +537,7 @@ mod tests {
         let mut buf = Vec::new();
         Message::MilestoneRequest { from: 1, to: 1000 }.encode_into(&mut buf);
         Message::TransactionRequest(vec![TxId([0; 32]); MAX_REQUEST_IDS + 1]).encode_into(&mut buf);
+        Message::Have(vec![TxId([0; 32]); MAX_REQUEST_IDS + 1]).encode_into(&mut buf);
         Message::SnapshotRequest {
             digest: Digest([0; 32]),
             offset: 0,
@@ -539,7 +552,7 @@ mod tests {
         .encode_into(&mut buf);
         let mut d = FrameDecoder::new();
         d.push(&buf);
-        for _ in 0..4 {
+        for _ in 0..5 {
             assert!(matches!(d.next_message(), Err(WireError::Limit(_))));
         }
     }

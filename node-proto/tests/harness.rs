@@ -327,6 +327,40 @@ fn nodes_converge_under_message_loss() {
     assert!(lost > 0, "frames were lost");
 }
 
+#[test]
+fn relays_announce_and_a_cut_off_node_still_gets_everything() {
+    // Full mesh of 4, node 3 cut off from node 1 (where the payments are made): every
+    // other node sends what it took from a peer as an announcement, never in full unless
+    // asked, so a transaction travels in full about once per node that lacks it; node 3
+    // still gets every payment, through a relay's announcement and its request.
+    let mut c = cluster(ClusterConfig::dev(4, 3));
+    c.partition(1, 3);
+    let mut ids = Vec::new();
+    for k in 0..12u64 {
+        ids.push(pay_at(&mut c, 1, k, addr(k as u8 + 1), 5));
+        c.advance(30);
+    }
+    c.run_until(10_000, |c| ids.iter().all(|id| c.confirmed_everywhere(id)))
+        .expect("every payment confirmed on every node, node 3 included");
+    let stats: Vec<NodeStats> = c.nodes().iter().map(|n| n.stats().clone()).collect();
+    let sent: u64 = stats.iter().map(|s| s.transactions_sent).sum();
+    let taken: u64 = stats.iter().map(|s| s.new).sum();
+    // Each node takes each transaction once. Sent in full: the origin's copies (those to
+    // node 3 lost on the cut link) and the answers to node 3's requests; relaying every
+    // transaction to everyone in full sent about 3 per one taken in a mesh of 4.
+    assert!(taken > 0);
+    assert!(
+        sent <= taken * 3 / 2,
+        "{sent} sent in full for {taken} taken"
+    );
+    assert!(
+        stats[3].ids_requested > 0,
+        "node 3 asked a relay for what node 1 made"
+    );
+    let dupes: u64 = stats.iter().map(|s| s.duplicates).sum();
+    assert!(dupes <= taken / 4, "{dupes} duplicates for {taken}");
+}
+
 /// What a run produced, to compare runs.
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
