@@ -568,7 +568,9 @@ impl Peering {
                     return Inbound::Nothing;
                 }
                 let id = codec::id_of_encoding(&bytes);
-                let solicited = self.requests.remove(&id).is_some_and(|r| !r.announced);
+                // The request stays until the verdict: these bytes may be invalid ones under
+                // the real transaction's id, and then it is still wanted.
+                let solicited = self.requests.get(&id).is_some_and(|r| !r.announced);
                 if let Some(mask) = self.seen.get_mut(&id) {
                     *mask |= slot_bit;
                     m.duplicates += 1;
@@ -645,7 +647,14 @@ impl Peering {
 
     /// The result of ingesting a transaction `peer` sent.
     pub fn handle_verdict(&mut self, peer: &PeerKey, id: TxId, verdict: Verdict, now: u64) {
-        self.requests.remove(&id);
+        // Invalid: the request for the id, if any, stays (retried on its timeout, on another
+        // peer): the bytes may have been a forgery under the real transaction's id, and
+        // the core reports a missing parent only once (an announced request cancelled by a
+        // forged copy left a node without a milestone's parent for good; found by
+        // `tangle-sim chaos`, seed 4407, once relays announced).
+        if verdict != Verdict::Invalid {
+            self.requests.remove(&id);
+        }
         // Not taken: forget that it was seen, whether or not the sender is still here, or
         // the transaction would be dropped as a duplicate when it comes back (an answer this
         // node asked for, e.g. while syncing) and never requested again. Refused: its time,
@@ -1522,6 +1531,18 @@ mod tests {
         // Asked for again when missing, and taken when it comes.
         p.handle_missing([id], 2);
         assert_eq!(p.pending_requests(), 1);
+        // Another forged copy does not cancel the request: it is still asked for.
+        let mut forged = real.to_vec();
+        forged[at] ^= 0x02;
+        assert!(matches!(
+            p.handle_message(&key(1), Message::Transaction(forged), 2),
+            Inbound::Transaction {
+                solicited: true,
+                ..
+            }
+        ));
+        p.handle_verdict(&key(1), id, Verdict::Invalid, 2);
+        assert_eq!(p.pending_requests(), 1, "still wanted after a forged copy");
         assert!(matches!(
             p.handle_message(&key(2), Message::Transaction(real.to_vec()), 3),
             Inbound::Transaction {
@@ -1529,6 +1550,8 @@ mod tests {
                 ..
             }
         ));
+        p.handle_verdict(&key(2), id, Verdict::New, 3);
+        assert_eq!(p.pending_requests(), 0, "taken: no longer asked for");
         // A refusal after its sender left is forgotten too.
         let other = tx_bytes(8);
         let id2 = codec::id_of_encoding(&other);
@@ -1560,6 +1583,9 @@ mod tests {
                 ..
             }
         ));
+        // Cleared once judged (not on arrival: the bytes may be a forgery).
+        assert_eq!(p.pending_requests(), 1);
+        p.handle_verdict(&key(1), id, Verdict::New, 5);
         assert_eq!(p.pending_requests(), 0);
     }
 
