@@ -61,6 +61,7 @@ struct Setup {
     unsolid_penalty: u8,
     disconnect_below: u16,
     ban_ms: u32,
+    relay_cache: u8,
 }
 
 impl Setup {
@@ -82,6 +83,7 @@ impl Setup {
             unsolid_penalty: i32::from(self.unsolid_penalty % 64),
             disconnect_below: -i32::from(self.disconnect_below % 1001),
             ban_ms: u64::from(self.ban_ms % 200_000),
+            relay_cache: usize::from(self.relay_cache % 33),
         }
     }
 }
@@ -98,6 +100,12 @@ enum Msg {
     Pooled(u8),
     /// Requests for pooled ids (may exceed the per-request limit when not framed).
     Request {
+        ids: Vec<u8>,
+        pad: u16,
+    },
+    /// A relay's announcement of pooled ids (may exceed the per-message limit when not
+    /// framed).
+    Have {
         ids: Vec<u8>,
         pad: u16,
     },
@@ -346,6 +354,11 @@ impl Session {
                 let mut v: Vec<TxId> = ids.iter().map(|i| pool_id(*i)).collect();
                 v.extend((0..pad % 300).map(|i| TxId([(i % 256) as u8; 32])));
                 Message::TransactionRequest(v)
+            }
+            Msg::Have { ids, pad } => {
+                let mut v: Vec<TxId> = ids.iter().map(|i| pool_id(*i)).collect();
+                v.extend((0..pad % 300).map(|i| TxId([(i % 256) as u8; 32])));
+                Message::Have(v)
             }
             Msg::MilestoneRequest { from, to } => Message::MilestoneRequest { from, to },
             Msg::Heartbeat {

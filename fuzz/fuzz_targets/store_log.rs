@@ -44,6 +44,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = layout::decode_account(data);
     let _ = layout::decode_account_record(data);
     if let Ok(h) = layout::decode_accounts_header(data, data.len() as u64) {
-        assert_eq!(layout::encode_accounts_header(&h)[..], data[..layout::ACCOUNTS_HEADER_LEN]);
+        assert_eq!(
+            layout::encode_accounts_header(&h)[..],
+            data[..layout::ACCOUNTS_HEADER_LEN]
+        );
     }
 });
