@@ -352,6 +352,13 @@ pub struct Peering {
     banned: BTreeMap<PeerKey, u64>,
     seen: HashMap<TxId, u64>,
     seen_order: VecDeque<TxId>,
+    /// Ids forgotten from `seen` (a refused or invalid copy) whose entries are still in
+    /// `seen_order`: how many such stale entries each has. They are always the id's oldest
+    /// entries there, so evicting one must not take the id out of `seen` again (it may have
+    /// been seen anew since). At most one per entry of `seen_order`.
+    seen_stale: HashMap<TxId, u32>,
+    /// Sum of `seen_stale`.
+    stale_entries: usize,
     /// Recently gossiped transactions' bytes ([`PeeringConfig::relay_cache`]).
     recent: HashMap<TxId, Arc<[u8]>>,
     recent_order: VecDeque<TxId>,
@@ -374,6 +381,8 @@ impl Peering {
             banned: BTreeMap::new(),
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
+            seen_stale: HashMap::new(),
+            stale_entries: 0,
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
             requests: HashMap::new(),
@@ -418,13 +427,13 @@ impl Peering {
     }
 
     /// Sizes of the internal collections, for the invariants of the `peering_session` fuzz
-    /// target (not an API): seen-set entries, seen-order entries, requests waiting to be
-    /// sent, banned keys, undelivered events, and each connected peer's outbound queue.
+    /// target (not an API): seen-set entries, live seen-order entries (not counting those of
+    /// forgotten ids), requests waiting to be sent, banned keys, undelivered events.
     #[doc(hidden)]
     pub fn internal_sizes(&self) -> [usize; 5] {
         [
             self.seen.len(),
-            self.seen_order.len(),
+            self.seen_order.len() - self.stale_entries,
             self.unsent.len(),
             self.banned.len(),
             self.events.len(),
@@ -664,7 +673,7 @@ impl Peering {
         // under a valid transaction's id, and the node never took that transaction again;
         // found by `tangle-sim chaos`, seeds 3246, 4407, 5003 ...).
         if matches!(verdict, Verdict::Refused | Verdict::Invalid) {
-            self.seen.remove(&id);
+            self.unsee(id);
         }
         let Some(m) = self.metrics.get_mut(peer) else {
             return;
@@ -718,11 +727,32 @@ impl Peering {
     fn remember(&mut self, id: TxId, bits: u64) {
         if self.seen_order.len() >= self.config.seen_capacity.max(1) {
             if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
+                match self.seen_stale.get_mut(&old) {
+                    // A stale entry: the id was forgotten after it (and may be seen again).
+                    Some(n) => {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.seen_stale.remove(&old);
+                        }
+                        self.stale_entries -= 1;
+                    }
+                    None => {
+                        self.seen.remove(&old);
+                    }
+                }
             }
         }
         self.seen.insert(id, bits);
         self.seen_order.push_back(id);
+    }
+
+    /// Takes `id` out of the seen set; its entry in the order becomes stale (found and
+    /// skipped when it is evicted: removing it now would cost a scan of the order).
+    fn unsee(&mut self, id: TxId) {
+        if self.seen.remove(&id).is_some() {
+            *self.seen_stale.entry(id).or_insert(0) += 1;
+            self.stale_entries += 1;
+        }
     }
 
     // ----- outbound -----
@@ -1565,6 +1595,42 @@ mod tests {
             p.handle_message(&key(1), Message::Transaction(other.to_vec()), 6),
             Inbound::Transaction { .. }
         ));
+    }
+
+    /// A copy refused and later taken again: the refusal's entry in the seen order is
+    /// stale, and evicting it does not forget the transaction seen since (found by the
+    /// `peering_session` fuzz target: the seen map and its order disagreed).
+    #[test]
+    fn evicting_a_forgotten_entry_keeps_the_transaction_seen_again() {
+        let mut p = Peering::new(PeeringConfig {
+            seen_capacity: 3,
+            ..PeeringConfig::default()
+        });
+        p.handle_connected(key(1), 0).unwrap();
+        let send = |p: &mut Peering, seed: u8, now: u64| {
+            let b = tx_bytes(seed);
+            let got = p.handle_message(&key(1), Message::Transaction(b), now);
+            matches!(got, Inbound::Transaction { .. })
+        };
+        let id = codec::id_of_encoding(&tx_bytes(1));
+        assert!(send(&mut p, 1, 1));
+        p.handle_verdict(&key(1), id, Verdict::Refused, 1);
+        let [seen, live, ..] = p.internal_sizes();
+        assert_eq!((seen, live), (0, 0));
+        // Seen again and taken: order holds [stale 1, 1].
+        assert!(send(&mut p, 1, 2));
+        p.handle_verdict(&key(1), id, Verdict::New, 2);
+        // Two more fill the order; the stale entry is evicted first, not transaction 1.
+        assert!(send(&mut p, 2, 3));
+        let [seen, live, ..] = p.internal_sizes();
+        assert_eq!((seen, live), (2, 2));
+        assert!(
+            !send(&mut p, 1, 4),
+            "still seen: a duplicate, not taken again"
+        );
+        assert!(send(&mut p, 3, 5));
+        let [seen, live, ..] = p.internal_sizes();
+        assert_eq!((seen, live), (3, 3));
     }
 
     #[test]
