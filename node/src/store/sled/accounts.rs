@@ -380,6 +380,7 @@ impl AccountTable {
             crc: crc32fast::Hasher::new(),
             count: 0,
             last: None,
+            rec: Vec::with_capacity(ACCOUNT_RECORD_LEN),
         };
         w.write(&[0u8; ACCOUNTS_HEADER_LEN])?;
         Ok(w)
@@ -416,6 +417,8 @@ struct CheckpointWriter {
     crc: crc32fast::Hasher,
     count: u64,
     last: Option<Address>,
+    /// One record's bytes, reused (a checkpoint of a million accounts is a million pushes).
+    rec: Vec<u8>,
 }
 
 impl CheckpointWriter {
@@ -441,11 +444,14 @@ impl CheckpointWriter {
             )));
         }
         self.last = Some(*address);
-        let mut rec = Vec::with_capacity(ACCOUNT_RECORD_LEN);
+        let mut rec = std::mem::take(&mut self.rec);
+        rec.clear();
         layout::push_account_record(&mut rec, address, account);
         self.crc.update(&rec);
         self.count += 1;
-        self.write(&rec)
+        let written = self.write(&rec);
+        self.rec = rec;
+        written
     }
 
     fn finish(self, milestone: MilestoneIndex) -> Result<Checkpoint> {
