@@ -572,7 +572,7 @@ pub(crate) async fn milestone<S: NodeService>(
 
 /// Live node events as Server-Sent Events. Every event has an `id:` (integers that only
 /// grow); reconnecting with `Last-Event-ID` replays what was missed from a ring of the
-/// newest `event_replay` events (4096 by default). Each [`NodeEvent`](crate::service::NodeEvent) is a `message` event
+/// newest `event_replay` events (65,536 by default). Each [`NodeEvent`](crate::service::NodeEvent) is a `message` event
 /// (JSON with a `type` field); a `lagged` event ([`LaggedEvent`](super::LaggedEvent)) says
 /// which ids a client can no longer get (it fell behind the ring, or was away too long) and
 /// comes before the events after the gap. Keep-alive comments every 15 s. The stream ends
