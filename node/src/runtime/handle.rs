@@ -173,6 +173,23 @@ impl NodeHandle {
     }
 }
 
+impl NodeHandle {
+    /// [`NodeInfo::supply_of`] `ledger`, added up once per ledger state (the caller holds
+    /// the core's lock, so the ledger does not change meanwhile).
+    fn supply(&self, ledger: &dag_core::ledger::Ledger) -> (u64, u64) {
+        let at = (ledger.confirmed_index(), ledger.digest());
+        let mut cached = self.shared.supply.lock().unwrap_or_else(|p| p.into_inner());
+        match *cached {
+            Some(f) if f.at == at => (f.total, f.open),
+            _ => {
+                let (total, open) = NodeInfo::supply_of(ledger);
+                *cached = Some(super::SupplyFigures { at, total, open });
+                (total, open)
+            }
+        }
+    }
+}
+
 impl NodeService for NodeHandle {
     fn info(&self) -> NodeInfo {
         let durable = *self
@@ -181,7 +198,7 @@ impl NodeService for NodeHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let core = self.shared.lock();
-        let (total_supply, open_deposits) = NodeInfo::supply_of(core.ledger());
+        let (total_supply, open_deposits) = self.supply(core.ledger());
         NodeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             network_name: self.shared.network_name.clone(),

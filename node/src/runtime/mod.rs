@@ -164,6 +164,18 @@ pub struct Shared {
     pow_difficulty: u8,
     /// The newest snapshot file's milestone (0: none).
     snapshot_milestone: std::sync::atomic::AtomicU32,
+    /// `info`'s supply figures and the ledger state (confirmed index, digest) they were
+    /// added up for: the sum is O(accounts) under the core's lock, so however often
+    /// clients ask, it is computed at most once per ledger state.
+    supply: Mutex<Option<SupplyFigures>>,
+}
+
+/// `(total_supply, open_deposits)` of the ledger at `(confirmed index, digest)`.
+#[derive(Clone, Copy)]
+struct SupplyFigures {
+    at: (MilestoneIndex, dag_core::Digest),
+    total: u64,
+    open: u64,
 }
 
 /// A running node. Drop or [`Node::shutdown`] to stop it.
@@ -226,6 +238,7 @@ impl Node {
             on_accepted: std::sync::RwLock::new(None),
             health_probe: std::sync::RwLock::new(None),
             snapshot_milestone: Default::default(),
+            supply: Mutex::new(None),
         });
         shared.refresh_gauges();
         let stored = shared.store.transaction_count()?;
