@@ -12,7 +12,7 @@ use crate::config::NodeConfig;
 use crate::init::{read_genesis_cached, read_key};
 use crate::runtime::{Node, NodeSetup};
 use crate::snapshots::Snapshots;
-use crate::store::SledStore;
+use crate::store::{SledStore, StoreOptions};
 use node_proto::ProtocolConfig;
 
 /// Builds the protocol settings of a config (reads the key files it names).
@@ -55,9 +55,19 @@ pub async fn start_node(cfg: &NodeConfig) -> anyhow::Result<Node> {
     // From the binary copy in the data directory when the TOML is unchanged.
     let genesis = read_genesis_cached(&cfg.genesis, &cfg.data_dir)?;
     let protocol = protocol_config(cfg, &genesis)?;
+    // A pruning node's disk use moves in steps of one log segment: smaller ones keep it
+    // close to the window held. An archive node keeps fewer, larger files (each stays open).
+    let segment_bytes = if cfg.pruning.prunes() {
+        crate::store::PRUNED_SEGMENT_BYTES
+    } else {
+        crate::store::DEFAULT_SEGMENT_BYTES
+    };
     let store = Arc::new(
-        SledStore::open(&cfg.data_dir)
-            .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?,
+        SledStore::open_with_options(
+            &cfg.data_dir,
+            StoreOptions::default().segment_bytes(segment_bytes),
+        )
+        .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?,
     );
     bootstrap_from_peers(cfg, &genesis, &store).await?;
     let node = Node::start(NodeSetup {

@@ -143,8 +143,8 @@ pub struct PruningConfig {
     /// Disk-size target for the database directory, in MiB: while the directory is larger,
     /// the node keeps fewer milestones (never fewer than 2, never what an unconfirmed
     /// transaction needs). Combined with `keep_milestones`, the stricter wins. The
-    /// transaction log is deleted in whole 64 MiB segments, so a target below a couple of
-    /// segments plus sled's files cannot be met. Absent or 0: no target.
+    /// transaction log is deleted in whole segments (16 MiB when the node prunes), so a
+    /// target below a couple of segments plus sled's files cannot be met. Absent or 0: no target.
     #[serde(default)]
     pub max_disk_mb: Option<u64>,
 }
@@ -153,6 +153,11 @@ impl PruningConfig {
     /// The retention as the core takes it (`None`: archive).
     pub fn keep(&self) -> Option<u32> {
         self.keep_milestones.filter(|n| *n > 0)
+    }
+
+    /// Whether the node prunes at all (a count or a disk target).
+    pub fn prunes(&self) -> bool {
+        self.keep().is_some() || self.max_disk_bytes().is_some()
     }
 
     /// The disk-size target in bytes (`None`: none).
@@ -305,8 +310,8 @@ impl NodeConfig {
              # Retention: keep the history of the last N milestones (memory and disk stay\n\
              # bounded); absent or 0 keeps everything (an archive node). max_disk_mb: while\n\
              # the database directory is larger than this many MiB, keep fewer milestones\n\
-             # (at least 2; the stricter of the two wins; below ~200 MiB it cannot be met:\n\
-             # the transaction log is deleted in whole 64 MiB segments).\n\
+             # (at least 2; the stricter of the two wins; below ~64 MiB it cannot be met:\n\
+             # the transaction log is deleted in whole 16 MiB segments).\n\
              [pruning]\n\
              {}{}\
              \n\

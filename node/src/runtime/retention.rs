@@ -6,8 +6,8 @@
 //! the target again the limit is relaxed step by step, up to `keep_milestones` (or without
 //! bound for an archive node). Never fewer than two milestones are kept.
 //!
-//! The transaction log is deleted in whole segments ([`crate::store::DEFAULT_SEGMENT_BYTES`],
-//! 64 MiB) and the live segment is never deleted, so a target below about two segments
+//! The transaction log is deleted in whole segments ([`crate::store::PRUNED_SEGMENT_BYTES`],
+//! 16 MiB, in a node that prunes) and the live segment is never deleted, so a target below about two segments
 //! plus sled's files cannot be met: the node then keeps two milestones and says so in a
 //! warning.
 
@@ -109,11 +109,11 @@ impl Node {
     /// the check runs every `target.period` until the node stops. Must run inside a tokio
     /// runtime.
     pub fn limit_disk(&self, target: DiskTarget) {
-        let floor = 2 * crate::store::DEFAULT_SEGMENT_BYTES;
+        let floor = 2 * crate::store::PRUNED_SEGMENT_BYTES;
         if target.max_bytes <= floor {
             tracing::warn!(
                 max_mb = target.max_bytes >> 20,
-                "max_disk_mb is below two transaction-log segments (128 MiB, deleted whole) plus \
+                "max_disk_mb is below two transaction-log segments (32 MiB, deleted whole) plus \
                  sled's files: it cannot be met; the node will keep only two milestones"
             );
         }
@@ -219,7 +219,7 @@ impl Shared {
                     used_mb = mb(used),
                     max_mb = mb(target.max_bytes),
                     "disk target not met with only two milestones kept: the transaction log \
-                     is deleted in whole 64 MiB segments (the live one stays) and sled keeps \
+                     is deleted in whole 16 MiB segments (the live one stays) and sled keeps \
                      its own files, so a target below a couple of segments plus sled cannot \
                      be reached"
                 );
