@@ -621,7 +621,7 @@ fn store_of_an_earlier_format_opens(format: u8) {
     assert_eq!(s.milestone(1).unwrap(), None);
     assert_eq!(s.pruned().unwrap().unwrap().entry_points, vec![(ids[2], 1)]);
     drop(s);
-    // The format key says 4 now, and sled holds no account: an earlier version refuses the
+    // The format key says 5 now, and sled holds no account: an earlier version refuses the
     // database.
     let start = std::time::Instant::now();
     let db = loop {

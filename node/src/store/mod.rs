@@ -3,7 +3,7 @@
 //!
 //! It passes the same conformance suite as `MemStore` (`node/tests/store_sled.rs`).
 //!
-//! # On-disk layout (format 4)
+//! # On-disk layout (format 5)
 //! Three parts in the database directory, the way Bitcoin Core keeps blocks in flat files
 //! and its indexes and chain state in LevelDB:
 //!
@@ -11,7 +11,8 @@
 //!   sequence of **segment files**: `transactions.log` ([`layout::LOG_FILE`]) is segment 0,
 //!   then `transactions.log.1`, `.2`, ... ([`layout::log_segment_name`]). Frames are
 //!   appended to the newest (*active*) segment; once it holds
-//!   [`StoreOptions::segment_bytes`] (64 MiB by default) the next frame starts a new one
+//!   [`StoreOptions::segment_bytes`] (64 MiB by default; the node uses
+//!   [`PRUNED_SEGMENT_BYTES`], 16 MiB, when it prunes) the next frame starts a new one
 //!   (with power-loss durability the full segment is `fdatasync`ed and the new file and its
 //!   directory entry made durable first, so a log sync only ever covers the active
 //!   segment). The live segments are always a contiguous range of ids. Each segment is an
@@ -38,14 +39,14 @@
 //!
 //! | key                                | value                                              |
 //! |------------------------------------|----------------------------------------------------|
-//! | `k` + milestone index (u32) + chunk (u32) | up to 1,024 confirmations in white-flag order: tx id, outcome, and the payload id if it was confirmed as carrying one it was not stored with |
+//! | `k` + milestone index (u32) + chunk (u32) | up to 64 confirmations in white-flag order (1,024 in format 4: such stores are re-split on open, `sled/upgrade.rs`; small values keep every sled node under sled's blob threshold): tx id, outcome, and the payload id if it was confirmed as carrying one it was not stored with |
 //! | `p` + milestone index (u32) + chunk (u32) | bitmap of the entries of that `k` chunk that name pruned transactions (only while the chunk stays) |
 //! | `m` + milestone index (u32)        | `MilestoneRecord` (MessagePack)                    |
 //! | `c` + channel id (33 B)            | `Channel` (MessagePack)                            |
 //! | `b` + payload id (33 B)            | a payload's status when some of its transactions were pruned, and the confirmed index then (MessagePack) |
 //! | `sformat`                          | format version (1 byte)                            |
 //! | `sledger`                          | network id, supply, confirmed index and digest (MessagePack) |
-//! | `sprune`                           | the last applied prune: its tombstone's position in the log, its milestone and entry points (MessagePack) |
+//! | `sprune`                           | the last applied prune: its tombstone's position in the log and its milestone (MessagePack; the entry points are read from the tombstone on open; format 4 stored them here too) |
 //!
 //! - **In memory**, rebuilt on open by one scan of the log and of the `k` chunks: an index
 //!   from tx id to its log entry (segment and offset, packed in 8 bytes) and confirmation
@@ -125,7 +126,9 @@
 //! (synced), then one sled batch removes the `a` keys and sets format 4, so that an
 //! earlier version, which would misread a tombstone or an accounts frame as a torn tail,
 //! refuses it from then on; a crash before that batch leaves the old format, upgraded
-//! again at the next open.
+//! again at the next open. A database of format 4 (or one just upgraded to it) has its
+//! confirmation chunks re-split into 64-entry ones, one sled batch per milestone with a
+//! progress key, and then says format 5.
 //!
 //! # Durability
 //! [`Store::flush`](dag_core::store::Store::flush) is the durability point: the node calls
@@ -193,4 +196,6 @@ mod group_commit;
 mod sled;
 mod txlog;
 
-pub use self::sled::{Durability, SledStore, StoreOptions, DEFAULT_SEGMENT_BYTES};
+pub use self::sled::{
+    Durability, SledStore, StoreOptions, DEFAULT_SEGMENT_BYTES, PRUNED_SEGMENT_BYTES,
+};

@@ -16,6 +16,7 @@ mod recovery;
 mod store_impl;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,8 +50,15 @@ pub enum Durability {
     PowerLoss,
 }
 
-/// Default size at which the transaction log moves on to a new segment file.
+/// Default size at which the transaction log moves on to a new segment file (an archive
+/// node's: few files, each kept open).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Segment size of a node that prunes: its disk use moves in steps of one segment, so a
+/// smaller one keeps the data directory within a few percent of the window it holds (a
+/// 64 MiB step was ±7% of a 500 MB window), and a disk target can be met down to a lower
+/// floor. At 30,000 payments/s (about 10 MB/s of log) a new file every ~1.6 s.
+pub const PRUNED_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How [`SledStore::open_with_options`] opens a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +113,11 @@ struct PruneHeader {
     segment: u64,
     offset: u64,
     milestone: MilestoneIndex,
+    /// Format 4 only: the entry points. Format 5 leaves them out (they are in the
+    /// tombstone frame at `segment`/`offset`, which stays until a later prune's header
+    /// replaces this one): at 10,000 payments/s they are about 300 KB, which made the sled
+    /// node holding this key a blob file rewritten at every prune.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     entry_points: Vec<(TxId, MilestoneIndex)>,
 }
 
@@ -240,10 +253,6 @@ impl SledStore {
         let checkpoint = accounts.checkpoint_milestone();
         index.accounts_checkpoint = checkpoint.unwrap_or(0);
         let pruned = get::<PruneHeader>(&tree, "prune state", layout::PRUNE_KEY)?;
-        index.pruned = pruned.as_ref().map(|h| dag_core::store::PruneState {
-            milestone: h.milestone,
-            entry_points: h.entry_points.clone(),
-        });
         for item in tree.scan_prefix([layout::PAYLOAD_BASE]) {
             let (k, v) = item.map_err(backend)?;
             let payload = dag_core::PayloadId(layout::key_id("payload base", &k)?);
@@ -253,6 +262,25 @@ impl SledStore {
             recovery::Replay::new(pruned.as_ref().map(|h| (h.segment, h.offset)), checkpoint);
         let scanned =
             log.scan(&mut |segment, at, frame| replay.frame(&mut index, &log, segment, at, frame))?;
+        if let Some(h) = pruned {
+            // The entry points of the last prune are those of its tombstone (a format-4
+            // header holds them too).
+            let entry_points = match replay.durable_entry_points.take() {
+                Some(points) => points,
+                None if !h.entry_points.is_empty() => h.entry_points,
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the tombstone of the last prune (log segment {}, offset {}) is \
+                         missing from the log",
+                        h.segment, h.offset
+                    )))
+                }
+            };
+            index.pruned = Some(dag_core::store::PruneState {
+                milestone: h.milestone,
+                entry_points,
+            });
+        }
         if scanned.dropped > 0 {
             tracing::warn!(
                 bytes = scanned.dropped,
@@ -475,32 +503,6 @@ fn get<T: DeserializeOwned>(tree: &Tree, what: &str, key: &[u8]) -> Result<Optio
     }
 }
 
-/// Moves the accounts of a format-2 or -3 database out of sled: the checkpoint (at the
-/// ledger's confirmed index) is written and synced first, then one sled batch removes the
-/// account keys and sets the format, flushed before anything of the new format is written
-/// (so an earlier version never opens a log it would misread). A crash before that batch
-/// leaves the old format, and the upgrade is done again.
-fn upgrade_accounts(db: &sled::Db, tree: &Tree, dir: &Path, sync: bool) -> Result<()> {
-    let header = get::<LedgerHeader>(tree, "ledger header", layout::LEDGER_KEY)?;
-    let mut records = Vec::new();
-    let mut batch = Batch::default();
-    for item in tree.scan_prefix([layout::ACCOUNT]) {
-        let (k, v) = item.map_err(backend)?;
-        records.push((
-            dag_core::Address(layout::key_id("account", &k)?),
-            layout::decode_account(&v)?,
-        ));
-        batch.remove(k);
-    }
-    if let Some(h) = header {
-        AccountTable::open(Some(dir), sync)?.init(h.confirmed_index, &records)?;
-    }
-    batch.insert(layout::FORMAT_KEY, &[layout::FORMAT][..]);
-    tree.apply_batch(batch).map_err(backend)?;
-    db.flush().map_err(backend)?;
-    Ok(())
-}
-
 /// Opens sled at `path`. sled releases its file lock when its last background write ends,
 /// which can be a moment after a store of this process was dropped, so a lock held
 /// elsewhere is retried for up to two seconds before it is reported.
@@ -521,16 +523,20 @@ fn open_db(path: &Path) -> Result<sled::Db> {
 
 /// Checks the format key, writing it into a new database and upgrading a database of an
 /// earlier format (2: a single-file log is segment 0 of a log that was never pruned; 2 and
-/// 3: the accounts move from sled to a checkpoint file). Returns whether the database is
-/// new.
+/// 3: the accounts move from sled to a checkpoint file; 2 to 4: confirmation chunks are
+/// re-split, see [`upgrade`]). Returns whether the database is new.
 fn check_format(db: &sled::Db, tree: &Tree, dir: &Path, sync: bool) -> Result<bool> {
     match tree.get(layout::FORMAT_KEY).map_err(backend)? {
         Some(v) if v.as_ref() == [layout::FORMAT] => Ok(false),
         Some(v)
             if v.as_ref() == [layout::FORMAT_SINGLE_LOG]
-                || v.as_ref() == [layout::FORMAT_SEGMENTED] =>
+                || v.as_ref() == [layout::FORMAT_SEGMENTED]
+                || v.as_ref() == [layout::FORMAT_ACCOUNTS_FILE] =>
         {
-            upgrade_accounts(db, tree, dir, sync)?;
+            if v.as_ref() != [layout::FORMAT_ACCOUNTS_FILE] {
+                upgrade::upgrade_accounts(db, tree, dir, sync)?;
+            }
+            upgrade::upgrade_chunks(db, tree)?;
             tracing::info!(from = v[0], to = layout::FORMAT, "database format upgraded");
             Ok(false)
         }

@@ -140,7 +140,8 @@ impl SledStore {
                 segment: w.segment,
                 offset: at.offset(),
                 milestone: plan.milestone,
-                entry_points: batch.entry_points.clone(),
+                // In the tombstone (format 5).
+                entry_points: Vec::new(),
             })?,
         );
         // The clean-up may reach the disk whenever sled writes in the background, so only

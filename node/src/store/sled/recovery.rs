@@ -45,6 +45,9 @@ struct Pending {
 pub(super) struct Replay {
     /// Where the tombstone of the stored prune state is (segment, body offset).
     durable: Option<(u64, u64)>,
+    /// That tombstone's entry points, once the scan has passed it (format 5 does not
+    /// store them in sled).
+    pub(super) durable_entry_points: Option<Vec<(TxId, MilestoneIndex)>>,
     dead: HashMap<TxId, Dead>,
     pending: Option<Pending>,
     /// The account checkpoint's milestone.
@@ -69,6 +72,7 @@ impl Replay {
     pub(super) fn new(durable: Option<(u64, u64)>, checkpoint: Option<MilestoneIndex>) -> Replay {
         Replay {
             durable,
+            durable_entry_points: None,
             dead: HashMap::new(),
             pending: None,
             checkpoint,
@@ -135,6 +139,9 @@ impl Replay {
                     confirmation: None,
                 });
             }
+        }
+        if self.durable == Some((segment, at)) {
+            self.durable_entry_points = Some(t.entry_points.clone());
         }
         if pending {
             self.pending = Some(Pending {
@@ -298,7 +305,7 @@ impl SledStore {
                 segment: pending.segment,
                 offset: pending.offset,
                 milestone,
-                entry_points: pending.entry_points.clone(),
+                entry_points: Vec::new(),
             })?,
         );
         index.pruned = Some(PruneState {
