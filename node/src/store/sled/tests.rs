@@ -44,10 +44,9 @@ fn payloads() -> Vec<PayloadId> {
     (0..TXS).filter_map(payload_of).collect()
 }
 
-/// Six milestones of four transactions each, stored in batches of two (with solid marks in
-/// between): the first copy of each payload applies, the second conflicts.
-fn history(s: &dyn Store) {
-    s.init_ledger(&LedgerState {
+/// A ledger with no account, at milestone 0.
+fn empty_ledger() -> LedgerState {
+    LedgerState {
         rotations: Vec::new(),
         network_id: 1,
         supply: 0,
@@ -55,8 +54,13 @@ fn history(s: &dyn Store) {
         digest: Digest([0; 32]),
         accounts: vec![],
         channels: vec![],
-    })
-    .unwrap();
+    }
+}
+
+/// Six milestones of four transactions each, stored in batches of two (with solid marks in
+/// between): the first copy of each payload applies, the second conflicts.
+fn history(s: &dyn Store) {
+    s.init_ledger(&empty_ledger()).unwrap();
     for m in 1..=MILESTONES {
         let first = u64::from(m - 1) * 4;
         let txs: Vec<(TxId, Vec<u8>)> = (first..first + 4)
@@ -353,16 +357,7 @@ fn format_4_confirmation_chunks_are_re_split() {
             })
             .collect();
         s.put_transactions(&entries).unwrap();
-        s.init_ledger(&LedgerState {
-            rotations: Vec::new(),
-            network_id: 1,
-            supply: 0,
-            confirmed_index: 0,
-            digest: Digest([0; 32]),
-            accounts: vec![],
-            channels: vec![],
-        })
-        .unwrap();
+        s.init_ledger(&empty_ledger()).unwrap();
         s.apply_milestone(&MilestoneBatch {
             record: MilestoneRecord {
                 index: 1,
@@ -479,16 +474,7 @@ fn big_milestones_pruned_as_they_go_leave_no_sled_blob() {
     const PER: u64 = 3_000;
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(dir.path()).unwrap();
-    s.init_ledger(&LedgerState {
-        rotations: Vec::new(),
-        network_id: 1,
-        supply: 0,
-        confirmed_index: 0,
-        digest: Digest([0; 32]),
-        accounts: vec![],
-        channels: vec![],
-    })
-    .unwrap();
+    s.init_ledger(&empty_ledger()).unwrap();
     for m in 1..=30u32 {
         let first = u64::from(m - 1) * PER;
         let bytes: Vec<Vec<u8>> = (first..first + PER).map(tx_bytes).collect();
