@@ -1151,6 +1151,16 @@ mod tests {
         p.poll_outbound(k, usize::MAX)
     }
 
+    /// A peering with peers 1 to 3 connected and their greetings drained.
+    fn three_peers() -> Peering {
+        let mut p = Peering::new(PeeringConfig::default());
+        for b in 1..=3 {
+            p.handle_connected(key(b), 0).unwrap();
+            drain(&mut p, &key(b));
+        }
+        p
+    }
+
     fn txs_in(out: &[Outbound]) -> usize {
         out.iter()
             .filter(|o| matches!(o, Outbound::Transaction(_)))
@@ -1159,11 +1169,7 @@ mod tests {
 
     #[test]
     fn gossip_skips_the_sender_and_forwards_once() {
-        let mut p = Peering::new(PeeringConfig::default());
-        for b in 1..=3 {
-            p.handle_connected(key(b), 0).unwrap();
-            drain(&mut p, &key(b));
-        }
+        let mut p = three_peers();
         let bytes = tx_bytes(9);
         let Inbound::Transaction { id, .. } =
             p.handle_message(&key(1), Message::Transaction(bytes.clone()), 1)
@@ -1217,11 +1223,7 @@ mod tests {
 
     #[test]
     fn an_own_transaction_is_sent_in_full_to_every_peer() {
-        let mut p = Peering::new(PeeringConfig::default());
-        for b in 1..=3 {
-            p.handle_connected(key(b), 0).unwrap();
-            drain(&mut p, &key(b));
-        }
+        let mut p = three_peers();
         let bytes = tx_bytes(4);
         let id = codec::id_of_encoding(&bytes);
         p.gossip(id, bytes.into());

@@ -141,9 +141,8 @@ impl Replay {
             }
         }
         if self.durable == Some((segment, at)) {
-            self.durable_entry_points = Some(t.entry_points.clone());
-        }
-        if pending {
+            self.durable_entry_points = Some(t.entry_points);
+        } else if pending {
             self.pending = Some(Pending {
                 segment,
                 offset: at,

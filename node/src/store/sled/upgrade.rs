@@ -96,8 +96,8 @@ pub(super) fn upgrade_chunks(db: &sled::Db, tree: &Tree) -> Result<()> {
             let bitmap = bitmap.as_deref().unwrap_or(&[]);
             batch.remove(&k[..]);
             batch.remove(&pruned_key[..]);
-            let first = u32::try_from(chunk as usize * SPLIT)
-                .ok()
+            let first = chunk
+                .checked_mul(SPLIT as u32)
                 .filter(|f| f.checked_add(SPLIT as u32).is_some())
                 .ok_or_else(|| StoreError::Corrupt(format!("confirmation chunk {chunk}")))?;
             for (j, part) in entries.chunks(CONFIRMATIONS_PER_CHUNK).enumerate() {
